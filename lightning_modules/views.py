@@ -1,0 +1,31 @@
+"""Pushing many test views of a video through a network with bounded memory."""
+
+import torch
+from torch import Tensor, nn
+
+
+def forward_views(network: nn.Module, views: Tensor, chunk_size: int) -> Tensor:
+    """Logits for every view of every video, at most ``chunk_size`` views per forward.
+
+    The 2D test protocol gives 250 views per video (25 positions x 10 crops); one
+    forward over all of them is the classic out-of-memory of 25x10 testing, so peak
+    activation memory here is that of ``chunk_size`` views, whatever V is.
+
+    Args:
+        network: maps (B, ...) inputs to (B, C) logits.
+        views: (N, V, ...) a batch of N videos with V views each.
+        chunk_size: views per forward pass.
+    Returns:
+        (N, V, C) logits.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    num_videos, num_views = views.shape[:2]
+    flat = views.reshape(num_videos * num_views, *views.shape[2:])
+    logits = torch.cat([network(chunk) for chunk in flat.split(chunk_size)])
+    return logits.reshape(num_videos, num_views, -1)
+
+
+def video_scores(view_logits: Tensor) -> Tensor:
+    """Per-video class scores: the softmax averaged over views, as both papers test."""
+    return view_logits.float().softmax(dim=-1).mean(dim=1)
