@@ -1,0 +1,37 @@
+"""``python -m datamodules check --dataset ucf101 --annotations DIR --video-root DIR [...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from datamodules import check as check_module
+from datamodules.check import DATASETS, FLOW_LAYOUTS, check
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m datamodules")
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("check", help="check a downloaded dataset against its annotations",
+                                  description=check_module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.add_argument("--dataset", choices=DATASETS, required=True)
+    command.add_argument("--annotations", required=True,
+                         help="UCF-101: ucfTrainTestlist/; HMDB-51: the split files' folder; "
+                              "Kinetics: a CSV or a folder of CSVs; list: an mmaction2 list file")
+    command.add_argument("--video-root", required=True, help="the folder the listed videos are relative to")
+    command.add_argument("--frames-root", help="one folder of flow/RGB frames per video; checks flow when given")
+    command.add_argument("--split", type=int, default=1, help="UCF-101 / HMDB-51 split (1-3)")
+    command.add_argument("--label-map", help="class names, one per line, in label order (Kinetics, list)")
+    command.add_argument("--list-kind", choices=("video", "rawframes"), default="video")
+    command.add_argument("--flow-layout", choices=list(FLOW_LAYOUTS), default="ours",
+                         help="file names in flow folders without meta.json")
+    command.add_argument("--cache-dir", help="where the index is cached (default <frames or video root>/.index_cache)")
+    args = parser.parse_args(argv)
+    return check(args.dataset, args.annotations, args.video_root, args.frames_root, args.split,
+                 label_map=args.label_map, list_kind=args.list_kind, flow_layout=args.flow_layout,
+                 cache_dir=args.cache_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

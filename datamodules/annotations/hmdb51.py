@@ -1,0 +1,41 @@
+"""HMDB-51's ``testTrainMulti_7030_splits``: one file per class and split.
+
+``<class>_test_split<k>.txt`` holds lines "<video>.avi <flag> " (note the trailing space)
+with flag 1 = train, 2 = test, 0 = unused in that split. The files carry no class index,
+so labels follow the alphabetical order of the class names, as in the usual lists
+(mmaction2's, the two-stream fusion code's). Videos live in ``<class>/<video>.avi``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from datamodules.annotations.records import AnnotationError, Annotations, VideoRecord, read_lines, strip_extension
+
+_FLAGS = {"train": "1", "test": "2"}
+
+
+def read_hmdb51(split_dir: Path | str, split: int, subset: Literal["train", "test"]) -> Annotations:
+    """Read split ``split`` (1-3) of HMDB-51, ``subset`` "train" or "test"."""
+    if split not in (1, 2, 3):
+        raise ValueError(f"HMDB-51 has splits 1, 2, 3; got {split}")
+    if subset not in _FLAGS:
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    split_dir = Path(split_dir)
+    pattern = re.compile(rf"(.+)_test_split{split}\.txt")
+    files = {m.group(1): path for path in split_dir.iterdir() if (m := pattern.fullmatch(path.name))}
+    if not files:
+        raise AnnotationError(split_dir, f"no '<class>_test_split{split}.txt' files")
+    classes = sorted(files)
+    records = []
+    for label, name in enumerate(classes):
+        for line, text in read_lines(files[name]):
+            parts = text.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise AnnotationError(files[name], f"expected '<video>.avi <0|1|2>', got {text!r}", line)
+            if parts[1] == _FLAGS[subset]:
+                video = f"{name}/{parts[0]}"
+                records.append(VideoRecord(strip_extension(video), video, label))
+    return Annotations(classes, records)

@@ -1,0 +1,103 @@
+"""Kinetics CSVs: ``label,youtube_id,time_start,time_end,split[,is_cc]``.
+
+Quoted labels ("air drumming") are read by the csv module. Test CSVs may carry no label
+(an empty or absent column): such rows get label -1. Clips are named as the common
+downloaders name them, ``<youtube_id>_<start:06d>_<end:06d>.mp4`` in integer seconds
+(some CSVs write ``time_start`` as ``417.0``), stored either flat or under
+``<split>/<label>/`` where the label folder keeps its spaces or has them replaced by
+underscores; every such location becomes a candidate and the index takes the one that exists.
+
+Class order comes from a label map (one label per line, e.g. kinetics-i3d's
+``label_map_400_i3d.txt``) when given, else from the sorted labels of the CSV. The I3D map
+is alphabetical and spelled exactly like the Kinetics-400 CSVs (checked against the val
+CSV: 400 of 400 equal); maps that write underscores for spaces or differ in case still
+match, through ``_label_key``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from datamodules.annotations.records import AnnotationError, Annotations, VideoRecord, read_lines, strip_extension
+
+VideoLayout = Literal["split_label", "flat", "auto"]
+_REQUIRED = ("youtube_id", "time_start", "time_end")
+
+
+def _label_key(label: str) -> str:
+    return " ".join(label.replace("_", " ").split()).lower()
+
+
+def _rows(csv_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of every data row, after checking the header."""
+    with open(csv_path, newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        header = reader.fieldnames or []
+        absent = [name for name in _REQUIRED if name not in header]
+        if absent:
+            raise AnnotationError(csv_path, f"header lacks {absent}; got {header}", 1)
+        for row in reader:
+            if None in row or any(row.get(name) is None for name in _REQUIRED):
+                raise AnnotationError(csv_path, f"expected {len(header)} fields, got {row}", reader.line_num)
+            yield reader.line_num, row
+
+
+def kinetics_splits(csv_path: Path | str) -> list[str]:
+    """The distinct values of the ``split`` column, in order of appearance ("" when absent)."""
+    return list(dict.fromkeys(row.get("split", "").strip() for _, row in _rows(Path(csv_path))))
+
+
+def _seconds(text: str, csv_path: Path, line: int, what: str) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        raise AnnotationError(csv_path, f"{what} {text!r} is not a number", line) from None
+
+
+def _candidates(name: str, label: str, split: str, layout: VideoLayout) -> tuple[str, ...]:
+    nested = []
+    if layout != "flat":
+        prefix = f"{split}/" if split else ""
+        if label:
+            nested = [f"{prefix}{label}/{name}", f"{prefix}{label.replace(' ', '_')}/{name}"]
+        else:
+            nested = [f"{prefix}{name}"]
+    flat = [name] if layout != "split_label" else []
+    return tuple(dict.fromkeys(nested + flat))
+
+
+def read_kinetics(
+    csv_path: Path | str,
+    subset: str | None = None,
+    label_map: Path | str | None = None,
+    video_layout: VideoLayout = "auto",
+) -> Annotations:
+    """Read a Kinetics CSV; ``subset`` keeps the rows of one ``split`` value (None: all)."""
+    if video_layout not in ("split_label", "flat", "auto"):
+        raise ValueError(f"video_layout must be 'split_label', 'flat' or 'auto', got {video_layout!r}")
+    csv_path = Path(csv_path)
+    rows = list(_rows(csv_path))
+    if label_map is not None:
+        classes = [text for _, text in read_lines(label_map)]
+    else:
+        classes = sorted({row["label"].strip() for _, row in rows if row.get("label", "").strip()})
+    exact = {name: index for index, name in enumerate(classes)}
+    loose = {_label_key(name): index for index, name in enumerate(classes)}
+    records = []
+    for line, row in rows:
+        split = row.get("split", "").strip()
+        if subset is not None and split != subset:
+            continue
+        label_text = (row.get("label") or "").strip()
+        label = exact.get(label_text, loose.get(_label_key(label_text), -1)) if label_text else -1
+        if label_text and label < 0:
+            raise AnnotationError(csv_path, f"label {label_text!r} is not in the label map {label_map}", line)
+        start = _seconds(row["time_start"], csv_path, line, "time_start")
+        end = _seconds(row["time_end"], csv_path, line, "time_end")
+        name = f"{row['youtube_id'].strip()}_{start:06d}_{end:06d}.mp4"
+        first, *others = _candidates(name, label_text, split, video_layout)
+        records.append(VideoRecord(strip_extension(first), first, label, alternatives=tuple(others)))
+    return Annotations(classes, records)

@@ -1,0 +1,77 @@
+"""UCF-101's ``ucfTrainTestlist``: classInd.txt, trainlist0k.txt, testlist0k.txt.
+
+classInd.txt numbers classes from 1 ("1 ApplyEyeMakeup"); we shift to 0-based. Train lists
+give "Class/v_X.avi <1-based label>", test lists only the path, so a test label comes from
+the folder name. The folder is ``HandstandPushups/`` while its files are
+``v_HandStandPushups_*``: the folder, not the file name, names the class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from datamodules.annotations.records import (
+    AnnotationError,
+    Annotations,
+    VideoRecord,
+    parse_int,
+    read_lines,
+    strip_extension,
+)
+
+
+def read_class_index(path: Path | str) -> list[str]:
+    """classInd.txt -> class names in 0-based label order."""
+    numbered: dict[int, str] = {}
+    for line, text in read_lines(path):
+        parts = text.split()
+        if len(parts) != 2:
+            raise AnnotationError(path, f"expected '<index> <class>', got {text!r}", line)
+        index = parse_int(parts[0], path, line, "class index")
+        if index in numbered:
+            raise AnnotationError(path, f"class index {index} listed twice", line)
+        numbered[index] = parts[1]
+    if sorted(numbered) != list(range(1, len(numbered) + 1)):
+        raise AnnotationError(path, f"class indices must run 1..{len(numbered)} without gaps")
+    return [numbered[index] for index in range(1, len(numbered) + 1)]
+
+
+def _label_of_folder(folder: str, lookup: dict[str, int], folded: dict[str, int]) -> int | None:
+    # Exact match first; a case-insensitive one catches renamed folders (HandStandPushups).
+    return lookup.get(folder, folded.get(folder.lower()))
+
+
+def read_ucf101(annotation_dir: Path | str, split: int, subset: Literal["train", "test"]) -> Annotations:
+    """Read split ``split`` (1-3) of UCF-101, ``subset`` "train" or "test"."""
+    if split not in (1, 2, 3):
+        raise ValueError(f"UCF-101 has splits 1, 2, 3; got {split}")
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    annotation_dir = Path(annotation_dir)
+    classes = read_class_index(annotation_dir / "classInd.txt")
+    lookup = {name: label for label, name in enumerate(classes)}
+    folded = {name.lower(): label for label, name in enumerate(classes)}
+    path = annotation_dir / f"{subset}list{split:02d}.txt"
+    records = []
+    for line, text in read_lines(path):
+        parts = text.split()
+        expected = 2 if subset == "train" else 1
+        if len(parts) != expected:
+            shape = "'<Class>/<video>.avi <label>'" if subset == "train" else "'<Class>/<video>.avi'"
+            raise AnnotationError(path, f"expected {shape}, got {text!r}", line)
+        video = parts[0]
+        folder_label = _label_of_folder(video.split("/")[0], lookup, folded) if "/" in video else None
+        if subset == "train":
+            label = parse_int(parts[1], path, line, "label") - 1
+            if not 0 <= label < len(classes):
+                raise AnnotationError(path, f"label {label + 1} outside classInd.txt's 1..{len(classes)}", line)
+            if folder_label is not None and folder_label != label:
+                message = f"label {label + 1} ({classes[label]}) disagrees with the folder of {video!r}"
+                raise AnnotationError(path, message, line)
+        elif folder_label is None:
+            raise AnnotationError(path, f"the folder of {video!r} is no class of classInd.txt", line)
+        else:
+            label = folder_label
+        records.append(VideoRecord(strip_extension(video), video, label))
+    return Annotations(classes, records)

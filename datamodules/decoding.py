@@ -1,0 +1,190 @@
+"""Reading RGB frames: from video files (decord, torchcodec) or pre-extracted JPEG frames.
+
+Every reader offers ``read_frames(path, indices) -> uint8 (T, H, W, 3) RGB`` and
+``num_frames(path)``, and raises ``VideoDecodeError`` on an unreadable video whatever the
+backend, so a dataset can catch one exception type and replace the sample.
+
+Frame counts stored elsewhere (an index built from container headers, OpenCV's
+``CAP_PROP_FRAME_COUNT``, a frames folder's ``meta.json``) over-report the frames a decoder
+can actually deliver for some files (variable frame rate, truncated downloads, headers
+estimated from duration x fps). Indices are therefore clamped to the length the decoder
+reports when the video is opened: asking for frame 300 of a 298-frame video gives frame 297.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import decord
+import numpy as np
+
+from datamodules.transforms import short_side_size
+from flow.store import FolderFlowStore
+
+
+class VideoDecodeError(RuntimeError):
+    """A video (or frames folder) could not be read; ``path`` names it, ``reason`` says why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot decode {self.path}: {reason}")
+
+
+def resize_short_side(frames: np.ndarray, short_side: int) -> np.ndarray:
+    """Resize uint8 (T, H, W, 3) frames so that min(H, W) == short_side, keeping the aspect.
+
+    INTER_AREA because this mostly shrinks full-resolution videos, where it avoids aliasing.
+    """
+    height, width = frames.shape[1:3]
+    if min(height, width) == short_side:
+        return frames
+    new_h, new_w = short_side_size(height, width, short_side)
+    return np.stack([cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA) for frame in frames])
+
+
+class FrameReader(ABC):
+    """Shared logic: index checks, clamping, decoding each distinct frame once, resizing.
+
+    Subclasses open a source, report its length and decode a sorted list of distinct indices.
+    No decoder is kept between calls: decord leaks memory when readers are cached across
+    samples, and DataLoader workers would otherwise hold one open file per video.
+
+    Args:
+        short_side: resize frames so their shorter side has this length (None: as decoded).
+    """
+
+    # Exceptions a backend raises for an unreadable source; turned into VideoDecodeError.
+    errors: tuple[type[BaseException], ...] = (RuntimeError, ValueError, OSError)
+
+    def __init__(self, short_side: int | None = None):
+        if short_side is not None and short_side < 1:
+            raise ValueError(f"short_side must be positive, got {short_side}")
+        self.short_side = short_side
+
+    @abstractmethod
+    def _open(self, path: str) -> Any: ...
+
+    @abstractmethod
+    def _length(self, source: Any) -> int: ...
+
+    @abstractmethod
+    def _decode(self, source: Any, indices: list[int]) -> np.ndarray:
+        """Frames at sorted distinct ``indices`` as uint8 (len(indices), H, W, 3) RGB."""
+
+    @contextmanager
+    def _opened(self, path: str | Path) -> Iterator[Any]:
+        source = None
+        try:
+            source = self._open(str(path))
+            yield source
+        except VideoDecodeError:
+            raise
+        except self.errors as error:
+            raise VideoDecodeError(path, f"{type(error).__name__}: {error}") from error
+        finally:
+            del source  # release the decoder now, not when a traceback lets go of it
+
+    def num_frames(self, path: str | Path) -> int:
+        with self._opened(path) as source:
+            return self._length(source)
+
+    def read_frames(self, path: str | Path, indices: Sequence[int]) -> np.ndarray:
+        """Frames ``indices`` (any order, repeats allowed) as uint8 (len(indices), H, W, 3) RGB."""
+        wanted = np.asarray(indices, dtype=np.int64)
+        if wanted.ndim != 1 or wanted.size == 0:
+            raise ValueError(f"indices must be a non-empty 1-D sequence, got shape {wanted.shape}")
+        if wanted.min() < 0:
+            raise IndexError(f"negative frame index {wanted.min()} for {path}")
+        with self._opened(path) as source:
+            length = self._length(source)
+            if length < 1:
+                raise VideoDecodeError(path, "no frames")
+            distinct, order = np.unique(np.minimum(wanted, length - 1), return_inverse=True)
+            frames = self._decode(source, distinct.tolist())
+        if frames.ndim != 4 or frames.shape[0] != distinct.size or frames.shape[3] != 3:
+            raise VideoDecodeError(path, f"decoder returned shape {frames.shape} for {distinct.size} frames")
+        frames = frames[order.reshape(-1)]
+        return frames if self.short_side is None else resize_short_side(frames, self.short_side)
+
+
+class DecordReader(FrameReader):
+    """decord, one thread per reader (DataLoader workers supply the parallelism)."""
+
+    errors = FrameReader.errors + (decord.DECORDError,)
+
+    def _open(self, path: str) -> decord.VideoReader:
+        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+
+    def _length(self, source: decord.VideoReader) -> int:
+        return len(source)
+
+    def _decode(self, source: decord.VideoReader, indices: list[int]) -> np.ndarray:
+        return source.get_batch(indices).asnumpy()
+
+
+class TorchcodecReader(FrameReader):
+    """PyTorch's decoder (FFmpeg underneath); ``seek_mode="exact"`` scans the file, so its
+    length is the true frame count rather than the header's estimate."""
+
+    errors = FrameReader.errors + (IndexError,)
+
+    def __init__(self, short_side: int | None = None):
+        super().__init__(short_side)
+        try:
+            from torchcodec.decoders import VideoDecoder
+        except (ImportError, RuntimeError, OSError) as error:  # RuntimeError/OSError: FFmpeg libraries missing
+            raise ImportError(
+                "the torchcodec frame reader needs torchcodec and FFmpeg: "
+                "`pip install '.[torchcodec]'` and install FFmpeg (e.g. `apt-get install ffmpeg`); "
+                f"import failed with: {error}"
+            ) from error
+        self._decoder_class = VideoDecoder
+
+    def _open(self, path: str) -> Any:
+        return self._decoder_class(path, device="cpu", dimension_order="NHWC", num_ffmpeg_threads=1, seek_mode="exact")
+
+    def _length(self, source: Any) -> int:
+        return len(source)
+
+    def _decode(self, source: Any, indices: list[int]) -> np.ndarray:
+        return source.get_frames_at(indices).data.numpy()
+
+
+class RawFrameReader(FrameReader):
+    """Pre-extracted JPEG frames (``img_00001.jpg``...) read through the flow store;
+    ``path`` is the video id."""
+
+    def __init__(self, store: FolderFlowStore, short_side: int | None = None):
+        super().__init__(short_side)
+        self.store = store
+
+    def _open(self, path: str) -> str:
+        return path
+
+    def _length(self, source: str) -> int:
+        return self.store.num_rgb(source)
+
+    def _decode(self, source: str, indices: list[int]) -> np.ndarray:
+        return self.store.read_rgb(source, indices)
+
+
+READERS: dict[str, type[FrameReader]] = {
+    "decord": DecordReader,
+    "torchcodec": TorchcodecReader,
+    "rawframes": RawFrameReader,
+}
+
+
+def create_reader(name: str, **kwargs: Any) -> FrameReader:
+    """The frame reader named by the data setting ``reader``: decord, torchcodec or rawframes."""
+    try:
+        reader_class = READERS[name]
+    except KeyError:
+        raise ValueError(f"unknown frame reader {name!r} (setting `reader`); choose one of {sorted(READERS)}") from None
+    return reader_class(**kwargs)

@@ -1,0 +1,272 @@
+"""Crops, flips and conversion to a network's input, shared by every key of a sample.
+
+The geometry of a sample (crop boxes, flips) is drawn once and applied to all its keys, so
+the RGB frame and the flow stack of a two-stream sample get the same crop and flip.
+Geometry runs on the uint8 planes (cheap, and exact for the flip below); flow becomes
+float pixels afterwards, when the scale the geometry applied is known.
+
+Flow under geometry:
+- resizing a field by (sx, sy) scales its displacements by the same factors: the planes
+  are resized as images and the dequantized x, y values multiplied by sx, sy;
+- a horizontal flip mirrors the field and negates x. On the uint8 planes that is
+  ``x -> 255 - x``: denseflow's grid ``f = q * 2B / 255 - B`` is symmetric about 0
+  (``255 - q`` decodes to exactly ``-f``) because 255 levels span [-B, B]. mmaction2's
+  ``TenCrop`` flips flow without this negation; TSN's test code has it.
+
+Crop geometry follows torchvision: ten-crop corners are flush with the borders, the centre
+crop rounds its offset, and the flipped five are the five crops of the mirrored frame
+(``torchvision.transforms.v2.functional.ten_crop``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as F
+
+from datamodules.sampling import Stage
+from flow.codec import DEFAULT_BOUND, dequantize
+from models.input_spec import InputSpec
+
+Box = tuple[int, int, int, int]  # top, left, height, width
+TSN_SCALES = (1.0, 0.875, 0.75, 0.66)  # TSN's multi-scale crop, relative to the short side
+TestCrops = Literal["ten", "three", "centre"]
+
+
+@dataclass(frozen=True)
+class View:
+    """One spatial view of a frame: crop ``box`` (in unflipped coordinates), then resize the
+    crop to ``size`` (h, w) if given (multi-scale crops), then mirror it if ``flip``."""
+
+    box: Box
+    flip: bool = False
+    size: tuple[int, int] | None = None
+
+    def scale(self) -> tuple[float, float]:
+        """(sx, sy): how much the resize to ``size`` stretches displacements."""
+        if self.size is None:
+            return 1.0, 1.0
+        return self.size[1] / self.box[3], self.size[0] / self.box[2]
+
+
+def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(h, w) with min(h, w) == short_side and the aspect ratio kept (rounded)."""
+    scale = short_side / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _check_fits(height: int, width: int, crop_h: int, crop_w: int) -> None:
+    if crop_h > height or crop_w > width:
+        raise ValueError(f"crop {crop_h}x{crop_w} does not fit a {height}x{width} frame; resize the short side first")
+
+
+def center_box(height: int, width: int, crop_h: int, crop_w: int) -> Box:
+    _check_fits(height, width, crop_h, crop_w)
+    return round((height - crop_h) / 2), round((width - crop_w) / 2), crop_h, crop_w
+
+
+def five_crop_boxes(height: int, width: int, crop_h: int, crop_w: int) -> list[Box]:
+    """Top-left, top-right, bottom-left, bottom-right (flush with the borders), centre."""
+    _check_fits(height, width, crop_h, crop_w)
+    bottom, right = height - crop_h, width - crop_w
+    corners = [(0, 0), (0, right), (bottom, 0), (bottom, right)]
+    return [(top, left, crop_h, crop_w) for top, left in corners] + [center_box(height, width, crop_h, crop_w)]
+
+
+def three_crop_boxes(height: int, width: int, crop: int) -> list[Box]:
+    """Square crops at the start, centre and end of the long side, centred on the short side."""
+    top, left, _, _ = center_box(height, width, crop, crop)
+    if width >= height:
+        return [(top, offset, crop, crop) for offset in (0, left, width - crop)]
+    return [(offset, left, crop, crop) for offset in (0, top, height - crop)]
+
+
+def random_box(height: int, width: int, crop_h: int, crop_w: int, rng: np.random.Generator) -> Box:
+    _check_fits(height, width, crop_h, crop_w)
+    top = int(rng.integers(0, height - crop_h, endpoint=True))
+    left = int(rng.integers(0, width - crop_w, endpoint=True))
+    return top, left, crop_h, crop_w
+
+
+def multiscale_box(height: int, width: int, rng: np.random.Generator, scales: Sequence[float] = TSN_SCALES) -> Box:
+    """TSN's multi-scale crop: side lengths from ``scales`` x the short side, width and height
+    at most one scale apart, placed at one of the five fixed positions of ``five_crop_boxes``."""
+    sides = [int(min(height, width) * scale) for scale in scales]
+    pairs = [(h, w) for i, h in enumerate(sides) for j, w in enumerate(sides) if abs(i - j) <= 1]
+    crop_h, crop_w = pairs[rng.integers(len(pairs))]
+    boxes = five_crop_boxes(height, width, crop_h, crop_w)
+    return boxes[rng.integers(len(boxes))]
+
+
+def mirror(box: Box, width: int) -> Box:
+    """The box at the mirrored position of a frame ``width`` wide."""
+    top, left, crop_h, crop_w = box
+    return top, width - left - crop_w, crop_h, crop_w
+
+
+def apply_view(frames: torch.Tensor, view: View, flow: bool = False) -> torch.Tensor:
+    """Crop, resize and flip uint8 (..., C, H, W) frames; for flow (C = 2, [x, y]) a flip
+    also negates x, as ``255 - x`` on the quantized planes (exact, see module docstring)."""
+    out = F.crop(frames, *view.box)
+    if view.size is not None:
+        out = F.resize(out, list(view.size), antialias=True)
+    if view.flip:
+        out = F.horizontal_flip(out)  # a copy, safe to modify
+        if flow:
+            out[..., 0, :, :] = 255 - out[..., 0, :, :]
+    return out
+
+
+def rgb_to_input(frames: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """uint8 (T, 3, H, W) -> float normalised per ``spec``: 2D (3, H, W), 3D (3, T, H, W)."""
+    x = F.normalize(frames.float() / 255.0, list(spec.mean), list(spec.std))
+    if spec.dims == 2:
+        if x.shape[0] != 1:
+            raise ValueError(f"a 2D RGB network takes one frame, got {x.shape[0]}")
+        return x[0]
+    return x.transpose(0, 1)
+
+
+def flow_to_input(
+    planes: torch.Tensor,
+    bound: float,
+    spec: InputSpec,
+    scale: tuple[float, float] = (1.0, 1.0),
+    subtract_mean: bool = True,
+) -> torch.Tensor:
+    """Quantized uint8 (L, 2, H, W) [x, y] fields -> the network's flow input.
+
+    Dequantize with the video's ``bound`` to pixels, multiply x, y by ``scale`` (resizing),
+    subtract each field's mean vector if ``subtract_mean`` (the two-stream paper's camera
+    motion compensation), clip to ``spec.flow_clip``, multiply by ``spec.flow_scale``,
+    normalise by ``spec.mean``/``spec.std``. Layout: 2D (2L, H, W) ordered x1..xL, y1..yL;
+    3D (2, L, H, W).
+    """
+    flow = torch.from_numpy(dequantize(planes.numpy(), bound))
+    flow *= torch.tensor(scale, dtype=flow.dtype).view(2, 1, 1)
+    if subtract_mean:
+        flow -= flow.mean(dim=(-2, -1), keepdim=True)
+    if spec.flow_clip is not None:
+        flow.clamp_(-spec.flow_clip, spec.flow_clip)
+    flow = F.normalize(flow * spec.flow_scale, list(spec.mean), list(spec.std))
+    flow = flow.transpose(0, 1)  # (2, L, H, W): all x planes, then all y planes
+    if spec.dims == 3:
+        return flow
+    if 2 * flow.shape[1] != spec.channels:
+        fields = flow.shape[1]
+        raise ValueError(f"a stack of {fields} fields gives {2 * fields} channels; the network takes {spec.channels}")
+    return flow.reshape(-1, *flow.shape[2:])
+
+
+class Augment:
+    """Draws the views of a sample once and turns every key into the network's input.
+
+    Train: a random crop (or TSN's multi-scale crop) and a random horizontal flip.
+    Val: the centre crop. Test: ten crops (2D protocol), three crops along the long side
+    (3D protocol) or the centre crop, for every sampled position.
+
+    Args:
+        stage: "train", "val" or "test".
+        specs: the InputSpec of the network reading each key (``rgb``, ``flow``); all
+            must agree on the crop size.
+        short_side: resize frames so their shorter side has this length first (None: keep).
+        multiscale: training crops by TSN's multi-scale corner crop instead of a random crop.
+        flip: random horizontal flip in training.
+        test_crops: "ten", "three" or "centre" crops per position at test.
+        scales: side lengths of multi-scale crops, relative to the short side.
+        subtract_flow_mean: subtract each flow field's mean vector; None: on for 2D
+            networks (two-stream paper), off for 3D ones (I3D).
+    """
+
+    def __init__(
+        self,
+        stage: Stage,
+        specs: Mapping[str, InputSpec],
+        short_side: int | None = 256,
+        multiscale: bool = False,
+        flip: bool = True,
+        test_crops: TestCrops = "ten",
+        scales: Sequence[float] = TSN_SCALES,
+        subtract_flow_mean: bool | None = None,
+    ):
+        if stage not in ("train", "val", "test"):
+            raise ValueError(f"unknown stage {stage!r}; expected 'train', 'val' or 'test'")
+        if test_crops not in ("ten", "three", "centre"):
+            raise ValueError(f"unknown test_crops {test_crops!r}; expected 'ten', 'three' or 'centre'")
+        sizes = {spec.size for spec in specs.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"the networks of one sample must take one crop size, got {sorted(sizes)}")
+        self.stage, self.specs, self.crop = stage, dict(specs), sizes.pop()
+        self.short_side, self.multiscale, self.flip = short_side, multiscale, flip
+        self.test_crops, self.scales, self.subtract_flow_mean = test_crops, tuple(scales), subtract_flow_mean
+
+    def views(self, height: int, width: int, rng: np.random.Generator | None = None) -> list[View]:
+        """The views of one sample taken from frames of this size (after the short-side resize)."""
+        crop = self.crop
+        if self.stage == "train":
+            if rng is None:
+                raise ValueError("training views are random: pass rng (a numpy Generator)")
+            if self.multiscale:
+                box, size = multiscale_box(height, width, rng, self.scales), (crop, crop)
+            else:
+                box, size = random_box(height, width, crop, crop, rng), None
+            flip = self.flip and bool(rng.integers(2))
+            return [View(box, flip, size)]
+        if self.stage == "val" or self.test_crops == "centre":
+            return [View(center_box(height, width, crop, crop))]
+        if self.test_crops == "three":
+            return [View(box) for box in three_crop_boxes(height, width, crop)]
+        boxes = five_crop_boxes(height, width, crop, crop)
+        return [View(box) for box in boxes] + [View(mirror(box, width), True) for box in boxes]
+
+    def _resize(self, frames: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
+        """Short-side resize of (P, T, C, H, W); returns the frames and the (sx, sy) it applied."""
+        height, width = frames.shape[-2:]
+        if self.short_side is None or min(height, width) == self.short_side:
+            return frames, (1.0, 1.0)
+        new_h, new_w = short_side_size(height, width, self.short_side)
+        return F.resize(frames, [new_h, new_w], antialias=True), (new_w / width, new_h / height)
+
+    def __call__(
+        self,
+        frames: Mapping[str, torch.Tensor],
+        flow_bound: float = DEFAULT_BOUND,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """uint8 frames per key, (T, C, H, W) or (P, T, C, H, W) with P sampled positions
+        (RGB (T, 3, H, W); quantized flow (L, 2, H, W) [x, y]), to network inputs.
+
+        Train and val give one input per key; test gives (P * views, ...), position-major.
+        """
+        resized = {}
+        for key, clip in frames.items():
+            if key not in self.specs:
+                raise KeyError(f"no InputSpec for key {key!r}; have {sorted(self.specs)}")
+            clip = clip if clip.ndim == 5 else clip.unsqueeze(0)
+            if self.stage != "test" and clip.shape[0] != 1:
+                raise ValueError(f"{self.stage} samples take one position, got {clip.shape[0]} for {key!r}")
+            resized[key] = self._resize(clip)
+        shapes = {tuple(clip.shape[-2:]) for clip, _ in resized.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"keys of one sample differ in frame size after resizing: {sorted(shapes)}")
+        views = self.views(*shapes.pop(), rng=rng)
+        out = {}
+        for key, (clip, resize_scale) in resized.items():
+            spec = self.specs[key]
+            inputs = [self._convert(position, view, spec, resize_scale, flow_bound)
+                      for position in clip for view in views]  # position-major
+            out[key] = torch.stack(inputs) if self.stage == "test" else inputs[0]
+        return out
+
+    def _convert(
+        self, frames: torch.Tensor, view: View, spec: InputSpec, resize_scale: tuple[float, float], bound: float
+    ) -> torch.Tensor:
+        if spec.modality == "rgb":
+            return rgb_to_input(apply_view(frames, view), spec)
+        scale = (resize_scale[0] * view.scale()[0], resize_scale[1] * view.scale()[1])
+        subtract = spec.dims == 2 if self.subtract_flow_mean is None else self.subtract_flow_mean
+        return flow_to_input(apply_view(frames, view, flow=True), bound, spec, scale, subtract)

@@ -1,0 +1,240 @@
+"""Optical-flow algorithms behind one call: ``algorithm(prev, nxt) -> (H, W, 2)`` float32.
+
+Adding an algorithm is one small registered class: its ``defaults`` name every parameter
+it accepts, and ``params()`` (recorded in meta.json) holds the values actually used.
+Objects are built once per worker and reused across frame pairs, because some
+(TV-L1, RAFT) are expensive to set up.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Give a value the default's type, so ``tau=0.1`` typed on a command line works."""
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if isinstance(value, bool):
+            return value
+    else:
+        try:
+            converted = type(default)(value)
+        except (TypeError, ValueError):
+            converted = None
+        # int("1.5") fails above; int(1.5) would silently truncate, so compare back.
+        if converted is not None and (not isinstance(default, int) or converted == float(value)):
+            return converted
+    raise ValueError(f"parameter {name!r}: expected {type(default).__name__}, got {value!r}")
+
+
+class FlowAlgorithm(ABC):
+    """Flow from ``prev`` to ``nxt``: ``nxt(y + v, x + u) ~ prev(y, x)``, in pixels.
+
+    Inputs are uint8 frames of equal size: grayscale (H, W), or RGB (H, W, 3) when the
+    class sets ``needs_color``.
+    """
+
+    name: ClassVar[str]
+    needs_color: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise TypeError(f"{self.name}: unknown parameter(s) {unknown}; known: {sorted(self.defaults)}")
+        self._params = {
+            key: _coerce(key, params.get(key, default), default) for key, default in self.defaults.items()
+        }
+
+    def params(self) -> dict:
+        return dict(self._params)
+
+    def _check(self, prev: np.ndarray, nxt: np.ndarray) -> None:
+        trailing = (3,) if self.needs_color else ()
+        for frame in (prev, nxt):
+            if frame.dtype != np.uint8 or frame.ndim != 2 + len(trailing) or frame.shape[2:] != trailing:
+                kind = "RGB (H, W, 3)" if self.needs_color else "grayscale (H, W)"
+                raise ValueError(f"{self.name} expects {kind} uint8 frames, got {frame.dtype} {frame.shape}")
+        if prev.shape != nxt.shape:
+            raise ValueError(f"{self.name}: frames differ in size, {prev.shape} vs {nxt.shape}")
+
+    @abstractmethod
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """Flow from ``prev`` to ``nxt`` as (H, W, 2) float32 pixels, x then y."""
+
+
+ALGORITHMS: dict[str, type[FlowAlgorithm]] = {}
+
+
+def register(cls: type[FlowAlgorithm]) -> type[FlowAlgorithm]:
+    ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def create_algorithm(name: str, **params: Any) -> FlowAlgorithm:
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown flow algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    return ALGORITHMS[name](**params)
+
+
+@register
+class TVL1(FlowAlgorithm):
+    """Dual TV-L1 (Zach et al. 2007), the flow of I3D and most two-stream work.
+
+    Defaults are OpenCV's; they are set explicitly so meta.json records them.
+    """
+
+    name = "tvl1"
+    _SETTERS: ClassVar[dict[str, str]] = {
+        "tau": "setTau", "lambda_": "setLambda", "theta": "setTheta", "nscales": "setScalesNumber",
+        "warps": "setWarpingsNumber", "epsilon": "setEpsilon", "inner_iterations": "setInnerIterations",
+        "outer_iterations": "setOuterIterations", "scale_step": "setScaleStep", "gamma": "setGamma",
+        "median_filtering": "setMedianFiltering",
+    }  # fmt: skip
+    defaults = {
+        "tau": 0.25, "lambda_": 0.15, "theta": 0.3, "nscales": 5, "warps": 5, "epsilon": 0.01,
+        "inner_iterations": 30, "outer_iterations": 10, "scale_step": 0.8, "gamma": 0.0,
+        "median_filtering": 5,
+    }  # fmt: skip
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._solver = cv2.optflow.DualTVL1OpticalFlow_create()
+        for key, value in self._params.items():
+            getattr(self._solver, self._SETTERS[key])(value)
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        self._check(prev, nxt)
+        return self._solver.calc(prev, nxt, None)
+
+
+@register
+class DIS(FlowAlgorithm):
+    """Dense Inverse Search (Kroeger et al. 2016): fast, a little less accurate than TV-L1."""
+
+    name = "dis"
+    _PRESETS: ClassVar[dict[str, int]] = {
+        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    }
+    defaults = {"preset": "medium"}
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        preset = self._params["preset"]
+        if preset not in self._PRESETS:
+            raise ValueError(f"dis: preset must be one of {sorted(self._PRESETS)}, got {preset!r}")
+        self._solver = cv2.DISOpticalFlow_create(self._PRESETS[preset])
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        self._check(prev, nxt)
+        return self._solver.calc(prev, nxt, None)
+
+
+@register
+class Farneback(FlowAlgorithm):
+    """Farneback's polynomial expansion; defaults are those of OpenCV's own sample."""
+
+    name = "farneback"
+    defaults = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2}
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        self._check(prev, nxt)
+        return cv2.calcOpticalFlowFarneback(prev, nxt, None, flags=0, **self._params)
+
+
+@register
+class RAFT(FlowAlgorithm):
+    """RAFT (Teed & Deng 2020) from torchvision, with weights from a local state-dict file.
+
+    Nothing is downloaded: ``weights`` names a file saved with ``torch.save(model.state_dict())``
+    (e.g. torchvision's Raft_Large_Weights checkpoint fetched once by hand).
+    """
+
+    name = "raft"
+    needs_color = True
+    defaults = {"model": "large", "weights": None, "device": "cpu", "num_flow_updates": 12}
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        import torch  # torch is only needed here; importing `flow` stays light
+        from torchvision.models.optical_flow import raft_large, raft_small
+
+        builders = {"small": raft_small, "large": raft_large}
+        model, weights = self._params["model"], self._params["weights"]
+        if model not in builders:
+            raise ValueError(f"raft: model must be one of {sorted(builders)}, got {model!r}")
+        if not weights:
+            raise ValueError("raft: weights=PATH, a local state-dict file, is required (nothing is downloaded)")
+        self._torch = torch
+        self._device = torch.device(self._params["device"])
+        network = builders[model](weights=None, progress=False)
+        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self._network = network.eval().to(self._device)
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        self._check(prev, nxt)
+        torch = self._torch
+        height, width = prev.shape[:2]
+        # RAFT works at 1/8 resolution and its correlation pyramid needs 128 px: pad right
+        # and bottom (replicating the border) to a multiple of 8, at least 128, crop back.
+        pad = (0, _padded(width) - width, 0, _padded(height) - height)
+        images = [
+            torch.nn.functional.pad(
+                torch.from_numpy(frame).to(self._device).permute(2, 0, 1)[None].float() / 127.5 - 1.0,
+                pad,
+                mode="replicate",
+            )
+            for frame in (prev, nxt)
+        ]
+        with torch.inference_mode():
+            flow = self._network(*images, num_flow_updates=self._params["num_flow_updates"])[-1]
+        return flow[0, :, :height, :width].permute(1, 2, 0).float().cpu().numpy()
+
+
+def _padded(size: int) -> int:
+    return max(128, size + -size % 8)
+
+
+class _CudaOpenCV(FlowAlgorithm):
+    """An OpenCV CUDA solver with its OpenCV defaults; frames go through GpuMat."""
+
+    factory: ClassVar[str]
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._solver = getattr(cv2.cuda, self.factory)()
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        self._check(prev, nxt)
+        flow = self._solver.calc(cv2.cuda_GpuMat(prev), cv2.cuda_GpuMat(nxt), None)
+        return flow.download()
+
+
+def _opencv_cuda_devices() -> int:
+    try:
+        return cv2.cuda.getCudaEnabledDeviceCount()
+    except (AttributeError, cv2.error):
+        return 0
+
+
+if _opencv_cuda_devices() > 0:
+
+    @register
+    class CudaTVL1(_CudaOpenCV):
+        name = "cuda_tvl1"
+        factory = "OpticalFlowDual_TVL1_create"
+
+    @register
+    class CudaFarneback(_CudaOpenCV):
+        name = "cuda_farneback"
+        factory = "FarnebackOpticalFlow_create"

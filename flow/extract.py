@@ -1,0 +1,484 @@
+"""Extracting optical flow from videos into folders of JPEGs: one video, and many.
+
+A video's folder is complete when its ``meta.json`` exists; that file is written last,
+so a run killed at any point leaves nothing that looks complete, and the next run
+redoes exactly the unfinished videos. Per-video problems (corrupt or truncated files,
+too few frames) are reported and skipped; a full disk or an unwritable output root
+stops the run, because every later video would fail the same way.
+"""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing
+import re
+import string
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import decord
+import numpy as np
+from tqdm import tqdm
+
+from flow.algorithms import ALGORITHMS, FlowAlgorithm, create_algorithm
+from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, encode_flow, encode_jpeg
+from flow.layout import OURS, FrameLayout
+from flow.meta import META_FILE, FlowMeta, write_meta
+from flow.paths import safe_join
+from flow.summary import Failure, Summary, VideoResult
+
+VIDEO_EXTENSIONS = ("avi", "mp4", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "flv", "wmv")
+
+# Errors that every later video would hit too: stop the run instead of failing each one.
+_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+# Decoded frames held at once per worker (a 1080p RGB frame is ~6 MiB), at most 64 frames.
+_BATCH_BYTES = 64 * 2**20
+
+# Videos in a row whose worker crashed even when run alone, before the run gives up.
+_MAX_LONE_CRASHES = 10
+
+
+class VideoError(Exception):
+    """This video cannot be extracted; the message says why."""
+
+
+class FatalError(Exception):
+    """The whole run must stop: the output cannot be written (full disk, unwritable root)
+    or workers keep crashing."""
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """How to extract. ``short_side=0`` keeps the video's size; ``step`` samples every step-th frame."""
+
+    algorithm: str = "tvl1"
+    params: dict = field(default_factory=dict)
+    short_side: int = 256
+    step: int = 1
+    bound: float = DEFAULT_BOUND
+    quality: int = DEFAULT_JPEG_QUALITY
+    backward: bool = False
+    rgb: bool = False
+    layout: FrameLayout = OURS
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown flow algorithm {self.algorithm!r}; known: {', '.join(sorted(ALGORITHMS))}")
+        if self.short_side < 0:
+            raise ValueError(f"short_side must be >= 0 (0 keeps the size), got {self.short_side}")
+        if self.step < 1:
+            raise ValueError(f"step must be >= 1, got {self.step}")
+        if not self.bound > 0:
+            raise ValueError(f"bound must be positive, got {self.bound}")
+        if not 0 <= self.quality <= 100:
+            raise ValueError(f"JPEG quality must be in 0..100, got {self.quality}")
+
+    def create_algorithm(self) -> FlowAlgorithm:
+        return create_algorithm(self.algorithm, **self.params)
+
+
+def write_file(path: Path, data: bytes) -> int:
+    """Write one output file; returns its size. Every output byte goes through here."""
+    path.write_bytes(data)
+    return len(data)
+
+
+def video_id(relative: str) -> str:
+    """``ApplyEyeMakeup/v_X.avi`` -> ``ApplyEyeMakeup/v_X``: the folder name under the output root."""
+    path = Path(relative)
+    return path.with_suffix("").as_posix() if path.suffix else path.as_posix()
+
+
+def _list_entry(line: str, extensions: Sequence[str]) -> str:
+    """The video path on one list line.
+
+    Annotation lines carry more columns (``v_X.avi 1``; HMDB adds a trailing space).
+    A line ending in a video extension is kept whole, so names with spaces survive;
+    a tab always ends the path, which lets a failures file be fed back as a list.
+    """
+    entry = line.split("\t", 1)[0].strip()
+    if entry.lower().endswith(tuple("." + ext for ext in extensions)):
+        return entry
+    return entry.split()[0] if entry else ""
+
+
+def list_videos(
+    video_root: Path | str, list_file: Path | str | None = None, extensions: Sequence[str] = VIDEO_EXTENSIONS
+) -> list[str]:
+    """Video paths relative to ``video_root`` (POSIX, sorted, unique).
+
+    From ``list_file`` when given (one path per line, extra columns ignored), otherwise
+    every file under the root whose extension is in ``extensions`` (case-insensitive).
+    """
+    extensions = tuple(ext.lower().lstrip(".") for ext in extensions)
+    if list_file is not None:
+        try:
+            lines = Path(list_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"cannot read video list {list_file}: {error}") from None
+        entries = {_list_entry(line, extensions) for line in lines}
+        entries.discard("")
+        return sorted(entries)
+    root = Path(video_root)
+    if not root.is_dir():
+        raise ValueError(f"video root {root} is not a directory")
+    suffixes = {"." + ext for ext in extensions}
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix.lower() in suffixes and path.is_file()
+    )
+
+
+def _template_pattern(template: str) -> str:
+    """``flow_x_{:05d}.jpg`` -> a regex matching any number in the field."""
+    return "".join(re.escape(literal) + (r"\d+" if name is not None else "")
+                   for literal, name, _, _ in string.Formatter().parse(template))
+
+
+def _clear_folder(folder: Path, layout: FrameLayout) -> None:
+    """Remove what an earlier (possibly killed) run wrote: meta.json first, then our files.
+
+    Only names our layout produces are removed, so a folder that also holds other
+    things (a video's id may equal a directory of the dataset) loses nothing else.
+    """
+    (folder / META_FILE).unlink(missing_ok=True)
+    ours = re.compile("|".join(_template_pattern(t) for t in layout.templates().values()))
+    for path in folder.iterdir():
+        if ours.fullmatch(path.name) and path.is_file():
+            path.unlink()
+
+
+def _resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    if short_side == 0:
+        return width, height
+    scale = short_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class _Frames:
+    """The sampled, resized RGB frames of one video, decoded a batch at a time.
+
+    Reading in batches keeps memory bounded for long videos while amortising
+    decord's per-call overhead.
+    """
+
+    def __init__(self, path: Path, config: ExtractionConfig):
+        if not path.is_file():
+            raise VideoError("no such file")
+        if path.stat().st_size == 0:
+            raise VideoError("empty file (0 bytes)")
+        try:
+            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+            self.fps = float(self._reader.get_avg_fps())
+            height, width = self._reader[0].shape[:2]
+        except (RuntimeError, decord.DECORDError) as error:
+            raise VideoError(f"cannot open as a video ({_first_line(error)})") from None
+        self.indices = range(0, len(self._reader), config.step)
+        self.source_size = (width, height)
+        self.size = _resized_size(width, height, config.short_side)
+        self._interpolation = cv2.INTER_AREA if self.size[0] < width else cv2.INTER_LINEAR
+        self._batch = max(1, min(64, _BATCH_BYTES // (width * height * 3)))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.indices), self._batch):
+            chunk = list(self.indices[start : start + self._batch])
+            try:
+                batch = self._reader.get_batch(chunk).asnumpy()
+            except (RuntimeError, decord.DECORDError) as error:
+                reason = _first_line(error)
+                raise VideoError(f"cannot decode frames {chunk[0]}..{chunk[-1]} ({reason})") from None
+            for frame in batch:
+                if frame.shape[1::-1] != self.size:
+                    frame = cv2.resize(frame, self.size, interpolation=self._interpolation)
+                yield frame
+
+
+def _first_line(error: BaseException) -> str:
+    # decord appends a C++ stack trace to its messages.
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def extract_video(
+    video_path: Path | str,
+    out_dir: Path | str,
+    config: ExtractionConfig,
+    algorithm: FlowAlgorithm | None = None,
+    source: str | None = None,
+) -> VideoResult:
+    """Extract one video into ``out_dir`` (created; earlier files of ours are replaced).
+
+    Field k is the flow from sampled frame k to k+1; with ``config.backward`` also from
+    k+1 back to k. ``algorithm`` lets a caller reuse one instance over many videos;
+    ``source`` is what meta.json records as the source (default: the path given).
+    Raises VideoError for a video that cannot be extracted.
+    """
+    started = time.perf_counter()
+    video_path, out_dir = Path(video_path), Path(out_dir)
+    frames = _Frames(video_path, config)
+    if len(frames.indices) < 2:
+        raise VideoError(
+            f"{len(frames.indices)} frame(s) after sampling every {config.step}; a flow field needs 2"
+        )
+    algorithm = algorithm or config.create_algorithm()
+    layout = config.layout
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_folder(out_dir, layout)
+
+    written = 0
+    flow_seconds = 0.0
+
+    def flow_between(first: np.ndarray, second: np.ndarray) -> tuple[bytes, bytes]:
+        nonlocal flow_seconds
+        tick = time.perf_counter()
+        field_ = algorithm(first, second)
+        flow_seconds += time.perf_counter() - tick
+        return encode_flow(field_, config.bound, config.quality)
+
+    previous = None
+    num_frames = 0
+    for k, rgb in enumerate(frames):
+        num_frames += 1
+        if config.rgb:
+            written += write_file(layout.rgb_path(out_dir, k), encode_jpeg(rgb, config.quality))
+        current = rgb if algorithm.needs_color else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if previous is not None:
+            directions = [(False, previous, current)] + ([(True, current, previous)] if config.backward else [])
+            for backward, first, second in directions:
+                for path, data in zip(layout.flow_paths(out_dir, k - 1, backward), flow_between(first, second)):
+                    written += write_file(path, data)
+        previous = current
+
+    width, height = frames.size
+    write_meta(out_dir, FlowMeta(
+        algorithm=config.algorithm, params=algorithm.params(), bound=config.bound,
+        jpeg_quality=config.quality, width=width, height=height, num_frames=num_frames,
+        num_flows=num_frames - 1, fps=frames.fps, source=source or str(video_path),
+        start_index=layout.start_index, step=config.step, backward=config.backward,
+        rgb=config.rgb, layout=layout.templates(),
+    ))  # fmt: skip
+    return VideoResult(
+        pairs=num_frames - 1, num_frames=num_frames, bytes_written=written,
+        seconds=time.perf_counter() - started, flow_seconds=flow_seconds, width=width, height=height,
+    )  # fmt: skip
+
+
+def check_writable(out_root: Path) -> None:
+    """Create ``out_root`` and a probe file in it, so a bad root fails once, up front."""
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_root, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        raise FatalError(f"output root {out_root} is not writable: {error.strerror or error}") from None
+
+
+@dataclass(frozen=True)
+class _Job:
+    listed: str  # the path as listed, for reports
+    video: Path
+    out_dir: Path
+
+
+class _Worker:
+    """Extracts jobs with one algorithm instance; returns a VideoResult or a failure reason."""
+
+    def __init__(self, config: ExtractionConfig):
+        self.config = config
+        self.algorithm = config.create_algorithm()
+
+    def __call__(self, job: _Job) -> VideoResult | str:
+        try:
+            return extract_video(job.video, job.out_dir, self.config, self.algorithm, source=job.listed)
+        except VideoError as error:
+            reason = str(error)
+        except OSError as error:
+            if error.errno in _FATAL_ERRNOS:
+                raise FatalError(f"cannot write {error.filename or job.out_dir}: {error.strerror}") from None
+            reason = f"{type(error).__name__}: {error}"
+        except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
+            reason = f"{type(error).__name__}: {_first_line(error)}"
+        _discard_partial(job.out_dir, self.config.layout)
+        return reason
+
+
+def _discard_partial(folder: Path, layout: FrameLayout) -> None:
+    """Free the space of a failed video's partial files; best effort (the disk may be the problem)."""
+    try:
+        if folder.is_dir():
+            _clear_folder(folder, layout)
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    except OSError:
+        pass
+
+
+_worker: _Worker | None = None
+Outcome = tuple[_Job, VideoResult | str]
+
+
+def _init_worker(config: ExtractionConfig) -> None:
+    global _worker
+    # Workers are the parallelism; OpenCV's own threads would only oversubscribe the cores.
+    cv2.setNumThreads(1)
+    _worker = _Worker(config)
+
+
+def _run_in_worker(job: _Job) -> VideoResult | str:
+    assert _worker is not None, "worker process not initialised"
+    return _worker(job)
+
+
+def _pool_round(
+    pending: deque[_Job], config: ExtractionConfig, workers: int
+) -> Generator[Outcome, None, list[_Job]]:
+    """Run pending jobs on one pool until done or the pool breaks; returns the jobs lost in a crash."""
+    context = multiprocessing.get_context(
+        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,))
+    in_flight: dict[Future, _Job] = {}
+    crashed: list[_Job] = []
+    try:
+        while (pending or in_flight) and not crashed:
+            # A short queue per worker keeps 300,000 futures out of memory and makes stopping quick.
+            while pending and len(in_flight) < 2 * workers:
+                try:
+                    in_flight[pool.submit(_run_in_worker, pending[0])] = pending[0]
+                except BrokenProcessPool:
+                    crashed.append(pending[0])
+                    break
+                finally:
+                    pending.popleft()
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = in_flight.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    crashed.append(job)
+                    continue
+                yield job, outcome
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return crashed + list(in_flight.values())
+
+
+def _pool_outcomes(jobs: Sequence[_Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
+    """Run jobs on worker processes, yielding outcomes as they finish.
+
+    A decoder can crash its process on a malformed file, which breaks the whole pool.
+    The jobs in flight at a crash are then rerun one per pool, so only a video that
+    crashes alone is failed, and the rest continue on a fresh pool. Workers that crash
+    on video after video with nothing finishing between (they cannot start, say) stop
+    the run instead of failing every video.
+    """
+    pending: deque[_Job] = deque(jobs)
+    suspects: deque[_Job] = deque()
+    lone_crashes = 0
+    while pending or suspects:
+        alone = bool(suspects)
+        rounds = _pool_round(deque([suspects.popleft()]) if alone else pending, config, 1 if alone else workers)
+        while True:
+            try:
+                outcome = next(rounds)
+            except StopIteration as stop:
+                crashed = stop.value
+                break
+            lone_crashes = 0
+            yield outcome
+        if alone and crashed:
+            lone_crashes += 1
+            if lone_crashes >= _MAX_LONE_CRASHES:
+                raise FatalError(f"worker processes crashed on {lone_crashes} videos in a row, the last "
+                                 f"{crashed[0].listed}; see the messages above")
+            yield crashed[0], "the worker process crashed while extracting this video"
+        else:
+            suspects.extend(crashed)
+
+
+def _outcomes(jobs: Sequence[_Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
+    if workers > 1:
+        yield from _pool_outcomes(jobs, config, workers)
+    else:
+        # In-process: no start-up cost, and OpenCV keeps its threads for the one video at a time.
+        worker = _Worker(config)
+        for job in jobs:
+            yield job, worker(job)
+
+
+def extract_many(
+    video_root: Path | str,
+    videos: Sequence[str],
+    out_root: Path | str,
+    config: ExtractionConfig,
+    workers: int = 1,
+    failures_file: Path | str | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Extract ``videos`` (paths relative to ``video_root``) into ``out_root/<video_id>/``.
+
+    Videos whose folder already has meta.json are skipped; failures are collected (and
+    written to ``failures_file``, one ``path<TAB>reason`` line each, when given).
+    Raises FatalError when the output cannot be written at all.
+    """
+    started = time.perf_counter()
+    out_root = Path(out_root)
+    check_writable(out_root)
+    summary = Summary(failures_file=Path(failures_file) if failures_file else None)
+    jobs: list[_Job] = []
+    owners: dict[str, str] = {}
+    for listed in videos:
+        vid = video_id(listed)
+        try:
+            job = _Job(listed, safe_join(video_root, listed), safe_join(out_root, vid))
+        except ValueError as error:
+            summary.failures.append(Failure(listed, str(error)))
+            continue
+        if vid in owners:
+            summary.failures.append(Failure(listed, f"same video id {vid!r} as {owners[vid]}"))
+            continue
+        owners[vid] = listed
+        if (job.out_dir / META_FILE).is_file():
+            summary.skipped += 1
+        else:
+            jobs.append(job)
+
+    bar = tqdm(total=len(jobs), unit="video", desc="flow", disable=not progress, mininterval=1.0)
+    try:
+        for job, outcome in _outcomes(jobs, config, workers):
+            if isinstance(outcome, str):
+                summary.failures.append(Failure(job.listed, outcome))
+                tqdm.write(f"failed: {job.listed}: {outcome}", file=sys.stderr)
+            else:
+                summary.add(outcome)
+            bar.update()
+            rate = summary.pairs / (time.perf_counter() - started)
+            bar.set_postfix({"pairs/s": f"{rate:.1f}", "failed": summary.failed}, refresh=False)
+    finally:
+        bar.close()
+        summary.wall_seconds = time.perf_counter() - started
+    if summary.failures_file:
+        _write_failures(summary)
+    return summary
+
+
+def _write_failures(summary: Summary) -> None:
+    assert summary.failures_file is not None
+    failures = sorted(summary.failures, key=lambda failure: failure.video)
+    lines = "".join(f"{failure.video}\t{failure.reason}\n" for failure in failures)
+    try:
+        summary.failures_file.parent.mkdir(parents=True, exist_ok=True)
+        summary.failures_file.write_text(lines, encoding="utf-8")
+    except OSError as error:
+        raise FatalError(f"cannot write the failures file {summary.failures_file}: {error.strerror}") from None

@@ -1,0 +1,105 @@
+"""``meta.json``: what a video's flow folder holds, written last so that it means "complete"."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import get_type_hints
+
+from flow.layout import OURS, FrameLayout
+
+META_FILE = "meta.json"
+
+
+@dataclass
+class FlowMeta:
+    """Everything a reader needs to interpret a folder, so it never guesses.
+
+    ``num_frames`` counts the frames decoded from the video after sub-sampling by ``step``
+    (frames 0, step, 2*step, ...); forward field k goes from sampled frame k to k + 1,
+    backward field k from sampled frame k + 1 to k.
+    """
+
+    algorithm: str
+    params: dict
+    bound: float
+    jpeg_quality: int
+    width: int
+    height: int
+    num_frames: int
+    num_flows: int
+    fps: float
+    source: str
+    start_index: int = 1
+    step: int = 1
+    backward: bool = False
+    rgb: bool = False
+    layout: dict = field(default_factory=OURS.templates)
+    version: int = 1
+
+    def frame_layout(self) -> FrameLayout:
+        return FrameLayout.from_templates(self.layout, self.start_index)
+
+
+def _type_ok(value: object, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def write_meta(folder: Path, meta: FlowMeta) -> None:
+    """Write ``folder/meta.json`` atomically: a reader sees the old state or the whole file."""
+    folder = Path(folder)
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{META_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(asdict(meta), file, indent=2)
+            file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, folder / META_FILE)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    # Make the rename itself durable, so a crash cannot leave a folder that looked complete.
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_meta(folder: Path) -> FlowMeta | None:
+    """Read ``folder/meta.json``; None when absent. Unknown keys are ignored (newer writers)."""
+    path = Path(folder) / META_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: malformed JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    hints = get_type_hints(FlowMeta)
+    required = [f.name for f in fields(FlowMeta) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    known = {name: value for name, value in data.items() if name in hints}
+    wrong = [f"{name} ({type(value).__name__}, expected {hints[name].__name__})"
+             for name, value in known.items() if not _type_ok(value, hints[name])]
+    if wrong:
+        raise ValueError(f"{path}: wrong types for {', '.join(wrong)}")
+    meta = FlowMeta(**known)
+    try:
+        meta.frame_layout()
+    except ValueError as error:
+        raise ValueError(f"{path}: bad layout ({error})") from None
+    return meta

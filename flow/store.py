@@ -1,0 +1,135 @@
+"""The one interface the datamodules read flow and frames through.
+
+``FolderFlowStore`` reads one folder of JPEGs per video (ours, denseflow's, mmaction2's).
+A packed store (one file per video, or shards) can later offer the same methods.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from flow.codec import DEFAULT_BOUND, decode_jpeg
+from flow.layout import OURS, FrameLayout
+from flow.meta import FlowMeta, read_meta
+from flow.paths import safe_join
+
+
+def _read_image(path: Path, color: bool) -> np.ndarray:
+    # Reading the bytes ourselves (as fast as cv2.imread) tells a missing file from a
+    # corrupt one, which cv2.imread reports alike as None plus a log line.
+    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        return decode_jpeg(data, color=color)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+class FolderFlowStore:
+    """Flow fields and RGB frames stored as JPEG files, one folder per video.
+
+    A video's ``meta.json`` describes its folder and always wins: its templates,
+    start index and bound are what the writer used. ``layout`` and ``bound`` apply to
+    folders without one (written by denseflow or mmaction2's tools).
+
+    Args:
+        root: folder holding one sub-folder per video id.
+        layout: file names of folders without meta.json; None means ours.
+        bound: quantization bound of folders without meta.json.
+    """
+
+    def __init__(self, root: Path | str, layout: FrameLayout | None = None, bound: float = DEFAULT_BOUND):
+        self.root = Path(root)
+        self.layout = layout or OURS
+        self.default_bound = float(bound)
+        self._metas: dict[str, FlowMeta] = {}
+
+    def folder(self, video_id: str) -> Path:
+        return safe_join(self.root, video_id)
+
+    def meta(self, video_id: str) -> FlowMeta | None:
+        # Cached once present: a complete folder no longer changes.
+        if video_id not in self._metas:
+            meta = read_meta(self.folder(video_id))
+            if meta is None:
+                return None
+            self._metas[video_id] = meta
+        return self._metas[video_id]
+
+    def is_complete(self, video_id: str) -> bool:
+        return self.meta(video_id) is not None
+
+    def layout_of(self, video_id: str) -> FrameLayout:
+        meta = self.meta(video_id)
+        return meta.frame_layout() if meta else self.layout
+
+    def bound(self, video_id: str) -> float:
+        meta = self.meta(video_id)
+        return meta.bound if meta else self.default_bound
+
+    def _count(self, video_id: str, name_of: Callable[[Path, int], Path]) -> int:
+        """Files numbered consecutively from the start index (one directory listing)."""
+        folder = self.folder(video_id)
+        try:
+            names = set(os.listdir(folder))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no folder for video {video_id!r}: {folder}") from None
+        count = 0
+        while name_of(folder, count).name in names:
+            count += 1
+        return count
+
+    def num_flows(self, video_id: str) -> int:
+        meta = self.meta(video_id)
+        if meta:
+            return meta.num_flows
+        return self._count(video_id, lambda folder, k: self.layout.flow_paths(folder, k)[0])
+
+    def num_rgb(self, video_id: str) -> int:
+        meta = self.meta(video_id)
+        if meta:
+            return meta.num_frames if meta.rgb else 0
+        return self._count(video_id, self.layout.rgb_path)
+
+    def _check_indices(self, video_id: str, indices: Sequence[int], available: int | None) -> None:
+        if len(indices) == 0:
+            raise ValueError(f"no indices given for video {video_id!r}")
+        for k in indices:
+            if k < 0 or (available is not None and k >= available):
+                raise IndexError(f"index {k} out of range for video {video_id!r} ({available} available)")
+
+    def read_flow(self, video_id: str, indices: Sequence[int], backward: bool = False) -> np.ndarray:
+        """Quantized fields ``indices`` (0-based) as uint8 (T, 2, H, W), planes [x, y]."""
+        meta = self.meta(video_id)
+        if meta and backward and not meta.backward:
+            raise ValueError(f"video {video_id!r} has no backward flow (its meta.json says backward=false)")
+        self._check_indices(video_id, indices, meta.num_flows if meta else None)
+        folder, layout = self.folder(video_id), self.layout_of(video_id)
+        planes = {}
+        for k in dict.fromkeys(indices):  # each distinct field read once, in order
+            x_path, y_path = layout.flow_paths(folder, k, backward)
+            x, y = _read_image(x_path, color=False), _read_image(y_path, color=False)
+            if x.shape != y.shape:
+                raise ValueError(f"{y_path}: size {y.shape} differs from {x_path.name}'s {x.shape}")
+            planes[k] = (x, y)
+        return _stack([np.stack(planes[k]) for k in indices], folder)
+
+    def read_rgb(self, video_id: str, indices: Sequence[int]) -> np.ndarray:
+        """RGB frames ``indices`` (0-based) as uint8 (T, H, W, 3)."""
+        meta = self.meta(video_id)
+        if meta and not meta.rgb:
+            raise ValueError(f"video {video_id!r} has no RGB frames (its meta.json says rgb=false)")
+        self._check_indices(video_id, indices, meta.num_frames if meta else None)
+        folder, layout = self.folder(video_id), self.layout_of(video_id)
+        frames = {k: _read_image(layout.rgb_path(folder, k), color=True) for k in dict.fromkeys(indices)}
+        return _stack([frames[k] for k in indices], folder)
+
+
+def _stack(arrays: list[np.ndarray], folder: Path) -> np.ndarray:
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f"{folder}: images differ in size {sorted(shapes)}")
+    return np.stack(arrays)

@@ -1,0 +1,77 @@
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datamodules.check import check
+from datamodules.synthetic import generate
+from flow.meta import FlowMeta, write_meta
+
+REAL = Path("/work/shared/data/annotations")
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    """The table's rows by subset name; header under "subset"."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("subset"))
+    rows = {}
+    for line in lines[start:]:
+        if line.startswith("problem lists"):
+            break
+        cells = line.split()
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_cli_prints_the_table_for_a_generated_dataset(tmp_path):
+    data = generate(tmp_path / "ucf", "ucf101", num_classes=2, videos_per_class=3, num_frames=8, size=(64, 48))
+    frames = tmp_path / "frames"
+    video_id = data.videos[0].relative_to(data.video_root).with_suffix("").as_posix()
+    (frames / video_id).mkdir(parents=True)
+    write_meta(frames / video_id, FlowMeta("dis", {}, 20.0, 95, 64, 48, 8, 7, 25.0, "v.avi"))
+    result = subprocess.run(
+        [sys.executable, "-m", "datamodules", "check", "--dataset", "ucf101",
+         "--annotations", str(data.annotation_dir), "--video-root", str(data.video_root),
+         "--frames-root", str(frames), "--split", "1", "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = _rows(result.stdout)
+    assert rows["subset"][:4] == ["listed", "usable", "classes", "missing"]
+    listed = {subset: int(rows[subset][0]) for subset in ("train", "test")}
+    assert sum(listed.values()) == 6
+    # One video has flow: it is usable, the others lack flow; the decoder agrees with meta.json.
+    subset = "train" if video_id in (data.annotation_dir / "trainlist01.txt").read_text() else "test"
+    assert rows[subset][1] == "1" and rows[subset][6] == str(listed[subset] - 1) and rows[subset][8] == "0"
+    assert "problem lists:" in result.stdout
+
+
+def test_kinetics_folder_of_csvs_with_a_missing_clip(tmp_path):
+    data = generate(tmp_path / "k", "kinetics", num_classes=2, videos_per_class=3, num_frames=6, size=(64, 48))
+    train_clip = next(path for path in data.videos if "/train/" in path.as_posix())
+    train_clip.unlink()
+    out = io.StringIO()
+    status = check("kinetics", data.annotation_dir, data.video_root, label_map=data.annotation_dir / "label_map.txt",
+                   cache_dir=tmp_path / "cache", out=out)
+    assert status == 0
+    rows = _rows(out.getvalue())
+    assert rows["train"][:4] == ["4", "3", "2/2", "1"] and rows["val"][:4] == ["2", "2", "2/2", "0"]
+    problems = Path(out.getvalue().split("train: ")[1].split()[0]).read_text()
+    assert train_clip.stem in problems
+
+
+def test_unreadable_annotations_exit_non_zero(tmp_path, capsys):
+    (tmp_path / "classInd.txt").write_text("1 A\nB\n")
+    assert check("ucf101", tmp_path, tmp_path, cache_dir=tmp_path / "cache") == 2
+    assert "classInd.txt:2:" in capsys.readouterr().err
+    assert check("kinetics", tmp_path / "nothing.csv", tmp_path, cache_dir=tmp_path / "cache") == 2
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real annotation files not present")
+def test_real_hmdb51_lists_without_videos(tmp_path):
+    out = io.StringIO()
+    assert check("hmdb51", REAL / "hmdb51", tmp_path / "videos", split=2, cache_dir=tmp_path / "cache", out=out) == 0
+    rows = _rows(out.getvalue())
+    assert rows["train"][:4] == ["3570", "0", "0/51", "3570"] and rows["test"][:4] == ["1530", "0", "0/51", "1530"]

@@ -1,0 +1,227 @@
+import errno
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import flow.extract
+from flow.codec import decode_jpeg, dequantize
+from flow.extract import ExtractionConfig, FatalError, VideoError, extract_many, extract_video, list_videos
+from flow.meta import META_FILE, read_meta
+from flow.store import FolderFlowStore
+
+FOURCC = {".avi": "XVID", ".mp4": "mp4v"}
+
+
+def write_moving_video(path: Path, frames: int = 8, speed: int = 2, size: tuple[int, int] = (64, 48)) -> Path:
+    """A blurred random texture sliding right by ``speed`` px per frame, written with OpenCV."""
+    width, height = size
+    rng = np.random.default_rng(len(path.name))
+    texture = cv2.GaussianBlur((rng.random((height, width + speed * frames + 8)) * 255).astype(np.uint8), (5, 5), 1.5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix]), 25, size)
+    assert writer.isOpened(), path
+    start = speed * frames
+    for t in range(frames):
+        # The window moves left over the texture, so the content moves right.
+        window = texture[:, start - speed * t : start - speed * t + width]
+        writer.write(cv2.cvtColor(np.ascontiguousarray(window), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+FAST = ExtractionConfig(algorithm="dis", short_side=32)
+
+
+def stored_flow(out_dir: Path, backward: bool = False) -> np.ndarray:
+    store = FolderFlowStore(out_dir.parent)
+    meta = store.meta(out_dir.name)
+    return dequantize(store.read_flow(out_dir.name, range(meta.num_flows), backward), meta.bound)
+
+
+def test_names_numbering_and_meta(tmp_path):
+    video = write_moving_video(tmp_path / "v.avi")
+    result = extract_video(video, tmp_path / "out" / "v", ExtractionConfig(algorithm="dis", short_side=32, bound=15))
+    folder = tmp_path / "out" / "v"
+    names = sorted(p.name for p in folder.iterdir())
+    expected = [f"flow_{axis}_{k:05d}.jpg" for axis in "xy" for k in range(1, 8)]
+    assert names == sorted(expected + [META_FILE])
+    meta = read_meta(folder)
+    assert (meta.num_frames, meta.num_flows, meta.start_index, meta.step) == (8, 7, 1, 1)
+    assert (meta.algorithm, meta.bound, meta.jpeg_quality) == ("dis", 15, 95)
+    assert (meta.width, meta.height) == (43, 32)  # 64x48 with the short side at 32
+    assert decode_jpeg((folder / "flow_x_00007.jpg").read_bytes()).shape == (32, 43)
+    assert meta.source == str(video) and meta.fps == pytest.approx(25)
+    assert result.pairs == 7 and result.num_frames == 8
+    assert result.bytes_written == sum(p.stat().st_size for p in folder.glob("flow_*.jpg"))
+    assert 0 < result.flow_seconds < result.seconds
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_rightward_motion_forward_positive_backward_negative(tmp_path, suffix):
+    video = write_moving_video(tmp_path / f"v{suffix}")
+    extract_video(video, tmp_path / "v", ExtractionConfig(algorithm="dis", short_side=0, backward=True))
+    forward, backward = stored_flow(tmp_path / "v"), stored_flow(tmp_path / "v", backward=True)
+    assert forward.shape == backward.shape == (7, 2, 48, 64)
+    assert forward[:, 0].mean() > 1.0 and abs(forward[:, 1].mean()) < 0.3
+    assert backward[:, 0].mean() < -1.0
+    assert (tmp_path / "v" / "flow_bx_00007.jpg").is_file() and (tmp_path / "v" / "flow_by_00001.jpg").is_file()
+
+
+def test_tvl1_on_a_tiny_video(tmp_path):
+    video = write_moving_video(tmp_path / "v.avi", frames=3, speed=1, size=(32, 24))
+    result = extract_video(video, tmp_path / "v", ExtractionConfig(algorithm="tvl1", short_side=0))
+    assert result.pairs == 2
+    assert read_meta(tmp_path / "v").params["tau"] == 0.25
+    assert stored_flow(tmp_path / "v")[:, 0].mean() > 0.5
+
+
+def test_rgb_frames_and_step(tmp_path):
+    video = write_moving_video(tmp_path / "v.mp4", frames=9)
+    extract_video(video, tmp_path / "v", ExtractionConfig(algorithm="dis", short_side=32, rgb=True, step=2))
+    meta = read_meta(tmp_path / "v")
+    assert (meta.num_frames, meta.num_flows, meta.step, meta.rgb) == (5, 4, 2, True)  # frames 0, 2, 4, 6, 8
+    images = sorted(p.name for p in (tmp_path / "v").glob("img_*.jpg"))
+    assert images == [f"img_{k:05d}.jpg" for k in range(1, 6)]
+    assert decode_jpeg((tmp_path / "v" / "img_00005.jpg").read_bytes(), color=True).shape == (32, 43, 3)
+    # Two frames apart, the texture moved 4 px: 4 * 32/48 at the new size.
+    assert stored_flow(tmp_path / "v")[:, 0].mean() == pytest.approx(4 * 32 / 48, abs=0.6)
+
+
+def test_one_frame_video_fails_with_the_reason(tmp_path):
+    video = write_moving_video(tmp_path / "still.avi", frames=1)
+    with pytest.raises(VideoError, match="1 frame.*needs 2"):
+        extract_video(video, tmp_path / "still", FAST)
+    assert not (tmp_path / "still").exists()
+
+
+def test_list_videos_walks_the_root_sorted_by_extension(tmp_path):
+    for name in ["b/v2.mp4", "a/v1.AVI", "a/v0.avi", "a/notes.txt", "c/d/v3.mkv"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert list_videos(tmp_path) == ["a/v0.avi", "a/v1.AVI", "b/v2.mp4", "c/d/v3.mkv"]
+    assert list_videos(tmp_path, extensions=["mp4"]) == ["b/v2.mp4"]
+
+
+def test_list_file_takes_the_path_of_annotation_lines(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"B/v_B_g01.avi 2\r\nA/v_A_g01.avi 1\r\n\r\nA/with space.avi\r\nC/x.avi 1 \r\nD/y.mp4\tcannot open\r\n")
+    assert list_videos(tmp_path, listing) == ["A/v_A_g01.avi", "A/with space.avi", "B/v_B_g01.avi", "C/x.avi", "D/y.mp4"]
+
+
+def test_bad_videos_are_reported_and_the_good_ones_extracted(tmp_path):
+    root = tmp_path / "videos"
+    good = [write_moving_video(root / "a" / "good1.avi"), write_moving_video(root / "b" / "good2.mp4")]
+    (root / "a" / "random.avi").write_bytes(np.random.default_rng(0).bytes(4000))
+    real = good[0].read_bytes()
+    (root / "b" / "truncated.avi").write_bytes(real[: len(real) // 2])
+    (root / "b" / "empty.mp4").write_bytes(b"")
+    write_moving_video(root / "c" / "still.avi", frames=1)
+    videos = list_videos(root) + ["../outside.avi"]
+    summary = extract_many(root, videos, tmp_path / "out", FAST, failures_file=tmp_path / "failures.txt", progress=False)
+    bad = ["../outside.avi", "a/random.avi", "b/empty.mp4", "b/truncated.avi", "c/still.avi"]
+    assert (summary.done, summary.failed, summary.pairs) == (2, 5, 14)
+    lines = (tmp_path / "failures.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in lines] == bad
+    assert "1 frame(s)" in lines[-1] and "empty file" in lines[2]
+    assert {p.parent.name for p in (tmp_path / "out").rglob(META_FILE)} == {"good1", "good2"}
+    # Failed folders are not left half-written, and nothing escaped the output root.
+    assert not (tmp_path / "out" / "a" / "random").exists() and not (tmp_path / "outside").exists()
+
+
+def test_resume_skips_complete_folders_and_redoes_half_written_ones(tmp_path):
+    root = tmp_path / "videos"
+    for name in ["v1.avi", "v2.avi", "v3.mp4"]:
+        write_moving_video(root / name)
+    out = tmp_path / "out"
+    extract_many(root, list_videos(root), out, FAST, progress=False)
+    # A run killed midway on v2: meta.json not yet written, one file stale, one from a longer run.
+    (out / "v2" / META_FILE).unlink()
+    (out / "v2" / "flow_x_00003.jpg").write_bytes(b"half")
+    (out / "v2" / "flow_x_00099.jpg").write_bytes(b"stale")
+    (out / "v2" / "keep.txt").write_text("not ours")
+    before = {p: p.stat().st_mtime_ns for p in (out / "v1").iterdir()}
+
+    summary = extract_many(root, list_videos(root), out, FAST, progress=False)
+    assert (summary.done, summary.skipped, summary.failed) == (1, 2, 0)
+    assert {p: p.stat().st_mtime_ns for p in (out / "v1").iterdir()} == before
+    assert read_meta(out / "v2").num_flows == 7
+    assert not (out / "v2" / "flow_x_00099.jpg").exists() and (out / "v2" / "keep.txt").exists()
+    assert decode_jpeg((out / "v2" / "flow_x_00003.jpg").read_bytes()).shape == (32, 43)
+
+
+def test_disk_full_stops_the_run_and_leaves_nothing_complete(tmp_path, monkeypatch):
+    root = tmp_path / "videos"
+    for name in ["v1.avi", "v2.avi"]:
+        write_moving_video(root / name)
+    calls = []
+
+    def full_disk(path, data):
+        calls.append(path)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        path.write_bytes(data)
+        return len(data)
+
+    monkeypatch.setattr(flow.extract, "write_file", full_disk)
+    with pytest.raises(FatalError, match="No space left on device"):
+        extract_many(root, list_videos(root), tmp_path / "out", FAST, progress=False)
+    assert len(calls) == 4  # stopped at the first failing write, not retried per video
+    assert not list((tmp_path / "out").rglob(META_FILE))
+
+
+def test_unwritable_output_root_is_one_clear_error(tmp_path):
+    write_moving_video(tmp_path / "videos" / "v.avi")
+    (tmp_path / "file").write_text("a regular file, so nothing can be created under it")
+    with pytest.raises(FatalError, match="not writable"):
+        extract_many(tmp_path / "videos", ["v.avi"], tmp_path / "file" / "out", FAST, progress=False)
+
+
+def test_same_video_id_twice_is_a_failure(tmp_path):
+    write_moving_video(tmp_path / "videos" / "v.avi")
+    write_moving_video(tmp_path / "videos" / "v.mp4")
+    summary = extract_many(tmp_path / "videos", ["v.avi", "v.mp4"], tmp_path / "out", FAST, progress=False)
+    assert summary.done == 1 and [f.video for f in summary.failures] == ["v.mp4"]
+    assert "same video id" in summary.failures[0].reason
+
+
+def test_two_workers_write_the_same_files_as_one(tmp_path):
+    root = tmp_path / "videos"
+    for name in ["a/v1.avi", "a/v2.mp4", "b/v3.avi"]:
+        write_moving_video(root / name)
+    (root / "b" / "bad.avi").write_bytes(b"not a video")
+    # Farneback: OpenCV's DIS carries state between calls (~1e-6 px), which can flip a level.
+    config = ExtractionConfig(algorithm="farneback", short_side=32, backward=True)
+    results = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        summary = extract_many(root, list_videos(root), out, config, workers=workers,
+                               failures_file=out / "failures.txt", progress=False)
+        assert (summary.done, summary.failed) == (3, 1)
+        results[workers] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert len(results[1]) == 3 * (4 * 7 + 1) + 1
+    assert results[1] == results[2]
+
+
+def crash_on_marked_videos(job):
+    """Stands in for the worker function: dies like a segfaulting decoder on videos named 'crash'."""
+    if "crash" in job.listed:
+        os._exit(11)
+    return _real_run_in_worker(job)
+
+
+_real_run_in_worker = flow.extract._run_in_worker
+
+
+def test_a_crashing_worker_fails_only_its_video(tmp_path, monkeypatch):
+    root = tmp_path / "videos"
+    for name in ["a.avi", "b_crash.avi", "c.avi"]:
+        write_moving_video(root / name, frames=3)
+    # Workers import this test module to unpickle the function: they crash for real.
+    monkeypatch.setattr(flow.extract, "_run_in_worker", crash_on_marked_videos)
+    summary = extract_many(root, list_videos(root), tmp_path / "out", FAST, workers=2, progress=False)
+    assert summary.done == 2 and [f.video for f in summary.failures] == ["b_crash.avi"]
+    assert "crashed" in summary.failures[0].reason
+    assert {p.parent.name for p in (tmp_path / "out").rglob(META_FILE)} == {"a", "c"}
