@@ -118,6 +118,17 @@ def test_same_seed_same_frames_other_seed_differs(tmp_path):
         assert not np.array_equal(decode(a), decode(c))
 
 
+def test_rerun_with_same_settings_reuses_the_dataset(tmp_path):
+    args = dict(videos_per_class=2, num_classes=2, num_frames=4, size=(32, 32))
+    first = generate(tmp_path / "a", "hmdb51", **args)
+    stamps = [path.stat().st_mtime_ns for path in first.videos]
+    again = generate(tmp_path / "a", "hmdb51", **args)
+    assert again == first
+    assert [path.stat().st_mtime_ns for path in again.videos] == stamps
+    with pytest.raises(FileExistsError, match="not empty"):
+        generate(tmp_path / "a", "hmdb51", seed=1, **args)
+
+
 def test_motion_separates_motion_classes_and_colour_appearance_classes(tmp_path):
     dataset = generate(tmp_path / "d", "hmdb51", num_classes=8, videos_per_class=4, num_frames=10, size=(96, 72))
     hue_histograms, mean_flows = {}, {}

@@ -59,36 +59,45 @@ def generate(
     classes = make_classes(num_classes, layout)
     check_arguments(spec.min_videos, videos_per_class, num_frames, width, height, fps, seed, layout)
     root = Path(out)
-    if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"out must be a new or empty folder; {root} is not empty")
-
     video_root = root / spec.video_dir
     clips = spec.plan(classes, videos_per_class, seed)
-    videos = []
+    names = [c.name for c in classes]
+    kinds = {c.name: c.kind for c in classes}
+    summary = {
+        "layout": layout, "seed": seed, "classes": names, "kinds": kinds,
+        "videos_per_class": videos_per_class, "num_videos": len(clips), "num_frames": num_frames,
+        "width": width, "height": height, "fps": fps,
+        "video_root": spec.video_dir, "annotation_dir": spec.annotation_subdir,
+    }
+    dataset = SyntheticDataset(root, layout, video_root, root / spec.annotation_subdir, names, kinds,
+                               [video_root / clip.path for clip in clips])
+    # synthetic.json is written last: if it says these very settings, the dataset is complete.
+    if _recorded_summary(root) == summary:
+        return dataset
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"out must be a new or empty folder (or hold a dataset generated with the "
+                              f"same settings); {root} is not empty")
+
     # A video's content depends only on the seed, its class and its number within
     # the class, not on how many other classes or videos there are.
     numbers = [0] * len(classes)
-    for clip in clips:
+    for clip, path in zip(clips, dataset.videos):
         class_spec = classes[clip.class_index]
         number = numbers[clip.class_index]
         numbers[clip.class_index] += 1
         frames = render_video(class_spec, num_frames, (width, height),
                               class_spec.rng(seed, 0, number), class_spec.rng(seed, 1, clip.background))
-        path = video_root / clip.path
         write_video(path, frames, spec.fourcc, fps)
-        videos.append(path)
     spec.write_annotations(root, classes, clips)
-
-    names = [c.name for c in classes]
-    kinds = {c.name: c.kind for c in classes}
-    summary = {
-        "layout": layout, "seed": seed, "classes": names, "kinds": kinds,
-        "videos_per_class": videos_per_class, "num_videos": len(videos), "num_frames": num_frames,
-        "width": width, "height": height, "fps": fps,
-        "video_root": spec.video_dir, "annotation_dir": spec.annotation_subdir,
-    }
     (root / "synthetic.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return SyntheticDataset(root, layout, video_root, root / spec.annotation_subdir, names, kinds, videos)
+    return dataset
+
+
+def _recorded_summary(root: Path) -> dict | None:
+    try:
+        return json.loads((root / "synthetic.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def check_arguments(min_videos: int, videos_per_class: int, num_frames: int, width: int, height: int,

@@ -1,0 +1,60 @@
+"""The I3D paper's "3D-ConvNet" baseline: C3D (Tran et al. 2015) with batch norm.
+
+Eight 3x3x3 convs, five max-pools and two 4096-unit fully connected layers on
+16 x 112 x 112 clips, trained from scratch. As the I3D paper (Carreira & Zisserman 2017,
+Section 2.2) describes its variant: batch norm after every conv and fully connected
+layer, and a temporal stride of 2 in the first pool (C3D has 1), so the last pool works
+on one time step and pools space only.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from models.input_spec import InputSpec, symmetric_rgb
+
+
+def _conv(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True)]
+
+
+def _fc(in_features: int, out_features: int, dropout: float) -> list[nn.Module]:
+    return [nn.Linear(in_features, out_features, bias=False), nn.BatchNorm1d(out_features),
+            nn.ReLU(inplace=True), nn.Dropout(dropout)]
+
+
+class C3D(nn.Module):
+    """C3D with batch norm; shapes for a 16 x 112 x 112 clip (the only size the FC layers fit).
+
+    Args:
+        num_classes: classes of the classifier.
+        dropout: dropout probability after fc6 and fc7.
+    """
+
+    def __init__(self, num_classes: int = 400, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.input_spec: InputSpec = symmetric_rgb(frames=16, size=112)
+        self.features = nn.Sequential(
+            *_conv(3, 64), nn.MaxPool3d(2, 2),                # N x 64 x 8 x 56 x 56
+            *_conv(64, 128), nn.MaxPool3d(2, 2),                        # N x 128 x 4 x 28 x 28
+            *_conv(128, 256), *_conv(256, 256), nn.MaxPool3d(2, 2),     # N x 256 x 2 x 14 x 14
+            *_conv(256, 512), *_conv(512, 512), nn.MaxPool3d(2, 2),     # N x 512 x 1 x 7 x 7
+            *_conv(512, 512), *_conv(512, 512),
+            nn.MaxPool3d((1, 2, 2), (1, 2, 2), padding=(0, 1, 1)),      # N x 512 x 1 x 4 x 4
+        )
+        self.pre_logits = nn.Sequential(*_fc(512 * 4 * 4, 4096, dropout),  # fc6: N x 4096
+                                        *_fc(4096, 4096, dropout))         # fc7: N x 4096
+        self.fc = nn.Linear(4096, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """N x 3 x 16 x 112 x 112 -> N x 512 x 1 x 4 x 4."""
+        return self.features(x)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.fc(self.pre_logits(torch.flatten(features, 1)))  # N x num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc = nn.Linear(4096, num_classes, device=self.fc.weight.device)

