@@ -1,0 +1,24 @@
+"""Video data: annotations, index, decoding, sampling, transforms, datasets, DataModules."""
+
+from datamodules.datamodule import (
+    HMDB51DataModule,
+    KineticsDataModule,
+    ListDataModule,
+    UCF101DataModule,
+    VideoDataModule,
+)
+from datamodules.datasets import DataFailureError, VideoDataset
+from datamodules.multi import MultiDataModule
+from datamodules.synthetic import generate
+
+__all__ = [
+    "DataFailureError",
+    "HMDB51DataModule",
+    "KineticsDataModule",
+    "ListDataModule",
+    "MultiDataModule",
+    "UCF101DataModule",
+    "VideoDataModule",
+    "VideoDataset",
+    "generate",
+]

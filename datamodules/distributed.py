@@ -9,11 +9,14 @@ goes to exactly one rank, and ranks may differ in length by one.
 from collections.abc import Iterator, Sized
 
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 
-class UnpaddedDistributedSampler(Sampler[int]):
+class UnpaddedDistributedSampler(DistributedSampler):
     """Shards ``range(len(dataset))`` over ranks without padding or shuffling.
+
+    A ``DistributedSampler`` subclass because Lightning keeps a loader's sampler only
+    when it is one; any other sampler it wraps in its own padding sampler.
 
     Args:
         dataset: anything with ``len()``.
@@ -27,6 +30,7 @@ class UnpaddedDistributedSampler(Sampler[int]):
         self.rank = rank if rank is not None else (dist.get_rank() if initialised else 0)
         if not 0 <= self.rank < self.num_replicas:
             raise ValueError(f"rank {self.rank} is outside [0, {self.num_replicas})")
+        super().__init__(dataset, self.num_replicas, self.rank, shuffle=False)  # type: ignore[arg-type]
         self.dataset_size = len(dataset)
 
     def __iter__(self) -> Iterator[int]:

@@ -1,0 +1,251 @@
+"""The map-style video dataset: one item per indexed video, a dict of network inputs.
+
+An item reads the frames and flow fields that ``sampling`` picks for its stage, and
+``Augment`` turns them into inputs (one crop and flip shared by every key):
+
+    modality          train / val sample          test sample (V views)
+    rgb               rgb (3, H, W)               (positions x crops, 3, H, W)
+    flow              flow (2L, H, W)             (positions x crops, 2L, H, W)
+    two_stream        both, aligned               both, aligned
+    rgb_clip          rgb (3, T, H, W)            (clips x crops, 3, T, H, W)
+    flow_clip         flow (2, T, H, W)           (clips x crops, 2, T, H, W)
+    two_stream_clip   both, same frames           both, same frames
+
+plus ``label`` and ``index`` (and ``dataset`` when the dataset has a ``tag``).
+
+Bad data. A video or flow file that cannot be read in training is replaced by the next
+video of the index (deterministic), logged with its file and counted; once at least
+``MIN_DRAWS`` items were drawn, a share of failures above ``max_failure_rate`` raises,
+naming the files: a few broken downloads are tolerated, a broken dataset is not. Counts
+live in the dataset object, i.e. per DataLoader worker and, without persistent workers,
+per epoch. In val, test and predict a bad video raises at once, naming it: evaluation
+must score every listed video, so silently scoring another one would bias the result.
+
+Randomness. Each training item draws its numpy Generator's seed from torch's RNG: in a
+DataLoader worker that RNG is seeded with the worker's seed (base seed + worker id, new
+every epoch unless workers persist), in the main process by ``seed_everything``. So
+workers differ and runs repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datamodules.decoding import FrameReader, RawFrameReader, VideoDecodeError
+from datamodules.index import VideoIndex
+from datamodules.modality import check_modality, is_clip, modality_keys
+from datamodules.sampling import (
+    TEST_CLIPS,
+    TEST_POSITIONS,
+    Stage,
+    clip_positions,
+    flow_stack_positions,
+    frame_positions,
+    two_stream_positions,
+    whole_video_positions,
+)
+from datamodules.transforms import Augment
+from flow.store import FolderFlowStore
+
+log = logging.getLogger(__name__)
+
+MIN_DRAWS = 20  # below this many draws a failure rate says little
+MAX_REPLACEMENTS = 10  # consecutive bad videos tried for one item before giving up
+# What reading a broken file raises: decoders (VideoDecodeError), the flow store (missing
+# files: OSError; corrupt JPEG or sizes: ValueError; fewer fields than meta.json: IndexError).
+READ_ERRORS: tuple[type[BaseException], ...] = (VideoDecodeError, OSError, ValueError, IndexError)
+
+
+class DataFailureError(RuntimeError):
+    """Too many unreadable videos, or an unreadable one during evaluation; names the files."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How many positions a test sample takes and how clips are spaced.
+
+    Args:
+        test_positions: 2D test positions (the two-stream paper: 25).
+        test_clips: 3D test clips (e.g. 10, with 3 crops each).
+        stride: frames between the frames of a 3D clip.
+        whole_video: 3D test on every ``stride``-th frame of the video as one clip (I3D);
+            clips then differ in length, so the test batch size must be 1.
+    """
+
+    test_positions: int = TEST_POSITIONS
+    test_clips: int = TEST_CLIPS
+    stride: int = 1
+    whole_video: bool = False
+
+
+class VideoDataset(Dataset):
+    """Samples of the videos in ``index`` for one stage (see the module docstring).
+
+    Args:
+        index: the usable videos (``datamodules.index.build_index``).
+        modality: one of ``datamodules.modality.MODALITIES``.
+        stage: "train", "val" or "test" (predict uses "test").
+        augment: turns frames into inputs; its specs give L (2D flow) and T (clips).
+        reader: reads RGB frames (decord, torchcodec or rawframes); needed for RGB.
+        store: reads flow fields (and frame counts from meta.json); needed for flow.
+        sampling: test positions and clip spacing.
+        max_failure_rate: tolerated share of unreadable items in training.
+        tag: added to every sample as ``dataset`` (multi-dataset training); None: no key.
+    """
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        modality: str,
+        stage: Stage,
+        augment: Augment,
+        reader: FrameReader | None = None,
+        store: FolderFlowStore | None = None,
+        sampling: Sampling = Sampling(),
+        max_failure_rate: float = 0.05,
+        tag: int | None = None,
+    ):
+        check_modality(modality)
+        keys = modality_keys(modality)
+        if "rgb" in keys and reader is None:
+            raise ValueError(f"modality {modality!r} reads RGB frames: pass a frame reader")
+        if "flow" in keys and store is None:
+            raise ValueError(f"modality {modality!r} reads flow: pass a flow store")
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise ValueError(f"max_failure_rate must be in [0, 1], got {max_failure_rate}")
+        lengths = {augment.specs[key].frames for key in keys}
+        if is_clip(modality) and len(lengths) != 1:
+            raise ValueError(f"both streams of {modality!r} must take the same frames, got {sorted(lengths)}")
+        self.index, self.modality, self.stage, self.augment = index, modality, stage, augment
+        self.keys, self.reader, self.store, self.sampling = keys, reader, store, sampling
+        self.max_failure_rate, self.tag = max_failure_rate, tag
+        self.draws = 0
+        self.failures: list[tuple[str, str]] = []  # (file, reason)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.index.classes
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        if self.stage != "train":
+            try:
+                return self._sample(i, self._read_all(i, None), None)
+            except READ_ERRORS as error:
+                raise DataFailureError(f"cannot read {self._source(i)} in {self.stage}: {error}") from error
+        self.draws += 1
+        rng = np.random.default_rng(int(torch.randint(2**62, ())))
+        for attempt in range(MAX_REPLACEMENTS):
+            j = (i + attempt) % len(self)
+            try:
+                frames = self._read_all(j, rng)
+            except READ_ERRORS as error:
+                self._record_failure(j, error)
+                continue
+            self._check_rate()
+            return self._sample(j, frames, rng)
+        raise DataFailureError(f"{MAX_REPLACEMENTS} consecutive videos from item {i} are unreadable: "
+                               f"{self._failed_files()}")
+
+    def _record_failure(self, j: int, error: BaseException) -> None:
+        source = self._source(j)
+        self.failures.append((source, str(error)))
+        log.warning("replacing unreadable video %s (item %d) by the next one: %s", source, j, error)
+        self._check_rate()
+
+    def _check_rate(self) -> None:
+        if self.draws >= MIN_DRAWS and len(self.failures) > self.max_failure_rate * self.draws:
+            raise DataFailureError(
+                f"{len(self.failures)} unreadable of {self.draws} items drawn exceeds max_failure_rate="
+                f"{self.max_failure_rate}: {self._failed_files()}")
+
+    def _failed_files(self) -> str:
+        return "; ".join(f"{source} ({reason})" for source, reason in self.failures[-20:])
+
+    def _source(self, j: int) -> str:
+        """The file a failure is reported against: the video, or its flow folder."""
+        path = self.index.paths[j]
+        if path is not None and "rgb" in self.keys and not isinstance(self.reader, RawFrameReader):
+            return path
+        return str(self.store.folder(self.index.video_ids[j])) if self.store else self.index.video_ids[j]
+
+    def _read_all(self, j: int, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+        """Video j's uint8 frames per key; only this part may fail on bad data."""
+        return {key: self._read(key, j, indices) for key, indices in self._positions(j, rng).items()}
+
+    def _sample(self, j: int, frames: dict[str, torch.Tensor], rng: np.random.Generator | None) -> dict[str, torch.Tensor | int]:
+        # Outside the caught region on purpose: a transform error is a setting's fault, not the video's.
+        bound = self.store.bound(self.index.video_ids[j]) if "flow" in frames else 0.0
+        sample: dict[str, torch.Tensor | int] = dict(self.augment(frames, bound, rng))
+        sample["label"] = self.index.labels[j]
+        sample["index"] = j
+        if self.tag is not None:
+            sample["dataset"] = self.tag
+        return sample
+
+    def _counts(self, j: int) -> tuple[int, int]:
+        """(frames, flow fields) of video j; frames count the flow's (step-sampled) frames
+        when the modality reads flow, so that RGB and flow indices agree."""
+        video_id = self.index.video_ids[j]
+        meta = self.store.meta(video_id) if self.store is not None and "flow" in self.keys else None
+        if meta is not None:
+            return meta.num_frames, meta.num_flows
+        num_flows = self.index.num_flows[j] or 0
+        num_frames = self.index.num_frames[j]
+        if num_frames is None:
+            num_frames = num_flows + 1 if "flow" in self.keys else self.reader.num_frames(self._rgb_source(j))
+        return num_frames, num_flows
+
+    def _positions(self, j: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        """Indices (P, T) per key: P positions (one outside test), T frames or fields."""
+        num_frames, num_flows = self._counts(j)
+        stage, sampling = self.stage, self.sampling
+        if is_clip(self.modality):
+            length = self.augment.specs[self.keys[0]].frames
+            # Field k moves frame k to k + 1: clips of both streams take the same k.
+            n = min(num_frames, num_flows) if self.keys == ("rgb", "flow") else (
+                num_flows if self.keys == ("flow",) else num_frames)
+            if stage == "test" and sampling.whole_video:
+                indices = whole_video_positions(n, sampling.stride, length)
+            else:
+                indices = clip_positions(n, length, sampling.stride, stage, rng, sampling.test_clips)
+            return {key: indices for key in self.keys}
+        count = sampling.test_positions
+        if self.modality == "rgb":
+            return {"rgb": frame_positions(num_frames, stage, rng, count)}
+        length = self.augment.specs["flow"].frames
+        if self.modality == "flow":
+            return {"flow": flow_stack_positions(num_flows, length, stage, rng, count)}
+        rgb, flow = two_stream_positions(num_frames, num_flows, length, stage, rng, count)
+        return {"rgb": rgb, "flow": flow}
+
+    def _rgb_source(self, j: int) -> str:
+        if isinstance(self.reader, RawFrameReader):
+            return self.index.video_ids[j]
+        path = self.index.paths[j]
+        if path is None:
+            raise VideoDecodeError(self.index.video_ids[j], "no video file (and the reader is not rawframes)")
+        return path
+
+    def _read(self, key: str, j: int, indices: np.ndarray) -> torch.Tensor:
+        """uint8 (P, T, C, H, W) of RGB frames or quantized [x, y] flow fields."""
+        positions, length = indices.shape
+        flat = indices.reshape(-1)
+        if key == "rgb":
+            video_id = self.index.video_ids[j]
+            meta = self.store.meta(video_id) if self.store is not None and "flow" in self.keys else None
+            if meta is not None and meta.step > 1 and not isinstance(self.reader, RawFrameReader):
+                flat = flat * meta.step  # flow frame k is video frame k * step
+            frames = torch.from_numpy(self.reader.read_frames(self._rgb_source(j), flat.tolist()))
+            frames = frames.permute(0, 3, 1, 2)  # (N, 3, H, W)
+        else:
+            frames = torch.from_numpy(self.store.read_flow(self.index.video_ids[j], flat.tolist()))
+        return frames.reshape(positions, length, *frames.shape[1:])
+

@@ -1,0 +1,140 @@
+"""The DataModules: class counts before setup, loaders, validation split, specs, DDP sampling."""
+
+from types import SimpleNamespace
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from jsonargparse import ArgumentParser
+from pytorch_lightning.trainer.states import RunningStage
+
+from datamodules import HMDB51DataModule, KineticsDataModule, ListDataModule, UCF101DataModule, generate
+from datamodules.distributed import UnpaddedDistributedSampler
+from flow.extract import ExtractionConfig, extract_many
+from models.input_spec import flow_pixels, imagenet_rgb
+
+
+@pytest.fixture(scope="module")
+def ucf(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ucf")
+    data = generate(root / "data", "ucf101", num_classes=4, videos_per_class=4, num_frames=12, size=(64, 48))
+    videos = [str(path.relative_to(data.video_root)) for path in data.videos]
+    assert extract_many(data.video_root, videos, root / "frames", ExtractionConfig(algorithm="dis", short_side=0),
+                        progress=False).failed == 0
+    return data, root
+
+
+def settings(root, **overrides) -> dict:
+    return {"num_fields": 4, "crop_size": 32, "short_side": None, "test_positions": 2, "batch_size": 3,
+            "num_workers": 0, "pin_memory": False, "cache_dir": str(root / "cache"), **overrides}
+
+
+def ucf_dm(ucf, **overrides) -> UCF101DataModule:
+    data, root = ucf
+    return UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
+                            frames_root=str(root / "frames"), **settings(root, **overrides))
+
+
+def test_num_classes_right_after_init(ucf, tmp_path):
+    data, root = ucf
+    assert ucf_dm(ucf, modality="flow").num_classes == 4
+    hmdb = generate(tmp_path / "hmdb", "hmdb51", num_classes=3, videos_per_class=2, num_frames=2, size=(16, 16))
+    assert HMDB51DataModule(split_dir=str(hmdb.annotation_dir), video_root=str(hmdb.video_root)).num_classes == 3
+    kinetics = generate(tmp_path / "kinetics", "kinetics", num_classes=5, videos_per_class=2, num_frames=2,
+                        size=(16, 16))
+    csvs = {"train_csv": str(kinetics.annotation_dir / "train.csv"), "val_csv": str(kinetics.annotation_dir / "val.csv")}
+    assert KineticsDataModule(**csvs, video_root=str(kinetics.video_root)).num_classes == 5
+    with_map = KineticsDataModule(**csvs, label_map=str(kinetics.annotation_dir / "label_map.txt"),
+                                  video_root=str(kinetics.video_root))
+    assert with_map.classes == kinetics.classes
+    listed = tmp_path / "train.txt"
+    listed.write_text("A/a.avi 0\nB/b.avi 6\n")
+    assert ListDataModule(train_list=str(listed), test_list=str(listed), video_root=str(tmp_path)).num_classes == 7
+
+
+def test_loaders_iterate_whole_epochs(ucf):
+    dm = ucf_dm(ucf, modality="two_stream")
+    dm.prepare_data()
+    dm.setup("fit")
+    dm.setup("test")
+    train = list(dm.train_dataloader())
+    assert len(train) == len(dm.datasets["train"]) // 3  # drop_last in training
+    assert train[0]["rgb"].shape == (3, 3, 32, 32) and train[0]["flow"].shape == (3, 8, 32, 32)
+    val = list(dm.val_dataloader())
+    assert sum(len(batch["index"]) for batch in val) == len(dm.datasets["val"])
+    test = list(dm.test_dataloader())  # test_batch_size 1: one video and its 2 x 10 views
+    assert len(test) == len(dm.datasets["test"]) and test[0]["flow"].shape == (1, 20, 8, 32, 32)
+
+
+def test_validation_is_the_test_split_with_one_centre_view(ucf):
+    dm = ucf_dm(ucf, modality="rgb")
+    assert dm.index("val").video_ids == dm.index("test").video_ids != dm.index("train").video_ids
+    assert dm.make_dataset("val")[0]["rgb"].shape == (3, 32, 32)
+
+
+def test_seeded_loader_repeats_with_workers(ucf):
+    def epoch():
+        dm = ucf_dm(ucf, modality="flow", seed=7, num_workers=2)
+        return [batch["flow"] for batch in dm.train_dataloader()]
+
+    first, second = epoch(), epoch()
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_network_input_specs_win(ucf):
+    dm = ucf_dm(ucf, modality="two_stream", rgb_spec=imagenet_rgb(size=24), flow_spec=flow_pixels(3, 24))
+    sample = dm.make_dataset("train")[0]
+    assert sample["rgb"].shape == (3, 24, 24) and sample["flow"].shape == (6, 24, 24)
+    dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(input_specs={"flow": flow_pixels(2, 16),
+                                                                               "rgb": imagenet_rgb(size=16)}))
+    dm.setup("fit")
+    assert dm.datasets["train"][0]["flow"].shape == (4, 16, 16)
+    with pytest.raises(ValueError, match="does not fit"):
+        ucf_dm(ucf, modality="flow_clip", flow_spec=flow_pixels(3, 24))
+
+
+def test_settings_parse_as_a_cli_configuration(ucf):
+    data, root = ucf
+    parser = ArgumentParser()
+    parser.add_class_arguments(UCF101DataModule, "data")
+    config = parser.parse_args(["--data.annotation_dir", str(data.annotation_dir), "--data.video_root", "v",
+                                "--data.modality", "flow_clip", "--data.flow_spec",
+                                '{"modality": "flow", "channels": 2, "dims": 3, "frames": 8}'])
+    assert config.data.modality == "flow_clip" and config.data.split == 1 and config.data.num_fields == 10
+    help_text = " ".join(parser.format_help().split())
+    assert "flow fields L per 2D stack" in help_text and "UCF-101 with its official splits" in help_text
+
+
+@pytest.fixture
+def fake_world(monkeypatch):
+    """torch.distributed looking initialised with 3 ranks, this one rank 1."""
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 3)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
+
+
+def test_distributed_test_loader_shards_without_padding(ucf, fake_world):
+    dm = ucf_dm(ucf, modality="rgb")
+    loader = dm.test_dataloader()
+    size = len(dm.datasets["test"])
+    assert isinstance(loader.sampler, UnpaddedDistributedSampler)
+    assert list(loader.sampler) == list(range(1, size, 3))
+    assert not isinstance(dm.val_dataloader().sampler, UnpaddedDistributedSampler)
+
+
+def lightning_test_loader(loader, **trainer_settings):
+    trainer = pl.Trainer(accelerator="cpu", strategy="ddp", devices=3, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, **trainer_settings)
+    return trainer._data_connector._prepare_dataloader(loader, shuffle=False, mode=RunningStage.TESTING)
+
+
+def test_lightning_keeps_the_unpadded_sampler_without_its_own(ucf, fake_world):
+    loader = ucf_dm(ucf, modality="rgb").test_dataloader()
+    prepared = lightning_test_loader(loader, use_distributed_sampler=False)
+    assert prepared.sampler is loader.sampler
+
+
+def test_lightning_keeps_the_unpadded_sampler_by_default(ucf, fake_world):
+    loader = ucf_dm(ucf, modality="rgb").test_dataloader()
+    assert lightning_test_loader(loader).sampler is loader.sampler

@@ -1,0 +1,184 @@
+"""VideoDataset on a tiny generated UCF-101 (64x48, 12 frames, 4 classes x 4 videos) with DIS flow."""
+
+import inspect
+import logging
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+import datamodules.datasets as datasets_module
+import datamodules.transforms as transforms_module
+from datamodules import DataFailureError, UCF101DataModule, VideoDataModule, generate
+from flow.extract import ExtractionConfig, extract_many
+
+MODALITIES = ["rgb", "flow", "two_stream", "rgb_clip", "flow_clip", "two_stream_clip"]
+L, T, CROP = 4, 4, 32
+
+
+@pytest.fixture(scope="module")
+def ucf(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ucf")
+    data = generate(root / "data", "ucf101", num_classes=4, videos_per_class=4, num_frames=12, size=(64, 48))
+    videos = [str(path.relative_to(data.video_root)) for path in data.videos]
+    config = ExtractionConfig(algorithm="dis", short_side=0, rgb=True)
+    assert extract_many(data.video_root, videos, root / "frames", config, progress=False).failed == 0
+    return data, root
+
+
+def datamodule(ucf, **settings) -> UCF101DataModule:
+    data, root = ucf
+    options = dict(num_fields=L, frames=T, crop_size=CROP, short_side=None, test_positions=3, test_clips=2,
+                   batch_size=2, num_workers=0, pin_memory=False, cache_dir=str(root / "cache"))
+    return UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
+                            frames_root=str(root / "frames"), **{**options, **settings})
+
+
+def shape(value):
+    return tuple(value.shape)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_shapes_per_modality_and_stage(ucf, modality):
+    dm = datamodule(ucf, modality=modality)
+    rgb = {"train": (3, CROP, CROP), "test": (30, 3, CROP, CROP)}  # 3 positions x ten crops
+    flow = {"train": (2 * L, CROP, CROP), "test": (30, 2 * L, CROP, CROP)}
+    if modality.endswith("clip"):  # 2 clips x three crops
+        rgb = {"train": (3, T, CROP, CROP), "test": (6, 3, T, CROP, CROP)}
+        flow = {"train": (2, T, CROP, CROP), "test": (6, 2, T, CROP, CROP)}
+    rgb["val"], flow["val"] = rgb["train"], flow["train"]
+    for split in ("train", "val", "test"):
+        sample = dm.make_dataset(split)[3]
+        keys = {"rgb", "flow"} if modality.startswith("two") else {modality.split("_")[0]}
+        assert set(sample) == keys | {"label", "index"}
+        assert sample["index"] == 3 and isinstance(sample["label"], int)
+        if "rgb" in keys:
+            assert shape(sample["rgb"]) == rgb[split] and sample["rgb"].dtype == torch.float32
+        if "flow" in keys:
+            assert shape(sample["flow"]) == flow[split]
+
+
+def test_default_test_protocol_is_25_positions_by_10_crops(ucf):
+    dm = datamodule(ucf, modality="two_stream", num_fields=10, crop_size=16, test_positions=25)
+    sample = dm.make_dataset("test")[0]
+    assert shape(sample["rgb"]) == (250, 3, 16, 16)
+    assert shape(sample["flow"]) == (250, 20, 16, 16)
+    defaults = inspect.signature(VideoDataModule).parameters
+    assert defaults["test_positions"].default == 25 and defaults["num_fields"].default == 10
+    assert defaults["test_crops"].default is None and dm.test_crops == "ten"  # None: ten for 2D
+
+
+def test_two_stream_sample_shares_position_crop_and_flip(ucf, monkeypatch):
+    views, reads = [], []
+    apply_view = transforms_module.apply_view
+
+    def spy_view(frames, view, flow=False):
+        views.append((flow, view))
+        return apply_view(frames, view, flow)
+
+    read = datasets_module.VideoDataset._read
+
+    def spy_read(self, key, j, indices):
+        reads.append((key, indices.copy()))
+        return read(self, key, j, indices)
+
+    monkeypatch.setattr(transforms_module, "apply_view", spy_view)
+    monkeypatch.setattr(datasets_module.VideoDataset, "_read", spy_read)
+    dataset = datamodule(ucf, modality="two_stream").make_dataset("train")
+    pl.seed_everything(0)
+    for i in range(8):
+        views.clear(), reads.clear()
+        dataset[i]
+        (rgb_flag, rgb_view), (flow_flag, flow_view) = views
+        assert (rgb_flag, flow_flag) == (False, True) and rgb_view == flow_view
+        (_, frames), (_, fields) = reads
+        assert frames[0, 0] == fields[0, 0] + L // 2  # the frame at the stack's centre
+        np.testing.assert_array_equal(fields[0], np.arange(fields[0, 0], fields[0, 0] + L))
+    flips = set()
+    for i in range(16):
+        views.clear()
+        dataset[i % len(dataset)]
+        flips.add(views[0][1].flip)
+    assert flips == {True, False}
+
+
+def test_training_draws_repeat_under_seed_everything(ucf):
+    dataset = datamodule(ucf, modality="flow").make_dataset("train")
+    pl.seed_everything(3)
+    first = [dataset[i]["flow"] for i in range(4)]
+    pl.seed_everything(3)
+    again = [dataset[i]["flow"] for i in range(4)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(dataset[0]["flow"], dataset[0]["flow"]) for _ in range(5))
+
+
+def corrupt(dataset, item, tmp_path):
+    bad = tmp_path / f"corrupt_{item}.avi"
+    bad.write_bytes(b"not a video" * 100)
+    dataset.index.paths[item] = str(bad)  # this dataset's own index copy
+    return str(bad)
+
+
+def test_corrupt_video_mid_epoch_is_replaced_logged_and_counted(ucf, tmp_path, caplog):
+    dm = datamodule(ucf, modality="two_stream", max_failure_rate=0.5, seed=0)
+    dm.setup("fit")
+    dataset = dm.datasets["train"]
+    bad = corrupt(dataset, 4, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="datamodules.datasets"):
+        batches = list(dm.train_dataloader())
+    assert len(batches) == len(dataset) // 2
+    seen = torch.cat([batch["index"] for batch in batches]).tolist()
+    assert 4 not in seen and seen.count(5) == 2  # item 4 became item 5
+    assert [source for source, _ in dataset.failures] == [bad]
+    assert any(bad in record.getMessage() for record in caplog.records)
+
+
+def test_failure_rate_exceeded_names_the_files(ucf, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets_module, "MIN_DRAWS", 4)
+    dataset = datamodule(ucf, modality="rgb", max_failure_rate=0.1).make_dataset("train")
+    bad = [corrupt(dataset, item, tmp_path) for item in (1, 3)]
+    with pytest.raises(DataFailureError, match="exceeds max_failure_rate") as caught:
+        for i in range(len(dataset)):
+            dataset[i]
+    assert all(path in str(caught.value) for path in bad)
+
+
+def test_bad_video_in_evaluation_raises_naming_it(ucf, tmp_path):
+    dataset = datamodule(ucf, modality="rgb").make_dataset("test")
+    bad = corrupt(dataset, 2, tmp_path)
+    dataset[1]
+    with pytest.raises(DataFailureError, match=bad):
+        dataset[2]
+
+
+def test_missing_flow_file_is_replaced_in_training(ucf):
+    dm = datamodule(ucf, modality="flow", max_failure_rate=1.0)
+    dataset = dm.make_dataset("train")
+    folder = dataset.store.folder(dataset.index.video_ids[0])
+    broken = dataset.store.read_flow
+
+    def read_flow(video_id, indices, backward=False):
+        if dataset.store.folder(video_id) == folder:
+            raise FileNotFoundError(f"{folder}/flow_x_00001.jpg")
+        return broken(video_id, indices, backward)
+
+    dataset.store.read_flow = read_flow
+    assert dataset[0]["index"] == 1
+    assert dataset.failures[0][0] == str(folder)
+
+
+def test_rawframes_decoder_reads_extracted_rgb(ucf):
+    dm = datamodule(ucf, modality="rgb", decoder="rawframes")
+    video = datamodule(ucf, modality="rgb").make_dataset("val")[0]["rgb"]
+    frames = dm.make_dataset("val")[0]["rgb"]
+    assert frames.shape == video.shape
+    assert (frames - video).abs().mean() < 0.1  # JPEG vs. video decode of the same frame
+
+
+def test_full_epoch_with_dataloader(ucf):
+    dataset = datamodule(ucf, modality="rgb_clip").make_dataset("test")
+    batches = list(DataLoader(dataset, batch_size=3))
+    assert sum(len(batch["label"]) for batch in batches) == len(dataset)
+    assert shape(batches[0]["rgb"]) == (3, 6, 3, T, CROP, CROP)
