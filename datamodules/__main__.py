@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from datamodules import check as check_module
-from datamodules.check import DATASETS, FLOW_LAYOUTS, check
+from datamodules.check import DATASETS, check
+from flow.layout import NAMED_LAYOUTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--split", type=int, default=1, help="UCF-101 / HMDB-51 split (1-3)")
     command.add_argument("--label-map", help="class names, one per line, in label order (Kinetics, list)")
     command.add_argument("--list-kind", choices=("video", "rawframes"), default="video")
-    command.add_argument("--flow-layout", choices=list(FLOW_LAYOUTS), default="ours",
+    command.add_argument("--flow-layout", choices=list(NAMED_LAYOUTS), default="ours",
                          help="file names in flow folders without meta.json")
     command.add_argument("--cache-dir", help="where the index is cached (default <frames or video root>/.index_cache)")
     args = parser.parse_args(argv)

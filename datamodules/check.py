@@ -25,10 +25,9 @@ from datamodules.annotations import (
 )
 from datamodules.annotations.records import read_lines
 from datamodules.index import VideoIndex, build_index
-from flow.layout import DENSEFLOW, MMACTION2, OURS
+from flow.layout import NAMED_LAYOUTS
 
 DATASETS = ("ucf101", "hmdb51", "kinetics", "list")
-FLOW_LAYOUTS = {"ours": OURS, "denseflow": DENSEFLOW, "mmaction2": MMACTION2}
 EXIT_BAD_ANNOTATIONS = 2
 
 
@@ -108,7 +107,7 @@ def check(
             warnings.simplefilter("ignore", UserWarning)
             has_frames = frames_root is not None
             index = build_index(subset, video_root, frames_root, needs_flow=has_frames, cache_dir=cache_dir,
-                                verify_frames=has_frames, layout=FLOW_LAYOUTS[flow_layout])
+                                verify_frames=has_frames, layout=NAMED_LAYOUTS[flow_layout])
         rows.append(_row(name, subset, index))
         if index.problems_file:
             problem_files.append(f"  {name}: {index.problems_file}")

@@ -51,6 +51,7 @@ from datamodules.index import VideoIndex, build_index
 from datamodules.modality import Modality, check_modality, is_clip, modality_keys, resolve_specs
 from datamodules.sampling import TEST_CLIPS, TEST_POSITIONS
 from datamodules.transforms import Augment, TestCrops
+from flow.layout import NAMED_LAYOUTS
 from flow.store import FolderFlowStore
 from models.input_spec import InputSpec
 
@@ -97,6 +98,9 @@ class VideoDataModule(pl.LightningDataModule):
             next video, logged) before an error names them; counted per worker.
         seed: seeds shuffling and the workers' seeds; None: from the global seed
             (``seed_everything``).
+        flow_layout: file names and start index of flow folders without meta.json
+            (folders with one say their own): ours (``flow_x_00001.jpg``), denseflow
+            (0-based) or mmaction2 (``x_00001.jpg``).
         rgb_spec: the RGB network's InputSpec; None: from the model or the modality.
         flow_spec: the flow network's InputSpec; None: from the model or the modality.
     """
@@ -126,6 +130,7 @@ class VideoDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         max_failure_rate: float = 0.05,
         seed: int | None = None,
+        flow_layout: Literal["ours", "denseflow", "mmaction2"] = "ours",
         rgb_spec: InputSpec | None = None,
         flow_spec: InputSpec | None = None,
     ):
@@ -137,6 +142,9 @@ class VideoDataModule(pl.LightningDataModule):
         if whole_video_test and test_batch_size != 1:
             raise ValueError("whole_video_test gives clips of different lengths: set test_batch_size to 1")
         self.video_root, self.frames_root = video_root, frames_root
+        if flow_layout not in NAMED_LAYOUTS:
+            raise ValueError(f"flow_layout must be one of {sorted(NAMED_LAYOUTS)}, got {flow_layout!r}")
+        self.flow_layout = NAMED_LAYOUTS[flow_layout]
         self.modality, self.keys = modality, keys
         self.num_fields, self.frames, self.crop_size = num_fields, frames, crop_size
         self.short_side, self.multiscale_crop, self.flow_mean_subtraction = short_side, multiscale_crop, flow_mean_subtraction
@@ -186,13 +194,13 @@ class VideoDataModule(pl.LightningDataModule):
             self._indices[split] = build_index(
                 self.read_annotations(split), self.video_root, self.frames_root,
                 needs_video="rgb" in self.keys and self.decoder != "rawframes",
-                needs_flow="flow" in self.keys, cache_dir=self.cache_dir,
+                needs_flow="flow" in self.keys, cache_dir=self.cache_dir, layout=self.flow_layout,
             )  # fmt: skip
         return self._indices[split]
 
     def make_dataset(self, split: Split, tag: int | None = None) -> VideoDataset:
         """The dataset of ``split``; val samples one centre view, test all test views."""
-        store = FolderFlowStore(self.frames_root) if self.frames_root is not None else None
+        store = FolderFlowStore(self.frames_root, self.flow_layout) if self.frames_root is not None else None
         reader = None
         if "rgb" in self.keys:
             # Resizing happens once, in Augment, where the flow's scale is tracked too.

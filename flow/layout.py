@@ -92,3 +92,6 @@ TEMPLATE_NAMES = tuple(f.name for f in fields(FrameLayout) if f.type == "str")
 DENSEFLOW = FrameLayout(start_index=0)
 MMACTION2 = FrameLayout(flow_x="x_{:05d}.jpg", flow_y="y_{:05d}.jpg", start_index=1)
 OURS = FrameLayout()
+
+# Names for settings and command lines (``--flow-layout denseflow``).
+NAMED_LAYOUTS = {"ours": OURS, "denseflow": DENSEFLOW, "mmaction2": MMACTION2}

@@ -138,3 +138,25 @@ def test_lightning_keeps_the_unpadded_sampler_without_its_own(ucf, fake_world):
 def test_lightning_keeps_the_unpadded_sampler_by_default(ucf, fake_world):
     loader = ucf_dm(ucf, modality="rgb").test_dataloader()
     assert lightning_test_loader(loader).sampler is loader.sampler
+
+
+def test_meta_less_mmaction2_flow_folders(ucf, tmp_path):
+    """Flow extracted by another tool: ``x_00001.jpg`` names, 1-based, no meta.json."""
+    import shutil
+
+    data, root = ucf
+    frames = tmp_path / "mmaction2_frames"
+    shutil.copytree(root / "frames", frames)
+    for meta in frames.rglob("meta.json"):
+        meta.unlink()
+    for image in frames.rglob("flow_*.jpg"):
+        image.rename(image.with_name(image.name.replace("flow_", "")))
+    dm = UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
+                          frames_root=str(frames), modality="flow", flow_layout="mmaction2",
+                          **settings(tmp_path))
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["flow"].shape[1:] == (8, 32, 32)
+    with pytest.raises(ValueError, match="flow_layout"):
+        UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
+                         frames_root=str(frames), modality="flow", flow_layout="tsn")
