@@ -1,0 +1,291 @@
+"""Video classification with one stream, and the machinery the two-stream and multi-task modules share.
+
+Training sees one sample (a frame, a flow stack or a clip) per video; validation one
+centre view per video; test every view of every video (25 x 10 for 2D streams), pushed
+through the network in chunks, softmax averaged over the views. Test metrics are
+computed once, on the per-video scores gathered from all ranks, so every video counts
+exactly once under DDP; the scores are saved for later fusion
+(``lightning_modules.video_scores`` has the file format).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from lightning_modules.metrics import classification_metrics, score_metrics
+from lightning_modules.optim import PaperSGD, classifier_names, configure_optimizers, parameter_groups, split_head
+from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
+from lightning_modules.views import forward_views, video_scores
+
+Outputs = dict[str, tuple[Tensor, Tensor]]  # name -> (scores N x C, labels N)
+
+
+def num_classes_of(network: nn.Module) -> int:
+    """Classes a network predicts: its ``num_classes`` attribute, else the first dimension of
+    its head's last parameter (a Linear's bias, a 1x1x1 logits conv's bias)."""
+    if isinstance(getattr(network, "num_classes", None), int):
+        return network.num_classes
+    head, _ = split_head(network)
+    return head[-1].shape[0]
+
+
+def stream_key(network: nn.Module, key: str | None) -> str:
+    """The batch key a network reads: the given one, else its input spec's modality."""
+    if key is not None:
+        return key
+    spec = getattr(network, "input_spec", None)
+    if spec is None:
+        raise ValueError(f"{type(network).__name__} has no input_spec: say which batch key it reads")
+    return spec.modality
+
+
+def load_network_weights(network: nn.Module, checkpoint: str | Path, prefix: str = "network.") -> nn.Module:
+    """Load a network's weights from a Lightning checkpoint of a module that held it at ``prefix``.
+
+    ``torch.load(weights_only=True)`` reads Lightning 2.x checkpoints of these modules
+    (their saved hyper-parameters are plain values; networks, optimizer and scheduler are
+    not saved), so no code from the file runs. Keys must match and shapes fit exactly.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    if not weights:
+        raise KeyError(f"{checkpoint} has no weights under {prefix!r}; its keys start with "
+                       f"{sorted({key.split('.')[0] for key in state})}")
+    network.load_state_dict(weights)
+    return network
+
+
+class StreamsModule(pl.LightningModule):
+    """What the classifiers share: streams, losses, metrics, per-video test scores, optimizer.
+
+    A stream is a network registered at an attribute, reading one batch key. Subclasses
+    name their streams; several streams get their names in the log keys
+    (``val/spatial/acc``), a single one does not (``val/acc``).
+
+    Args:
+        streams: stream name -> (attribute holding the network, batch key it reads).
+        optimizer: builds the optimizer from parameter groups.
+        scheduler: builds the learning-rate scheduler from the optimizer; None: constant.
+        label_smoothing: label smoothing of the cross-entropy.
+        lr_scales: stream name -> learning-rate scale of that stream.
+        backbone_lr_scale: learning-rate scale of every stream's backbone relative to its head.
+        freeze_backbone: train the heads only.
+        view_chunk_size: test views per forward pass.
+        score_file: per-video test scores file, relative to ``trainer.log_dir``; None: not written.
+    """
+
+    def __init__(self, streams: dict[str, tuple[str, str]], optimizer: OptimizerCallable,
+                 scheduler: LRSchedulerCallable | None, label_smoothing: float, lr_scales: dict[str, float],
+                 backbone_lr_scale: float, freeze_backbone: bool, view_chunk_size: int,
+                 score_file: str | None) -> None:
+        super().__init__()
+        if view_chunk_size < 1:
+            raise ValueError(f"view_chunk_size must be >= 1, got {view_chunk_size}")
+        self.streams = streams
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.label_smoothing = label_smoothing
+        self.lr_scales, self.backbone_lr_scale, self.freeze_backbone = lr_scales, backbone_lr_scale, freeze_backbone
+        self.view_chunk_size, self.score_file = view_chunk_size, score_file
+        self.train_metrics, self.val_metrics = nn.ModuleDict(), nn.ModuleDict()
+        self.collectors: dict[str, VideoScoreCollector] = {}
+        self.test_results: dict[str, dict[str, np.ndarray]] = {}
+
+    # Building blocks for subclasses.
+
+    def stream_network(self, stream: str) -> nn.Module:
+        return self.get_submodule(self.streams[stream][0])
+
+    @property
+    def input_specs(self) -> dict[str, Any]:
+        """Batch key -> InputSpec of the network reading it (the datamodule adopts these)."""
+        return {key: getattr(self.get_submodule(attr), "input_spec", None) for attr, key in self.streams.values()}
+
+    def add_metrics(self, num_classes: dict[str, int], stages: tuple[str, ...] = ("train", "val")) -> None:
+        """Metric collections per stage for each named output (a stream, a fusion, a dataset)."""
+        for stage in stages:
+            metrics = self.train_metrics if stage == "train" else self.val_metrics
+            for name, classes in num_classes.items():
+                metrics[name] = classification_metrics(classes, prefix=f"{stage}/{name}/")
+            if len(metrics) == 1:
+                name = next(iter(metrics))
+                metrics[name].prefix = f"{stage}/"
+
+    def freeze_backbones(self) -> None:
+        """The paper's "last layer only": the backbones get no gradients and stay in eval mode
+        (batch-norm statistics, dropout) while the heads train."""
+        self._frozen: list[str] = []
+        for stream, (attr, _) in self.streams.items():
+            network = self.stream_network(stream)
+            for p in split_head(network)[1]:
+                p.requires_grad_(False)
+            head = classifier_names(network)
+            for name, _ in network.named_modules():
+                related = any(name == h or name.startswith(h + ".") or h.startswith(name + ".") for h in head)
+                if name and not related:
+                    self._frozen.append(f"{attr}.{name}")
+
+    def train(self, mode: bool = True) -> "StreamsModule":
+        super().train(mode)
+        for name in getattr(self, "_frozen", ()):
+            self.get_submodule(name).training = False
+        return self
+
+    # One step for every stage.
+
+    def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Outputs]:
+        """Total loss, loss per stream, and (scores, labels) per named output."""
+        labels = batch["label"]
+        logits = {name: self.stream_network(name)(batch[key]) for name, (_, key) in self.streams.items()}
+        losses = {name: F.cross_entropy(value, labels, label_smoothing=self.label_smoothing)
+                  for name, value in logits.items()}
+        return sum(losses.values()), losses, {name: (value, labels) for name, value in logits.items()}
+
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        loss, losses, outputs = self.model_step(batch)
+        train = stage == "train"
+        batch_size = len(batch["label"])
+        self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=True, batch_size=batch_size,
+                 sync_dist=not train)
+        if len(losses) > 1:
+            self.log_dict({f"{stage}/{name}/loss": value for name, value in losses.items()}, on_step=train,
+                          on_epoch=True, batch_size=batch_size, sync_dist=not train)
+        metrics = self.train_metrics if train else self.val_metrics
+        for name, (scores, labels) in outputs.items():
+            if name in metrics and labels.numel():
+                metrics[name].update(scores.detach(), labels)
+        for collection in metrics.values():
+            self.log_dict(collection, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, "train")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss is {loss.item()} at global step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}); lower the learning rate or check the inputs")
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = [group for stream in self.streams
+                  for group in parameter_groups(self.stream_network(stream), self.lr_scales.get(stream, 1.0),
+                                                self.backbone_lr_scale, self.freeze_backbone)]
+        return configure_optimizers(groups, self.optimizer, self.scheduler)
+
+    # Test: per-video scores.
+
+    def video_scores(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-video softmax averaged over the views, N x C per stream (batches carry N x V x ...)."""
+        return {name: video_scores(forward_views(self.stream_network(name), batch[key], self.view_chunk_size))
+                for name, (_, key) in self.streams.items()}
+
+    def on_test_epoch_start(self) -> None:
+        self.collectors = {"": VideoScoreCollector()}
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.collectors[""].add(batch["index"], batch["label"], self.video_scores(batch))
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return {"index": batch["index"], **self.video_scores(batch)}
+
+    def on_test_epoch_end(self) -> None:
+        """Gather every rank's videos, log the metrics once over all of them, write the scores."""
+        self.test_results = {group: collector.gather() for group, collector in self.collectors.items()}
+        for group, results in self.test_results.items():
+            streams = [key[len("scores_"):] for key in results if key.startswith("scores_")]
+            for stream in streams:
+                names = ([group] if group else []) + ([stream] if len(streams) > 1 else [])
+                self.log_test_metrics(results[f"scores_{stream}"], results["labels"], *names)
+            path = self.score_path(group)
+            if path is not None and results["index"].size and self.trainer.is_global_zero:
+                save_video_scores(path, results, self.test_video_ids(results))
+
+    def log_test_metrics(self, scores: np.ndarray, labels: np.ndarray, *names: str) -> dict[str, float]:
+        """Log ``test/<names>/acc`` etc. of complete per-video scores (identical on every rank)."""
+        if not len(labels):
+            return {}
+        values = score_metrics(scores, labels, prefix="/".join(("test", *names, "")))
+        self.log_dict(values)
+        return values
+
+    def score_path(self, group: str = "") -> Path | None:
+        if self.score_file is None:
+            return None
+        path = Path(self.score_file)
+        if group:
+            path = path.with_name(f"{path.stem}_{group}{path.suffix}")
+        # log_dir broadcasts from rank 0, so every rank asks.
+        return path if path.is_absolute() else Path(self.trainer.log_dir or self.trainer.default_root_dir) / path
+
+    def test_video_ids(self, results: dict[str, np.ndarray]) -> list[str]:
+        """The datamodule's ``test_video_ids`` (dataset order); the indices as text without them."""
+        ids = getattr(self.trainer.datamodule, "test_video_ids", None)
+        if ids is None:
+            ids = [str(i) for i in range(int(results["index"].max()) + 1)]
+        return list(ids)
+
+    # Checkpoints.
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        own = self.state_dict()
+        wrong = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in checkpoint["state_dict"].items()
+                 if key in own and value.shape != own[key].shape]
+        if wrong:
+            listed = "; ".join(f"{key}: checkpoint {a}, model {b}" for key, a, b in wrong[:5])
+            raise ValueError(
+                f"the checkpoint does not fit this model ({listed}). A head trained for another number of "
+                f"classes (the checkpoint's: {wrong[-1][1][0]}) needs the network built for it: set "
+                "model.init_args.network.init_args.num_classes (or the data's class list) to match")
+
+
+class VideoClassifier(StreamsModule):
+    """One stream (spatial, temporal, or an I3D/3D network) trained with cross-entropy.
+
+    Args:
+        network: maps a batch of inputs to N x C logits; offers ``input_spec`` and
+            ``reset_classifier`` (the latter only for ``backbone_lr_scale`` or ``freeze_backbone``).
+        optimizer: builds the optimizer from the parameter groups (default: SGD, momentum
+            0.9, lr 1e-2, as the two-stream paper).
+        scheduler: builds the learning-rate scheduler; None: constant learning rate.
+        label_smoothing: label smoothing of the cross-entropy.
+        backbone_lr_scale: the backbone's learning rate relative to the head's (e.g. 0.1 for
+            an ImageNet-pretrained spatial stream). The head is whatever the network's
+            ``reset_classifier`` replaces (``fc``, I3D's ``logits``).
+        freeze_backbone: train the head only: the paper's "last layer only" spatial
+            fine-tuning. The backbone also stays in eval mode (batch-norm statistics,
+            dropout) while training.
+        view_chunk_size: test views per forward pass (memory bound of 25 x 10 testing).
+        score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``;
+            None: not written.
+        stream: batch key the network reads (``rgb`` or ``flow``); None: its
+            ``input_spec.modality``. Also names the scores in the score file (``scores_rgb``).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        optimizer: OptimizerCallable = PaperSGD,
+        scheduler: LRSchedulerCallable | None = None,
+        label_smoothing: float = 0.0,
+        backbone_lr_scale: float = 1.0,
+        freeze_backbone: bool = False,
+        view_chunk_size: int = 32,
+        score_file: str | None = "test_scores.npz",
+        stream: str | None = None,
+    ) -> None:
+        key = stream_key(network, stream)
+        super().__init__({key: ("network", key)}, optimizer, scheduler, label_smoothing, {}, backbone_lr_scale,
+                         freeze_backbone, view_chunk_size, score_file)
+        self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
+        self.network = network
+        self.add_metrics({key: num_classes_of(network)})
+        if freeze_backbone:
+            self.freeze_backbones()

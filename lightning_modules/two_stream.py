@@ -1,0 +1,156 @@
+"""Two-stream networks (Simonyan & Zisserman 2014): a spatial and a temporal stream, fused late.
+
+Both streams train in one fit, each with its own loss (the total is their sum) and its
+own learning-rate scale. Validation and test score each stream and their fusion; the
+test ends with the paper's table: spatial, temporal, fusion by averaging, fusion by SVM.
+
+SVM fusion is fitted on the training videos' per-video scores, scored with the test
+protocol. At ``on_test_start`` the module scores ``trainer.datamodule.svm_train_dataloader()``
+(batches like the test ones, over the training split; fewer views are fine) when the
+datamodule has it, exactly once per video under DDP (that loader must shard without
+padding, as the test loader does). Without it the SVM row reads "n/a".
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import move_data_to_device, rank_zero_warn
+from torch import Tensor, nn
+
+from lightning_modules.classifier import Outputs, StreamsModule, load_network_weights, num_classes_of, stream_key
+from lightning_modules.optim import PaperSGD
+from lightning_modules.video_scores import VideoScoreCollector
+from models.fusion import SVMFusion, average_fusion
+
+STREAMS = ("spatial", "temporal")
+
+
+class TwoStreamClassifier(StreamsModule):
+    """A spatial (RGB) and a temporal (flow) stream trained together and fused late.
+
+    Args:
+        spatial: the spatial stream's network (reads ``rgb`` unless its input spec says otherwise).
+        temporal: the temporal stream's network (reads ``flow``).
+        optimizer: builds the optimizer from the parameter groups (default: SGD, momentum 0.9).
+        scheduler: builds the learning-rate scheduler; None: constant learning rate.
+        label_smoothing: label smoothing of both cross-entropies.
+        spatial_lr_scale: learning-rate scale of the spatial stream.
+        temporal_lr_scale: learning-rate scale of the temporal stream.
+        backbone_lr_scale: each stream's backbone learning rate relative to its head.
+        freeze_backbone: train the streams' heads only.
+        fusion_weights: spatial and temporal weights of the softmax average (normalised to
+            sum 1; TSN used 1 : 1.5).
+        svm_c: regularisation parameter C of the fusion SVM.
+        view_chunk_size: test views per forward pass.
+        score_file: per-video test scores of both streams (``scores_spatial``,
+            ``scores_temporal``), relative to ``trainer.log_dir``; None: not written.
+        spatial_checkpoint: a VideoClassifier checkpoint whose network weights the spatial
+            stream takes (for testing streams trained apart); None: keep the given weights.
+        temporal_checkpoint: likewise for the temporal stream.
+    """
+
+    def __init__(
+        self,
+        spatial: nn.Module,
+        temporal: nn.Module,
+        optimizer: OptimizerCallable = PaperSGD,
+        scheduler: LRSchedulerCallable | None = None,
+        label_smoothing: float = 0.0,
+        spatial_lr_scale: float = 1.0,
+        temporal_lr_scale: float = 1.0,
+        backbone_lr_scale: float = 1.0,
+        freeze_backbone: bool = False,
+        fusion_weights: tuple[float, float] = (1.0, 1.0),
+        svm_c: float = 1.0,
+        view_chunk_size: int = 32,
+        score_file: str | None = "test_scores.npz",
+        spatial_checkpoint: str | None = None,
+        temporal_checkpoint: str | None = None,
+    ) -> None:
+        streams = {"spatial": ("spatial", stream_key(spatial, None)), "temporal": ("temporal", stream_key(temporal, None))}
+        super().__init__(streams, optimizer, scheduler, label_smoothing,
+                         {"spatial": spatial_lr_scale, "temporal": temporal_lr_scale}, backbone_lr_scale,
+                         freeze_backbone, view_chunk_size, score_file)
+        self.save_hyperparameters(ignore=["spatial", "temporal", "optimizer", "scheduler"])
+        for checkpoint, network in ((spatial_checkpoint, spatial), (temporal_checkpoint, temporal)):
+            if checkpoint is not None:
+                load_network_weights(network, checkpoint)
+        self.spatial, self.temporal = spatial, temporal
+        num_classes = num_classes_of(spatial)
+        if num_classes_of(temporal) != num_classes:
+            raise ValueError(f"the streams predict {num_classes} and {num_classes_of(temporal)} classes")
+        self.fusion_weights, self.svm_c = tuple(fusion_weights), svm_c
+        self.add_metrics(dict.fromkeys(STREAMS, num_classes), stages=("train",))
+        self.add_metrics(dict.fromkeys((*STREAMS, "fusion"), num_classes), stages=("val",))
+        if freeze_backbone:
+            self.freeze_backbones()
+        self.table: dict[str, float | None] = {}
+        self.svm_train: dict[str, np.ndarray] | None = None
+
+    @classmethod
+    def from_checkpoints(cls, spatial_checkpoint: str | Path, temporal_checkpoint: str | Path, spatial: nn.Module,
+                         temporal: nn.Module, **kwargs: Any) -> "TwoStreamClassifier":
+        """Two separately trained ``VideoClassifier`` checkpoints as one module, to test and fuse.
+
+        The networks must be built as they were trained (architecture, classes); the
+        checkpoints give their weights (read with ``weights_only=True``).
+        """
+        return cls(spatial, temporal, spatial_checkpoint=str(spatial_checkpoint),
+                   temporal_checkpoint=str(temporal_checkpoint), **kwargs)
+
+    def fuse(self, spatial: Tensor, temporal: Tensor) -> Tensor:
+        """Weighted average of the two streams' softmax scores."""
+        w = torch.tensor(self.fusion_weights, dtype=spatial.dtype, device=spatial.device)
+        return (w[0] * spatial + w[1] * temporal) / w.sum()
+
+    def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Outputs]:
+        loss, losses, outputs = super().model_step(batch)
+        (spatial, labels), (temporal, _) = outputs["spatial"], outputs["temporal"]
+        outputs["fusion"] = (self.fuse(spatial.detach().softmax(1), temporal.detach().softmax(1)), labels)
+        return loss, losses, outputs
+
+    # Test: both streams, their fusions, and the table.
+
+    def on_test_start(self) -> None:
+        self.svm_train = None
+        loader_fn = getattr(self.trainer.datamodule, "svm_train_dataloader", None)
+        if loader_fn is None:
+            rank_zero_warn("the datamodule has no svm_train_dataloader(): no SVM fusion")
+            return
+        collector = VideoScoreCollector()
+        with torch.no_grad():
+            for batch in loader_fn():
+                batch = move_data_to_device(batch, self.device)
+                collector.add(batch["index"], batch["label"], self.video_scores(batch))
+        self.svm_train = collector.gather()
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        results = self.test_results[""]
+        if not results["index"].size:
+            return
+        streams = [results[f"scores_{name}"] for name in STREAMS]
+        labels = results["labels"]
+        self.table = {name: float((scores.argmax(1) == labels).mean()) for name, scores in zip(STREAMS, streams)}
+        self.table["fusion by averaging"] = self.log_test_metrics(
+            average_fusion(streams, self.fusion_weights), labels, "fusion_avg")["test/fusion_avg/acc"]
+        self.table["fusion by SVM"] = None
+        if self.svm_train is not None and len(np.unique(self.svm_train["labels"])) > 1:
+            svm = SVMFusion(self.svm_c).fit([self.svm_train[f"scores_{name}"] for name in STREAMS],
+                                            self.svm_train["labels"])
+            decision = np.full_like(streams[0], -1e9, dtype=np.float64)
+            decision[:, svm.svm.classes_] = svm.decision_function(streams)
+            self.table["fusion by SVM"] = self.log_test_metrics(decision, labels, "fusion_svm")["test/fusion_svm/acc"]
+        if self.trainer.is_global_zero:
+            print(format_table(self.table))
+
+
+def format_table(rows: dict[str, float | None]) -> str:
+    """The paper's Table: one row per stream or fusion, top-1 accuracy in percent."""
+    width = max(map(len, rows))
+    lines = [f"{'':<{width}}  top-1", *(f"{name:<{width}}  " + ("  n/a" if acc is None else f"{100 * acc:5.1f}")
+                                          for name, acc in rows.items())]
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_modules.classifier import VideoClassifier, load_network_weights
+from lightning_modules.optim import classifier_names
+from lightning_modules.video_scores import load_video_scores
+from lightning_modules.views import video_scores
+from models.adapt import Backbone
+from models.input_spec import InputSpec
+
+NUM_CLASSES, SIZE, VIEWS = 3, 16, 10
+
+
+def tiny_network(channels: int = 3, modality: str = "rgb", num_classes: int = NUM_CLASSES) -> Backbone:
+    features = nn.Sequential(nn.Conv2d(channels, 4, 3, stride=2), nn.ReLU(), nn.Conv2d(4, 8, 3), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return Backbone(features, 8, num_classes, 0.0, InputSpec(modality, channels, size=SIZE))
+
+
+class Videos(Dataset):
+    """Random samples as the datamodules give them; test samples carry VIEWS views."""
+
+    def __init__(self, n: int = 8, views: int | None = None, keys: dict[str, int] = {"rgb": 3}, seed: int = 0,
+                 datasets: int | None = None, num_classes: int = NUM_CLASSES):
+        g = torch.Generator().manual_seed(seed)
+        shape = (views,) if views else ()
+        self.samples = [
+            {**{key: torch.randn(*shape, c, SIZE, SIZE, generator=g) for key, c in keys.items()},
+             "label": torch.tensor(i % num_classes), "index": torch.tensor(i)}
+            for i in range(n)
+        ]
+        if datasets:
+            for i, s in enumerate(self.samples):
+                s["dataset"] = torch.tensor(i % datasets)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return self.samples[i]
+
+
+class TinyData(pl.LightningDataModule):
+    def __init__(self, keys={"rgb": 3}, n=8, **kwargs):
+        super().__init__()
+        self.keys, self.n, self.kwargs = keys, n, kwargs
+        self.test_video_ids = [f"video_{i}" for i in range(n)]
+
+    def train_dataloader(self):
+        return DataLoader(Videos(self.n, None, self.keys, **self.kwargs), batch_size=4, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(Videos(self.n, None, self.keys, 1, **self.kwargs), batch_size=4)
+
+    def test_dataloader(self):
+        return DataLoader(Videos(self.n, VIEWS, self.keys, 2, **self.kwargs), batch_size=3)
+
+    predict_dataloader = test_dataloader
+
+
+def trainer(tmp_path, **kwargs) -> pl.Trainer:
+    return pl.Trainer(accelerator="cpu", max_epochs=1, logger=CSVLogger(tmp_path), enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, **kwargs)
+
+
+def test_fit_and_test_metrics_match_the_score_file(tmp_path):
+    model = VideoClassifier(tiny_network(), view_chunk_size=3)
+    data = TinyData()
+    t = trainer(tmp_path)
+    t.fit(model, data)
+    assert {"train/loss_epoch", "val/loss", "val/acc", "val/acc_top5", "val/mean_class_acc"} <= set(t.logged_metrics)
+    (logged,) = t.test(model, data)
+    scores = load_video_scores(next(tmp_path.rglob("test_scores.npz")))
+    assert scores["video_ids"].tolist() == [f"video_{i}" for i in range(8)]
+    assert scores["scores_rgb"].shape == (8, NUM_CLASSES)
+    expected = (scores["scores_rgb"].argmax(1) == scores["labels"]).mean()
+    assert logged["test/acc"] == pytest.approx(expected)
+    assert logged["test/acc_top5"] == 1.0  # 3 classes
+    assert "test/mean_class_acc" in logged
+
+
+def test_views_go_through_in_chunks(tmp_path):
+    net = tiny_network()
+    sizes = []
+    net.register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
+    model = VideoClassifier(net, view_chunk_size=3, score_file=None)
+    batch = {"rgb": torch.randn(2, VIEWS, 3, SIZE, SIZE), "label": torch.tensor([0, 1]), "index": torch.tensor([0, 1])}
+    model.eval()
+    with torch.no_grad():
+        scores = model.video_scores(batch)["rgb"]
+        expected = video_scores(net(batch["rgb"].flatten(0, 1)).unflatten(0, (2, VIEWS)))
+    assert max(sizes[:-1]) == 3 and sum(sizes[:-1]) == 2 * VIEWS
+    torch.testing.assert_close(scores, expected)
+
+
+def test_predict_gives_per_video_scores(tmp_path):
+    model = VideoClassifier(tiny_network(), score_file=None)
+    out = trainer(tmp_path).predict(model, TinyData())
+    assert out[0]["rgb"].shape == (3, NUM_CLASSES)
+    torch.testing.assert_close(out[0]["rgb"].sum(1), torch.ones(3))
+
+
+def test_nan_loss_stops_the_run(tmp_path):
+    net = tiny_network()
+    with torch.no_grad():
+        net.fc.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="global step 0"):
+        trainer(tmp_path, limit_val_batches=0).fit(VideoClassifier(net), TinyData())
+
+
+def test_backbone_learning_rate_scale_and_frozen_backbone():
+    net = tiny_network()
+    assert classifier_names(net) == ["fc"]
+    model = VideoClassifier(net, backbone_lr_scale=0.1)
+    opt = model.configure_optimizers()["optimizer"]
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.001])
+    assert opt.param_groups[0]["params"] == list(net.fc.parameters())
+
+    frozen = VideoClassifier(tiny_network(), freeze_backbone=True)
+    opt = frozen.configure_optimizers()["optimizer"]
+    assert opt.param_groups[0]["params"] == list(frozen.network.fc.parameters()) and len(opt.param_groups) == 1
+    frozen.train()
+    assert not frozen.network.features.training and frozen.network.fc.training and frozen.network.training
+
+
+def test_checkpoint_with_other_classes_is_a_clear_error(tmp_path):
+    t = trainer(tmp_path, limit_train_batches=1, limit_val_batches=0)
+    t.fit(VideoClassifier(tiny_network()), TinyData())
+    path = tmp_path / "model.ckpt"
+    t.save_checkpoint(path)
+    with pytest.raises(ValueError, match="num_classes"):
+        VideoClassifier.load_from_checkpoint(path, network=tiny_network(num_classes=5))
+    net = load_network_weights(tiny_network(), path)  # weights_only loading of a Lightning checkpoint
+    torch.testing.assert_close(net.fc.weight, t.lightning_module.network.fc.weight)
