@@ -8,6 +8,7 @@ exactly once under DDP; the scores are saved for later fusion
 (``lightning_modules.video_scores`` has the file format).
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from lightning_modules.video_scores import VideoScoreCollector, save_video_score
 from lightning_modules.views import forward_views, video_scores
 
 Outputs = dict[str, tuple[Tensor, Tensor]]  # name -> (scores N x C, labels N)
+
+# A network class configured in YAML (class_path/init_args) without its number of
+# classes, which the module passes: the data says it once (see cli.py).
+NetworkBuilder = Callable[[int], nn.Module]
 
 
 def num_classes_of(network: nn.Module) -> int:
@@ -242,16 +247,21 @@ class StreamsModule(pl.LightningModule):
             listed = "; ".join(f"{key}: checkpoint {a}, model {b}" for key, a, b in wrong[:5])
             raise ValueError(
                 f"the checkpoint does not fit this model ({listed}). A head trained for another number of "
-                f"classes (the checkpoint's: {wrong[-1][1][0]}) needs the network built for it: set "
-                "model.init_args.network.init_args.num_classes (or the data's class list) to match")
+                f"classes (the checkpoint's: {wrong[-1][1][0]}) needs the network built for it: the "
+                "data's class list (model.init_args.num_classes) must match. To fine-tune on another "
+                "dataset, start from the weights instead (the network's `weights` setting), whose "
+                "classifier is replaced")
 
 
 class VideoClassifier(StreamsModule):
     """One stream (spatial, temporal, or an I3D/3D network) trained with cross-entropy.
 
     Args:
-        network: maps a batch of inputs to N x C logits; offers ``input_spec`` and
-            ``reset_classifier`` (the latter only for ``backbone_lr_scale`` or ``freeze_backbone``).
+        network: a network class (e.g. ``models.ResNetStream``) configured without its
+            number of classes; called with ``num_classes`` it maps a batch of inputs to
+            N x C logits and offers ``input_spec`` and ``reset_classifier`` (the latter only
+            for ``backbone_lr_scale`` or ``freeze_backbone``).
+        num_classes: classes to predict; linked from the data's class list by the CLI.
         optimizer: builds the optimizer from the parameter groups (default: SGD, momentum
             0.9, lr 1e-2, as the two-stream paper).
         scheduler: builds the learning-rate scheduler; None: constant learning rate.
@@ -271,7 +281,8 @@ class VideoClassifier(StreamsModule):
 
     def __init__(
         self,
-        network: nn.Module,
+        network: NetworkBuilder,
+        num_classes: int,
         optimizer: OptimizerCallable = PaperSGD,
         scheduler: LRSchedulerCallable | None = None,
         label_smoothing: float = 0.0,
@@ -281,11 +292,12 @@ class VideoClassifier(StreamsModule):
         score_file: str | None = "test_scores.npz",
         stream: str | None = None,
     ) -> None:
-        key = stream_key(network, stream)
+        built = network(num_classes)
+        key = stream_key(built, stream)
         super().__init__({key: ("network", key)}, optimizer, scheduler, label_smoothing, {}, backbone_lr_scale,
                          freeze_backbone, view_chunk_size, score_file)
         self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
-        self.network = network
-        self.add_metrics({key: num_classes_of(network)})
+        self.network = built
+        self.add_metrics({key: num_classes_of(built)})
         if freeze_backbone:
             self.freeze_backbones()

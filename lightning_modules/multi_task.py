@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_modules.classifier import Outputs, StreamsModule, stream_key
+from lightning_modules.classifier import NetworkBuilder, Outputs, StreamsModule, stream_key
 from lightning_modules.optim import PaperSGD, classifier_names, configure_optimizers
 from lightning_modules.video_scores import VideoScoreCollector
 from lightning_modules.views import forward_views, video_scores
@@ -27,7 +27,8 @@ class MultiTaskClassifier(StreamsModule):
     """One backbone shared by several datasets, each with its own classifier.
 
     Args:
-        network: the shared network; its classifier is replaced by one head per dataset.
+        network: the shared network's class, configured without its number of classes;
+            its classifier is replaced by one head per dataset.
         num_classes: classes per dataset, e.g. ``[101, 51]``.
         dataset_names: a name per dataset for log keys and score files, e.g.
             ``["ucf101", "hmdb51"]``; batch key ``dataset`` indexes this list.
@@ -43,7 +44,7 @@ class MultiTaskClassifier(StreamsModule):
 
     def __init__(
         self,
-        network: nn.Module,
+        network: NetworkBuilder,
         num_classes: list[int],
         dataset_names: list[str],
         optimizer: OptimizerCallable = PaperSGD,
@@ -56,6 +57,7 @@ class MultiTaskClassifier(StreamsModule):
     ) -> None:
         if len(num_classes) != len(dataset_names) or len(set(dataset_names)) != len(dataset_names):
             raise ValueError(f"need one distinct name per dataset: {dataset_names} for {num_classes}")
+        network = network(num_classes[0])  # its head is replaced by one per dataset below
         key = stream_key(network, stream)
         super().__init__({key: ("network", key)}, optimizer, scheduler, label_smoothing, {}, backbone_lr_scale,
                          False, view_chunk_size, score_file)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import move_data_to_device, rank_zero_warn
-from torch import Tensor, nn
+from torch import Tensor
 
-from lightning_modules.classifier import Outputs, StreamsModule, load_network_weights, num_classes_of, stream_key
+from lightning_modules.classifier import NetworkBuilder, Outputs, StreamsModule, load_network_weights, stream_key
 from lightning_modules.optim import PaperSGD
 from lightning_modules.video_scores import VideoScoreCollector
 from models.fusion import SVMFusion, average_fusion
@@ -32,8 +32,10 @@ class TwoStreamClassifier(StreamsModule):
     """A spatial (RGB) and a temporal (flow) stream trained together and fused late.
 
     Args:
-        spatial: the spatial stream's network (reads ``rgb`` unless its input spec says otherwise).
-        temporal: the temporal stream's network (reads ``flow``).
+        spatial: the spatial stream's network class, configured without its number of
+            classes (reads ``rgb`` unless its input spec says otherwise).
+        temporal: the temporal stream's network class (reads ``flow``).
+        num_classes: classes to predict; linked from the data's class list by the CLI.
         optimizer: builds the optimizer from the parameter groups (default: SGD, momentum 0.9).
         scheduler: builds the learning-rate scheduler; None: constant learning rate.
         label_smoothing: label smoothing of both cross-entropies.
@@ -54,8 +56,9 @@ class TwoStreamClassifier(StreamsModule):
 
     def __init__(
         self,
-        spatial: nn.Module,
-        temporal: nn.Module,
+        spatial: NetworkBuilder,
+        temporal: NetworkBuilder,
+        num_classes: int,
         optimizer: OptimizerCallable = PaperSGD,
         scheduler: LRSchedulerCallable | None = None,
         label_smoothing: float = 0.0,
@@ -70,6 +73,7 @@ class TwoStreamClassifier(StreamsModule):
         spatial_checkpoint: str | None = None,
         temporal_checkpoint: str | None = None,
     ) -> None:
+        spatial, temporal = spatial(num_classes), temporal(num_classes)
         streams = {"spatial": ("spatial", stream_key(spatial, None)), "temporal": ("temporal", stream_key(temporal, None))}
         super().__init__(streams, optimizer, scheduler, label_smoothing,
                          {"spatial": spatial_lr_scale, "temporal": temporal_lr_scale}, backbone_lr_scale,
@@ -79,9 +83,6 @@ class TwoStreamClassifier(StreamsModule):
             if checkpoint is not None:
                 load_network_weights(network, checkpoint)
         self.spatial, self.temporal = spatial, temporal
-        num_classes = num_classes_of(spatial)
-        if num_classes_of(temporal) != num_classes:
-            raise ValueError(f"the streams predict {num_classes} and {num_classes_of(temporal)} classes")
         self.fusion_weights, self.svm_c = tuple(fusion_weights), svm_c
         self.add_metrics(dict.fromkeys(STREAMS, num_classes), stages=("train",))
         self.add_metrics(dict.fromkeys((*STREAMS, "fusion"), num_classes), stages=("val",))
@@ -91,14 +92,15 @@ class TwoStreamClassifier(StreamsModule):
         self.svm_train: dict[str, np.ndarray] | None = None
 
     @classmethod
-    def from_checkpoints(cls, spatial_checkpoint: str | Path, temporal_checkpoint: str | Path, spatial: nn.Module,
-                         temporal: nn.Module, **kwargs: Any) -> "TwoStreamClassifier":
+    def from_checkpoints(cls, spatial_checkpoint: str | Path, temporal_checkpoint: str | Path,
+                         spatial: NetworkBuilder, temporal: NetworkBuilder, num_classes: int,
+                         **kwargs: Any) -> "TwoStreamClassifier":
         """Two separately trained ``VideoClassifier`` checkpoints as one module, to test and fuse.
 
         The networks must be built as they were trained (architecture, classes); the
         checkpoints give their weights (read with ``weights_only=True``).
         """
-        return cls(spatial, temporal, spatial_checkpoint=str(spatial_checkpoint),
+        return cls(spatial, temporal, num_classes, spatial_checkpoint=str(spatial_checkpoint),
                    temporal_checkpoint=str(temporal_checkpoint), **kwargs)
 
     def fuse(self, spatial: Tensor, temporal: Tensor) -> Tensor:

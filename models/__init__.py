@@ -5,40 +5,39 @@ Plain nn.Modules, no Lightning.
 
 from models.adapt import Backbone, Layout, adapt_first_conv
 from models.c3d import C3D
-from models.cnn_m import cnn_m_2048
+from models.cnn_m import CNNM2048
 from models.convnet_lstm import ConvNetLSTM
 from models.fused_two_stream import FusedTwoStream3D
 from models.fusion import SVMFusion, average_fusion
 from models.i3d_port import export_port_state_dict, load_port_weights
-from models.inception_i3d import InceptionI3D, inception_i3d, inception_i3d_from_googlenet
+from models.inception_i3d import InceptionI3D, inception_i3d_from_googlenet
 from models.inflate import inflate, inflate_batchnorm, inflate_conv, inflate_pool
 from models.input_spec import InputSpec
 from models.non_local import NonLocalBlock
-from models.resnet_i3d import resnet_i3d
-from models.stream2d import googlenet_stream, resnet_stream
+from models.resnet_i3d import ResNetI3D
+from models.stream2d import GoogLeNetStream, ResNetStream
 
 __all__ = [
     "C3D",
+    "CNNM2048",
     "Backbone",
     "ConvNetLSTM",
     "FusedTwoStream3D",
+    "GoogLeNetStream",
     "InceptionI3D",
     "InputSpec",
     "Layout",
     "NonLocalBlock",
+    "ResNetI3D",
+    "ResNetStream",
     "SVMFusion",
     "adapt_first_conv",
     "average_fusion",
-    "cnn_m_2048",
     "export_port_state_dict",
-    "googlenet_stream",
-    "inception_i3d",
     "inception_i3d_from_googlenet",
     "inflate",
     "inflate_batchnorm",
     "inflate_conv",
     "inflate_pool",
     "load_port_weights",
-    "resnet_i3d",
-    "resnet_stream",
 ]

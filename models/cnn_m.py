@@ -23,8 +23,7 @@ def _pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
 
-def cnn_m_2048(*, num_classes: int, in_channels: int = 3, modality: Literal["rgb", "flow"] = "rgb",
-               lrn_after_conv2: bool | None = None, dropout: float = 0.5) -> Backbone:
+class CNNM2048(Backbone):
     """CNN-M-2048 with dropout after fc6 and fc7; features are fc7's 2048 activations.
 
     Args:
@@ -36,30 +35,33 @@ def cnn_m_2048(*, num_classes: int, in_channels: int = 3, modality: Literal["rgb
         dropout: dropout probability after fc6 and fc7 (the paper: 0.5, or 0.9
             when fine-tuning all layers of the spatial net).
     """
-    spec = stream_input_spec(modality, in_channels)
-    if lrn_after_conv2 is None:
-        lrn_after_conv2 = modality == "rgb"
-    features = nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(in_channels, 96, 7, stride=2)),  # N x 96 x 109 x 109
-        ("relu1", nn.ReLU(inplace=True)),
-        ("norm1", _lrn()),
-        ("pool1", _pool()),  # N x 96 x 54 x 54
-        ("conv2", nn.Conv2d(96, 256, 5, stride=2, padding=1)),  # N x 256 x 26 x 26
-        ("relu2", nn.ReLU(inplace=True)),
-        ("norm2", _lrn() if lrn_after_conv2 else nn.Identity()),
-        ("pool2", _pool()),  # N x 256 x 13 x 13
-        ("conv3", nn.Conv2d(256, 512, 3, padding=1)),
-        ("relu3", nn.ReLU(inplace=True)),
-        ("conv4", nn.Conv2d(512, 512, 3, padding=1)),
-        ("relu4", nn.ReLU(inplace=True)),
-        ("conv5", nn.Conv2d(512, 512, 3, padding=1)),  # N x 512 x 13 x 13
-        ("relu5", nn.ReLU(inplace=True)),
-        ("pool5", _pool()),  # N x 512 x 6 x 6
-        ("flatten", nn.Flatten(1)),  # N x 18432
-        ("fc6", nn.Linear(512 * 6 * 6, 4096)),  # the 224 x 224 input of the paper
-        ("relu6", nn.ReLU(inplace=True)),
-        ("drop6", nn.Dropout(dropout)),
-        ("fc7", nn.Linear(4096, 2048)),  # N x 2048
-        ("relu7", nn.ReLU(inplace=True)),
-    ]))
-    return Backbone(features, 2048, num_classes, dropout, spec)
+
+    def __init__(self, num_classes: int, in_channels: int = 3, modality: Literal["rgb", "flow"] = "rgb",
+                 lrn_after_conv2: bool | None = None, dropout: float = 0.5) -> None:
+        spec = stream_input_spec(modality, in_channels)
+        if lrn_after_conv2 is None:
+            lrn_after_conv2 = modality == "rgb"
+        features = nn.Sequential(OrderedDict([
+            ("conv1", nn.Conv2d(in_channels, 96, 7, stride=2)),  # N x 96 x 109 x 109
+            ("relu1", nn.ReLU(inplace=True)),
+            ("norm1", _lrn()),
+            ("pool1", _pool()),  # N x 96 x 54 x 54
+            ("conv2", nn.Conv2d(96, 256, 5, stride=2, padding=1)),  # N x 256 x 26 x 26
+            ("relu2", nn.ReLU(inplace=True)),
+            ("norm2", _lrn() if lrn_after_conv2 else nn.Identity()),
+            ("pool2", _pool()),  # N x 256 x 13 x 13
+            ("conv3", nn.Conv2d(256, 512, 3, padding=1)),
+            ("relu3", nn.ReLU(inplace=True)),
+            ("conv4", nn.Conv2d(512, 512, 3, padding=1)),
+            ("relu4", nn.ReLU(inplace=True)),
+            ("conv5", nn.Conv2d(512, 512, 3, padding=1)),  # N x 512 x 13 x 13
+            ("relu5", nn.ReLU(inplace=True)),
+            ("pool5", _pool()),  # N x 512 x 6 x 6
+            ("flatten", nn.Flatten(1)),  # N x 18432
+            ("fc6", nn.Linear(512 * 6 * 6, 4096)),  # the 224 x 224 input of the paper
+            ("relu6", nn.ReLU(inplace=True)),
+            ("drop6", nn.Dropout(dropout)),
+            ("fc7", nn.Linear(4096, 2048)),  # N x 2048
+            ("relu7", nn.ReLU(inplace=True)),
+        ]))
+        super().__init__(features, 2048, num_classes, dropout, spec)

@@ -13,7 +13,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from models.input_spec import InputSpec
-from models.stream2d import googlenet_stream, resnet_stream
+from models.stream2d import GoogLeNetStream, ResNetStream
 
 
 class ConvNetLSTM(nn.Module):
@@ -37,9 +37,9 @@ class ConvNetLSTM(nn.Module):
                  frames: int = 25) -> None:
         super().__init__()
         if backbone == "googlenet":
-            stream = googlenet_stream(num_classes=1, weights=weights)
+            stream = GoogLeNetStream(1, weights=weights)
         elif backbone.startswith("resnet") and backbone[6:].isdigit():
-            stream = resnet_stream(int(backbone[6:]), num_classes=1, weights=weights)
+            stream = ResNetStream(1, depth=int(backbone[6:]), weights=weights)
         else:
             raise ValueError(f"backbone must be 'googlenet' or 'resnet<depth>', got {backbone!r}")
         if readout not in ("mean", "last"):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from models.input_spec import InputSpec, flow_unit, symmetric_rgb
-from models.stream2d import googlenet_stream
+from models.stream2d import GoogLeNetStream
 
 # torchvision GoogLeNet up to its last conv features; its forward's ``transform_input`` is
 # skipped, so ImageNet weights see what they expect there: inputs in [-1, 1].
@@ -32,7 +32,7 @@ def googlenet_tower(in_channels: int, weights: str | None) -> nn.Sequential:
             torchvision weights name.
     """
     modality = "rgb" if in_channels == 3 else "flow"
-    net = googlenet_stream(num_classes=1, in_channels=in_channels, modality=modality, weights=weights).features
+    net = GoogLeNetStream(1, in_channels, modality, weights=weights).features
     return nn.Sequential(*(net.get_submodule(name) for name in GOOGLENET_TRUNK))
 
 

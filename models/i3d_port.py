@@ -13,6 +13,7 @@ The format: a plain state dict whose top-level keys are DeepMind's endpoint name
 same way under ``endpoints.``, so a port key is ours without that prefix.
 """
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from models.inception_i3d import InceptionI3D
 
 _PREFIX = "endpoints."
+
+log = logging.getLogger(__name__)
 
 
 def _to_port(key: str) -> str:
@@ -41,7 +44,8 @@ def export_port_state_dict(model: "InceptionI3D") -> dict[str, Tensor]:
     return {_to_port(key): value for key, value in model.state_dict().items()}
 
 
-def load_port_weights(model: "InceptionI3D", source: str | Path | Mapping[str, Tensor]) -> None:
+def load_port_weights(model: "InceptionI3D", source: str | Path | Mapping[str, Tensor], *,
+                      replace_classifier: bool = False) -> None:
     """Load a port-format state dict into `model`, strictly.
 
     Every key must be there with its shape, except ``num_batches_tracked`` (files saved
@@ -49,19 +53,28 @@ def load_port_weights(model: "InceptionI3D", source: str | Path | Mapping[str, T
     both shapes (`models.weights.load_checked`).
 
     Args:
-        model: the network, built with the file's number of classes and input channels.
+        model: the network, built with the file's input channels.
         source: a path to a ``.pt`` file (read with ``weights_only=True``) or a state dict.
+        replace_classifier: when the file's logits layer has another number of classes than
+            the model, keep the model's fresh logits layer and load everything else (fine-tuning
+            a Kinetics network on another dataset). Otherwise the class counts must agree.
     """
     if isinstance(source, Mapping):
         state, name = source, "the I3D port state dict"
     else:
         state, name = torch.load(source, map_location="cpu", weights_only=True), f"I3D port file {str(source)!r}"
+    state = {_from_port(key): value for key, value in state.items()}
+    bias = state.get("logits.conv3d.bias")
+    file_classes = None if bias is None else bias.shape[0]
+    if replace_classifier and file_classes not in (None, model.num_classes):
+        state |= {key: value for key, value in model.state_dict().items() if key.startswith("logits.")}
+        log.warning("logits: %s has %d classes, network %d: classifier re-initialised",
+                    name, file_classes, model.num_classes)
     try:
-        load_checked(model, {_from_port(key): value for key, value in state.items()}, name)
+        load_checked(model, state, name)
     except ValueError as error:
-        bias = state.get("logits.conv3d.bias")
-        if bias is None or bias.shape[0] == model.num_classes:
+        if replace_classifier or file_classes in (None, model.num_classes):
             raise
-        raise ValueError(f"{error}\nIt has {bias.shape[0]} classes, the model {model.num_classes}: build "
-                         "the model with the file's number of classes, load, then call "
-                         "model.reset_classifier(num_classes).") from None
+        raise ValueError(f"{error}\nIt has {file_classes} classes, the model {model.num_classes}: pass "
+                         "replace_classifier=True to load the rest and keep the model's fresh logits "
+                         "layer.") from None

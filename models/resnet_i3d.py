@@ -58,16 +58,12 @@ def _check_blocks(names: set[str], layers: list[int], what: str) -> None:
         raise ValueError(f"{what}: no such blocks {sorted(names - known)}")
 
 
-def resnet_i3d(depth: int = 50, *, num_classes: int, in_channels: int = 3, modality: Literal["rgb", "flow"] = "rgb",
-               dropout: float = 0.5, weights: str | None = None, non_local: bool = False, frames: int = 32,
-               conv1_time_stride: int = 1, pool1_time_stride: int = 2,
-               inflated_blocks: Collection[str] | None = None, non_local_blocks: Collection[str] | None = None,
-               time_padding_mode: TimePaddingMode = "zeros") -> Backbone:
+class ResNetI3D(Backbone):
     """I3D-ResNet: a torchvision ResNet inflated to 3D (bootstrapped 2D weights).
 
     Args:
-        depth: ResNet depth (the paper: 50 or 101).
         num_classes: classes of the classifier.
+        depth: ResNet depth (the paper: 50 or 101).
         in_channels: 3 for RGB, 2 for flow (x, y per frame).
         modality: "rgb" (ImageNet mean/std, mmaction2's convention) or "flow"
             (clipped to +-20 px and scaled to [-1, 1], I3D's convention).
@@ -85,45 +81,52 @@ def resnet_i3d(depth: int = 50, *, num_classes: int, in_channels: int = 3, modal
             default ``default_non_local_blocks``.
         time_padding_mode: "zeros" (papers) or "replicate" (exact boring-video check).
     """
-    if depth not in RESNET_DEPTHS:
-        raise ValueError(f"depth must be one of {RESNET_DEPTHS}, got {depth}")
-    if modality == "rgb" and in_channels == 3:
-        spec = imagenet_rgb(dims=3, frames=frames)
-    elif modality == "flow" and in_channels == 2:
-        spec = flow_unit(dims=3, frames=frames)
-    else:
-        raise ValueError(f"modality={modality!r} does not take {in_channels} channels (rgb: 3, flow: 2)")
 
-    net2d = torchvision_model(f"resnet{depth}", weights, classifier=RESNET_LAYOUT.classifier)
-    adapt_first_conv(net2d, RESNET_LAYOUT.first_conv, in_channels)
-    layers = _block_counts(net2d)
-    inflated = set(default_inflated_blocks(layers) if inflated_blocks is None else inflated_blocks)
-    _check_blocks(inflated, layers, "inflated_blocks")
+    def __init__(self, num_classes: int, depth: int = 50, in_channels: int = 3,
+                 modality: Literal["rgb", "flow"] = "rgb", dropout: float = 0.5, weights: str | None = None,
+                 non_local: bool = False, frames: int = 32, conv1_time_stride: int = 1,
+                 pool1_time_stride: int = 2, inflated_blocks: Collection[str] | None = None,
+                 non_local_blocks: Collection[str] | None = None,
+                 time_padding_mode: TimePaddingMode = "zeros") -> None:
+        if depth not in RESNET_DEPTHS:
+            raise ValueError(f"depth must be one of {RESNET_DEPTHS}, got {depth}")
+        if modality == "rgb" and in_channels == 3:
+            spec = imagenet_rgb(dims=3, frames=frames)
+        elif modality == "flow" and in_channels == 2:
+            spec = flow_unit(dims=3, frames=frames)
+        else:
+            raise ValueError(f"modality={modality!r} does not take {in_channels} channels (rgb: 3, flow: 2)")
 
-    def time_kernel(name: str, conv: nn.Conv2d) -> int:
-        if name == "conv1":
-            return 5
-        block, _, conv_name = name.rpartition(".")
-        return 3 if block in inflated and conv_name == "conv1" else 1
+        net2d = torchvision_model(f"resnet{depth}", weights, classifier=RESNET_LAYOUT.classifier)
+        adapt_first_conv(net2d, RESNET_LAYOUT.first_conv, in_channels)
+        layers = _block_counts(net2d)
+        inflated = set(default_inflated_blocks(layers) if inflated_blocks is None else inflated_blocks)
+        _check_blocks(inflated, layers, "inflated_blocks")
 
-    time_strides = {"conv1": conv1_time_stride, "maxpool": pool1_time_stride}
-    net = inflate(net2d, time_kernel, time_stride=lambda name, module: time_strides.get(name, 1),
-                  pool_time_kernel=lambda name, module: 3 if name == "maxpool" else 1,
-                  time_padding_mode=time_padding_mode)
-    net.layer1.add_module("pool2", nn.MaxPool3d((3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0)))
+        def time_kernel(name: str, conv: nn.Conv2d) -> int:
+            if name == "conv1":
+                return 5
+            block, _, conv_name = name.rpartition(".")
+            return 3 if block in inflated and conv_name == "conv1" else 1
 
-    if non_local:
-        chosen = set(default_non_local_blocks(layers) if non_local_blocks is None else non_local_blocks)
-        _check_blocks(chosen, layers, "non_local_blocks")
-        for k in range(2, 5):
-            stage = getattr(net, f"layer{k}")
-            children = OrderedDict()
-            for i, block in enumerate(stage):
-                children[str(i)] = block  # block keys stay those of the 2D weights
-                if f"layer{k}.{i}" in chosen:
-                    children[f"non_local{i}"] = NonLocalBlock(_out_channels(block))
-            setattr(net, f"layer{k}", nn.Sequential(children))
+        time_strides = {"conv1": conv1_time_stride, "maxpool": pool1_time_stride}
+        net = inflate(net2d, time_kernel, time_stride=lambda name, module: time_strides.get(name, 1),
+                      pool_time_kernel=lambda name, module: 3 if name == "maxpool" else 1,
+                      time_padding_mode=time_padding_mode)
+        net.layer1.add_module("pool2", nn.MaxPool3d((3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0)))
 
-    num_features = net.fc.in_features
-    net.fc = nn.Identity()  # net(x) now returns N x num_features
-    return Backbone(net, num_features, num_classes, dropout, spec)
+        if non_local:
+            chosen = set(default_non_local_blocks(layers) if non_local_blocks is None else non_local_blocks)
+            _check_blocks(chosen, layers, "non_local_blocks")
+            for k in range(2, 5):
+                stage = getattr(net, f"layer{k}")
+                children = OrderedDict()
+                for i, block in enumerate(stage):
+                    children[str(i)] = block  # block keys stay those of the 2D weights
+                    if f"layer{k}.{i}" in chosen:
+                        children[f"non_local{i}"] = NonLocalBlock(_out_channels(block))
+                setattr(net, f"layer{k}", nn.Sequential(children))
+
+        num_features = net.fc.in_features
+        net.fc = nn.Identity()  # net(x) now returns N x num_features
+        super().__init__(net, num_features, num_classes, dropout, spec)

@@ -29,22 +29,26 @@ def stream_input_spec(modality: Modality, in_channels: int) -> InputSpec:
     raise ValueError(f"modality={modality!r} does not take {in_channels} channels (rgb: 3, flow: 2L)")
 
 
-def _as_backbone(net: nn.Module, layout: Layout, *, num_classes: int, in_channels: int, modality: Modality,
-                 dropout: float) -> Backbone:
+def _stream_parts(net: nn.Module, layout: Layout, in_channels: int,
+                  modality: Modality) -> tuple[nn.Module, int, InputSpec]:
+    """``net`` (changed in place) as a stream's (features, num_features, input_spec).
+
+    The first conv is adapted to ``in_channels``; the classifier becomes ``nn.Identity``,
+    so ``features(x)`` returns N x num_features.
+    """
     spec = stream_input_spec(modality, in_channels)
     adapt_first_conv(net, layout.first_conv, in_channels)
     num_features = net.get_submodule(layout.classifier).in_features
-    replace_module(net, layout.classifier, nn.Identity())  # net(x) now returns N x num_features
-    return Backbone(net, num_features, num_classes, dropout, spec)
+    replace_module(net, layout.classifier, nn.Identity())
+    return net, num_features, spec
 
 
-def resnet_stream(depth: int = 50, *, num_classes: int, in_channels: int = 3, modality: Modality = "rgb",
-                  dropout: float = 0.5, weights: str | None = None) -> Backbone:
+class ResNetStream(Backbone):
     """A ResNet stream (torchvision's ResNet-``depth``) with a new dropout + linear head.
 
     Args:
-        depth: 18, 34, 50, 101 or 152.
         num_classes: classes of the classifier.
+        depth: 18, 34, 50, 101 or 152.
         in_channels: 3 for RGB, 2L for a stack of L flow fields.
         modality: "rgb" (spatial stream) or "flow" (temporal stream).
         dropout: dropout probability before the classifier.
@@ -52,15 +56,17 @@ def resnet_stream(depth: int = 50, *, num_classes: int, in_channels: int = 3, mo
             ("IMAGENET1K_V1", "DEFAULT"; downloaded on first use) or a local file
             with a torchvision ResNet state dict.
     """
-    if depth not in RESNET_DEPTHS:
-        raise ValueError(f"depth must be one of {RESNET_DEPTHS}, got {depth}")
-    net = torchvision_model(f"resnet{depth}", weights, classifier=RESNET_LAYOUT.classifier)
-    return _as_backbone(net, RESNET_LAYOUT, num_classes=num_classes, in_channels=in_channels,
-                        modality=modality, dropout=dropout)
+
+    def __init__(self, num_classes: int, depth: int = 50, in_channels: int = 3, modality: Modality = "rgb",
+                 dropout: float = 0.5, weights: str | None = None) -> None:
+        if depth not in RESNET_DEPTHS:
+            raise ValueError(f"depth must be one of {RESNET_DEPTHS}, got {depth}")
+        net = torchvision_model(f"resnet{depth}", weights, classifier=RESNET_LAYOUT.classifier)
+        features, num_features, spec = _stream_parts(net, RESNET_LAYOUT, in_channels, modality)
+        super().__init__(features, num_features, num_classes, dropout, spec)
 
 
-def googlenet_stream(*, num_classes: int, in_channels: int = 3, modality: Modality = "rgb",
-                     dropout: float = 0.5, weights: str | None = None) -> Backbone:
+class GoogLeNetStream(Backbone):
     """A GoogLeNet (Inception-v1 with batch norm, torchvision's) stream with a new head.
 
     The auxiliary classifiers are left out (their weights in a file are skipped).
@@ -75,9 +81,12 @@ def googlenet_stream(*, num_classes: int, in_channels: int = 3, modality: Modali
         weights: None (random), a torchvision weights name of GoogLeNet
             ("IMAGENET1K_V1", "DEFAULT") or a local file with its state dict.
     """
-    net = torchvision_model("googlenet", weights, classifier=GOOGLENET_LAYOUT.classifier, ignore=("aux1.", "aux2."),
-                            aux_logits=False, init_weights=weights is None,
-                            transform_input=weights is not None and in_channels == 3)
-    net.dropout = nn.Identity()  # the Backbone head has its own
-    return _as_backbone(net, GOOGLENET_LAYOUT, num_classes=num_classes, in_channels=in_channels,
-                        modality=modality, dropout=dropout)
+
+    def __init__(self, num_classes: int, in_channels: int = 3, modality: Modality = "rgb", dropout: float = 0.5,
+                 weights: str | None = None) -> None:
+        net = torchvision_model("googlenet", weights, classifier=GOOGLENET_LAYOUT.classifier,
+                                ignore=("aux1.", "aux2."), aux_logits=False, init_weights=weights is None,
+                                transform_input=weights is not None and in_channels == 3)
+        net.dropout = nn.Identity()  # the Backbone head has its own
+        features, num_features, spec = _stream_parts(net, GOOGLENET_LAYOUT, in_channels, modality)
+        super().__init__(features, num_features, num_classes, dropout, spec)

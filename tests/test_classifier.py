@@ -22,6 +22,10 @@ def tiny_network(channels: int = 3, modality: str = "rgb", num_classes: int = NU
     return Backbone(features, 8, num_classes, 0.0, InputSpec(modality, channels, size=SIZE))
 
 
+def tiny_builder(num_classes: int) -> Backbone:
+    return tiny_network(num_classes=num_classes)
+
+
 class Videos(Dataset):
     """Random samples as the datamodules give them; test samples carry VIEWS views."""
 
@@ -69,7 +73,7 @@ def trainer(tmp_path, **kwargs) -> pl.Trainer:
 
 
 def test_fit_and_test_metrics_match_the_score_file(tmp_path):
-    model = VideoClassifier(tiny_network(), view_chunk_size=3)
+    model = VideoClassifier(tiny_builder, NUM_CLASSES, view_chunk_size=3)
     data = TinyData()
     t = trainer(tmp_path)
     t.fit(model, data)
@@ -88,7 +92,7 @@ def test_views_go_through_in_chunks(tmp_path):
     net = tiny_network()
     sizes = []
     net.register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
-    model = VideoClassifier(net, view_chunk_size=3, score_file=None)
+    model = VideoClassifier(lambda k: net, NUM_CLASSES, view_chunk_size=3, score_file=None)
     batch = {"rgb": torch.randn(2, VIEWS, 3, SIZE, SIZE), "label": torch.tensor([0, 1]), "index": torch.tensor([0, 1])}
     model.eval()
     with torch.no_grad():
@@ -99,7 +103,7 @@ def test_views_go_through_in_chunks(tmp_path):
 
 
 def test_predict_gives_per_video_scores(tmp_path):
-    model = VideoClassifier(tiny_network(), score_file=None)
+    model = VideoClassifier(tiny_builder, NUM_CLASSES, score_file=None)
     out = trainer(tmp_path).predict(model, TinyData())
     assert out[0]["rgb"].shape == (3, NUM_CLASSES)
     torch.testing.assert_close(out[0]["rgb"].sum(1), torch.ones(3))
@@ -110,18 +114,18 @@ def test_nan_loss_stops_the_run(tmp_path):
     with torch.no_grad():
         net.fc.bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="global step 0"):
-        trainer(tmp_path, limit_val_batches=0).fit(VideoClassifier(net), TinyData())
+        trainer(tmp_path, limit_val_batches=0).fit(VideoClassifier(lambda k: net, NUM_CLASSES), TinyData())
 
 
 def test_backbone_learning_rate_scale_and_frozen_backbone():
     net = tiny_network()
     assert classifier_names(net) == ["fc"]
-    model = VideoClassifier(net, backbone_lr_scale=0.1)
+    model = VideoClassifier(lambda k: net, NUM_CLASSES, backbone_lr_scale=0.1)
     opt = model.configure_optimizers()["optimizer"]
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.001])
     assert opt.param_groups[0]["params"] == list(net.fc.parameters())
 
-    frozen = VideoClassifier(tiny_network(), freeze_backbone=True)
+    frozen = VideoClassifier(tiny_builder, NUM_CLASSES, freeze_backbone=True)
     opt = frozen.configure_optimizers()["optimizer"]
     assert opt.param_groups[0]["params"] == list(frozen.network.fc.parameters()) and len(opt.param_groups) == 1
     frozen.train()
@@ -130,10 +134,10 @@ def test_backbone_learning_rate_scale_and_frozen_backbone():
 
 def test_checkpoint_with_other_classes_is_a_clear_error(tmp_path):
     t = trainer(tmp_path, limit_train_batches=1, limit_val_batches=0)
-    t.fit(VideoClassifier(tiny_network()), TinyData())
+    t.fit(VideoClassifier(tiny_builder, NUM_CLASSES), TinyData())
     path = tmp_path / "model.ckpt"
     t.save_checkpoint(path)
     with pytest.raises(ValueError, match="num_classes"):
-        VideoClassifier.load_from_checkpoint(path, network=tiny_network(num_classes=5))
+        VideoClassifier.load_from_checkpoint(path, network=tiny_builder, num_classes=5)
     net = load_network_weights(tiny_network(), path)  # weights_only loading of a Lightning checkpoint
     torch.testing.assert_close(net.fc.weight, t.lightning_module.network.fc.weight)

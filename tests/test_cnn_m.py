@@ -2,12 +2,12 @@ import pytest
 import torch
 from torch import nn
 
-from models.cnn_m import cnn_m_2048
+from models.cnn_m import CNNM2048
 
 
 @pytest.mark.parametrize("modality,channels", [("rgb", 3), ("flow", 20)])
 def test_cnn_m_shapes_on_224(modality, channels):
-    net = cnn_m_2048(num_classes=101, in_channels=channels, modality=modality).eval()
+    net = CNNM2048(101, in_channels=channels, modality=modality).eval()
     x = torch.randn(1, channels, 224, 224)
     with torch.no_grad():
         features = net.forward_features(x)
@@ -20,19 +20,19 @@ def test_cnn_m_shapes_on_224(modality, channels):
 
 
 def test_temporal_net_drops_the_lrn_after_conv2():
-    spatial = cnn_m_2048(num_classes=10)
-    temporal = cnn_m_2048(num_classes=10, in_channels=20, modality="flow")
+    spatial = CNNM2048(10)
+    temporal = CNNM2048(10, in_channels=20, modality="flow")
     assert isinstance(spatial.features.norm1, nn.LocalResponseNorm)
     assert isinstance(temporal.features.norm1, nn.LocalResponseNorm)
     assert isinstance(spatial.features.norm2, nn.LocalResponseNorm)
     assert isinstance(temporal.features.norm2, nn.Identity)
-    assert isinstance(cnn_m_2048(num_classes=10, in_channels=20, modality="flow", lrn_after_conv2=True).features.norm2,
+    assert isinstance(CNNM2048(10, in_channels=20, modality="flow", lrn_after_conv2=True).features.norm2,
                       nn.LocalResponseNorm)
 
 
 def test_cnn_m_reset_classifier_and_bad_channels():
-    net = cnn_m_2048(num_classes=10)
+    net = CNNM2048(10)
     net.reset_classifier(51)
     assert net.fc.out_features == 51
     with pytest.raises(ValueError):
-        cnn_m_2048(num_classes=10, in_channels=3, modality="flow")
+        CNNM2048(10, in_channels=3, modality="flow")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.i3d_port import export_port_state_dict, load_port_weights
-from models.inception_i3d import inception_i3d
+from models.inception_i3d import InceptionI3D
 
 # name: (in, b0, b1a, b1b, b2a, b2b, b3b), the I3D paper's Inception-V1 table
 MIXED = {
@@ -85,7 +85,7 @@ def test_load_file_then_export_round_trips(tmp_path):
     state = random_port_state()
     path = tmp_path / "rgb_imagenet.pt"
     torch.save(state, path)
-    model = inception_i3d(weights=str(path))
+    model = InceptionI3D(weights=str(path))
     # Spot checks through the module tree, independent of the key mapping.
     assert torch.equal(model.endpoints.Conv3d_1a_7x7.conv3d.weight, state["Conv3d_1a_7x7.conv3d.weight"])
     assert torch.equal(model.endpoints.Mixed_3b.b1b.bn.running_var, state["Mixed_3b.b1b.bn.running_var"])
@@ -100,7 +100,7 @@ def test_load_file_then_export_round_trips(tmp_path):
 def test_flow_file_and_files_without_num_batches_tracked():
     state = {k: v for k, v in random_port_state(in_channels=2).items()
              if not k.endswith("num_batches_tracked")}
-    model = inception_i3d(modality="flow")
+    model = InceptionI3D(modality="flow")
     load_port_weights(model, state)
     assert torch.equal(model.endpoints.Conv3d_1a_7x7.conv3d.weight, state["Conv3d_1a_7x7.conv3d.weight"])
 
@@ -109,14 +109,38 @@ def test_mismatches_name_each_key_and_both_shapes():
     state = random_port_state(num_classes=157)  # rgb_charades.pt
     state["Mixed_4c.b1b.conv3d.weight_renamed"] = state.pop("Mixed_4c.b1b.conv3d.weight")
     with pytest.raises(ValueError) as error:
-        load_port_weights(inception_i3d(), state)
+        load_port_weights(InceptionI3D(), state)
     message = str(error.value)
     assert "logits.conv3d.weight: shape (157, 1024, 1, 1, 1) in" in message
     assert ", (400, 1024, 1, 1, 1) in the network" in message
     assert "logits.conv3d.bias: shape (157,)" in message
     assert "Mixed_4c.b1b.conv3d.weight: missing" in message
     assert "Mixed_4c.b1b.conv3d.weight_renamed: in" in message
-    assert "157 classes" in message and "reset_classifier" in message
+    assert "157 classes" in message and "replace_classifier=True" in message
+
+
+def test_another_class_count_replaces_the_head_and_loads_the_rest(tmp_path, caplog):
+    state = random_port_state()  # Kinetics-400
+    path = tmp_path / "rgb_imagenet.pt"
+    torch.save(state, path)
+    model = InceptionI3D(101, weights=str(path))
+    assert model.logits.conv3d.weight.shape == (101, 1024, 1, 1, 1)
+    assert not torch.equal(model.logits.conv3d.bias, state["logits.conv3d.bias"][:101])
+    exported = export_port_state_dict(model)
+    for key, value in state.items():
+        if not key.startswith("logits."):
+            assert torch.equal(exported[key], value), key
+    assert "logits: I3D port file" in caplog.text
+    assert "has 400 classes, network 101: classifier re-initialised" in caplog.text
+
+
+def test_replacing_the_head_still_refuses_other_mismatches():
+    state = random_port_state(num_classes=157)
+    with pytest.raises(ValueError) as error:
+        load_port_weights(InceptionI3D(modality="flow"), state, replace_classifier=True)
+    message = str(error.value)
+    assert "Conv3d_1a_7x7.conv3d.weight: shape (64, 3, 7, 7, 7)" in message
+    assert "logits" not in message and "replace_classifier" not in message
 
 
 def test_rgb_file_into_flow_model_is_refused(tmp_path):
@@ -124,5 +148,5 @@ def test_rgb_file_into_flow_model_is_refused(tmp_path):
     torch.save(random_port_state(), path)
     with pytest.raises(ValueError, match=r"Conv3d_1a_7x7.conv3d.weight: shape \(64, 3, 7, 7, 7\) in "
                                          r"I3D port file .*rgb_imagenet.pt.*\(64, 2, 7, 7, 7\)") as error:
-        inception_i3d(modality="flow", weights=str(path))
-    assert "reset_classifier" not in str(error.value)
+        InceptionI3D(modality="flow", weights=str(path))
+    assert "replace_classifier" not in str(error.value)

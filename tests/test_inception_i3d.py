@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from models.inception_i3d import (MaxPool3dSame, InceptionI3D, inception_i3d,
-                                  inception_i3d_from_googlenet, pad_same, same_padding)
+from models.inception_i3d import (InceptionI3D, MaxPool3dSame, inception_i3d_from_googlenet, pad_same,
+                                  same_padding)
 from models.input_spec import flow_unit, symmetric_rgb
 
 torch.manual_seed(0)
@@ -16,7 +16,7 @@ def count(model: torch.nn.Module) -> int:
 
 @pytest.fixture(scope="module")
 def rgb() -> InceptionI3D:
-    return inception_i3d().eval()
+    return InceptionI3D().eval()
 
 
 def test_parameter_count_matches_deepmind_rgb_400(rgb):
@@ -24,15 +24,15 @@ def test_parameter_count_matches_deepmind_rgb_400(rgb):
 
 
 def test_flow_stream_differs_only_in_the_first_conv():
-    flow = inception_i3d(modality="flow")
+    flow = InceptionI3D(modality="flow")
     assert flow.input_spec == flow_unit()
     assert count(flow) == 12_697_264 - 64 * 7 * 7 * 7  # one input channel fewer
 
 
 def test_input_spec(rgb):
     assert rgb.input_spec == symmetric_rgb()
-    assert inception_i3d(frames=32).input_spec.frames == 32
-    assert inception_i3d(in_channels=4).input_spec.channels == 4
+    assert InceptionI3D(frames=32).input_spec.frames == 32
+    assert InceptionI3D(in_channels=4).input_spec.channels == 4
 
 
 @pytest.mark.parametrize(("size", "kernel", "stride", "expected"), [
@@ -84,7 +84,7 @@ def test_odd_sizes_and_flow(rgb):
     assert features.shape == (1, 1024, 2, 4, 4)
     assert rgb.forward_head(features).shape == (1, 400)  # 2x7x7 pool shrunk to 2x4x4
     assert rgb(torch.randn(1, 3, 5, 37, 61)).shape == (1, 400)
-    flow = inception_i3d(modality="flow", num_classes=5).eval()
+    flow = InceptionI3D(5, modality="flow").eval()
     assert flow(torch.randn(1, 2, 9, 48, 64)).shape == (1, 5)
 
 
@@ -102,7 +102,7 @@ def test_endpoints(rgb):
 
 
 def test_reset_classifier():
-    model = inception_i3d(dropout=0.0)
+    model = InceptionI3D(dropout=0.0)
     model.reset_classifier(101)
     assert model.num_classes == 101
     assert model.logits.conv3d.weight.shape == (101, 1024, 1, 1, 1)

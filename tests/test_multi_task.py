@@ -4,13 +4,13 @@ import torch.nn.functional as F
 
 from lightning_modules.multi_task import MultiTaskClassifier
 from lightning_modules.video_scores import load_video_scores
-from tests.test_classifier import TinyData, tiny_network, trainer
+from tests.test_classifier import TinyData, tiny_builder, trainer
 
 NUM_CLASSES, NAMES = [3, 2], ["ucf101", "hmdb51"]
 
 
 def multi_task(**kwargs) -> MultiTaskClassifier:
-    return MultiTaskClassifier(tiny_network(num_classes=7), NUM_CLASSES, NAMES, view_chunk_size=3, **kwargs)
+    return MultiTaskClassifier(tiny_builder, NUM_CLASSES, NAMES, view_chunk_size=3, **kwargs)
 
 
 def test_loss_is_the_sum_of_each_heads_loss_on_its_own_samples():

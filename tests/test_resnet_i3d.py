@@ -4,11 +4,11 @@ import torchvision
 from torch import nn
 
 from models.non_local import NonLocalBlock
-from models.resnet_i3d import default_inflated_blocks, default_non_local_blocks, resnet_i3d
+from models.resnet_i3d import ResNetI3D, default_inflated_blocks, default_non_local_blocks
 
 
 def test_shape_kernels_and_parameter_count_without_non_local():
-    net = resnet_i3d(50, num_classes=400).eval()
+    net = ResNetI3D(400).eval()
     body = net.features
     assert body.conv1.weight.shape == (64, 3, 5, 7, 7) and body.conv1.stride == (1, 2, 2)
     assert body.maxpool.stride == (2, 2, 2)
@@ -22,7 +22,7 @@ def test_shape_kernels_and_parameter_count_without_non_local():
 
 
 def test_non_local_blocks_where_the_paper_puts_five():
-    net = resnet_i3d(50, num_classes=10, non_local=True, frames=8, conv1_time_stride=2).eval()
+    net = ResNetI3D(10, non_local=True, frames=8, conv1_time_stride=2).eval()
     blocks = [name for name, m in net.named_modules() if isinstance(m, NonLocalBlock)]
     assert blocks == ["features.layer2.non_local1", "features.layer2.non_local3", "features.layer3.non_local1",
                       "features.layer3.non_local3", "features.layer3.non_local5"]
@@ -43,7 +43,7 @@ def test_boring_video_matches_the_2d_resnet_it_inflates(tmp_path):
             m.running_var.uniform_(0.5, 1.5)
     path = tmp_path / "r50.pth"
     torch.save(net2d.state_dict(), path)
-    net = resnet_i3d(50, num_classes=10, weights=str(path), non_local=True, time_padding_mode="replicate").eval()
+    net = ResNetI3D(10, weights=str(path), non_local=True, time_padding_mode="replicate").eval()
     net2d.fc = nn.Identity()
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -53,10 +53,10 @@ def test_boring_video_matches_the_2d_resnet_it_inflates(tmp_path):
 
 
 def test_flow_input_and_errors():
-    net = resnet_i3d(50, num_classes=5, in_channels=2, modality="flow", frames=16)
+    net = ResNetI3D(5, in_channels=2, modality="flow", frames=16)
     assert net.features.conv1.weight.shape == (64, 2, 5, 7, 7)
     assert net.input_spec.modality == "flow" and net.input_spec.flow_clip == 20
     with pytest.raises(ValueError, match="no such blocks"):
-        resnet_i3d(50, num_classes=5, inflated_blocks=["layer9.0"])
+        ResNetI3D(5, inflated_blocks=["layer9.0"])
     with pytest.raises(ValueError, match="channels"):
-        resnet_i3d(50, num_classes=5, in_channels=20, modality="flow")
+        ResNetI3D(5, in_channels=20, modality="flow")

@@ -4,7 +4,7 @@ import torchvision
 
 from models.adapt import adapt_first_conv
 from models.input_spec import flow_pixels, imagenet_rgb
-from models.stream2d import googlenet_stream, resnet_stream
+from models.stream2d import GoogLeNetStream, ResNetStream
 
 
 def test_resnet_flow_stream_from_local_weights_uses_cross_modality_init(tmp_path):
@@ -13,7 +13,7 @@ def test_resnet_flow_stream_from_local_weights_uses_cross_modality_init(tmp_path
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
 
-    net = resnet_stream(18, num_classes=11, in_channels=20, modality="flow", weights=str(path)).eval()
+    net = ResNetStream(11, depth=18, in_channels=20, modality="flow", weights=str(path)).eval()
     expected = reference.conv1.weight.mean(dim=1, keepdim=True).expand(-1, 20, -1, -1)
     torch.testing.assert_close(net.features.conv1.weight, expected)
     torch.testing.assert_close(net.features.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
@@ -33,7 +33,7 @@ def test_resnet_rgb_stream_keeps_the_imagenet_conv1(tmp_path):
     reference = torchvision.models.resnet18()
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
-    net = resnet_stream(18, num_classes=3, weights=str(path))
+    net = ResNetStream(3, depth=18, weights=str(path))
     torch.testing.assert_close(net.features.conv1.weight, reference.conv1.weight)
     assert net.input_spec == imagenet_rgb()
 
@@ -51,15 +51,15 @@ def test_adapt_first_conv_works_on_3d_convs_and_keeps_matching_ones():
 
 @pytest.mark.parametrize("depth,features", [(34, 512), (50, 2048)])
 def test_resnet_depths(depth, features):
-    net = resnet_stream(depth, num_classes=4, dropout=0.9)
+    net = ResNetStream(4, depth=depth, dropout=0.9)
     assert net.num_features == features and net.dropout.p == 0.9
 
 
 def test_resnet_stream_rejects_unknown_depth_and_bad_channels():
     with pytest.raises(ValueError, match="depth"):
-        resnet_stream(20, num_classes=4)
+        ResNetStream(4, depth=20)
     with pytest.raises(ValueError, match="channels"):
-        resnet_stream(18, num_classes=4, in_channels=5, modality="flow")
+        ResNetStream(4, depth=18, in_channels=5, modality="flow")
 
 
 def test_googlenet_stream_flow_and_local_weights_with_aux_heads(tmp_path):
@@ -67,11 +67,11 @@ def test_googlenet_stream_flow_and_local_weights_with_aux_heads(tmp_path):
     reference = torchvision.models.googlenet(aux_logits=True, init_weights=False)
     path = tmp_path / "googlenet.pth"
     torch.save(reference.state_dict(), path)
-    rgb = googlenet_stream(num_classes=6, weights=str(path)).eval()
+    rgb = GoogLeNetStream(6, weights=str(path)).eval()
     assert rgb.features.transform_input and rgb.features.aux1 is None
     torch.testing.assert_close(rgb.features.inception5b.branch1.conv.weight, reference.inception5b.branch1.conv.weight)
 
-    flow = googlenet_stream(num_classes=6, in_channels=20, modality="flow", weights=str(path)).eval()
+    flow = GoogLeNetStream(6, in_channels=20, modality="flow", weights=str(path)).eval()
     assert not flow.features.transform_input
     assert flow.features.conv1.conv.weight.shape == (64, 20, 7, 7)
     with torch.no_grad():

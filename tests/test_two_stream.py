@@ -7,7 +7,7 @@ from lightning_modules.classifier import VideoClassifier
 from lightning_modules.two_stream import TwoStreamClassifier
 from lightning_modules.video_scores import load_video_scores
 from models.fusion import average_fusion
-from tests.test_classifier import VIEWS, TinyData, Videos, tiny_network, trainer
+from tests.test_classifier import NUM_CLASSES, VIEWS, TinyData, Videos, tiny_builder, tiny_network, trainer
 
 KEYS = {"rgb": 3, "flow": 4}
 
@@ -22,8 +22,12 @@ class TwoStreamData(TinyData):
         return DataLoader(Videos(self.n, 2, self.keys, 3), batch_size=4)
 
 
+def flow_builder(num_classes: int):
+    return tiny_network(4, "flow", num_classes)
+
+
 def two_stream(**kwargs) -> TwoStreamClassifier:
-    return TwoStreamClassifier(tiny_network(), tiny_network(4, "flow"), view_chunk_size=3, **kwargs)
+    return TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, view_chunk_size=3, **kwargs)
 
 
 def test_fit_and_test_print_the_papers_table(tmp_path, capsys):
@@ -61,10 +65,10 @@ def test_from_checkpoints_assembles_two_trained_streams(tmp_path):
     paths = []
     for name, net in (("spatial", tiny_network()), ("temporal", tiny_network(4, "flow"))):
         t = trainer(tmp_path / name, limit_train_batches=1, limit_val_batches=0)
-        t.fit(VideoClassifier(net), TinyData({net.input_spec.modality: net.input_spec.channels}))
+        t.fit(VideoClassifier(lambda k: net, NUM_CLASSES), TinyData({net.input_spec.modality: net.input_spec.channels}))
         paths.append(tmp_path / f"{name}.ckpt")
         t.save_checkpoint(paths[-1])
-    model = TwoStreamClassifier.from_checkpoints(*paths, tiny_network(), tiny_network(4, "flow"), score_file=None)
+    model = TwoStreamClassifier.from_checkpoints(*paths, tiny_builder, flow_builder, NUM_CLASSES, score_file=None)
     saved = torch.load(paths[1], weights_only=True)["state_dict"]
     torch.testing.assert_close(model.temporal.fc.weight, saved["network.fc.weight"])
     (logged,) = trainer(tmp_path).test(model, TwoStreamData())

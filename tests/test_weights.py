@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from models.stream2d import resnet_stream
+from models.stream2d import ResNetStream
 from models.weights import get_state_dict, load_checked
 
 
@@ -12,14 +12,14 @@ def test_shape_mismatch_names_the_layer(tmp_path):
     path = tmp_path / "bad.pth"
     torch.save(other.state_dict(), path)
     with pytest.raises(ValueError, match=r"layer2\.0\.conv1\.weight: shape \(128, 64, 5, 5\)"):
-        resnet_stream(18, num_classes=3, weights=str(path))
+        ResNetStream(3, depth=18, weights=str(path))
 
 
 def test_missing_and_unexpected_keys_are_named(tmp_path):
     path = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), path)
     with pytest.raises(ValueError) as error:
-        resnet_stream(34, num_classes=3, weights=str(path))
+        ResNetStream(3, depth=34, weights=str(path))
     assert "layer1.2.conv1.weight: missing" in str(error.value)
 
     state = torchvision.models.resnet18().state_dict()
@@ -33,7 +33,7 @@ def test_classifier_size_follows_the_file_and_old_files_without_bn_counters_load
     state = {k: v for k, v in reference.state_dict().items() if not k.endswith("num_batches_tracked")}
     path = tmp_path / "r18_ucf.pth"
     torch.save(state, path)
-    net = resnet_stream(18, num_classes=51, weights=str(path))
+    net = ResNetStream(51, depth=18, weights=str(path))
     assert net.fc.out_features == 51
     torch.testing.assert_close(net.features.layer1[0].bn1.running_var, reference.layer1[0].bn1.running_var)
 
