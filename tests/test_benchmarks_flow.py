@@ -1,0 +1,60 @@
+"""Smoke test of benchmarks/flow_speed.py: its --quick mode runs on a tiny generated video."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "flow_speed.py"
+HEADERS = (
+    "| algorithm | bare ms/pair | tool ms/pair | overhead (tool/bare - 1) |",
+    "| algorithm | videos | pairs | 1 worker pairs/s | 2 workers pairs/s | 2 vs 1 |",
+    "| JPEG quality | KiB/pair (x+y) | vs float32 | mean abs err px | max abs err px |",
+)
+
+
+def _tiny_video(path: Path, frames: int = 6, width: int = 64, height: int = 48) -> Path:
+    """A smooth texture drifting right by 2 px a frame."""
+    noise = np.random.default_rng(0).random((height, width + 2 * frames)).astype(np.float32)
+    texture = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 2.0), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (width, height))
+    assert writer.isOpened()
+    for k in range(frames):
+        window = texture[:, 2 * (frames - k) : 2 * (frames - k) + width]
+        writer.write(cv2.cvtColor(np.ascontiguousarray(window), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "frames",
+    [
+        "0",  # whole video, no ffmpeg needed
+        pytest.param("4", marks=pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")),
+    ],
+)
+def test_quick_run_prints_the_tables(tmp_path, frames):
+    video = _tiny_video(tmp_path / "tiny.mp4")
+    # One pass over the three copies of the video per worker count keeps the test short.
+    result = _run(
+        "--quick", "--video", str(video), "--frames", frames, "--short-side", "0", "--throughput-seconds", "0"
+    )
+    assert result.returncode == 0, result.stderr
+    for header in HEADERS:
+        assert header in result.stdout
+    assert "64x48 -> 64x48" in result.stdout
+
+
+def test_missing_video_is_reported(tmp_path):
+    result = _run("--quick", "--video", str(tmp_path / "absent.mp4"))
+    assert result.returncode != 0
+    assert "no such video" in result.stderr
