@@ -1,16 +1,53 @@
-"""Command line entry point: ``python cli.py fit|validate|test|predict --config configs/X.yaml``."""
+"""Command line: ``python cli.py fit|validate|test|predict --config configs/X.yaml``.
 
+The model and the data are chosen in the YAML by ``class_path`` (any LightningModule of
+``lightning_modules/``, any DataModule of ``datamodules/``). The number of classes is
+said once, by the data's class list: it is linked into the model, which builds its
+networks with it. What the networks expect as input (channels, frames, crop size,
+normalisation) goes the other way: the DataModule adopts the model's ``input_specs``.
+"""
+
+import sys
+
+import torch
 from pytorch_lightning import LightningDataModule, LightningModule
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+
+class VideoCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        # Always on, configurable under `checkpoint:` and `lr_monitor:` in a config: the best
+        # (validation top-1) and the last checkpoint, also written on Ctrl-C or a crash.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": True,
+            "checkpoint.save_on_exception": True, "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.filename": "epoch{epoch:03d}-acc{val/acc:.4f}",
+        })
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+
+    def instantiate_classes(self) -> None:
+        # A missing dataset root or annotation file is a config typo: one line naming the
+        # setting, not a traceback from inside the DataModule.
+        try:
+            super().instantiate_classes()
+        except FileNotFoundError as error:
+            sys.exit(f"error: {error}")
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
-    """Build the LightningCLI; ``args`` lets tests call it without a subprocess."""
-    return LightningCLI(
+    """Build (and by default run) the CLI; ``args`` lets tests call it in-process."""
+    return VideoCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        # bf16 on a GPU, fp32 on CPU.
+        trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
+        save_config_kwargs={"overwrite": True},
         args=args,
         run=run,
     )

@@ -6,7 +6,14 @@ What the network expects (normalisation, 2L channels, T frames, crop size) comes
 adopted in ``setup`` from ``trainer.lightning_module.input_specs`` (a ``{"rgb": spec,
 "flow": spec}`` mapping) when the LightningModule has one. Otherwise defaults follow the
 modality (``datamodules.modality.default_specs``) built from ``num_fields``, ``frames``
-and ``crop_size``. A spec wins over those three settings.
+and ``crop_size``. A network spec wins over ``num_fields`` and ``frames``; an explicit
+``crop_size`` overrides its size.
+
+Bad settings fail in ``__init__``, before a model is built, with one line naming the
+setting: a root the modality reads, an annotation folder or file that does not exist, a
+UCF-101/HMDB-51 ``split`` outside 1-3. The index is built in ``prepare_data`` (local rank 0
+only; Lightning holds the other ranks at a barrier until it is done), so their ``setup``
+just loads it from the cache.
 
 Validation. The two-stream paper has no validation split: UCF-101 and HMDB-51 validate
 on the test split, one centre view per video (no 25x10); Kinetics on its val CSV; lists
@@ -18,6 +25,10 @@ is scored exactly once. Lightning (``use_distributed_sampler``, on by default) k
 sampler only if it is a ``torch.utils.data.DistributedSampler``; any other sampler it
 wraps in its own padding one, sharding a second time. Training and validation use
 Lightning's default sampler (padding is harmless there).
+
+SVM fusion (``TwoStreamClassifier``) fits on per-video scores of the training videos;
+``svm_train_dataloader`` gives them as test batches (views axis, sharded like the test
+loader), with fewer views than the test protocol to keep it cheap.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -49,7 +60,7 @@ from datamodules.decoding import create_reader
 from datamodules.distributed import UnpaddedDistributedSampler
 from datamodules.index import VideoIndex, build_index
 from datamodules.modality import Modality, check_modality, is_clip, modality_keys, resolve_specs
-from datamodules.sampling import TEST_CLIPS, TEST_POSITIONS
+from datamodules.sampling import TEST_CLIPS, TEST_POSITIONS, Stage
 from datamodules.transforms import Augment, TestCrops
 from flow.layout import NAMED_LAYOUTS
 from flow.store import FolderFlowStore
@@ -57,6 +68,30 @@ from models.input_spec import InputSpec
 
 Split = Literal["train", "val", "test"]
 Decoder = Literal["decord", "torchcodec", "rawframes"]
+
+
+def require_path(setting: str, path: str | Path | None, folder: bool = False) -> None:
+    """Fail with one line naming ``setting`` when a given ``path`` is absent or of the wrong kind.
+
+    Args:
+        setting: the init argument the path came from, as the user wrote it in the config.
+        path: the path to check; None (an optional setting left out) passes.
+        folder: a folder is expected, else a file.
+    """
+    if path is None:
+        return
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{setting}: {path} does not exist")
+    if folder and not Path(path).is_dir():
+        raise NotADirectoryError(f"{setting}: {path} is not a folder")
+    if not folder and Path(path).is_dir():
+        raise IsADirectoryError(f"{setting}: {path} is a folder, not a file")
+
+
+def require_split(split: int) -> None:
+    """The official splits of UCF-101 and HMDB-51 are 1, 2 and 3."""
+    if split not in (1, 2, 3):
+        raise ValueError(f"split: the official splits are 1, 2 and 3, got {split}")
 
 
 class VideoDataModule(pl.LightningDataModule):
@@ -74,7 +109,8 @@ class VideoDataModule(pl.LightningDataModule):
         num_fields: flow fields L per 2D stack (2L channels); a flow InputSpec overrides it.
         frames: frames T per 3D clip; an InputSpec overrides it.
         stride: frames between the frames of a 3D clip.
-        crop_size: square crop side; an InputSpec's ``size`` overrides it.
+        crop_size: square crop side; None: the network's declared size (224 in the papers).
+            A value overrides the network's (fine for the adaptively pooled networks).
         short_side: frames and flow are resized so their shorter side has this length
             before cropping (the flow extractor's default is the same 256, so flow is
             usually stored at size); None keeps the stored size.
@@ -86,6 +122,11 @@ class VideoDataModule(pl.LightningDataModule):
             three (along the long side) or centre; None: ten for 2D, three for 3D.
         test_clips: 3D test clips per video.
         whole_video_test: 3D test on the whole video as one clip (I3D); needs test_batch_size 1.
+        svm_positions: positions (2D) or clips (3D) per training video that
+            ``svm_train_dataloader`` scores for SVM fusion; never the whole video. The paper
+            does not say how it scored the SVM's training videos; the SVM only needs
+            per-video scores, so fewer views than the test protocol keep it cheap.
+        svm_crops: crops per SVM position or clip: centre, three or ten.
         batch_size: videos per training and validation batch.
         test_batch_size: videos per test and predict batch (each carries all its views).
         num_workers: DataLoader worker processes.
@@ -113,7 +154,7 @@ class VideoDataModule(pl.LightningDataModule):
         num_fields: int = 10,
         frames: int = 64,
         stride: int = 1,
-        crop_size: int = 224,
+        crop_size: int | None = None,
         short_side: int | None = 256,
         multiscale_crop: bool = False,
         flow_mean_subtraction: bool | None = None,
@@ -121,6 +162,8 @@ class VideoDataModule(pl.LightningDataModule):
         test_crops: TestCrops | None = None,
         test_clips: int = TEST_CLIPS,
         whole_video_test: bool = False,
+        svm_positions: int = 5,
+        svm_crops: TestCrops = "centre",
         batch_size: int = 32,
         test_batch_size: int = 1,
         num_workers: int = 4,
@@ -139,6 +182,14 @@ class VideoDataModule(pl.LightningDataModule):
         keys = modality_keys(modality)
         if frames_root is None and ("flow" in keys or decoder == "rawframes"):
             raise ValueError(f"modality {modality!r} with decoder {decoder!r} needs frames_root")
+        # Only the roots this modality reads: flow-only training needs no videos, and an RGB
+        # run may name a frames root whose flow is still being extracted.
+        require_path("video_root", video_root if "rgb" in keys and decoder != "rawframes" else None, folder=True)
+        require_path("frames_root", frames_root if "flow" in keys or decoder == "rawframes" else None, folder=True)
+        if svm_positions < 1:
+            raise ValueError(f"svm_positions must be >= 1, got {svm_positions}")
+        if svm_crops not in get_args(TestCrops):
+            raise ValueError(f"svm_crops must be one of {get_args(TestCrops)}, got {svm_crops!r}")
         if whole_video_test and test_batch_size != 1:
             raise ValueError("whole_video_test gives clips of different lengths: set test_batch_size to 1")
         self.video_root, self.frames_root = video_root, frames_root
@@ -150,6 +201,8 @@ class VideoDataModule(pl.LightningDataModule):
         self.short_side, self.multiscale_crop, self.flow_mean_subtraction = short_side, multiscale_crop, flow_mean_subtraction
         self.test_crops = test_crops or ("three" if is_clip(modality) else "ten")
         self.sampling = Sampling(test_positions, test_clips, stride, whole_video_test)
+        self.svm_sampling = Sampling(svm_positions, svm_positions, stride, whole_video=False)
+        self.svm_crops = svm_crops
         self.batch_size, self.test_batch_size = batch_size, test_batch_size
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.decoder, self.cache_dir = decoder, cache_dir
@@ -172,6 +225,8 @@ class VideoDataModule(pl.LightningDataModule):
 
     @cached_property
     def classes(self) -> list[str]:
+        """Class names in label order (label k is ``classes[k]``), e.g. for the names in reports;
+        read from the annotation files alone, so available right after ``__init__``."""
         return self.read_classes()
 
     @property
@@ -200,18 +255,35 @@ class VideoDataModule(pl.LightningDataModule):
 
     def make_dataset(self, split: Split, tag: int | None = None) -> VideoDataset:
         """The dataset of ``split``; val samples one centre view, test all test views."""
+        return self._make(split, split, self.sampling, self.test_crops, tag)
+
+    def make_svm_dataset(self) -> VideoDataset:
+        """The training videos under the test protocol with the SVM's views: ``svm_positions``
+        positions (2D) or clips (3D) x ``svm_crops``; ``index`` is the position in this dataset."""
+        return self._make("train", "test", self.svm_sampling, self.svm_crops, None)
+
+    def _make(self, split: Split, stage: Stage, sampling: Sampling, crops: TestCrops, tag: int | None) -> VideoDataset:
+        """The videos of ``split`` sampled and augmented as in ``stage``."""
         store = FolderFlowStore(self.frames_root, self.flow_layout) if self.frames_root is not None else None
         reader = None
         if "rgb" in self.keys:
             # Resizing happens once, in Augment, where the flow's scale is tracked too.
             reader = create_reader("rawframes", store=store) if self.decoder == "rawframes" else create_reader(self.decoder)
-        augment = Augment(split, self.input_specs, self.short_side, self.multiscale_crop,
-                          test_crops=self.test_crops, subtract_flow_mean=self.flow_mean_subtraction)
-        return VideoDataset(self.index(split), self.modality, split, augment, reader, store, self.sampling,
+        augment = Augment(stage, self.input_specs, self.short_side, self.multiscale_crop,
+                          test_crops=crops, subtract_flow_mean=self.flow_mean_subtraction)
+        return VideoDataset(self.index(split), self.modality, stage, augment, reader, store, sampling,
                             self.max_failure_rate, tag)
 
+    @property
+    def test_video_ids(self) -> list[str]:
+        """The test dataset's video ids in its order: a test sample's ``index`` i is video
+        ``test_video_ids[i]`` (what names the rows of the per-video score file)."""
+        return list(self.index("test").video_ids)
+
     def prepare_data(self) -> None:
-        # Local rank 0 only: builds the cached indices once, so other ranks just load them.
+        # Lightning calls this on local rank 0 only, and holds the other ranks at a barrier
+        # before ``setup``: the slow build (stats, frame-count probes) happens once, and the
+        # other ranks' ``index`` calls load the cache it wrote.
         for split in ("train", "val", "test"):
             self.index(split)
 
@@ -242,10 +314,11 @@ class VideoDataModule(pl.LightningDataModule):
             generator=generator,
         )
 
-    def _dataset(self, split: Split) -> VideoDataset:
-        if split not in self.datasets:
-            self.datasets[split] = self.make_dataset(split)
-        return self.datasets[split]
+    def _dataset(self, name: str) -> VideoDataset:
+        """The dataset of a split, or ``svm_train``; built once (until the specs change)."""
+        if name not in self.datasets:
+            self.datasets[name] = self.make_svm_dataset() if name == "svm_train" else self.make_dataset(name)
+        return self.datasets[name]
 
     def train_dataloader(self) -> DataLoader:
         return self.loader(self._dataset("train"), "train")
@@ -259,6 +332,12 @@ class VideoDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.loader(self._dataset("test"), "test")
 
+    def svm_train_dataloader(self) -> DataLoader:
+        """Test batches (views axis V = ``svm_positions`` x crops of ``svm_crops``) over the
+        training videos, for ``TwoStreamClassifier``'s SVM fusion: in order, sharded without
+        padding under DDP like the test loader, so each video is scored exactly once."""
+        return self.loader(self._dataset("svm_train"), "test")
+
 
 class UCF101DataModule(VideoDataModule):
     """UCF-101 with its official splits (``ucfTrainTestlist``); validates on the test split.
@@ -270,6 +349,10 @@ class UCF101DataModule(VideoDataModule):
 
     def __init__(self, annotation_dir: str, split: int = 1, **kwargs):
         super().__init__(**kwargs)
+        require_split(split)
+        require_path("annotation_dir", annotation_dir, folder=True)
+        for name in ("classInd.txt", f"trainlist{split:02d}.txt", f"testlist{split:02d}.txt"):
+            require_path("annotation_dir", Path(annotation_dir) / name)
         self.annotation_dir, self.split = annotation_dir, split
 
     def read_classes(self) -> list[str]:
@@ -289,6 +372,8 @@ class HMDB51DataModule(VideoDataModule):
 
     def __init__(self, split_dir: str, split: int = 1, **kwargs):
         super().__init__(**kwargs)
+        require_split(split)
+        require_path("split_dir", split_dir, folder=True)
         self.split_dir, self.split = split_dir, split
 
     def read_classes(self) -> list[str]:
@@ -320,6 +405,9 @@ class KineticsDataModule(VideoDataModule):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        for setting, path in (("train_csv", train_csv), ("val_csv", val_csv), ("test_csv", test_csv),
+                              ("label_map", label_map)):
+            require_path(setting, path)
         self.csvs = {"train": train_csv, "val": val_csv, "test": test_csv or val_csv}
         self.label_map, self.video_layout = label_map, video_layout
 
@@ -367,6 +455,9 @@ class ListDataModule(VideoDataModule):
         super().__init__(**kwargs)
         if val_list is None and test_list is None:
             raise ValueError("give val_list, test_list or both")
+        for setting, path in (("train_list", train_list), ("val_list", val_list), ("test_list", test_list),
+                              ("class_names", class_names)):
+            require_path(setting, path)
         self.lists = {"train": train_list, "val": val_list or test_list, "test": test_list or val_list}
         self.class_names, self.list_kind = class_names, list_kind
 

@@ -9,9 +9,12 @@ it. The defaults here apply only when no network spec is given, and follow the p
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Literal, get_args
 
 from models.input_spec import InputSpec, flow_pixels, flow_unit, imagenet_rgb, symmetric_rgb
+
+PAPER_CROP_SIZE = 224
 
 Modality = Literal["rgb", "flow", "two_stream", "rgb_clip", "flow_clip", "two_stream_clip"]
 MODALITIES: tuple[str, ...] = get_args(Modality)
@@ -36,9 +39,10 @@ def is_clip(modality: str) -> bool:
     return modality.endswith("_clip")
 
 
-def default_specs(modality: str, num_fields: int, frames: int, crop_size: int) -> dict[str, InputSpec]:
+def default_specs(modality: str, num_fields: int, frames: int, crop_size: int | None) -> dict[str, InputSpec]:
     """InputSpecs for the modality's keys when no network supplies them (see module docstring)."""
     keys = modality_keys(modality)
+    crop_size = crop_size or PAPER_CROP_SIZE
     if is_clip(modality):
         specs = {"rgb": symmetric_rgb(3, frames, crop_size), "flow": flow_unit(3, frames, crop_size)}
     else:
@@ -47,10 +51,14 @@ def default_specs(modality: str, num_fields: int, frames: int, crop_size: int) -
 
 
 def resolve_specs(
-    modality: str, given: Mapping[str, InputSpec | None], num_fields: int, frames: int, crop_size: int
+    modality: str, given: Mapping[str, InputSpec | None], num_fields: int, frames: int, crop_size: int | None
 ) -> dict[str, InputSpec]:
     """The spec of every key of the modality: the given one (a network's) where present,
-    else the default; checks that given specs fit the modality (key, 2D/3D)."""
+    else the default; checks that given specs fit the modality (key, 2D/3D).
+
+    An explicit ``crop_size`` overrides the size a network declares (most networks pool
+    adaptively, and smaller crops make quick experiments cheap); None keeps it.
+    """
     specs = default_specs(modality, num_fields, frames, crop_size)
     dims = 3 if is_clip(modality) else 2
     for key, spec in given.items():
@@ -59,5 +67,5 @@ def resolve_specs(
         if spec.modality != key or spec.dims != dims:
             raise ValueError(f"the {key!r} InputSpec ({spec.modality}, {spec.dims}D) does not fit "
                              f"modality {modality!r} ({key}, {dims}D)")
-        specs[key] = spec
+        specs[key] = spec if crop_size is None else replace(spec, size=crop_size)
     return specs

@@ -1,11 +1,13 @@
 """Several datasets at once: the two-stream paper's multi-task training (one temporal net,
 a softmax head per dataset, trained on UCF-101 and HMDB-51 together).
 
-Training concatenates the datasets into one shuffled loader; every sample carries
-``dataset`` (the position of its DataModule in ``datamodules``), so the LightningModule
-applies each head's loss to its own dataset's samples. Validation, test and predict give
-one loader per dataset (Lightning's ``dataloader_idx`` is the same position), since each
-is scored on its own classes.
+Every loader runs over the concatenated datasets, and every sample carries ``dataset``
+(the position of its DataModule in ``datamodules``), so the LightningModule applies each
+head to its own dataset's samples: training shuffles them together; validation, test and
+predict keep dataset order (one loader, so Lightning adds no ``dataloader_idx`` to the steps
+or the logged names). A sample's ``index`` is its position in its own dataset, so
+``test_video_ids[d][index]`` names a test video of dataset d. Batches mix datasets, so the
+datasets must agree on every setting that shapes a sample.
 """
 
 from __future__ import annotations
@@ -20,14 +22,25 @@ from datamodules.datasets import VideoDataset
 from models.input_spec import InputSpec
 
 
+def sample_settings(dm: VideoDataModule) -> dict[str, object]:
+    """What shapes a datamodule's samples (a batch can only stack equal shapes).
+
+    Args:
+        dm: the datamodule.
+    """
+    views = dm.sampling
+    return {"input specs (num_fields, frames, crop_size)": dm.input_specs, "test_positions": views.test_positions,
+            "test_clips": views.test_clips, "whole_video_test": views.whole_video, "test_crops": dm.test_crops}
+
+
 class MultiDataModule(pl.LightningDataModule):
     """Combines DataModules of different datasets that feed one network.
 
     Args:
         datamodules: one per dataset, in the order of the model's heads (e.g. a
-            UCF101DataModule, then an HMDB51DataModule). They must share the modality;
-            the first one's loader settings (batch size, workers, seed) serve the
-            combined training loader, each its own for evaluation.
+            UCF101DataModule, then an HMDB51DataModule). They must share the modality,
+            input specs (fields, frames, crop) and test views; the first one's loader settings
+            (batch sizes, workers, seed) serve the combined loaders.
     """
 
     def __init__(self, datamodules: list[VideoDataModule]):
@@ -37,6 +50,12 @@ class MultiDataModule(pl.LightningDataModule):
         modalities = {dm.modality for dm in datamodules}
         if len(modalities) != 1:
             raise ValueError(f"the datasets must share one modality, got {sorted(modalities)}")
+        first = sample_settings(datamodules[0])
+        for position, dm in enumerate(datamodules[1:], 1):
+            differ = [name for name, value in sample_settings(dm).items() if value != first[name]]
+            if differ:
+                raise ValueError(f"batches mix the datasets, but datamodules[{position}] differs from datamodules[0] "
+                                 f"in {differ}")
         self.datamodules = list(datamodules)
         self.datasets: dict[Split, list[VideoDataset]] = {}
 
@@ -44,6 +63,17 @@ class MultiDataModule(pl.LightningDataModule):
     def num_classes(self) -> list[int]:
         """Classes per dataset, in head order (available right after ``__init__``)."""
         return [dm.num_classes for dm in self.datamodules]
+
+    @property
+    def classes(self) -> list[list[str]]:
+        """Class names in label order, per dataset in head order."""
+        return [dm.classes for dm in self.datamodules]
+
+    @property
+    def test_video_ids(self) -> list[list[str]]:
+        """Test video ids per dataset in head order: the test sample with ``dataset`` d and
+        ``index`` i is video ``test_video_ids[d][i]``."""
+        return [dm.test_video_ids for dm in self.datamodules]
 
     def set_input_specs(self, specs: Mapping[str, InputSpec]) -> None:
         for dm in self.datamodules:
@@ -64,17 +94,18 @@ class MultiDataModule(pl.LightningDataModule):
             self.datasets[split] = [dm.make_dataset(split, tag) for tag, dm in enumerate(self.datamodules)]
         return self.datasets[split]
 
+    def _combined(self, split: Split) -> DataLoader:
+        """One loader over all datasets' ``split``; test batches shard without padding."""
+        return self.datamodules[0].loader(ConcatDataset(self._datasets(split)), split)
+
     def train_dataloader(self) -> DataLoader:
-        return self.datamodules[0].loader(ConcatDataset(self._datasets("train")), "train")
+        return self._combined("train")
 
-    def _per_dataset(self, split: Split) -> list[DataLoader]:
-        return [dm.loader(dataset, split) for dm, dataset in zip(self.datamodules, self._datasets(split))]
+    def val_dataloader(self) -> DataLoader:
+        return self._combined("val")
 
-    def val_dataloader(self) -> list[DataLoader]:
-        return self._per_dataset("val")
+    def test_dataloader(self) -> DataLoader:
+        return self._combined("test")
 
-    def test_dataloader(self) -> list[DataLoader]:
-        return self._per_dataset("test")
-
-    def predict_dataloader(self) -> list[DataLoader]:
-        return self._per_dataset("test")
+    def predict_dataloader(self) -> DataLoader:
+        return self._combined("test")

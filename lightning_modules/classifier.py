@@ -211,7 +211,7 @@ class StreamsModule(pl.LightningModule):
                 self.log_test_metrics(results[f"scores_{stream}"], results["labels"], *names)
             path = self.score_path(group)
             if path is not None and results["index"].size and self.trainer.is_global_zero:
-                save_video_scores(path, results, self.test_video_ids(results))
+                save_video_scores(path, results, self.test_video_ids(results, group))
 
     def log_test_metrics(self, scores: np.ndarray, labels: np.ndarray, *names: str) -> dict[str, float]:
         """Log ``test/<names>/acc`` etc. of complete per-video scores (identical on every rank)."""
@@ -230,7 +230,7 @@ class StreamsModule(pl.LightningModule):
         # log_dir broadcasts from rank 0, so every rank asks.
         return path if path.is_absolute() else Path(self.trainer.log_dir or self.trainer.default_root_dir) / path
 
-    def test_video_ids(self, results: dict[str, np.ndarray]) -> list[str]:
+    def test_video_ids(self, results: dict[str, np.ndarray], group: str = "") -> list[str]:
         """The datamodule's ``test_video_ids`` (dataset order); the indices as text without them."""
         ids = getattr(self.trainer.datamodule, "test_video_ids", None)
         if ids is None:

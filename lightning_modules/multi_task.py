@@ -10,9 +10,9 @@ and each forward puts the wanted head in its slot for ``forward_head``.
 """
 
 from functools import partial
-
 from typing import Any
 
+import numpy as np
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
@@ -127,3 +127,10 @@ class MultiTaskClassifier(StreamsModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, dict[str, Tensor]]:
         return {name: {"index": batch["index"][batch["dataset"] == self.dataset_names.index(name)], "scores": scores}
                 for name, scores in self.video_scores(batch).items()}
+
+    def test_video_ids(self, results: dict[str, np.ndarray], group: str = "") -> list[str]:
+        """Dataset ``group``'s test video ids (the datamodule keeps one list per dataset)."""
+        ids = getattr(self.trainer.datamodule, "test_video_ids", None)
+        if ids is None:
+            return super().test_video_ids(results, group)
+        return list(ids[self.dataset_names.index(group)])

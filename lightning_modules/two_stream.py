@@ -86,6 +86,7 @@ class TwoStreamClassifier(StreamsModule):
         self.fusion_weights, self.svm_c = tuple(fusion_weights), svm_c
         self.add_metrics(dict.fromkeys(STREAMS, num_classes), stages=("train",))
         self.add_metrics(dict.fromkeys((*STREAMS, "fusion"), num_classes), stages=("val",))
+        self.val_metrics["fusion"].prefix = "val/"  # val/acc is the two-stream model's: the fusion's
         if freeze_backbone:
             self.freeze_backbones()
         self.table: dict[str, float | None] = {}

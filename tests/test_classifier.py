@@ -53,7 +53,9 @@ class TinyData(pl.LightningDataModule):
     def __init__(self, keys={"rgb": 3}, n=8, **kwargs):
         super().__init__()
         self.keys, self.n, self.kwargs = keys, n, kwargs
-        self.test_video_ids = [f"video_{i}" for i in range(n)]
+        ids = [f"video_{i}" for i in range(n)]
+        # A multi-dataset datamodule keeps one id list per dataset.
+        self.test_video_ids = [ids] * kwargs["datasets"] if kwargs.get("datasets") else ids
 
     def train_dataloader(self):
         return DataLoader(Videos(self.n, None, self.keys, **self.kwargs), batch_size=4, shuffle=True)

@@ -1,5 +1,7 @@
 """The DataModules: class counts before setup, loaders, validation split, specs, DDP sampling."""
 
+import re
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -9,6 +11,7 @@ import torch.distributed as dist
 from jsonargparse import ArgumentParser
 from pytorch_lightning.trainer.states import RunningStage
 
+import datamodules.index as index_module
 from datamodules import HMDB51DataModule, KineticsDataModule, ListDataModule, UCF101DataModule, generate
 from datamodules.distributed import UnpaddedDistributedSampler
 from flow.extract import ExtractionConfig, extract_many
@@ -83,7 +86,9 @@ def test_seeded_loader_repeats_with_workers(ucf):
 
 
 def test_network_input_specs_win(ucf):
-    dm = ucf_dm(ucf, modality="two_stream", rgb_spec=imagenet_rgb(size=24), flow_spec=flow_pixels(3, 24))
+    # crop_size None: the networks' sizes too (an explicit crop_size would override them).
+    dm = ucf_dm(ucf, modality="two_stream", crop_size=None, rgb_spec=imagenet_rgb(size=24),
+                flow_spec=flow_pixels(3, 24))
     sample = dm.make_dataset("train")[0]
     assert sample["rgb"].shape == (3, 24, 24) and sample["flow"].shape == (6, 24, 24)
     dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(input_specs={"flow": flow_pixels(2, 16),
@@ -106,12 +111,137 @@ def test_settings_parse_as_a_cli_configuration(ucf):
     assert "flow fields L per 2D stack" in help_text and "UCF-101 with its official splits" in help_text
 
 
+def test_test_video_ids_name_the_test_samples(ucf):
+    dm = ucf_dm(ucf, modality="rgb", test_batch_size=4)
+    dm.setup("test")
+    ids = dm.test_video_ids
+    seen = []
+    for batch in dm.test_dataloader():
+        for index, label in zip(batch["index"].tolist(), batch["label"].tolist()):
+            assert ids[index] == dm.datasets["test"].index.video_ids[index]
+            assert ids[index].split("/")[0] == dm.classes[label]  # UCF ids start with the class folder
+            seen.append(index)
+    assert seen == list(range(len(ids)))
+
+
+def test_classes_are_the_class_names_in_label_order(ucf):
+    data, _ = ucf
+    assert ucf_dm(ucf, modality="rgb").classes == data.classes
+
+
+def test_svm_train_loader_scores_every_training_video_once_with_few_views(ucf):
+    dm = ucf_dm(ucf, modality="two_stream", test_batch_size=3)
+    batches = list(dm.svm_train_dataloader())
+    assert batches[0]["rgb"].shape == (3, 5, 3, 32, 32) and batches[0]["flow"].shape == (3, 5, 8, 32, 32)
+    train = dm.index("train")
+    indices = torch.cat([batch["index"] for batch in batches]).tolist()
+    assert indices == list(range(len(train)))
+    assert torch.cat([batch["label"] for batch in batches]).tolist() == train.labels
+    three = ucf_dm(ucf, modality="rgb", svm_positions=2, svm_crops="three").make_svm_dataset()
+    assert three[0]["rgb"].shape == (6, 3, 32, 32)
+    clips = ucf_dm(ucf, modality="rgb_clip", frames=4, svm_positions=2, test_clips=7).make_svm_dataset()
+    assert clips[0]["rgb"].shape == (2, 3, 4, 32, 32)
+    with pytest.raises(ValueError, match="svm_crops"):
+        ucf_dm(ucf, modality="rgb", svm_crops="five")
+
+
+def fake_rank(monkeypatch, rank: int, world_size: int) -> None:
+    """torch.distributed looking initialised with ``world_size`` ranks, this one ``rank``."""
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: world_size)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: rank)
+
+
+def test_svm_train_loader_shards_without_padding(ucf, monkeypatch):
+    shards = []
+    for rank in (0, 1):
+        fake_rank(monkeypatch, rank, 2)
+        loader = ucf_dm(ucf, modality="rgb", test_batch_size=2).svm_train_dataloader()
+        assert isinstance(loader.sampler, UnpaddedDistributedSampler)
+        shards.append([i for batch in loader for i in batch["index"].tolist()])
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == list(range(len(ucf_dm(ucf, modality="rgb").index("train"))))
+
+
+def test_other_ranks_load_the_index_rank_0_built(ucf, tmp_path, monkeypatch):
+    rank0 = ucf_dm(ucf, modality="two_stream", cache_dir=str(tmp_path / "cache"))
+    rank0.prepare_data()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the index was built again instead of loaded")
+
+    monkeypatch.setattr(index_module, "_build", no_build)
+    rank1 = ucf_dm(ucf, modality="two_stream", cache_dir=str(tmp_path / "cache"))
+    rank1.setup("fit")
+    rank1.setup("test")
+    assert set(rank1._indices) == {"train", "val", "test"}
+    assert all(index.from_cache for index in rank1._indices.values())
+
+
+def missing(tmp_path) -> str:
+    return str(tmp_path / "absent")
+
+
+def names_missing(setting: str, tmp_path) -> str:
+    """The one-line message for a missing path, as a regex."""
+    return f"^{setting}: {re.escape(missing(tmp_path))} does not exist$"
+
+
+@pytest.mark.parametrize("setting", ["video_root", "frames_root", "annotation_dir"])
+def test_missing_ucf_paths_name_the_setting(ucf, tmp_path, setting):
+    data, root = ucf
+    paths = {"annotation_dir": str(data.annotation_dir), "video_root": str(data.video_root),
+             "frames_root": str(root / "frames"), setting: missing(tmp_path)}
+    with pytest.raises(FileNotFoundError, match=names_missing(setting, tmp_path)):
+        UCF101DataModule(**paths, modality="two_stream")
+
+
+def test_missing_annotation_file_and_wrong_split_name_the_setting(ucf, tmp_path):
+    data, _ = ucf
+    partial = tmp_path / "annotations"
+    shutil.copytree(data.annotation_dir, partial)
+    (partial / "trainlist03.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"^annotation_dir: .*trainlist03.txt does not exist$"):
+        UCF101DataModule(annotation_dir=str(partial), video_root=str(data.video_root), split=3)
+    with pytest.raises(ValueError, match="^split: .* got 4$"):
+        UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root), split=4)
+    with pytest.raises(ValueError, match="^split: .* got 0$"):
+        HMDB51DataModule(split_dir=str(data.annotation_dir), video_root=str(data.video_root), split=0)
+    with pytest.raises(FileNotFoundError, match="^split_dir: "):
+        HMDB51DataModule(split_dir=missing(tmp_path), video_root=str(data.video_root))
+    with pytest.raises(NotADirectoryError, match="^video_root: .* is not a folder$"):
+        UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.annotation_dir / "classInd.txt"))
+
+
+def test_only_the_roots_the_modality_reads_must_exist(ucf, tmp_path):
+    data, root = ucf
+    flow_only = UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=missing(tmp_path),
+                                 frames_root=str(root / "frames"), modality="flow")
+    assert flow_only.num_classes == 4
+
+
+@pytest.mark.parametrize("setting", ["train_csv", "val_csv", "test_csv", "label_map"])
+def test_missing_kinetics_files_name_the_setting(tmp_path, setting):
+    for name in ("train_csv", "val_csv"):
+        (tmp_path / name).write_text("label,youtube_id,time_start,time_end,split\n")
+    files = {"train_csv": str(tmp_path / "train_csv"), "val_csv": str(tmp_path / "val_csv"), setting: missing(tmp_path)}
+    with pytest.raises(FileNotFoundError, match=names_missing(setting, tmp_path)):
+        KineticsDataModule(**files, video_root=str(tmp_path))
+
+
+@pytest.mark.parametrize("setting", ["train_list", "val_list", "test_list", "class_names"])
+def test_missing_list_files_name_the_setting(tmp_path, setting):
+    (tmp_path / "list.txt").write_text("A/a.avi 0\n")
+    files = {"train_list": str(tmp_path / "list.txt"), "test_list": str(tmp_path / "list.txt"),
+             setting: missing(tmp_path)}
+    with pytest.raises(FileNotFoundError, match=names_missing(setting, tmp_path)):
+        ListDataModule(**files, video_root=str(tmp_path))
+
+
 @pytest.fixture
 def fake_world(monkeypatch):
     """torch.distributed looking initialised with 3 ranks, this one rank 1."""
-    monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 3)
-    monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
+    fake_rank(monkeypatch, 1, 3)
 
 
 def test_distributed_test_loader_shards_without_padding(ucf, fake_world):
@@ -142,8 +272,6 @@ def test_lightning_keeps_the_unpadded_sampler_by_default(ucf, fake_world):
 
 def test_meta_less_mmaction2_flow_folders(ucf, tmp_path):
     """Flow extracted by another tool: ``x_00001.jpg`` names, 1-based, no meta.json."""
-    import shutil
-
     data, root = ucf
     frames = tmp_path / "mmaction2_frames"
     shutil.copytree(root / "frames", frames)

@@ -1,5 +1,7 @@
 """MultiDataModule: UCF-101 + HMDB-51 feeding one network, samples tagged with their dataset."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -45,13 +47,15 @@ def test_training_batches_mix_datasets_and_tag_each_sample(multi):
         assert all(label < multi.num_classes[tag] for label, tag in zip(batch["label"], batch["dataset"]))
 
 
-def test_evaluation_has_one_loader_per_dataset(multi):
-    val, test = multi.val_dataloader(), multi.test_dataloader()
-    assert len(val) == len(test) == 2
-    for tag, loader in enumerate(test):
-        batch = next(iter(loader))
-        assert batch["dataset"].tolist() == [tag] and batch["flow"].shape == (1, 20, 8, 32, 32)
-    assert next(iter(val[1]))["dataset"].unique().tolist() == [1]
+def test_evaluation_is_one_loader_in_dataset_order(multi):
+    """One loader (no dataloader_idx): every video of each dataset once, datasets in head order."""
+    for loader, split in ((multi.val_dataloader(), "val"), (multi.test_dataloader(), "test")):
+        batches = list(loader)
+        seen = [(tag, index) for batch in batches
+                for tag, index in zip(batch["dataset"].tolist(), batch["index"].tolist())]
+        sizes = [len(dm.index(split)) for dm in multi.datamodules]
+        assert seen == [(tag, index) for tag, size in enumerate(sizes) for index in range(size)]
+    assert batches[0]["flow"].shape == (1, 20, 8, 32, 32)
 
 
 def test_datasets_must_share_the_modality(multi):
@@ -62,3 +66,24 @@ def test_datasets_must_share_the_modality(multi):
             MultiDataModule([first, second])
     finally:
         second.modality = "flow"
+
+
+def test_test_video_ids_and_classes_per_dataset_in_head_order(multi):
+    ids = multi.test_video_ids
+    assert [len(dataset_ids) for dataset_ids in ids] == [len(dm.index("test")) for dm in multi.datamodules]
+    assert [len(names) for names in multi.classes] == multi.num_classes
+    for dataset in (dm.make_dataset("test", tag) for tag, dm in enumerate(multi.datamodules)):
+        for index in range(0, len(dataset), 3):
+            sample = dataset[index]
+            # Both layouts file a video under its class folder.
+            assert ids[sample["dataset"]][index].split("/")[0] == multi.classes[sample["dataset"]][sample["label"]]
+
+
+def test_datasets_must_give_samples_of_one_shape(multi):
+    first, second = multi.datamodules
+    second.sampling = replace(second.sampling, test_positions=3)
+    try:
+        with pytest.raises(ValueError, match=r"datamodules\[1\] differs .*test_positions"):
+            MultiDataModule([first, second])
+    finally:
+        second.sampling = first.sampling

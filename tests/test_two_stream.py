@@ -35,7 +35,7 @@ def test_fit_and_test_print_the_papers_table(tmp_path, capsys):
     t = trainer(tmp_path)
     t.fit(model, TwoStreamData())
     assert {"train/loss_epoch", "train/spatial/loss_epoch", "train/temporal/loss_epoch", "val/spatial/acc",
-            "val/temporal/acc", "val/fusion/acc"} <= set(t.logged_metrics)
+            "val/temporal/acc", "val/acc"} <= set(t.logged_metrics)
     capsys.readouterr()
     (logged,) = t.test(model, TwoStreamData(), verbose=False)
     table = capsys.readouterr().out.strip().splitlines()

@@ -1,0 +1,95 @@
+import time
+from pathlib import Path
+
+import pytest
+import wandb
+
+from lightning_modules import loggers
+from lightning_modules.loggers import OfflineFallbackWandbLogger, host_reachable, without_secrets
+
+FAKE_KEY = "local-" + "0123456789abcdef" * 3  # a well-formed key for no server
+
+
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch):
+    """No credentials, every wandb path under tmp_path, and a server address on loopback, so
+    that nothing in these tests can reach wandb.ai. Returns the notices the logger prints."""
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_SILENT"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(loggers, "host_reachable", lambda url: pytest.fail("no key: nothing to connect to"))
+    notices: list[str] = []
+    monkeypatch.setattr(loggers, "rank_zero_info", notices.append)
+    wandb.teardown()  # forget settings read under another environment
+    yield notices
+    wandb.finish()
+    wandb.teardown()
+
+
+def run_file(save_dir: Path) -> bytes:
+    """The offline run's records, once wandb's service has written them out (at teardown)."""
+    wandb.teardown()
+    (run,) = save_dir.glob("wandb/offline-run-*/run-*.wandb")
+    return run.read_bytes()
+
+
+def test_no_key_logs_offline_without_blocking(wandb_env, tmp_path):
+    start = time.monotonic()
+    logger = OfflineFallbackWandbLogger(save_dir=tmp_path, project="tests")
+    with pytest.warns(UserWarning, match="wandb_api_key, optim.auth_token"):
+        logger.log_hyperparams({"lr": 0.01, "wandb_api_key": "abc", "optim": {"auth_token": "t", "momentum": 0.9}})
+    logger.log_metrics({"train/loss": 1.5}, step=0)
+    logger.experiment.finish()
+    assert time.monotonic() - start < 30  # wandb's service process starts in ~5-10 s on 2 busy cores
+
+    (notice,) = wandb_env
+    run_dir = next(tmp_path.glob("wandb/offline-run-*"))
+    assert "\n" not in notice and "no API key found" in notice and f"wandb sync {run_dir}" in notice
+    records = run_file(tmp_path)  # protobuf records: the names appear as they are
+    assert b"train/loss" in records and b"momentum" in records and b"optim" in records
+    assert b"api_key" not in records and b"auth_token" not in records
+
+
+def test_offline_or_disabled_on_request_without_notice(wandb_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    logger = OfflineFallbackWandbLogger(save_dir=tmp_path)
+    logger.log_metrics({"a": 1.0}, step=0)
+    assert logger.experiment.disabled and not list(tmp_path.glob("wandb/*run-*"))
+    logger.experiment.finish()
+    wandb.teardown()
+
+    monkeypatch.delenv("WANDB_MODE")
+    logger = OfflineFallbackWandbLogger(save_dir=tmp_path, offline=True)
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.experiment.finish()
+    assert list(tmp_path.glob("wandb/offline-run-*")) and not wandb_env
+
+
+def test_key_but_unreachable_host_goes_offline(wandb_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setattr(loggers, "host_reachable", lambda url: False)
+    wandb.teardown()
+    logger = OfflineFallbackWandbLogger(save_dir=tmp_path)
+    with pytest.warns(UserWarning, match="note"):  # a key pasted into an innocent field
+        logger.log_hyperparams({"note": FAKE_KEY, "lr": 0.1})
+    logger.experiment.finish()
+    (notice,) = wandb_env
+    assert "127.0.0.1 unreachable" in notice
+    assert FAKE_KEY.encode() not in run_file(tmp_path)
+
+
+def test_host_reachable_is_quick_on_a_closed_port():
+    start = time.monotonic()
+    assert not host_reachable("http://127.0.0.1:9", timeout=1.0)
+    assert time.monotonic() - start < 2
+
+
+def test_without_secrets(monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "s3cret")
+    params = {"password": "p", "data": {"keys": ["rgb", "s3cret"], "root": "s3cret", "stream_key": "rgb"}}
+    kept, dropped = without_secrets(params)
+    assert kept == {"data": {"keys": ["rgb"], "stream_key": "rgb"}}
+    assert dropped == ["password", "data.keys.1", "data.root"]
