@@ -31,11 +31,25 @@ class VideoCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         # A missing dataset root or annotation file is a config typo: one line naming the
-        # setting, not a traceback from inside the DataModule.
+        # setting, not a traceback from inside the DataModule (jsonargparse wraps it).
         try:
             super().instantiate_classes()
-        except FileNotFoundError as error:
-            sys.exit(f"error: {error}")
+        except (OSError, ValueError) as error:
+            missing = _missing_path(error)
+            if missing is None:
+                raise
+            sys.exit(f"error: {missing}")
+
+
+def _missing_path(error: BaseException | None) -> OSError | None:
+    """The FileNotFoundError (or wrong kind of path) behind ``error``, if that is its cause."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:

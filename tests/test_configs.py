@@ -1,0 +1,77 @@
+"""Every config in configs/ runs: `python cli.py fit --config configs/X.yaml` with fast_dev_run.
+
+The configs are the real experiments; only what a 2-core CI machine cannot afford is
+overridden, the way a user would override it: dataset paths (the generated tiny
+datasets), pretrained weights (none: no downloads), clip lengths, crop sizes, workers.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cli import cli_main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def dataset_settings(kind: str, data, frames: Path, cache: Path) -> dict[str, Any]:
+    paths = {
+        "UCF101DataModule": {"annotation_dir": str(data.annotation_dir)},
+        "HMDB51DataModule": {"split_dir": str(data.annotation_dir)},
+        "KineticsDataModule": {"train_csv": str(data.annotation_dir / "train.csv"),
+                               "val_csv": str(data.annotation_dir / "val.csv"),
+                               "label_map": str(data.annotation_dir / "label_map.txt")},
+    }[kind]
+    return {**paths, "video_root": str(data.video_root), "frames_root": str(frames), "cache_dir": str(cache),
+            "num_workers": 0, "batch_size": 2, "pin_memory": False, "test_positions": 2}
+
+
+def shrink_network(network: dict[str, Any]) -> int | None:
+    """No downloads, short clips; returns the crop size the network needs (CNN-M: 224)."""
+    init = network.setdefault("init_args", {})
+    if "weights" in init:
+        init["weights"] = None
+    if "frames" in init:
+        init["frames"] = 8
+    return 224 if network["class_path"].endswith("CNNM2048") else None
+
+
+def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
+    config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    config["trainer"] = {**config["trainer"], "fast_dev_run": 1, "accelerator": "cpu", "devices": 1,
+                         "default_root_dir": str(tmp_path)}
+    config["trainer"].pop("logger", None)
+    config.pop("checkpoint", None)
+    model = config["model"]["init_args"]
+    crops = {shrink_network(model[key]) for key in ("network", "spatial", "temporal") if key in model}
+    crop = 224 if 224 in crops else 32
+    data = config["data"]
+    modules = data["init_args"]["datamodules"] if data["class_path"].endswith("MultiDataModule") else [data]
+    for module in modules:
+        kind = module["class_path"].rsplit(".", 1)[1]
+        dataset, frames = datasets[kind]
+        module["init_args"].update(dataset_settings(kind, dataset, frames, tmp_path / "cache"),
+                                   crop_size=crop, short_side=256 if crop == 224 else None)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(path.stem for path in CONFIGS.glob("*.yaml")))
+def test_config_fast_dev_run(name: str, ucf101_tiny, hmdb51_tiny, kinetics_tiny, tmp_path) -> None:
+    datasets = {"UCF101DataModule": ucf101_tiny, "HMDB51DataModule": hmdb51_tiny,
+                "KineticsDataModule": kinetics_tiny}
+    cli = cli_main(["fit", "--config", str(tiny_config(name, datasets, tmp_path))])
+    assert cli.trainer.state.finished, f"{name}: fit did not finish"
+    assert cli.trainer.global_step == 1
+
+
+def test_missing_dataset_root_is_one_line_naming_the_setting(ucf101_tiny, tmp_path, capsys) -> None:
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.init_args.video_root", str(missing)])
+    message = str(exit_info.value.code)
+    assert "video_root" in message and str(missing) in message and "\n" not in message
