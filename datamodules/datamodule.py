@@ -280,6 +280,11 @@ class VideoDataModule(pl.LightningDataModule):
         ``test_video_ids[i]`` (what names the rows of the per-video score file)."""
         return list(self.index("test").video_ids)
 
+    @property
+    def train_video_ids(self) -> list[str]:
+        """The training videos' ids in dataset order (names the SVM-fusion training scores)."""
+        return list(self.index("train").video_ids)
+
     def prepare_data(self) -> None:
         # Lightning calls this on local rank 0 only, and holds the other ranks at a barrier
         # before ``setup``: the slow build (stats, frame-count probes) happens once, and the

@@ -21,9 +21,9 @@ from pytorch_lightning.utilities import move_data_to_device, rank_zero_warn
 from torch import Tensor
 
 from lightning_modules.classifier import NetworkBuilder, Outputs, StreamsModule, load_network_weights, stream_key
+from lightning_modules.fusion_table import accuracy, format_table, svm_fused_decision, two_stream_rows
 from lightning_modules.optim import PaperSGD
-from lightning_modules.video_scores import VideoScoreCollector
-from models.fusion import SVMFusion, average_fusion
+from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
 
 STREAMS = ("spatial", "temporal")
 
@@ -135,25 +135,28 @@ class TwoStreamClassifier(StreamsModule):
         results = self.test_results[""]
         if not results["index"].size:
             return
-        streams = [results[f"scores_{name}"] for name in STREAMS]
         labels = results["labels"]
-        self.table = {name: float((scores.argmax(1) == labels).mean()) for name, scores in zip(STREAMS, streams)}
-        self.table["fusion by averaging"] = self.log_test_metrics(
-            average_fusion(streams, self.fusion_weights), labels, "fusion_avg")["test/fusion_avg/acc"]
-        self.table["fusion by SVM"] = None
-        if self.svm_train is not None and len(np.unique(self.svm_train["labels"])) > 1:
-            svm = SVMFusion(self.svm_c).fit([self.svm_train[f"scores_{name}"] for name in STREAMS],
-                                            self.svm_train["labels"])
-            decision = np.full_like(streams[0], -1e9, dtype=np.float64)
-            decision[:, svm.svm.classes_] = svm.decision_function(streams)
-            self.table["fusion by SVM"] = self.log_test_metrics(decision, labels, "fusion_svm")["test/fusion_svm/acc"]
+        streams = [results[f"scores_{name}"] for name in STREAMS]
+        decision = None
+        if self.svm_train is not None:
+            decision = svm_fused_decision([self.svm_train[f"scores_{name}"] for name in STREAMS],
+                                          self.svm_train["labels"], streams, self.svm_c)
+        rows = two_stream_rows(*streams, self.fusion_weights, decision)
+        for row, key in (("fusion by averaging", "fusion_avg"), ("fusion by SVM", "fusion_svm")):
+            if rows[row] is not None:
+                self.log_test_metrics(rows[row], labels, key)
+        self.table = {row: None if scores is None else accuracy(scores, labels) for row, scores in rows.items()}
         if self.trainer.is_global_zero:
-            print(format_table(self.table))
+            self.save_svm_train_scores()
+            print(format_table(rows, labels))
 
-
-def format_table(rows: dict[str, float | None]) -> str:
-    """The paper's Table: one row per stream or fusion, top-1 accuracy in percent."""
-    width = max(map(len, rows))
-    lines = [f"{'':<{width}}  top-1", *(f"{name:<{width}}  " + ("  n/a" if acc is None else f"{100 * acc:5.1f}")
-                                          for name, acc in rows.items())]
-    return "\n".join(lines)
+    def save_svm_train_scores(self) -> None:
+        """The training videos' scores beside the test scores, so the SVM fusion can be redone
+        offline (``python -m lightning_modules.fusion_table``)."""
+        path = self.score_path("svm_train")
+        if path is None or self.svm_train is None or not self.svm_train["index"].size:
+            return
+        ids = getattr(self.trainer.datamodule, "train_video_ids", None)
+        if ids is None:
+            ids = [str(i) for i in range(int(self.svm_train["index"].max()) + 1)]
+        save_video_scores(path, self.svm_train, list(ids))

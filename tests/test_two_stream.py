@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_modules.classifier import VideoClassifier
+from lightning_modules.fusion_table import main
 from lightning_modules.two_stream import TwoStreamClassifier
 from lightning_modules.video_scores import load_video_scores
 from models.fusion import average_fusion
@@ -47,6 +48,11 @@ def test_fit_and_test_print_the_papers_table(tmp_path, capsys):
     assert logged["test/fusion_avg/acc"] == pytest.approx((fused.argmax(1) == scores["labels"]).mean())
     assert logged["test/spatial/acc"] == pytest.approx((scores["scores_spatial"].argmax(1) == scores["labels"]).mean())
     assert "test/fusion_svm/acc" in logged
+
+    # The saved score files reproduce the printed table.
+    main([str(next(tmp_path.rglob("test_scores.npz"))), "--svm-train", str(next(tmp_path.rglob("test_scores_svm_train.npz"))),
+          "--weights", "1", "1.5"])
+    assert capsys.readouterr().out.strip().splitlines() == table
 
 
 def test_learning_rate_scales_per_stream():
