@@ -141,7 +141,10 @@ def test_motion_separates_motion_classes_and_colour_appearance_classes(tmp_path)
             histograms.append(histogram.ravel() / histogram.sum())
             gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
             flow = [cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 2, 9, 3, 5, 1.1, 0) for a, b in zip(gray, gray[1:])]
-            flows.append(np.mean(flow, axis=(0, 1, 2)))
+            # Mean flow, and its mean outward component (positive when the objects expand).
+            ys, xs = np.mgrid[:72, :96]
+            outward = np.stack([xs - 47.5, ys - 35.5], -1) / np.hypot(xs - 47.5, ys - 35.5)[..., None]
+            flows.append([*np.mean(flow, axis=(0, 1, 2)), np.mean(np.sum(np.array(flow) * outward, -1))])
         hue_histograms[name] = np.mean(histograms, axis=0)
         mean_flows[name] = np.array(flows)
     motion = [n for n in dataset.classes if dataset.kinds[n] == "motion"]
@@ -150,8 +153,8 @@ def test_motion_separates_motion_classes_and_colour_appearance_classes(tmp_path)
     motion_spread = max(distance(a, b) for a in motion for b in motion)
     appearance_gap = min(distance(a, b) for a in appearance for b in appearance if a != b)
     assert motion_spread < 0.5 * appearance_gap, (motion_spread, appearance_gap)
-    # Image axes: x right, y down.
-    expected = {"move_right": (1, 0), "move_left": (-1, 0), "move_up": (0, -1), "move_down": (0, 1)}
+    # (x, y, outward) with image axes: x right, y down. The first motions survive a flip.
+    expected = {"move_up": (0, -1, 0), "move_down": (0, 1, 0), "zoom_in": (0, 0, 1), "zoom_out": (0, 0, -1)}
     assert sorted(motion) == sorted(expected)
     for name, direction in expected.items():
         assert (mean_flows[name] @ np.array(direction) > 0.1).all(), (name, mean_flows[name])

@@ -18,16 +18,18 @@ import numpy as np
 # A motion is a direction of the foreground layer's affine motion: translation
 # (dx, dy) in image axes (y points down), rotation sign (+1 = clockwise on
 # screen), scale sign (+1 = expanding). Ordered so that the first classes are
-# the most distinct ones.
+# the most distinct ones that survive a horizontal flip: the papers' training
+# augmentation mirrors frames (negating flow x), which turns a "move left" video
+# into a "move right" one, so mirror-paired classes come last.
 MOTIONS: dict[tuple[str, ...], tuple[float, float, int, int]] = {
-    ("move", "right"): (1.0, 0.0, 0, 0),
-    ("move", "left"): (-1.0, 0.0, 0, 0),
     ("move", "up"): (0.0, -1.0, 0, 0),
     ("move", "down"): (0.0, 1.0, 0, 0),
-    ("rotate", "clockwise"): (0.0, 0.0, 1, 0),
-    ("rotate", "counterclockwise"): (0.0, 0.0, -1, 0),
     ("zoom", "in"): (0.0, 0.0, 0, 1),
     ("zoom", "out"): (0.0, 0.0, 0, -1),
+    ("move", "right"): (1.0, 0.0, 0, 0),
+    ("move", "left"): (-1.0, 0.0, 0, 0),
+    ("rotate", "clockwise"): (0.0, 0.0, 1, 0),
+    ("rotate", "counterclockwise"): (0.0, 0.0, -1, 0),
     ("move", "up", "right"): (0.7071, -0.7071, 0, 0),
     ("move", "down", "left"): (-0.7071, 0.7071, 0, 0),
     ("move", "up", "left"): (-0.7071, -0.7071, 0, 0),
