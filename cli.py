@@ -18,13 +18,19 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 class VideoCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        # Always on, configurable under `checkpoint:` and `lr_monitor:` in a config: the best
-        # (validation top-1) and the last checkpoint, also written on Ctrl-C or a crash.
+        # Always on, configurable under `checkpoint:`, `last_checkpoint:` and `lr_monitor:`:
+        # the best checkpoint by validation top-1, and last.ckpt after every epoch and on
+        # Ctrl-C or a crash (Lightning's own save_last only follows a new best), which is
+        # what `--ckpt_path last` resumes from.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
-            "checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": True,
-            "checkpoint.save_on_exception": True, "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.auto_insert_metric_name": False,
             "checkpoint.filename": "epoch{epoch:03d}-acc{val/acc:.4f}",
+        })
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults({
+            "last_checkpoint.filename": ModelCheckpoint.CHECKPOINT_NAME_LAST, "last_checkpoint.save_top_k": 1,
+            "last_checkpoint.save_on_exception": True, "last_checkpoint.enable_version_counter": False,
         })
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})

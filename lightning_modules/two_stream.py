@@ -146,14 +146,14 @@ class TwoStreamClassifier(StreamsModule):
             if rows[row] is not None:
                 self.log_test_metrics(rows[row], labels, key)
         self.table = {row: None if scores is None else accuracy(scores, labels) for row, scores in rows.items()}
+        path = self.score_path("svm_train")  # on every rank: finding the log dir is a collective
         if self.trainer.is_global_zero:
-            self.save_svm_train_scores()
+            self.save_svm_train_scores(path)
             print(format_table(rows, labels))
 
-    def save_svm_train_scores(self) -> None:
+    def save_svm_train_scores(self, path: Path | None) -> None:
         """The training videos' scores beside the test scores, so the SVM fusion can be redone
         offline (``python -m lightning_modules.fusion_table``)."""
-        path = self.score_path("svm_train")
         if path is None or self.svm_train is None or not self.svm_train["index"].size:
             return
         ids = getattr(self.trainer.datamodule, "train_video_ids", None)

@@ -48,8 +48,8 @@ def test_frames_are_rgb_in_the_requested_order(video):
     assert abs(frames[1, ..., 2].mean() - (255 - level(5))) < 4  # blue channel last: RGB
 
 
-def test_repeated_and_unsorted_indices_are_gathered(video):
-    indices = [7, 2, 7, 0, 2, 11]
+@pytest.mark.parametrize("indices", [[7, 2, 7, 0, 2, 11], [9, 3, 5]])
+def test_repeated_and_unsorted_indices_are_gathered(video, indices):
     assert frame_ids(DecordReader().read_frames(video, indices)) == indices
 
 
