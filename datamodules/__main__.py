@@ -1,4 +1,5 @@
-"""``python -m datamodules check --dataset ucf101 --annotations DIR --video-root DIR [...]``."""
+"""``python -m datamodules check --dataset ucf101 --annotations DIR --video-root DIR [...]``,
+or ``python -m datamodules check --config configs/X.yaml`` for the data a training config reads."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 
 from datamodules import check as check_module
-from datamodules.check import DATASETS, check
+from datamodules.check import DATASETS, check, checks_from_config
 from flow.layout import NAMED_LAYOUTS
 
 
@@ -16,11 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser("check", help="check a downloaded dataset against its annotations",
                                   description=check_module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    command.add_argument("--dataset", choices=DATASETS, required=True)
-    command.add_argument("--annotations", required=True,
+    command.add_argument("--config", help="a training config (configs/X.yaml): check its data section instead")
+    command.add_argument("--dataset", choices=DATASETS)
+    command.add_argument("--annotations",
                          help="UCF-101: ucfTrainTestlist/; HMDB-51: the split files' folder; "
                               "Kinetics: a CSV or a folder of CSVs; list: an mmaction2 list file")
-    command.add_argument("--video-root", required=True, help="the folder the listed videos are relative to")
+    command.add_argument("--video-root", help="the folder the listed videos are relative to")
     command.add_argument("--frames-root", help="one folder of flow/RGB frames per video; checks flow when given")
     command.add_argument("--split", type=int, default=1, help="UCF-101 / HMDB-51 split (1-3)")
     command.add_argument("--label-map", help="class names, one per line, in label order (Kinetics, list)")
@@ -29,6 +31,16 @@ def main(argv: list[str] | None = None) -> int:
                          help="file names in flow folders without meta.json")
     command.add_argument("--cache-dir", help="where the index is cached (default <frames or video root>/.index_cache)")
     args = parser.parse_args(argv)
+    if args.config:
+        try:
+            checks = checks_from_config(args.config)
+        except (OSError, KeyError, ValueError) as error:
+            command.error(f"--config {args.config}: {error}")
+        return max(check(**arguments) for arguments in checks)
+    missing = [flag for flag, value in (("--dataset", args.dataset), ("--annotations", args.annotations),
+                                        ("--video-root", args.video_root)) if value is None]
+    if missing:
+        command.error(f"give --config, or {', '.join(missing)}")
     return check(args.dataset, args.annotations, args.video_root, args.frames_root, args.split,
                  label_map=args.label_map, list_kind=args.list_kind, flow_layout=args.flow_layout,
                  cache_dir=args.cache_dir)

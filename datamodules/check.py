@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import TextIO
 
+import yaml
+
 from datamodules.annotations import (
     Annotations,
     kinetics_splits,
@@ -117,3 +119,39 @@ def check(
     if problem_files:
         print("problem lists:", *problem_files, sep="\n", file=out)
     return 0
+
+
+# DataModule class -> (dataset kind, the init arg holding its annotations).
+CONFIG_DATAMODULES = {
+    "UCF101DataModule": ("ucf101", "annotation_dir"),
+    "HMDB51DataModule": ("hmdb51", "split_dir"),
+    "KineticsDataModule": ("kinetics", "train_csv"),
+    "ListDataModule": ("list", "train_list"),
+}
+
+
+def checks_from_config(path: Path | str) -> list[dict]:
+    """The ``check`` arguments for every DataModule of a training config's ``data:`` section
+    (a MultiDataModule holds several), so ``check --config X.yaml`` checks what ``fit`` reads."""
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    data = config.get("data")
+    if not isinstance(data, dict) or "class_path" not in data:
+        raise ValueError(f"{path}: no data.class_path to check")
+    modules = data.get("init_args", {}).get("datamodules", [data])
+    checks = []
+    for module in modules:
+        name = module["class_path"].rsplit(".", 1)[-1]
+        if name not in CONFIG_DATAMODULES:
+            raise ValueError(f"{path}: cannot check {module['class_path']}; known: {', '.join(CONFIG_DATAMODULES)}")
+        dataset, annotations_key = CONFIG_DATAMODULES[name]
+        args = module.get("init_args", {})
+        annotations = args[annotations_key]
+        if dataset == "kinetics":  # check reads every split of the CSVs in the folder
+            annotations = str(Path(annotations).parent)
+        checks.append({"dataset": dataset, "annotations": annotations, "video_root": args["video_root"],
+                       "frames_root": args.get("frames_root"), "split": args.get("split", 1),
+                       "label_map": args.get("label_map") or args.get("class_names"),
+                       "list_kind": args.get("list_kind", "video"), "flow_layout": args.get("flow_layout", "ours"),
+                       "cache_dir": args.get("cache_dir")})
+    return checks
+

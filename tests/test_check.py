@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from datamodules.__main__ import main
 from datamodules.check import check
 from datamodules.synthetic import generate
 from flow.meta import FlowMeta, write_meta
@@ -75,3 +77,19 @@ def test_real_hmdb51_lists_without_videos(tmp_path):
     assert check("hmdb51", REAL / "hmdb51", tmp_path / "videos", split=2, cache_dir=tmp_path / "cache", out=out) == 0
     rows = _rows(out.getvalue())
     assert rows["train"][:4] == ["3570", "0", "0/51", "3570"] and rows["test"][:4] == ["1530", "0", "0/51", "1530"]
+
+
+def test_check_a_training_config(ucf101_tiny, tmp_path, capsys):
+    """``check --config`` checks the data a training config reads (here a multi-dataset one)."""
+    data, frames = ucf101_tiny
+    ucf = {"class_path": "datamodules.UCF101DataModule",
+           "init_args": {"annotation_dir": str(data.annotation_dir), "video_root": str(data.video_root),
+                         "frames_root": str(frames), "cache_dir": str(tmp_path / "cache")}}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data": {"class_path": "datamodules.MultiDataModule",
+                                               "init_args": {"datamodules": [ucf, ucf]}}}))
+    assert main(["check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("subset  listed") == 2 and "flow missing" in out
+    with pytest.raises(SystemExit):
+        main(["check", "--dataset", "ucf101"])
