@@ -94,9 +94,10 @@ def check(
     list_kind: str = "video",
     flow_layout: str = "ours",
     cache_dir: Path | str | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Check a dataset and print the table; returns the exit status (2: unreadable annotations)."""
+    out = out or sys.stdout  # looked up per call, so redirected output (and capture) works
     try:
         subsets = read_subsets(dataset, annotations, split, label_map, list_kind)
     except (OSError, ValueError, csv.Error) as error:
