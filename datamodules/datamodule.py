@@ -55,7 +55,7 @@ from datamodules.annotations import (
 )
 from datamodules.annotations.kinetics import VideoLayout
 from datamodules.annotations.records import read_lines
-from datamodules.datasets import Sampling, VideoDataset
+from datamodules.datasets import Sampling, VideoDataset, check_bidirectional
 from datamodules.decoding import create_reader
 from datamodules.distributed import UnpaddedDistributedSampler
 from datamodules.index import VideoIndex, build_index
@@ -117,6 +117,11 @@ class VideoDataModule(pl.LightningDataModule):
         multiscale_crop: training crops by TSN's multi-scale corner crop, not a random crop.
         flow_mean_subtraction: subtract each flow field's mean vector (camera motion);
             None: on for 2D stacks (two-stream paper), off for 3D clips (I3D).
+        bidirectional_flow: 2D stacks (flow, two_stream) of L/2 backward and L/2 forward
+            fields around frame tau (two-stream paper), still 2L channels ordered x of the
+            fields in time order (backward first), then y likewise; the RGB frame is tau.
+            Needs an even L and flow extracted with ``--backward``: setup fails naming the
+            videos whose meta.json says they have none.
         test_positions: 2D test positions equally spaced over the video (paper: 25).
         test_crops: crops per test position or clip: ten (corners, centre, their flips),
             three (along the long side) or centre; None: ten for 2D, three for 3D.
@@ -158,6 +163,7 @@ class VideoDataModule(pl.LightningDataModule):
         short_side: int | None = 256,
         multiscale_crop: bool = False,
         flow_mean_subtraction: bool | None = None,
+        bidirectional_flow: bool = False,
         test_positions: int = TEST_POSITIONS,
         test_crops: TestCrops | None = None,
         test_clips: int = TEST_CLIPS,
@@ -208,6 +214,9 @@ class VideoDataModule(pl.LightningDataModule):
         self.decoder, self.cache_dir = decoder, cache_dir
         self.max_failure_rate, self.seed = max_failure_rate, seed
         self.input_specs = resolve_specs(modality, {"rgb": rgb_spec, "flow": flow_spec}, num_fields, frames, crop_size)
+        if bidirectional_flow:  # now, before a model is built; a network's spec is checked at setup
+            check_bidirectional(modality, self.input_specs)
+        self.bidirectional_flow = bidirectional_flow
         self._indices: dict[Split, VideoIndex] = {}
         self.datasets: dict[str, VideoDataset] = {}
 
@@ -272,7 +281,7 @@ class VideoDataModule(pl.LightningDataModule):
         augment = Augment(stage, self.input_specs, self.short_side, self.multiscale_crop,
                           test_crops=crops, subtract_flow_mean=self.flow_mean_subtraction)
         return VideoDataset(self.index(split), self.modality, stage, augment, reader, store, sampling,
-                            self.max_failure_rate, tag)
+                            self.max_failure_rate, tag, self.bidirectional_flow)
 
     @property
     def test_video_ids(self) -> list[str]:

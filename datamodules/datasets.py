@@ -13,6 +13,14 @@ An item reads the frames and flow fields that ``sampling`` picks for its stage, 
 
 plus ``label`` and ``index`` (and ``dataset`` when the dataset has a ``tag``).
 
+Bi-directional flow (``bidirectional=True``, the two-stream paper's variant; 2D ``flow``
+and ``two_stream``): the stack around frame tau holds L/2 backward fields (tau - L/2 ..
+tau - 1, each from frame k + 1 to k) and L/2 forward fields (tau .. tau + L/2 - 1), still
+2L channels. Fields are in time order, backward first, and channels follow the x1..xL,
+y1..yL convention: x of the backward fields, x of the forward fields, then y likewise.
+A flip negates the x of every field, backward and forward alike. The RGB frame of
+``two_stream`` is tau. Backward flow comes from ``python -m flow extract --backward``.
+
 Bad data. A video or flow file that cannot be read in training is replaced by the next
 video of the index (deterministic), logged with its file and counted; once at least
 ``MIN_DRAWS`` items were drawn, a share of failures above ``max_failure_rate`` raises,
@@ -30,6 +38,7 @@ workers differ and runs repeat.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +52,7 @@ from datamodules.sampling import (
     TEST_CLIPS,
     TEST_POSITIONS,
     Stage,
+    bidirectional_stack_positions,
     clip_positions,
     flow_stack_positions,
     frame_positions,
@@ -51,6 +61,7 @@ from datamodules.sampling import (
 )
 from datamodules.transforms import Augment
 from flow.store import FolderFlowStore
+from models.input_spec import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +94,21 @@ class Sampling:
     whole_video: bool = False
 
 
+def check_bidirectional(modality: str, specs: Mapping[str, InputSpec]) -> None:
+    """Fail unless bi-directional stacks fit: a 2D flow stack of an even number of fields.
+
+    Args:
+        modality: the sample's modality.
+        specs: the InputSpecs per key; the flow spec's ``frames`` is L.
+    """
+    if modality not in ("flow", "two_stream"):
+        raise ValueError(f"bidirectional_flow stacks 2D flow fields: use modality flow or two_stream, not {modality!r}")
+    length = specs["flow"].frames
+    if length % 2:
+        raise ValueError(f"bidirectional_flow takes L/2 backward and L/2 forward fields: L (num_fields, or the "
+                         f"flow network's InputSpec frames) must be even, got {length}")
+
+
 class VideoDataset(Dataset):
     """Samples of the videos in ``index`` for one stage (see the module docstring).
 
@@ -96,6 +122,8 @@ class VideoDataset(Dataset):
         sampling: test positions and clip spacing.
         max_failure_rate: tolerated share of unreadable items in training.
         tag: added to every sample as ``dataset`` (multi-dataset training); None: no key.
+        bidirectional: 2D flow stacks of backward and forward fields (see the module
+            docstring); every video whose meta.json says it has no backward flow fails here.
     """
 
     def __init__(
@@ -109,6 +137,7 @@ class VideoDataset(Dataset):
         sampling: Sampling = Sampling(),
         max_failure_rate: float = 0.05,
         tag: int | None = None,
+        bidirectional: bool = False,
     ):
         check_modality(modality)
         keys = modality_keys(modality)
@@ -123,9 +152,23 @@ class VideoDataset(Dataset):
             raise ValueError(f"both streams of {modality!r} must take the same frames, got {sorted(lengths)}")
         self.index, self.modality, self.stage, self.augment = index, modality, stage, augment
         self.keys, self.reader, self.store, self.sampling = keys, reader, store, sampling
-        self.max_failure_rate, self.tag = max_failure_rate, tag
+        self.max_failure_rate, self.tag, self.bidirectional = max_failure_rate, tag, bidirectional
+        if bidirectional:
+            check_bidirectional(modality, augment.specs)
+            self._require_backward_flow()
         self.draws = 0
         self.failures: list[tuple[str, str]] = []  # (file, reason)
+
+    def _require_backward_flow(self) -> None:
+        # Caught at read time, a missing direction would look like a broken file and be
+        # replaced in training: a whole dataset extracted without --backward must fail now.
+        # The dataset reads these meta.json files anyway (cached in the store).
+        lacking = [video_id for video_id in self.index.video_ids
+                   if (meta := self.store.meta(video_id)) is not None and not meta.backward]
+        if lacking:
+            raise ValueError(f"bidirectional_flow reads backward flow, which {len(lacking)} of {len(self)} videos "
+                             f"lack (meta.json backward=false), e.g. {', '.join(lacking[:5])}; extract them with "
+                             "`python -m flow extract --backward`")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -221,10 +264,16 @@ class VideoDataset(Dataset):
         if self.modality == "rgb":
             return {"rgb": frame_positions(num_frames, stage, rng, count)}
         length = self.augment.specs["flow"].frames
-        if self.modality == "flow":
+        if self.bidirectional:
+            backward, forward = bidirectional_stack_positions(num_flows, length, stage, rng, count)
+            # The first forward field starts at tau, the stack's centre; _read reads the
+            # first half of each row as backward fields.
+            rgb, flow = forward[:, :1], np.concatenate([backward, forward], axis=1)
+        elif self.modality == "flow":
             return {"flow": flow_stack_positions(num_flows, length, stage, rng, count)}
-        rgb, flow = two_stream_positions(num_frames, num_flows, length, stage, rng, count)
-        return {"rgb": rgb, "flow": flow}
+        else:
+            rgb, flow = two_stream_positions(num_frames, num_flows, length, stage, rng, count)
+        return {"rgb": rgb, "flow": flow} if "rgb" in self.keys else {"flow": flow}
 
     def _rgb_source(self, j: int) -> str:
         if isinstance(self.reader, RawFrameReader):
@@ -237,15 +286,23 @@ class VideoDataset(Dataset):
     def _read(self, key: str, j: int, indices: np.ndarray) -> torch.Tensor:
         """uint8 (P, T, C, H, W) of RGB frames or quantized [x, y] flow fields."""
         positions, length = indices.shape
+        video_id = self.index.video_ids[j]
+        if key == "flow":
+            # A bi-directional stack's first half are backward fields (module docstring).
+            # numpy, not torch: fields of different sizes then raise ValueError, a read error.
+            half = length // 2 if self.bidirectional else 0
+            backward = [self._read_fields(video_id, indices[:, :half], backward=True)] if half else []
+            return torch.from_numpy(np.concatenate(
+                backward + [self._read_fields(video_id, indices[:, half:], backward=False)], axis=1))
         flat = indices.reshape(-1)
-        if key == "rgb":
-            video_id = self.index.video_ids[j]
-            meta = self.store.meta(video_id) if self.store is not None and "flow" in self.keys else None
-            if meta is not None and meta.step > 1 and not isinstance(self.reader, RawFrameReader):
-                flat = flat * meta.step  # flow frame k is video frame k * step
-            frames = torch.from_numpy(self.reader.read_frames(self._rgb_source(j), flat.tolist()))
-            frames = frames.permute(0, 3, 1, 2)  # (N, 3, H, W)
-        else:
-            frames = torch.from_numpy(self.store.read_flow(self.index.video_ids[j], flat.tolist()))
+        meta = self.store.meta(video_id) if self.store is not None and "flow" in self.keys else None
+        if meta is not None and meta.step > 1 and not isinstance(self.reader, RawFrameReader):
+            flat = flat * meta.step  # flow frame k is video frame k * step
+        frames = torch.from_numpy(self.reader.read_frames(self._rgb_source(j), flat.tolist()))
+        frames = frames.permute(0, 3, 1, 2)  # (N, 3, H, W)
         return frames.reshape(positions, length, *frames.shape[1:])
 
+    def _read_fields(self, video_id: str, indices: np.ndarray, backward: bool) -> np.ndarray:
+        """uint8 (P, T, 2, H, W) flow fields of one direction."""
+        fields = self.store.read_flow(video_id, indices.reshape(-1).tolist(), backward=backward)
+        return fields.reshape(*indices.shape, *fields.shape[1:])

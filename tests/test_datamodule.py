@@ -288,3 +288,22 @@ def test_meta_less_mmaction2_flow_folders(ucf, tmp_path):
     with pytest.raises(ValueError, match="flow_layout"):
         UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
                          frames_root=str(frames), modality="flow", flow_layout="tsn")
+
+
+def test_bidirectional_flow_settings_fail_early(ucf):
+    for modality in ("rgb", "flow_clip", "two_stream_clip"):
+        with pytest.raises(ValueError, match=f"bidirectional_flow .* not '{modality}'"):
+            ucf_dm(ucf, modality=modality, bidirectional_flow=True)
+    with pytest.raises(ValueError, match="must be even, got 5"):
+        ucf_dm(ucf, modality="flow", num_fields=5, bidirectional_flow=True)
+    dm = ucf_dm(ucf, modality="two_stream", bidirectional_flow=True)
+    dm.set_input_specs({"flow": flow_pixels(3, 32)})  # a network's spec, adopted at setup
+    with pytest.raises(ValueError, match="must be even, got 3"):
+        dm.make_dataset("train")
+
+
+def test_bidirectional_flow_without_backward_extraction_fails_at_setup_naming_videos(ucf):
+    dm = ucf_dm(ucf, modality="flow", bidirectional_flow=True)  # this fixture's flow is forward only
+    first = dm.index("train").video_ids[0]
+    with pytest.raises(ValueError, match=rf"lack \(meta.json backward=false\), e.g. {re.escape(first)}.*--backward"):
+        dm.setup("fit")

@@ -1,4 +1,5 @@
-"""VideoDataset on a tiny generated UCF-101 (64x48, 12 frames, 4 classes x 4 videos) with DIS flow."""
+"""VideoDataset on a tiny generated UCF-101 (64x48, 12 frames, 4 classes x 4 videos) with DIS flow
+(forward and backward) and RGB frames."""
 
 import inspect
 import logging
@@ -23,7 +24,7 @@ def ucf(tmp_path_factory):
     root = tmp_path_factory.mktemp("ucf")
     data = generate(root / "data", "ucf101", num_classes=4, videos_per_class=4, num_frames=12, size=(64, 48))
     videos = [str(path.relative_to(data.video_root)) for path in data.videos]
-    config = ExtractionConfig(algorithm="dis", short_side=0, rgb=True)
+    config = ExtractionConfig(algorithm="dis", short_side=0, rgb=True, backward=True)
     assert extract_many(data.video_root, videos, root / "frames", config, progress=False).failed == 0
     return data, root
 
@@ -182,3 +183,59 @@ def test_full_epoch_with_dataloader(ucf):
     batches = list(DataLoader(dataset, batch_size=3))
     assert sum(len(batch["label"]) for batch in batches) == len(dataset)
     assert shape(batches[0]["rgb"]) == (3, 6, 3, T, CROP, CROP)
+
+
+def spy_reads(monkeypatch, dataset):
+    """Record the dataset's flow reads as (indices, backward) and its RGB frame reads."""
+    flows, frames = [], []
+    read_flow, read_frames = dataset.store.read_flow, dataset.reader.read_frames
+
+    def spy_flow(video_id, indices, backward=False):
+        flows.append((list(indices), backward))
+        return read_flow(video_id, indices, backward)
+
+    def spy_frames(source, indices):
+        frames.append(list(indices))
+        return read_frames(source, indices)
+
+    monkeypatch.setattr(dataset.store, "read_flow", spy_flow)
+    monkeypatch.setattr(dataset.reader, "read_frames", spy_frames)
+    return flows, frames
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_bidirectional_stack_is_backward_then_forward_around_the_rgb_frame(ucf, monkeypatch, split):
+    dataset = datamodule(ucf, modality="two_stream", bidirectional_flow=True).make_dataset(split)
+    flows, frames = spy_reads(monkeypatch, dataset)
+    pl.seed_everything(1)
+    sample = dataset[5]
+    positions = 3 if split == "test" else 1
+    views = (10 * positions,) if split == "test" else ()  # ten crops per test position
+    assert shape(sample["flow"]) == (*views, 2 * L, CROP, CROP) and shape(sample["rgb"]) == (*views, 3, CROP, CROP)
+    (backward, is_backward), (forward, is_forward) = flows
+    assert (is_backward, is_forward) == (True, False)
+    for p in range(positions):
+        tau = frames[0][p]
+        assert backward[p * L // 2:(p + 1) * L // 2] == list(range(tau - L // 2, tau))
+        assert forward[p * L // 2:(p + 1) * L // 2] == list(range(tau, tau + L // 2))
+
+
+def test_bidirectional_vertical_motion_flips_sign_between_the_halves(ucf):
+    data, _ = ucf
+    dataset = datamodule(ucf, modality="flow", bidirectional_flow=True, flow_mean_subtraction=False).make_dataset("val")
+    downward = {data.classes.index("MoveDown"): 1, data.classes.index("MoveUp"): -1}  # image y points down
+    videos = [i for i, label in enumerate(dataset.index.labels) if label in downward]
+    assert len(videos) == 4
+    for i in videos:
+        # x1..xL, then y1..yL, backward fields first: backward fields point up for a downward motion.
+        y = dataset[i]["flow"][L:].mean(dim=(1, 2)) * downward[dataset.index.labels[i]]
+        assert (y[:L // 2] < 0).all() and (y[L // 2:] > 0).all(), (dataset.index.video_ids[i], y)
+
+
+def test_bidirectional_flip_negates_x_of_backward_and_forward_fields(ucf):
+    dm = datamodule(ucf, modality="flow", bidirectional_flow=True, flow_mean_subtraction=False, test_positions=1)
+    flow = dm.make_dataset("test")[0]["flow"]
+    centre, mirrored = flow[4], flow[9]  # ten crops: 4 corners and the centre, then their flips
+    torch.testing.assert_close(mirrored[:L], -centre[:L].flip(-1))
+    torch.testing.assert_close(mirrored[L:], centre[L:].flip(-1))
+    assert centre[:L].abs().amax() > 0  # the comparison is not between zeros
