@@ -180,9 +180,10 @@ class VideoDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
         if self.stage != "train":
             try:
-                return self._sample(i, self._read_all(i, None), None)
+                frames = self._read_all(i, None)
             except READ_ERRORS as error:
                 raise DataFailureError(f"cannot read {self._source(i)} in {self.stage}: {error}") from error
+            return self._sample(i, frames, None)
         self.draws += 1
         rng = np.random.default_rng(int(torch.randint(2**62, ())))
         for attempt in range(MAX_REPLACEMENTS):
