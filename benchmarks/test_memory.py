@@ -1,0 +1,294 @@
+"""Peak memory of testing one video: a 250-view flow sample scored in chunks of views.
+
+The 2D test protocol gives 250 views per video (25 positions x 10 crops).
+``lightning_modules.views.forward_views`` puts them through the network ``chunk`` views
+at a time, so the network's activations depend on the chunk, never on the number of
+views. This script measures that on the CPU. For each configuration a fresh process:
+
+1. loads torch, a ``models.ResNetStream`` (random weights, eval mode) and the project's
+   test dataset (``UCF101DataModule.make_dataset("test")``). Its resident size is the
+   *baseline*: an idle test process;
+2. builds one test sample (``dataset[0]``): 25 positions x 10 crops of a flow stack with
+   L=10 (20 channels, 224x224 crops from flow stored at short side 256), or of an RGB
+   frame. Reports the peak RSS while building and the seconds it took;
+3. scores it with ``forward_views(network, views, chunk)`` under ``torch.no_grad()``.
+   Reports the peak RSS while scoring. *activations* = that peak minus the RSS just
+   before scoring (baseline + the sample).
+
+Between steps 2 and 3 the process calls glibc's ``malloc_trim(0)``. Building frees about
+twice the sample (the views before ``torch.stack`` copies them, conversion temporaries);
+glibc keeps much of that in its heap and would serve the activations from it, hiding
+them. Trimmed, the process holds what the main process of a test DataLoader with workers
+holds when a finished sample arrives: baseline + sample. (With workers the building peak
+is a worker's, not the main process's; with ``num_workers=0`` it is the main process's.)
+
+Peaks are ``resource.getrusage(RUSAGE_SELF).ru_maxrss``. Between the steps the process
+resets its own high-water mark (``echo 5 > /proc/self/clear_refs``), so each step gets a
+peak of its own; *process peak* is the largest of the three, what ``ru_maxrss`` reports
+for the whole run. Linux only. A child's ``ru_maxrss`` also counts the peak of the
+process that started it (the kernel carries it over at exec), so the parent here stays
+small: it imports neither torch nor the project, and the synthetic data is generated in
+a child of its own. That is why torch and the project are imported inside the functions
+that run in the children.
+
+Data: a synthetic UCF-101 of 6 videos (``datamodules.synthetic.generate``, 320x240
+XVID) with DIS flow of its test videos stored at short side 256
+(``flow.extract.extract_many``), in a temporary folder.
+
+Run:  python benchmarks/test_memory.py              (full: ResNet-18 and ResNet-50, 5-7 minutes on 2 busy cores)
+      python benchmarks/test_memory.py --quick      (smoke run: 64x64 crops, 2x10 views, ResNet-18)
+      python benchmarks/test_memory.py --threads 4  (torch threads in the children; default 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Literal, TypeVar
+
+MIB = 2**20
+NUM_CLASSES = 101
+FLOW_FIELDS = 10  # L: a flow stack has 2L channels
+VIDEO_DIR, ANNOTATION_DIR, FLOW_DIR = "UCF-101", "ucfTrainTestlist", "flow"
+Modality = Literal["rgb", "flow"]
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One configuration: a stream (``depth``, ``modality``) scoring one sample ``chunk`` views at a time."""
+
+    depth: int
+    modality: Modality
+    chunk: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of the data and the configurations; ``FULL`` and ``QUICK`` below."""
+
+    video_size: tuple[int, int]  # (width, height) of the generated videos
+    frames: int  # per generated video
+    short_side: int  # flow is stored at this short side; frames are resized to it
+    crop: int
+    positions: int  # test positions, x 10 crops
+    rows: tuple[Row, ...]
+
+    @property
+    def views(self) -> int:
+        return self.positions * 10
+
+
+FULL = Settings(video_size=(320, 240), frames=40, short_side=256, crop=224, positions=25,
+                rows=(*(Row(depth, "flow", chunk) for depth in (18, 50) for chunk in (250, 50, 10, 1)),
+                      Row(50, "rgb", 50)))
+QUICK = Settings(video_size=(96, 72), frames=16, short_side=72, crop=64, positions=2,
+                 rows=(Row(18, "flow", 20), Row(18, "rgb", 5)))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one child process saw, in MiB and seconds."""
+
+    shape: tuple[int, ...]  # of the sample's views tensor
+    sample: float  # the tensor's own size
+    baseline: float  # RSS with torch, the network and the dataset loaded
+    load_peak: float  # peak RSS while loading them
+    build_peak: float  # peak RSS while building the sample
+    held: float  # RSS after building and malloc_trim, just before scoring
+    score_peak: float  # peak RSS while scoring
+    build_seconds: float
+    score_seconds: float
+
+    @property
+    def activations(self) -> float:
+        return self.score_peak - self.held
+
+    @property
+    def process_peak(self) -> float:
+        return max(self.load_peak, self.build_peak, self.score_peak)
+
+
+# Memory of this process.
+
+
+def peak_mib() -> float:
+    """``ru_maxrss`` in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mib() -> float:
+    """The resident set size now, from /proc/self/statm."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / MIB
+
+
+def release_freed_memory() -> None:
+    """Return the heap memory glibc holds for reuse to the system (``malloc_trim(0)``)."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def reset_peak() -> None:
+    """Reset this process's RSS high-water mark (and so ``ru_maxrss``) to the RSS now."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+# Work done in fresh child processes.
+
+
+def in_fresh_process(function: Callable[..., Result], *args: object) -> Result:
+    """``function(*args)`` in a new spawned interpreter that ends with it."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def prepare_data(root: Path, settings: Settings) -> str:
+    """Generate a small synthetic UCF-101 (2 classes x 3 videos) under ``root``, extract the DIS flow of
+    its split-1 test videos; describe the data."""
+    from datamodules.synthetic import generate
+    from flow.extract import ExtractionConfig, extract_many, list_videos
+    from flow.meta import read_meta
+
+    generate(root, layout="ucf101", num_classes=2, videos_per_class=3, num_frames=settings.frames,
+             size=settings.video_size)
+    videos = list_videos(root / VIDEO_DIR, root / ANNOTATION_DIR / "testlist01.txt")  # only test videos are read
+    summary = extract_many(root / VIDEO_DIR, videos, root / FLOW_DIR,
+                           ExtractionConfig(algorithm="dis", short_side=settings.short_side), progress=False)
+    if summary.failures:
+        raise RuntimeError(f"flow extraction failed: {summary.failures}")
+    meta = read_meta(root / FLOW_DIR / Path(videos[0]).with_suffix(""))
+    width, height = settings.video_size
+    return (f"data: synthetic UCF-101 videos ({width}x{height}, {settings.frames} frames); "
+            f"{meta.algorithm} flow stored as {meta.width}x{meta.height} JPEG")
+
+
+def measure(root: Path, settings: Settings, row: Row, threads: int) -> Measurement:
+    """Load, build one test sample, score it; the memory and time of each step."""
+    import torch
+
+    from datamodules.datamodule import UCF101DataModule
+    from lightning_modules.views import forward_views
+    from models import ResNetStream
+
+    torch.set_num_threads(threads)
+    channels = 2 * FLOW_FIELDS if row.modality == "flow" else 3
+    network = ResNetStream(NUM_CLASSES, depth=row.depth, in_channels=channels, modality=row.modality).eval()
+    module = UCF101DataModule(str(root / ANNOTATION_DIR), video_root=str(root / VIDEO_DIR),
+                              frames_root=str(root / FLOW_DIR), modality=row.modality, crop_size=settings.crop,
+                              short_side=settings.short_side, test_positions=settings.positions,
+                              cache_dir=str(root / "index_cache"))
+    module.set_input_specs({row.modality: network.input_spec})
+    dataset = module.make_dataset("test")
+    load_peak, baseline = peak_mib(), rss_mib()
+
+    reset_peak()
+    started = time.perf_counter()
+    views = dataset[0][row.modality]
+    build_seconds = time.perf_counter() - started
+    build_peak = peak_mib()
+    release_freed_memory()
+    held = rss_mib()
+
+    reset_peak()
+    started = time.perf_counter()
+    with torch.no_grad():
+        forward_views(network, views.unsqueeze(0), row.chunk)
+    score_seconds = time.perf_counter() - started
+    return Measurement(tuple(views.shape), views.nbytes / MIB, baseline, load_peak, build_peak, held,
+                       peak_mib(), build_seconds, score_seconds)
+
+
+# The report.
+
+
+def describe_machine(threads: int) -> str:
+    cores = len(os.sched_getaffinity(0))
+    with open("/proc/meminfo") as meminfo:
+        total = int(meminfo.readline().split()[1]) / 2**20
+    return (f"machine: {platform.machine()} {platform.system()}, {cores} CPU cores usable, {total:.1f} GiB RAM, "
+            f"load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}; "
+            f"{threads} torch thread(s) per child")
+
+
+def stream_name(row: Row) -> str:
+    return f"ResNet-{row.depth} {row.modality}"
+
+
+def format_table(results: Sequence[tuple[Row, Measurement]]) -> str:
+    lines = [
+        "| stream | sample (views x C x H x W) | chunk | baseline RSS MiB | sample MiB | peak building MiB "
+        "| RSS before scoring MiB | peak scoring MiB | activations MiB | activations per view in chunk MiB "
+        "| process peak MiB | s/video build + score |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, m in results:
+        lines.append(
+            f"| {stream_name(row)} | {'x'.join(map(str, m.shape))} | {row.chunk} | {m.baseline:.0f} | "
+            f"{m.sample:.0f} | {m.build_peak:.0f} | {m.held:.0f} | {m.score_peak:.0f} | {m.activations:.0f} | "
+            f"{m.activations / row.chunk:.1f} | {m.process_peak:.0f} | "
+            f"{m.build_seconds:.1f} + {m.score_seconds:.1f} |")
+    return "\n".join(lines)
+
+
+def format_bound(results: Sequence[tuple[Row, Measurement]], settings: Settings) -> str:
+    """The bound the measurements support. Per flow stream, activations(chunk) <= a + b x (chunk - c0): a is
+    measured at the smallest chunk c0, b is the steepest slope from there to any other measured chunk."""
+    flow = [(row, m) for row, m in results if row.modality == "flow"]
+    streams = []
+    for depth in sorted({row.depth for row, _ in flow}):
+        points = sorted((row.chunk, m.activations) for row, m in flow if row.depth == depth)
+        (smallest, fixed), others = points[0], points[1:]
+        if others:
+            slope = max((activations - fixed) / (chunk - smallest) for chunk, activations in others)
+            streams.append(f"ResNet-{depth} {fixed:.0f} + {slope:.1f} x (chunk - {smallest})")
+        else:
+            streams.append(f"ResNet-{depth} {fixed:.0f} at chunk {smallest} (one chunk measured)")
+    factors = [(m.build_peak - m.baseline) / m.sample for _, m in flow]
+    return (f"bound: peak RSS <= max(baseline + {max(factors):.1f} x sample while building it (measured "
+            f"{min(factors):.1f}-{max(factors):.1f}x: the views before torch.stack copies them, plus temporaries), "
+            f"baseline + sample + activations(min(chunk, views)) while scoring), where activations grow with the "
+            f"chunk and not with the number of views: activations(chunk) <= {'; '.join(streams)} MiB; "
+            f"the sample is views x C x {settings.crop} x {settings.crop} x 4 bytes.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small crops, few views, ResNet-18")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per child process (default 1: on a shared CPU more threads wait on "
+                             "each other at every layer, worst with small chunks)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        raise SystemExit("this benchmark needs Linux with a writable /proc/self/clear_refs (to reset ru_maxrss)")
+    settings = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="test_memory_") as folder:
+        root = Path(folder)
+        print(describe_machine(args.threads), flush=True)
+        print(in_fresh_process(prepare_data, root, settings), flush=True)
+        results = []
+        for row in settings.rows:
+            print(f"measuring {stream_name(row)}, {settings.views} views, chunk {row.chunk} ...", flush=True)
+            results.append((row, in_fresh_process(measure, root, settings, row, args.threads)))
+    print(f"\nparent process peak (not counted above): {peak_mib():.0f} MiB; torch weights random, eval, no_grad\n")
+    print(format_table(results))
+    print()
+    print(format_bound(results, settings))
+
+
+if __name__ == "__main__":
+    main()
