@@ -67,7 +67,7 @@ from flow.store import FolderFlowStore
 from models.input_spec import InputSpec
 
 Split = Literal["train", "val", "test"]
-Decoder = Literal["decord", "torchcodec", "rawframes"]
+Decoder = Literal["auto", "decord", "torchcodec", "rawframes"]
 
 
 def require_path(setting: str, path: str | Path | None, folder: bool = False) -> None:
@@ -137,8 +137,8 @@ class VideoDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: page-locked batches for faster host-to-GPU copies.
         persistent_workers: keep workers between epochs (their failure counts persist too).
-        decoder: RGB source: decord or torchcodec on the videos, or rawframes (img_*.jpg
-            under frames_root).
+        decoder: RGB source: decord or torchcodec on the videos, auto (torchcodec where it
+            imports, it measured faster; else decord), or rawframes (img_*.jpg under frames_root).
         cache_dir: where the video index is cached; None: ``<frames_root or video_root>/.index_cache``.
         max_failure_rate: share of unreadable training videos tolerated (replaced by the
             next video, logged) before an error names them; counted per worker.
@@ -175,7 +175,7 @@ class VideoDataModule(pl.LightningDataModule):
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = False,
-        decoder: Decoder = "decord",
+        decoder: Decoder = "auto",
         cache_dir: str | None = None,
         max_failure_rate: float = 0.05,
         seed: int | None = None,

@@ -95,8 +95,20 @@ def test_negative_and_empty_indices_are_refused(video):
 
 
 def test_unknown_reader_names_the_setting():
-    with pytest.raises(ValueError, match="reader.*decord"):
+    with pytest.raises(ValueError, match="decoder.*decord"):
         create_reader("decrod")
+
+
+def test_auto_prefers_torchcodec_and_falls_back_to_decord(monkeypatch):
+    from datamodules import decoding
+
+    assert isinstance(create_reader("auto"), decoding.TorchcodecReader)
+
+    def unavailable(*args, **kwargs):
+        raise ImportError("no FFmpeg libraries")
+
+    monkeypatch.setattr(decoding.TorchcodecReader, "__init__", unavailable)
+    assert isinstance(create_reader("auto"), DecordReader)
 
 
 def test_rawframes_read_through_the_store(tmp_path):
