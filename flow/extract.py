@@ -15,13 +15,17 @@ import re
 import string
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, suppress
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from queue import Empty, Queue
 
 import cv2
 import decord
@@ -40,8 +44,13 @@ VIDEO_EXTENSIONS = ("avi", "mp4", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "f
 # Errors that every later video would hit too: stop the run instead of failing each one.
 _FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
-# Decoded frames held at once per worker (a 1080p RGB frame is ~6 MiB), at most 64 frames.
-_BATCH_BYTES = 64 * 2**20
+# Decoded frames per decord call (a 1080p RGB frame is ~6 MiB), at most 8: larger batches
+# cost more than they save (every call allocates a fresh buffer, paid in page faults).
+_BATCH_BYTES = 16 * 2**20
+
+# Items waiting between the decoding thread, the flow loop and the writing thread: enough
+# to absorb uneven per-frame times, few enough to keep memory bounded.
+_QUEUE_DEPTH = 4
 
 # Videos in a row whose worker crashed even when run alone, before the run gives up.
 _MAX_LONE_CRASHES = 10
@@ -166,9 +175,9 @@ def _resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 
 class _Frames:
-    """The sampled, resized RGB frames of one video, decoded a batch at a time.
+    """The sampled, resized RGB frames of one video, decoded a few at a time.
 
-    Reading in batches keeps memory bounded for long videos while amortising
+    Reading in small batches keeps memory bounded for long videos while amortising
     decord's per-call overhead.
     """
 
@@ -180,17 +189,20 @@ class _Frames:
         try:
             self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
             self.fps = float(self._reader.get_avg_fps())
-            height, width = self._reader[0].shape[:2]
-        except (RuntimeError, decord.DECORDError) as error:
+            # Read on, not by index: reader[0] would make the next batch seek back to 0.
+            self._first = self._reader.next().asnumpy()
+        except (RuntimeError, decord.DECORDError, StopIteration) as error:
             raise VideoError(f"cannot open as a video ({_first_line(error)})") from None
+        height, width = self._first.shape[:2]
         self.indices = range(0, len(self._reader), config.step)
         self.source_size = (width, height)
         self.size = _resized_size(width, height, config.short_side)
         self._interpolation = cv2.INTER_AREA if self.size[0] < width else cv2.INTER_LINEAR
-        self._batch = max(1, min(64, _BATCH_BYTES // (width * height * 3)))
+        self._batch = max(1, min(8, _BATCH_BYTES // (width * height * 3)))
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for start in range(0, len(self.indices), self._batch):
+        yield self._resized(self._first)
+        for start in range(1, len(self.indices), self._batch):
             chunk = list(self.indices[start : start + self._batch])
             try:
                 batch = self._reader.get_batch(chunk).asnumpy()
@@ -198,9 +210,103 @@ class _Frames:
                 reason = _first_line(error)
                 raise VideoError(f"cannot decode frames {chunk[0]}..{chunk[-1]} ({reason})") from None
             for frame in batch:
-                if frame.shape[1::-1] != self.size:
-                    frame = cv2.resize(frame, self.size, interpolation=self._interpolation)
-                yield frame
+                yield self._resized(frame)
+
+    def _resized(self, frame: np.ndarray) -> np.ndarray:
+        if frame.shape[1::-1] == self.size:
+            return frame
+        return cv2.resize(frame, self.size, interpolation=self._interpolation)
+
+
+def _prefetched(items: Iterator, depth: int = _QUEUE_DEPTH) -> Generator:
+    """``items``, computed in a background thread up to ``depth`` ahead of the consumer.
+
+    Decoding and resizing release the GIL, so they overlap the flow computation. An
+    exception of the thread is raised here, in the consumer; closing this generator
+    stops the thread and waits for it.
+    """
+    queue: Queue = Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                queue.put((item, None))
+                if stop.is_set():
+                    return
+            queue.put((end, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put((end, error))
+
+    thread = threading.Thread(target=produce, name="flow-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        # Emptying the queue unblocks a waiting put; after it the thread puts at most one
+        # more item (into the empty queue) before it sees the stop.
+        with suppress(Empty):
+            while True:
+                queue.get_nowait()
+        thread.join()
+
+
+class _Writer:
+    """Runs write tasks in order in a background thread, at most ``depth`` waiting.
+
+    JPEG encoding and file writes release the GIL, so they overlap the flow computation.
+    The first failing task stops all writing (a full disk sees no further write); its
+    error is raised in the caller by the next ``put``, or on leaving the ``with`` block.
+    """
+
+    def __init__(self, depth: int = _QUEUE_DEPTH):
+        self.written = 0
+        self._error: BaseException | None = None
+        self._queue: Queue = Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="flow-write", daemon=True)
+
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if exc_type is None:
+            self._raise_error()
+
+    def put(self, task: Callable[[], int]) -> None:
+        """Queue ``task``, which writes and returns the number of bytes written."""
+        self._raise_error()
+        self._queue.put(task)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (task := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.written += task()
+                except BaseException as error:  # noqa: BLE001 - raised in the caller
+                    self._error = error
+
+
+def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> int:
+    return write_file(path, encode_jpeg(image, quality))
+
+
+def _write_flow(paths: Sequence[Path], field_: np.ndarray, bound: float, quality: int) -> int:
+    return sum(write_file(path, data) for path, data in zip(paths, encode_flow(field_, bound, quality)))
 
 
 def _first_line(error: BaseException) -> str:
@@ -235,29 +341,26 @@ def extract_video(
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_folder(out_dir, layout)
 
-    written = 0
     flow_seconds = 0.0
-
-    def flow_between(first: np.ndarray, second: np.ndarray) -> tuple[bytes, bytes]:
-        nonlocal flow_seconds
-        tick = time.perf_counter()
-        field_ = algorithm(first, second)
-        flow_seconds += time.perf_counter() - tick
-        return encode_flow(field_, config.bound, config.quality)
-
-    previous = None
     num_frames = 0
-    for k, rgb in enumerate(frames):
-        num_frames += 1
-        if config.rgb:
-            written += write_file(layout.rgb_path(out_dir, k), encode_jpeg(rgb, config.quality))
-        current = rgb if algorithm.needs_color else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        if previous is not None:
-            directions = [(False, previous, current)] + ([(True, current, previous)] if config.backward else [])
-            for backward, first, second in directions:
-                for path, data in zip(layout.flow_paths(out_dir, k - 1, backward), flow_between(first, second)):
-                    written += write_file(path, data)
-        previous = current
+    # Three stages overlap: decoding (a thread), flow (here), encoding and writing (a thread).
+    gray = not algorithm.needs_color
+    inputs = ((rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else rgb) for rgb in frames)
+    with _Writer() as writer, closing(_prefetched(inputs)) as prefetched:
+        previous = None
+        for k, (rgb, current) in enumerate(prefetched):
+            num_frames += 1
+            if config.rgb:
+                writer.put(partial(_write_jpeg, layout.rgb_path(out_dir, k), rgb, config.quality))
+            if previous is not None:
+                directions = [(False, previous, current)] + ([(True, current, previous)] if config.backward else [])
+                for backward, first, second in directions:
+                    tick = time.perf_counter()
+                    field_ = algorithm(first, second)
+                    flow_seconds += time.perf_counter() - tick
+                    paths = layout.flow_paths(out_dir, k - 1, backward)
+                    writer.put(partial(_write_flow, paths, field_, config.bound, config.quality))
+            previous = current
 
     width, height = frames.size
     write_meta(out_dir, FlowMeta(
@@ -268,7 +371,7 @@ def extract_video(
         rgb=config.rgb, layout=layout.templates(),
     ))  # fmt: skip
     return VideoResult(
-        pairs=num_frames - 1, num_frames=num_frames, bytes_written=written,
+        pairs=num_frames - 1, num_frames=num_frames, bytes_written=writer.written,
         seconds=time.perf_counter() - started, flow_seconds=flow_seconds, width=width, height=height,
     )  # fmt: skip
 

@@ -1,14 +1,19 @@
 import errno
 import os
+import threading
 from pathlib import Path
 
 import cv2
+import decord
 import numpy as np
 import pytest
 
 import flow.extract
+from flow.algorithms import FlowAlgorithm
 from flow.codec import decode_jpeg, dequantize
-from flow.extract import ExtractionConfig, FatalError, VideoError, extract_many, extract_video, list_videos
+from flow.extract import (
+    ExtractionConfig, FatalError, VideoError, _Frames, extract_many, extract_video, list_videos,
+)  # fmt: skip
 from flow.meta import META_FILE, read_meta
 from flow.store import FolderFlowStore
 
@@ -95,6 +100,68 @@ def test_one_frame_video_fails_with_the_reason(tmp_path):
     with pytest.raises(VideoError, match="1 frame.*needs 2"):
         extract_video(video, tmp_path / "still", FAST)
     assert not (tmp_path / "still").exists()
+
+
+def extraction_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("flow-")]
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_frames_are_the_sampled_frames_in_order(tmp_path, step):
+    # Longer than one decoding batch, so batch boundaries are crossed.
+    video = write_moving_video(tmp_path / "v.mp4", frames=21)
+    frames = np.stack(list(_Frames(video, ExtractionConfig(short_side=0, step=step))))
+    expected = decord.VideoReader(str(video)).get_batch(list(range(0, 21, step))).asnumpy()
+    assert np.array_equal(frames, expected)
+
+
+def test_a_decode_error_mid_video_fails_the_video_and_stops_its_threads(tmp_path, monkeypatch):
+    write_moving_video(tmp_path / "videos" / "v.avi", frames=30)
+    real_get_batch = decord.VideoReader.get_batch
+    calls = []
+
+    def corrupt_second_batch(reader, indices):
+        calls.append(indices)
+        if len(calls) == 2:
+            raise decord.DECORDError("corrupt packet")
+        return real_get_batch(reader, indices)
+
+    monkeypatch.setattr(decord.VideoReader, "get_batch", corrupt_second_batch)
+    summary = extract_many(tmp_path / "videos", ["v.avi"], tmp_path / "out", FAST, progress=False)
+    assert [f.video for f in summary.failures] == ["v.avi"]
+    reason = summary.failures[0].reason
+    assert reason.startswith("cannot decode frames") and "corrupt packet" in reason
+    assert not (tmp_path / "out" / "v").exists()
+    assert not extraction_threads()
+
+
+class BrokenFlow(FlowAlgorithm):
+    name = "broken"
+
+    def __call__(self, prev, nxt):
+        raise RuntimeError("solver failed")
+
+
+def test_a_flow_error_stops_the_decoding_thread_waiting_on_a_full_queue(tmp_path):
+    video = write_moving_video(tmp_path / "v.avi", frames=30)
+    with pytest.raises(RuntimeError, match="solver failed"):
+        extract_video(video, tmp_path / "v", FAST, algorithm=BrokenFlow())
+    assert not extraction_threads()
+
+
+def test_an_error_on_the_last_write_is_raised_and_nothing_is_complete(tmp_path, monkeypatch):
+    video = write_moving_video(tmp_path / "v.avi")
+    real_write_file = flow.extract.write_file
+
+    def failing_last(path, data):
+        if path.name == "flow_y_00007.jpg":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real_write_file(path, data)
+
+    monkeypatch.setattr(flow.extract, "write_file", failing_last)
+    with pytest.raises(OSError, match="Input/output error"):
+        extract_video(video, tmp_path / "v", FAST)
+    assert not (tmp_path / "v" / META_FILE).exists()
 
 
 def test_list_videos_walks_the_root_sorted_by_extension(tmp_path):
