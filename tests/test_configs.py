@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytorch_lightning as pl
+import torch
 import yaml
+from pytorch_lightning.callbacks import Callback
 
 from cli import cli_main
 
@@ -75,3 +78,28 @@ def test_missing_dataset_root_is_one_line_naming_the_setting(ucf101_tiny, tmp_pa
         cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.init_args.video_root", str(missing)])
     message = str(exit_info.value.code)
     assert "video_root" in message and str(missing) in message and "\n" not in message
+
+
+class InterruptAfterOneStep(Callback):
+    """Ctrl-C in the middle of training."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step >= 1:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_leaves_a_usable_last_checkpoint(ucf101_tiny, hmdb51_tiny, kinetics_tiny, tmp_path) -> None:
+    datasets = {"UCF101DataModule": ucf101_tiny, "HMDB51DataModule": hmdb51_tiny, "KineticsDataModule": kinetics_tiny}
+    config = yaml.safe_load(tiny_config("quickstart", datasets, tmp_path).read_text())
+    config["trainer"].pop("fast_dev_run")
+    config["trainer"]["max_epochs"] = 3
+    config["trainer"]["callbacks"] = [{"class_path": f"{__name__}.InterruptAfterOneStep"}]
+    config["last_checkpoint"] = {"dirpath": str(tmp_path / "checkpoints")}
+    path = tmp_path / "interrupted.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(path)])
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 1
+    resumed = cli_main(["fit", "--config", str(path), "--trainer.callbacks", "[]", "--ckpt_path", "last"])
+    assert resumed.trainer.global_step > 1
