@@ -50,11 +50,23 @@ from typing import Literal
 import torch
 import torchvision
 from torch import Tensor, nn
-from torch.nn.utils import convert_conv2d_weight_memory_format, convert_conv3d_weight_memory_format
+from torch.nn.utils import (
+    convert_conv2d_weight_memory_format,
+    convert_conv3d_weight_memory_format,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
-from models import (C3D, CNNM2048, ConvNetLSTM, FusedTwoStream3D, GoogLeNetStream, InceptionI3D, InputSpec,
-                    ResNetI3D, ResNetStream)
+from models import (
+    C3D,
+    CNNM2048,
+    ConvNetLSTM,
+    FusedTwoStream3D,
+    GoogLeNetStream,
+    InceptionI3D,
+    InputSpec,
+    ResNetI3D,
+    ResNetStream,
+)
 
 Device = Literal["cpu", "cuda"]
 MemoryFormat = Literal["contiguous", "channels_last"]

@@ -47,7 +47,6 @@ import ctypes
 import os
 import platform
 import resource
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence

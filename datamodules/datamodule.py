@@ -59,7 +59,13 @@ from datamodules.datasets import Sampling, VideoDataset, check_bidirectional
 from datamodules.decoding import create_reader
 from datamodules.distributed import UnpaddedDistributedSampler
 from datamodules.index import VideoIndex, build_index
-from datamodules.modality import Modality, check_modality, is_clip, modality_keys, resolve_specs
+from datamodules.modality import (
+    Modality,
+    check_modality,
+    is_clip,
+    modality_keys,
+    resolve_specs,
+)
 from datamodules.sampling import TEST_CLIPS, TEST_POSITIONS, Stage
 from datamodules.transforms import Augment, TestCrops
 from flow.layout import NAMED_LAYOUTS

@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Literal, get_args
 
-from models.input_spec import InputSpec, flow_pixels, flow_unit, imagenet_rgb, symmetric_rgb
+from models.input_spec import (
+    InputSpec,
+    flow_pixels,
+    flow_unit,
+    imagenet_rgb,
+    symmetric_rgb,
+)
 
 PAPER_CROP_SIZE = 224
 

@@ -17,7 +17,13 @@ from PIL import Image
 from flow.algorithms import ALGORITHMS
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, dequantize
 from flow.colorwheel import flow_to_color
-from flow.extract import VIDEO_EXTENSIONS, ExtractionConfig, FatalError, extract_many, list_videos
+from flow.extract import (
+    VIDEO_EXTENSIONS,
+    ExtractionConfig,
+    FatalError,
+    extract_many,
+    list_videos,
+)
 from flow.sharding import Shard, parse_shard, shard_from_env
 from flow.store import FolderFlowStore
 

@@ -20,7 +20,13 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_modules.metrics import classification_metrics, score_metrics
-from lightning_modules.optim import PaperSGD, classifier_names, configure_optimizers, parameter_groups, split_head
+from lightning_modules.optim import (
+    PaperSGD,
+    classifier_names,
+    configure_optimizers,
+    parameter_groups,
+    split_head,
+)
 from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
 from lightning_modules.views import forward_views, video_scores
 

@@ -17,7 +17,12 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_modules.classifier import NetworkBuilder, Outputs, StreamsModule, stream_key
+from lightning_modules.classifier import (
+    NetworkBuilder,
+    Outputs,
+    StreamsModule,
+    stream_key,
+)
 from lightning_modules.optim import PaperSGD, classifier_names, configure_optimizers
 from lightning_modules.video_scores import VideoScoreCollector
 from lightning_modules.views import forward_views, video_scores

@@ -20,8 +20,19 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import move_data_to_device, rank_zero_warn
 from torch import Tensor
 
-from lightning_modules.classifier import NetworkBuilder, Outputs, StreamsModule, load_network_weights, stream_key
-from lightning_modules.fusion_table import accuracy, format_table, svm_fused_decision, two_stream_rows
+from lightning_modules.classifier import (
+    NetworkBuilder,
+    Outputs,
+    StreamsModule,
+    load_network_weights,
+    stream_key,
+)
+from lightning_modules.fusion_table import (
+    accuracy,
+    format_table,
+    svm_fused_decision,
+    two_stream_rows,
+)
 from lightning_modules.optim import PaperSGD
 from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
 

@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import pytest
+import wandb
 
 from datamodules.synthetic import SyntheticDataset, generate
 from flow.extract import ExtractionConfig, extract_many
+from lightning_modules import loggers as loggers_module
 
 
 def generate_with_flow(root: Path, layout: str, **kwargs) -> tuple[SyntheticDataset, Path]:
@@ -17,6 +19,17 @@ def generate_with_flow(root: Path, layout: str, **kwargs) -> tuple[SyntheticData
     assert summary.failed == 0
     return data, root / "flow"
 
+
+def real_annotations() -> Path:
+    """The real annotation files of UCF-101, HMDB-51 and Kinetics-400: ``shared/`` beside
+    the checkout (as CI lays it out), else this workplace's copy."""
+    for candidate in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
+        if (candidate / "data" / "annotations").is_dir():
+            return candidate / "data" / "annotations"
+    raise FileNotFoundError("shared/data/annotations not found beside the checkout")
+
+
+REAL_ANNOTATIONS = real_annotations()
 
 TINY = {"num_classes": 4, "num_frames": 12, "size": (64, 48)}
 
@@ -34,3 +47,22 @@ def hmdb51_tiny(tmp_path_factory) -> tuple[SyntheticDataset, Path]:
 @pytest.fixture(scope="session")
 def kinetics_tiny(tmp_path_factory) -> tuple[SyntheticDataset, Path]:
     return generate_with_flow(tmp_path_factory.mktemp("kinetics"), "kinetics", videos_per_class=4, **TINY)
+
+
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch):
+    """No credentials, every wandb path under tmp_path, and a server address on loopback, so
+    that nothing in these tests can reach wandb.ai. Returns the notices the logger prints."""
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_SILENT"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(loggers_module, "host_reachable", lambda url: pytest.fail("no key: nothing to connect to"))
+    notices: list[str] = []
+    monkeypatch.setattr(loggers_module, "rank_zero_info", notices.append)
+    wandb.teardown()  # forget settings read under another environment
+    yield notices
+    wandb.finish()
+    wandb.teardown()

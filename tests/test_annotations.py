@@ -11,12 +11,11 @@ from datamodules.annotations import (
     read_list_file,
     read_ucf101,
 )
+from tests.conftest import REAL_ANNOTATIONS
 
-REAL = Path("/work/shared/data/annotations")
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real annotation files not present")
+REAL = REAL_ANNOTATIONS
 
 
-@needs_real
 @pytest.mark.parametrize("split, train, test", [(1, 9537, 3783), (2, 9586, 3734), (3, 9624, 3696)])
 def test_ucf101_real_counts(split, train, test):
     train_set = read_ucf101(REAL / "ucf101", split, "train")
@@ -28,7 +27,6 @@ def test_ucf101_real_counts(split, train, test):
     assert not any("\r" in r.path or r.path != r.path.strip() for r in test_set.records)  # CRLF gone
 
 
-@needs_real
 def test_ucf101_real_record_and_handstand_pushups():
     train = read_ucf101(REAL / "ucf101", 1, "train")
     first = train.records[0]
@@ -73,7 +71,6 @@ def test_ucf101_errors_name_file_and_line(tmp_path):
         read_class_index(tmp_path / "classInd.txt")
 
 
-@needs_real
 @pytest.mark.parametrize("split", [1, 2, 3])
 def test_hmdb51_real_counts(split):
     train = read_hmdb51(REAL / "hmdb51", split, "train")
@@ -101,7 +98,6 @@ def test_hmdb51_trailing_space_flags_and_bad_line(tmp_path):
         read_hmdb51(tmp_path, 3, "train")
 
 
-@needs_real
 def test_kinetics400_real_val():
     label_map = REAL / "kinetics400" / "label_map_400_i3d.txt"
     val = read_kinetics(REAL / "kinetics400" / "kinetics-400_val.csv", "val", label_map)

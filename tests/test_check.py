@@ -10,8 +10,9 @@ from datamodules.__main__ import main
 from datamodules.check import check
 from datamodules.synthetic import generate
 from flow.meta import FlowMeta, write_meta
+from tests.conftest import REAL_ANNOTATIONS
 
-REAL = Path("/work/shared/data/annotations")
+REAL = REAL_ANNOTATIONS
 
 
 def _rows(text: str) -> dict[str, list[str]]:
@@ -71,7 +72,6 @@ def test_unreadable_annotations_exit_non_zero(tmp_path, capsys):
     assert check("kinetics", tmp_path / "nothing.csv", tmp_path, cache_dir=tmp_path / "cache") == 2
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real annotation files not present")
 def test_real_hmdb51_lists_without_videos(tmp_path):
     out = io.StringIO()
     assert check("hmdb51", REAL / "hmdb51", tmp_path / "videos", split=2, cache_dir=tmp_path / "cache", out=out) == 0

@@ -12,7 +12,13 @@ from jsonargparse import ArgumentParser
 from pytorch_lightning.trainer.states import RunningStage
 
 import datamodules.index as index_module
-from datamodules import HMDB51DataModule, KineticsDataModule, ListDataModule, UCF101DataModule, generate
+from datamodules import (
+    HMDB51DataModule,
+    KineticsDataModule,
+    ListDataModule,
+    UCF101DataModule,
+    generate,
+)
 from datamodules.distributed import UnpaddedDistributedSampler
 from flow.extract import ExtractionConfig, extract_many
 from models.input_spec import flow_pixels, imagenet_rgb

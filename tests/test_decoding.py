@@ -4,7 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-from datamodules.decoding import DecordReader, RawFrameReader, VideoDecodeError, create_reader
+from datamodules.decoding import (
+    DecordReader,
+    RawFrameReader,
+    VideoDecodeError,
+    create_reader,
+)
 from flow.codec import encode_jpeg
 from flow.store import FolderFlowStore
 
@@ -65,7 +70,6 @@ def test_short_side_resize(video):
 
 
 def test_torchcodec_reads_the_same_frames(video):
-    pytest.importorskip("torchcodec")
     indices = [11, 0, 4, 4]
     decord_frames = DecordReader().read_frames(video, indices)
     torchcodec_frames = create_reader("torchcodec").read_frames(video, indices)
@@ -76,8 +80,6 @@ def test_torchcodec_reads_the_same_frames(video):
 
 @pytest.mark.parametrize("name", ["decord", "torchcodec"])
 def test_corrupt_or_missing_video_raises_video_decode_error(tmp_path, name):
-    if name == "torchcodec":
-        pytest.importorskip("torchcodec")
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"not a video" * 100)
     reader = create_reader(name)

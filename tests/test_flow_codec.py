@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from flow.codec import decode_flow, decode_jpeg, dequantize, encode_flow, encode_jpeg, quantize
+from flow.codec import (
+    decode_flow,
+    decode_jpeg,
+    dequantize,
+    encode_flow,
+    encode_jpeg,
+    quantize,
+)
 
 BOUND = 20.0
 

@@ -12,7 +12,13 @@ import flow.extract
 from flow.algorithms import FlowAlgorithm
 from flow.codec import decode_jpeg, dequantize
 from flow.extract import (
-    ExtractionConfig, FatalError, VideoError, _Frames, extract_many, extract_video, list_videos,
+    ExtractionConfig,
+    FatalError,
+    VideoError,
+    _Frames,
+    extract_many,
+    extract_video,
+    list_videos,
 )  # fmt: skip
 from flow.meta import META_FILE, read_meta
 from flow.store import FolderFlowStore

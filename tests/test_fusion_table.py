@@ -3,7 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from lightning_modules.fusion_table import accuracy, class_groups, format_table, main, svm_fused_decision, two_stream_rows
+from lightning_modules.fusion_table import (
+    accuracy,
+    class_groups,
+    format_table,
+    main,
+    svm_fused_decision,
+    two_stream_rows,
+)
 from lightning_modules.video_scores import save_video_scores
 
 

@@ -3,8 +3,13 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from models.inception_i3d import (InceptionI3D, MaxPool3dSame, inception_i3d_from_googlenet, pad_same,
-                                  same_padding)
+from models.inception_i3d import (
+    InceptionI3D,
+    MaxPool3dSame,
+    inception_i3d_from_googlenet,
+    pad_same,
+    same_padding,
+)
 from models.input_spec import flow_unit, symmetric_rgb
 
 torch.manual_seed(0)

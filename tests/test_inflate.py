@@ -3,7 +3,13 @@ import torch
 import torchvision
 from torch import nn
 
-from models.inflate import ReplicateTimePadConv3d, inflate, inflate_batchnorm, inflate_conv, inflate_pool
+from models.inflate import (
+    ReplicateTimePadConv3d,
+    inflate,
+    inflate_batchnorm,
+    inflate_conv,
+    inflate_pool,
+)
 
 
 def _randomise(model: nn.Module) -> nn.Module:

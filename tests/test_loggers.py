@@ -5,28 +5,13 @@ import pytest
 import wandb
 
 from lightning_modules import loggers
-from lightning_modules.loggers import OfflineFallbackWandbLogger, host_reachable, without_secrets
+from lightning_modules.loggers import (
+    OfflineFallbackWandbLogger,
+    host_reachable,
+    without_secrets,
+)
 
 FAKE_KEY = "local-" + "0123456789abcdef" * 3  # a well-formed key for no server
-
-
-@pytest.fixture
-def wandb_env(tmp_path, monkeypatch):
-    """No credentials, every wandb path under tmp_path, and a server address on loopback, so
-    that nothing in these tests can reach wandb.ai. Returns the notices the logger prints."""
-    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_SILENT"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
-    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
-    monkeypatch.setattr(loggers, "host_reachable", lambda url: pytest.fail("no key: nothing to connect to"))
-    notices: list[str] = []
-    monkeypatch.setattr(loggers, "rank_zero_info", notices.append)
-    wandb.teardown()  # forget settings read under another environment
-    yield notices
-    wandb.finish()
-    wandb.teardown()
 
 
 def run_file(save_dir: Path) -> bytes:

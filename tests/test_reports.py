@@ -9,11 +9,16 @@ from datamodules.transforms import flow_to_input, rgb_to_input
 from flow.codec import dequantize
 from flow.colorwheel import flow_to_color
 from lightning_modules.loggers import OfflineFallbackWandbLogger
-from lightning_modules.reports import WandbReports, flow_image, per_class_rows, rgb_image
-from models.input_spec import flow_pixels, flow_unit, imagenet_rgb
-from tests.test_loggers import run_file, wandb_env  # noqa: F401  (a fixture)
+from lightning_modules.reports import (
+    WandbReports,
+    flow_image,
+    per_class_rows,
+    rgb_image,
+)
 from lightning_modules.two_stream import TwoStreamClassifier
+from models.input_spec import flow_pixels, flow_unit, imagenet_rgb
 from tests.test_classifier import NUM_CLASSES, SIZE, tiny_builder, tiny_network
+from tests.test_loggers import run_file
 from tests.test_two_stream import TwoStreamData
 
 CLASSES = ["archery", "bowling", "cycling"]

@@ -4,7 +4,11 @@ import torchvision
 from torch import nn
 
 from models.non_local import NonLocalBlock
-from models.resnet_i3d import ResNetI3D, default_inflated_blocks, default_non_local_blocks
+from models.resnet_i3d import (
+    ResNetI3D,
+    default_inflated_blocks,
+    default_non_local_blocks,
+)
 
 
 def test_shape_kernels_and_parameter_count_without_non_local():

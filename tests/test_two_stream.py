@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -8,7 +7,14 @@ from lightning_modules.fusion_table import main
 from lightning_modules.two_stream import TwoStreamClassifier
 from lightning_modules.video_scores import load_video_scores
 from models.fusion import average_fusion
-from tests.test_classifier import NUM_CLASSES, VIEWS, TinyData, Videos, tiny_builder, tiny_network, trainer
+from tests.test_classifier import (
+    NUM_CLASSES,
+    TinyData,
+    Videos,
+    tiny_builder,
+    tiny_network,
+    trainer,
+)
 
 KEYS = {"rgb": 3, "flow": 4}
 

@@ -8,7 +8,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from datamodules.distributed import UnpaddedDistributedSampler
-from lightning_modules.video_scores import VideoScoreCollector, load_video_scores, save_video_scores
+from lightning_modules.video_scores import (
+    VideoScoreCollector,
+    load_video_scores,
+    save_video_scores,
+)
 
 NUM_VIDEOS, NUM_CLASSES = 7, 4
 

@@ -12,7 +12,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from datamodules.annotations.records import AnnotationError, Annotations, VideoRecord, read_lines, strip_extension
+from datamodules.annotations.records import (
+    AnnotationError,
+    Annotations,
+    VideoRecord,
+    read_lines,
+    strip_extension,
+)
 
 _FLAGS = {"train": "1", "test": "2"}
 

@@ -21,7 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from datamodules.annotations.records import AnnotationError, Annotations, VideoRecord, read_lines, strip_extension
+from datamodules.annotations.records import (
+    AnnotationError,
+    Annotations,
+    VideoRecord,
+    read_lines,
+    strip_extension,
+)
 
 VideoLayout = Literal["split_label", "flat", "auto"]
 _REQUIRED = ("youtube_id", "time_start", "time_end")

@@ -3,7 +3,11 @@
 import argparse
 import time
 
-from datamodules.synthetic.generator import DEFAULT_NUM_FRAMES, DEFAULT_VIDEOS_PER_CLASS, generate
+from datamodules.synthetic.generator import (
+    DEFAULT_NUM_FRAMES,
+    DEFAULT_VIDEOS_PER_CLASS,
+    generate,
+)
 from datamodules.synthetic.layouts import LAYOUTS
 
 
