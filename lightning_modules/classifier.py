@@ -37,15 +37,6 @@ Outputs = dict[str, tuple[Tensor, Tensor]]  # name -> (scores N x C, labels N)
 NetworkBuilder = Callable[[int], nn.Module]
 
 
-def num_classes_of(network: nn.Module) -> int:
-    """Classes a network predicts: its ``num_classes`` attribute, else the first dimension of
-    its head's last parameter (a Linear's bias, a 1x1x1 logits conv's bias)."""
-    if isinstance(getattr(network, "num_classes", None), int):
-        return network.num_classes
-    head, _ = split_head(network)
-    return head[-1].shape[0]
-
-
 def stream_key(network: nn.Module, key: str | None) -> str:
     """The batch key a network reads: the given one, else its input spec's modality."""
     if key is not None:
@@ -304,6 +295,6 @@ class VideoClassifier(StreamsModule):
                          freeze_backbone, view_chunk_size, score_file)
         self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
         self.network = built
-        self.add_metrics({key: num_classes_of(built)})
+        self.add_metrics({key: num_classes})
         if freeze_backbone:
             self.freeze_backbones()
