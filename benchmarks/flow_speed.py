@@ -50,7 +50,7 @@ import numpy as np
 
 from flow.algorithms import FlowAlgorithm
 from flow.codec import decode_flow, encode_flow
-from flow.extract import ExtractionConfig, _Frames, extract_many, extract_video
+from flow.extract import ExtractionConfig, VideoFrames, extract_many, extract_video
 
 SAMPLE_VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 ALGORITHMS = ("tvl1", "dis", "farneback")
@@ -122,7 +122,7 @@ def replicate(videos: list[Path], copies: int, folder: Path) -> list[Path]:
 
 def tool_frames(video: Path, config: ExtractionConfig, color: bool) -> list[np.ndarray]:
     """The frames exactly as the tool feeds them to the algorithm (its own reader, then gray)."""
-    frames = list(_Frames(video, config))
+    frames = list(VideoFrames(video, config))
     return frames if color else [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
 
 
@@ -325,7 +325,7 @@ def run(args: argparse.Namespace) -> None:
         (scratch / "videos").mkdir()
         inputs = prepare_inputs(videos, args.frames, scratch / "videos")
         base = ExtractionConfig(short_side=args.short_side, bound=args.bound)
-        reader = _Frames(inputs[0], base)
+        reader = VideoFrames(inputs[0], base)
         (source_width, source_height), (width, height) = reader.source_size, reader.size
         print(machine_line())
         print(f"input: {videos[0].name}, {f'first {args.frames} frames' if args.frames else 'whole video'}, "
@@ -333,7 +333,7 @@ def run(args: argparse.Namespace) -> None:
               f"{len(reader.indices) - 1} pairs; throughput on copies of: {', '.join(p.name for p in inputs)}")
         print()
 
-        input_pairs = sum(len(_Frames(video, base).indices) - 1 for video in inputs)
+        input_pairs = sum(len(VideoFrames(video, base).indices) - 1 for video in inputs)
         overheads: dict[str, Overhead] = {}
         throughputs: dict[str, Throughput] = {}
         for name, params in algorithms:

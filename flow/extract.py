@@ -174,7 +174,7 @@ def _resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-class _Frames:
+class VideoFrames:
     """The sampled, resized RGB frames of one video, decoded a few at a time.
 
     Reading in small batches keeps memory bounded for long videos while amortising
@@ -331,7 +331,7 @@ def extract_video(
     """
     started = time.perf_counter()
     video_path, out_dir = Path(video_path), Path(out_dir)
-    frames = _Frames(video_path, config)
+    frames = VideoFrames(video_path, config)
     if len(frames.indices) < 2:
         raise VideoError(
             f"{len(frames.indices)} frame(s) after sampling every {config.step}; a flow field needs 2"

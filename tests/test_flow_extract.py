@@ -15,7 +15,7 @@ from flow.extract import (
     ExtractionConfig,
     FatalError,
     VideoError,
-    _Frames,
+    VideoFrames,
     extract_many,
     extract_video,
     list_videos,
@@ -116,7 +116,7 @@ def extraction_threads() -> list[threading.Thread]:
 def test_frames_are_the_sampled_frames_in_order(tmp_path, step):
     # Longer than one decoding batch, so batch boundaries are crossed.
     video = write_moving_video(tmp_path / "v.mp4", frames=21)
-    frames = np.stack(list(_Frames(video, ExtractionConfig(short_side=0, step=step))))
+    frames = np.stack(list(VideoFrames(video, ExtractionConfig(short_side=0, step=step))))
     expected = decord.VideoReader(str(video)).get_batch(list(range(0, 21, step))).asnumpy()
     assert np.array_equal(frames, expected)
 
