@@ -2,7 +2,7 @@
 # Run:   docker run --gpus all --ipc=host -v /data:/data twostream fit --config configs/quickstart.yaml
 FROM pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime
 
-# decord's wheel bundles its FFmpeg; OpenCV (headless) needs glib; torchcodec (optional) needs FFmpeg.
+# decord's and PyAV's wheels bundle their FFmpeg; OpenCV (headless) needs glib; torchcodec (optional) needs FFmpeg.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libglib2.0-0 libgomp1 ffmpeg \

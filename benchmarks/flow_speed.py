@@ -3,11 +3,14 @@
 Prints markdown tables (they paste into the README):
 
 1. Overhead, per algorithm: ms per frame pair of the bare flow call (frames decoded,
-   resized and converted to gray beforehand; only the call is timed) against the whole
-   tool, ``flow.extract.extract_video`` (decode, resize, flow, quantize, JPEG, write), on
-   exactly the same pairs. Overhead = tool / bare - 1 (target <= 10%). The tool's own
-   split (its total time against the time it spent inside the algorithm, same run, same
-   pairs) is printed too: it is immune to the load of other processes between runs.
+   resized and converted to gray beforehand; only the call is timed, sequentially, with
+   OpenCV's own threads, as a user would call it) against the whole tool,
+   ``flow.extract.extract_video`` (decode, resize, flow, quantize, JPEG, write), on
+   exactly the same pairs, with its defaults (PyAV decoder, one flow thread per core)
+   and as it was before those (decord, one flow thread using OpenCV's threads).
+   Overhead = tool / bare - 1 (target <= 10%). CPU ms per pair (all threads of the
+   process) shows the work behind each: the tool's CPU over the bare call's is what
+   decoding, encoding and writing cost when every core is busy (many workers).
    Bare and tool passes alternate ``--repeats`` times and each keeps its fastest pass.
 2. Throughput, per algorithm: pairs/s of ``flow.extract.extract_many`` over the input
    videos, copied until one worker needs ``--throughput-seconds``, with 1 and 2 workers
@@ -50,7 +53,7 @@ import numpy as np
 
 from flow.algorithms import FlowAlgorithm
 from flow.codec import decode_flow, encode_flow
-from flow.extract import ExtractionConfig, VideoFrames, extract_many, extract_video
+from flow.extract import ExtractionConfig, extract_many, extract_video, open_video
 
 SAMPLE_VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 ALGORITHMS = ("tvl1", "dis", "farneback")
@@ -121,44 +124,60 @@ def replicate(videos: list[Path], copies: int, folder: Path) -> list[Path]:
 
 
 def tool_frames(video: Path, config: ExtractionConfig, color: bool) -> list[np.ndarray]:
-    """The frames exactly as the tool feeds them to the algorithm (its own reader, then gray)."""
-    frames = list(VideoFrames(video, config))
-    return frames if color else [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
+    """The frames exactly as the tool feeds them to the algorithm (its own decoder)."""
+    return [frame.rgb if color else frame.gray for frame in open_video(video, config, gray=not color, rgb=color)]
+
+
+@dataclass
+class Timing:
+    """The fastest of several passes: wall-clock and CPU (all threads) ms per pair."""
+
+    ms: float = float("inf")
+    cpu_ms: float = float("inf")
+
+    def keep_faster(self, seconds: float, cpu_seconds: float, pairs: int) -> None:
+        if 1000 * seconds / pairs < self.ms:
+            self.ms, self.cpu_ms = 1000 * seconds / pairs, 1000 * cpu_seconds / pairs
 
 
 @dataclass
 class Overhead:
     pairs: int
-    bare_ms: float
-    tool_ms: float
-    tool_flow_ms: float
+    bare: Timing
+    tools: dict[str, Timing]
     flows: list[np.ndarray]
 
-    @property
-    def overhead(self) -> float:
-        return self.tool_ms / self.bare_ms - 1
+    def overhead(self, tool: str) -> float:
+        return self.tools[tool].ms / self.bare.ms - 1
 
-    @property
-    def own_split(self) -> float:
-        return self.tool_ms / self.tool_flow_ms - 1
+
+def tool_variants(config: ExtractionConfig) -> dict[str, ExtractionConfig]:
+    """The tool as configured, and as it was before PyAV decoding and flow threads."""
+    return {"tool": config, "decord, 1 thread": replace(config, decoder="decord", threads=1)}
 
 
 def measure_overhead(video: Path, config: ExtractionConfig, out_dir: Path, repeats: int) -> Overhead:
-    """Bare calls vs extract_video on the same video; one warmed-up algorithm instance serves both."""
-    algorithm: FlowAlgorithm = config.create_algorithm()
+    """Bare calls vs extract_video on the same video; warmed-up algorithm instances serve both."""
+    variants = tool_variants(config)
+    instances = {name: variant.create_algorithms() for name, variant in variants.items()}
+    algorithm: FlowAlgorithm = instances["tool"][0]
     frames = tool_frames(video, config, algorithm.needs_color)
-    algorithm(frames[0], frames[1])  # the first call in a process pays one-off set-up costs
-    bare, tool, tool_flow = float("inf"), float("inf"), float("inf")
+    for instance in {id(a): a for group in instances.values() for a in group}.values():
+        instance(frames[0], frames[1])  # the first call pays one-off set-up costs
+    bare, tools = Timing(), {name: Timing() for name in variants}
     flows: list[np.ndarray] = []
+    pairs = len(frames) - 1
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         flows = [algorithm(first, second) for first, second in zip(frames, frames[1:])]
-        bare = min(bare, time.perf_counter() - started)
-        result = extract_video(video, out_dir, config, algorithm=algorithm)
-        if result.seconds < tool:
-            tool, tool_flow = result.seconds, result.flow_seconds
-    pairs = len(flows)
-    return Overhead(pairs, 1000 * bare / pairs, 1000 * tool / pairs, 1000 * tool_flow / pairs, flows)
+        bare.keep_faster(time.perf_counter() - started, time.process_time() - cpu, pairs)
+        for name, variant in variants.items():
+            cpu = time.process_time()
+            result = extract_video(video, out_dir / name.replace(" ", "_"), variant, algorithms=instances[name])
+            if result.pairs != pairs:
+                raise BenchmarkError(f"{name}: {result.pairs} pairs from {video.name}, the bare call had {pairs}")
+            tools[name].keep_faster(result.seconds, time.process_time() - cpu, pairs)
+    return Overhead(pairs, bare, tools, flows)
 
 
 @dataclass
@@ -276,12 +295,18 @@ def print_report(
     name, first = next(iter(overheads.items()))
     print(f"### Flow speed: bare call vs the whole tool ({first.pairs} pairs, {width}x{height})")
     print()
-    print(markdown_table(
-        ["algorithm", "bare ms/pair", "tool ms/pair", "overhead (tool/bare - 1)",
-         "tool: flow ms/pair", "tool: non-flow share"],
-        [[name, f"{o.bare_ms:.1f}", f"{o.tool_ms:.1f}", f"{100 * o.overhead:+.1f}%",
-          f"{o.tool_flow_ms:.1f}", f"{100 * o.own_split:.1f}%"] for name, o in overheads.items()],
-    ))  # fmt: skip
+    variants = list(first.tools)
+    header = ["algorithm", "bare ms/pair"]
+    for variant in variants:
+        header += [f"{variant} ms/pair", f"{variant} overhead"]
+    header += ["bare CPU ms/pair"] + [f"{variant} CPU ms/pair" for variant in variants]
+    rows = []
+    for algorithm, o in overheads.items():
+        row = [algorithm, f"{o.bare.ms:.1f}"]
+        for variant in variants:
+            row += [f"{o.tools[variant].ms:.1f}", f"{100 * o.overhead(variant):+.1f}%"]
+        rows.append(row + [f"{o.bare.cpu_ms:.1f}"] + [f"{o.tools[variant].cpu_ms:.1f}" for variant in variants])
+    print(markdown_table(header, rows))
     print()
     print("### Tool throughput: extract_many over copies of the input videos")
     print()
@@ -325,21 +350,22 @@ def run(args: argparse.Namespace) -> None:
         (scratch / "videos").mkdir()
         inputs = prepare_inputs(videos, args.frames, scratch / "videos")
         base = ExtractionConfig(short_side=args.short_side, bound=args.bound)
-        reader = VideoFrames(inputs[0], base)
+        reader = open_video(inputs[0], base)
         (source_width, source_height), (width, height) = reader.source_size, reader.size
+        pair_counts = [sum(1 for _ in open_video(video, base)) - 1 for video in inputs]
         print(machine_line())
         print(f"input: {videos[0].name}, {f'first {args.frames} frames' if args.frames else 'whole video'}, "
               f"{source_width}x{source_height} -> {width}x{height} (short side {args.short_side or 'kept'}), "
-              f"{len(reader.indices) - 1} pairs; throughput on copies of: {', '.join(p.name for p in inputs)}")
+              f"{pair_counts[0]} pairs; throughput on copies of: {', '.join(p.name for p in inputs)}")
         print()
 
-        input_pairs = sum(len(VideoFrames(video, base).indices) - 1 for video in inputs)
+        input_pairs = sum(pair_counts)
         overheads: dict[str, Overhead] = {}
         throughputs: dict[str, Throughput] = {}
         for name, params in algorithms:
             config = replace(base, algorithm=name, params=params)
             overheads[name] = measure_overhead(inputs[0], config, scratch / "one" / name, args.repeats)
-            copies = max(1, math.ceil(1000 * args.throughput_seconds / (input_pairs * overheads[name].tool_ms)))
+            copies = max(1, math.ceil(1000 * args.throughput_seconds / (input_pairs * overheads[name].tools["tool"].ms)))
             throughputs[name] = measure_throughput(inputs, config, scratch / "many" / name, worker_counts, copies)
         flows = next(iter(overheads.values())).flows
         storage = [measure_storage(flows, args.bound, quality) for quality in qualities]

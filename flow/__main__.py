@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flow.algorithms import ALGORITHMS
+from flow.algorithms import ALGORITHMS, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, dequantize
 from flow.colorwheel import flow_to_color
+from flow.frames import DECODERS
 from flow.extract import (
     VIDEO_EXTENSIONS,
     ExtractionConfig,
@@ -87,6 +88,11 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--rgb", action="store_true", help="also write the sampled RGB frames (img_)")
     parser.add_argument("--workers", type=_number(int, 1), default=1,
                         help="worker processes; >1 also isolates decoder crashes")
+    parser.add_argument("--threads", type=_number(int, 0), default=0,
+                        help="flow threads per worker, each on its own frame pairs; 0 (default): "
+                        "the usable cores divided by the workers")
+    parser.add_argument("--decoder", default="pyav", choices=sorted(DECODERS),
+                        help="video decoder (pyav: gray frames straight from the luma plane, faster)")
     parser.add_argument("--shard", type=_shard, metavar="I/N",
                         help="take every N-th video starting at I (0-based); default from "
                         "SLURM_ARRAY_TASK_ID/COUNT or torchrun's RANK/WORLD_SIZE, else 0/1")
@@ -107,9 +113,10 @@ def _run_extract(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         config = ExtractionConfig(
             algorithm=args.algorithm, params=dict(args.param), short_side=args.short_side, step=args.step,
             bound=args.bound, quality=args.quality, backward=args.backward, rgb=args.rgb,
+            decoder=args.decoder, threads=args.threads,
         )  # fmt: skip
         # Built once here so a bad parameter is one usage error, not a failure per worker.
-        config.create_algorithm()
+        create_algorithm(config.algorithm, **config.params)
     except (TypeError, ValueError) as error:
         parser.error(f"argument --param: {error}")
     extensions = [ext.strip() for ext in args.extensions.split(",") if ext.strip()]

@@ -45,6 +45,10 @@ class FlowAlgorithm(ABC):
     name: ClassVar[str]
     needs_color: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    # Whether instances on several threads, each computing its own frame pairs, speed it
+    # up (OpenCV's CPU solvers). False where one call already fills the device (RAFT
+    # with torch's threads or a GPU, OpenCV's CUDA solvers): one instance is used.
+    parallel_copies: ClassVar[bool] = True
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
@@ -162,6 +166,7 @@ class RAFT(FlowAlgorithm):
 
     name = "raft"
     needs_color = True
+    parallel_copies = False
     defaults = {"model": "large", "weights": None, "device": "cpu", "num_flow_updates": 12}
 
     def __init__(self, **params: Any):
@@ -209,6 +214,7 @@ class _CudaOpenCV(FlowAlgorithm):
     """An OpenCV CUDA solver with its OpenCV defaults; frames go through GpuMat."""
 
     factory: ClassVar[str]
+    parallel_copies = False
 
     def __init__(self, **params: Any):
         super().__init__(**params)

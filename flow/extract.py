@@ -15,49 +15,42 @@ import re
 import string
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import closing, suppress
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import chain, islice
 from pathlib import Path
-from queue import Empty, Queue
 
 import cv2
-import decord
 import numpy as np
 from tqdm import tqdm
 
 from flow.algorithms import ALGORITHMS, FlowAlgorithm, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, encode_flow, encode_jpeg
+from flow.frames import DECODERS, VideoError, VideoFrames, first_line
 from flow.layout import OURS, FrameLayout
 from flow.meta import META_FILE, FlowMeta, write_meta
 from flow.paths import safe_join
+from flow.stages import Writer, flow_fields, prefetched, usable_cores
 from flow.summary import Failure, Summary, VideoResult
+
+__all__ = [
+    "ExtractionConfig", "FatalError", "VideoError", "check_writable", "extract_many", "extract_video",
+    "list_videos", "open_video", "video_id", "write_file",
+]  # fmt: skip
 
 VIDEO_EXTENSIONS = ("avi", "mp4", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "flv", "wmv")
 
 # Errors that every later video would hit too: stop the run instead of failing each one.
 _FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
-# Decoded frames per decord call (a 1080p RGB frame is ~6 MiB), at most 8: larger batches
-# cost more than they save (every call allocates a fresh buffer, paid in page faults).
-_BATCH_BYTES = 16 * 2**20
-
-# Items waiting between the decoding thread, the flow loop and the writing thread: enough
-# to absorb uneven per-frame times, few enough to keep memory bounded.
-_QUEUE_DEPTH = 4
-
 # Videos in a row whose worker crashed even when run alone, before the run gives up.
 _MAX_LONE_CRASHES = 10
-
-
-class VideoError(Exception):
-    """This video cannot be extracted; the message says why."""
 
 
 class FatalError(Exception):
@@ -67,7 +60,11 @@ class FatalError(Exception):
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    """How to extract. ``short_side=0`` keeps the video's size; ``step`` samples every step-th frame."""
+    """How to extract. ``short_side=0`` keeps the video's size; ``step`` samples every step-th frame.
+
+    ``threads``: flow threads per worker, each computing its own frame pairs; 0 means the
+    usable cores divided by the workers. ``decoder``: a name in ``flow.frames.DECODERS``.
+    """
 
     algorithm: str = "tvl1"
     params: dict = field(default_factory=dict)
@@ -78,10 +75,14 @@ class ExtractionConfig:
     backward: bool = False
     rgb: bool = False
     layout: FrameLayout = OURS
+    decoder: str = "pyav"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown flow algorithm {self.algorithm!r}; known: {', '.join(sorted(ALGORITHMS))}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {self.decoder!r}; known: {', '.join(sorted(DECODERS))}")
         if self.short_side < 0:
             raise ValueError(f"short_side must be >= 0 (0 keeps the size), got {self.short_side}")
         if self.step < 1:
@@ -90,9 +91,23 @@ class ExtractionConfig:
             raise ValueError(f"bound must be positive, got {self.bound}")
         if not 0 <= self.quality <= 100:
             raise ValueError(f"JPEG quality must be in 0..100, got {self.quality}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: the usable cores over the workers), got {self.threads}")
 
-    def create_algorithm(self) -> FlowAlgorithm:
-        return create_algorithm(self.algorithm, **self.params)
+    def flow_threads(self, workers: int = 1) -> int:
+        """Threads computing flow in each of ``workers`` workers: 1 for solvers that parallelise inside."""
+        if not ALGORITHMS[self.algorithm].parallel_copies:
+            return 1
+        return self.threads or max(1, usable_cores() // workers)
+
+    def create_algorithms(self, workers: int = 1) -> list[FlowAlgorithm]:
+        """One algorithm instance per flow thread."""
+        return [create_algorithm(self.algorithm, **self.params) for _ in range(self.flow_threads(workers))]
+
+
+def open_video(path: Path | str, config: ExtractionConfig, gray: bool = True, rgb: bool = False) -> VideoFrames:
+    """The video's sampled, resized frames, as the extraction reads them (with ``config.decoder``)."""
+    return DECODERS[config.decoder](Path(path), config.short_side, config.step, gray=gray, rgb=rgb)
 
 
 def write_file(path: Path, data: bytes) -> int:
@@ -167,140 +182,6 @@ def _clear_folder(folder: Path, layout: FrameLayout) -> None:
             path.unlink()
 
 
-def _resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    if short_side == 0:
-        return width, height
-    scale = short_side / min(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-class VideoFrames:
-    """The sampled, resized RGB frames of one video, decoded a few at a time.
-
-    Reading in small batches keeps memory bounded for long videos while amortising
-    decord's per-call overhead.
-    """
-
-    def __init__(self, path: Path, config: ExtractionConfig):
-        if not path.is_file():
-            raise VideoError("no such file")
-        if path.stat().st_size == 0:
-            raise VideoError("empty file (0 bytes)")
-        try:
-            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-            self.fps = float(self._reader.get_avg_fps())
-            # Read on, not by index: reader[0] would make the next batch seek back to 0.
-            self._first = self._reader.next().asnumpy()
-        except (RuntimeError, decord.DECORDError, StopIteration) as error:
-            raise VideoError(f"cannot open as a video ({_first_line(error)})") from None
-        height, width = self._first.shape[:2]
-        self.indices = range(0, len(self._reader), config.step)
-        self.source_size = (width, height)
-        self.size = _resized_size(width, height, config.short_side)
-        self._interpolation = cv2.INTER_AREA if self.size[0] < width else cv2.INTER_LINEAR
-        self._batch = max(1, min(8, _BATCH_BYTES // (width * height * 3)))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        yield self._resized(self._first)
-        for start in range(1, len(self.indices), self._batch):
-            chunk = list(self.indices[start : start + self._batch])
-            try:
-                batch = self._reader.get_batch(chunk).asnumpy()
-            except (RuntimeError, decord.DECORDError) as error:
-                reason = _first_line(error)
-                raise VideoError(f"cannot decode frames {chunk[0]}..{chunk[-1]} ({reason})") from None
-            for frame in batch:
-                yield self._resized(frame)
-
-    def _resized(self, frame: np.ndarray) -> np.ndarray:
-        if frame.shape[1::-1] == self.size:
-            return frame
-        return cv2.resize(frame, self.size, interpolation=self._interpolation)
-
-
-def _prefetched(items: Iterator, depth: int = _QUEUE_DEPTH) -> Generator:
-    """``items``, computed in a background thread up to ``depth`` ahead of the consumer.
-
-    Decoding and resizing release the GIL, so they overlap the flow computation. An
-    exception of the thread is raised here, in the consumer; closing this generator
-    stops the thread and waits for it.
-    """
-    queue: Queue = Queue(depth)
-    stop = threading.Event()
-    end = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                queue.put((item, None))
-                if stop.is_set():
-                    return
-            queue.put((end, None))
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
-            queue.put((end, error))
-
-    thread = threading.Thread(target=produce, name="flow-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = queue.get()
-            if error is not None:
-                raise error
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        # Emptying the queue unblocks a waiting put; after it the thread puts at most one
-        # more item (into the empty queue) before it sees the stop.
-        with suppress(Empty):
-            while True:
-                queue.get_nowait()
-        thread.join()
-
-
-class _Writer:
-    """Runs write tasks in order in a background thread, at most ``depth`` waiting.
-
-    JPEG encoding and file writes release the GIL, so they overlap the flow computation.
-    The first failing task stops all writing (a full disk sees no further write); its
-    error is raised in the caller by the next ``put``, or on leaving the ``with`` block.
-    """
-
-    def __init__(self, depth: int = _QUEUE_DEPTH):
-        self.written = 0
-        self._error: BaseException | None = None
-        self._queue: Queue = Queue(depth)
-        self._thread = threading.Thread(target=self._run, name="flow-write", daemon=True)
-
-    def __enter__(self) -> _Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if exc_type is None:
-            self._raise_error()
-
-    def put(self, task: Callable[[], int]) -> None:
-        """Queue ``task``, which writes and returns the number of bytes written."""
-        self._raise_error()
-        self._queue.put(task)
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        while (task := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self.written += task()
-                except BaseException as error:  # noqa: BLE001 - raised in the caller
-                    self._error = error
-
-
 def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> int:
     return write_file(path, encode_jpeg(image, quality))
 
@@ -309,66 +190,65 @@ def _write_flow(paths: Sequence[Path], field_: np.ndarray, bound: float, quality
     return sum(write_file(path, data) for path, data in zip(paths, encode_flow(field_, bound, quality)))
 
 
-def _first_line(error: BaseException) -> str:
-    # decord appends a C++ stack trace to its messages.
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def extract_video(
     video_path: Path | str,
     out_dir: Path | str,
     config: ExtractionConfig,
-    algorithm: FlowAlgorithm | None = None,
+    algorithms: Sequence[FlowAlgorithm] | None = None,
     source: str | None = None,
 ) -> VideoResult:
     """Extract one video into ``out_dir`` (created; earlier files of ours are replaced).
 
     Field k is the flow from sampled frame k to k+1; with ``config.backward`` also from
-    k+1 back to k. ``algorithm`` lets a caller reuse one instance over many videos;
+    k+1 back to k. ``algorithms`` (one instance per flow thread, all of one kind) lets a
+    caller reuse them over many videos; by default ``config.create_algorithms()``.
     ``source`` is what meta.json records as the source (default: the path given).
     Raises VideoError for a video that cannot be extracted.
     """
     started = time.perf_counter()
     video_path, out_dir = Path(video_path), Path(out_dir)
-    frames = VideoFrames(video_path, config)
-    if len(frames.indices) < 2:
-        raise VideoError(
-            f"{len(frames.indices)} frame(s) after sampling every {config.step}; a flow field needs 2"
-        )
-    algorithm = algorithm or config.create_algorithm()
+    algorithms = list(algorithms or config.create_algorithms())
+    color = algorithms[0].needs_color
+    frames = open_video(video_path, config, gray=not color, rgb=color or config.rgb)
     layout = config.layout
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_folder(out_dir, layout)
-
     flow_seconds = 0.0
     num_frames = 0
-    # Three stages overlap: decoding (a thread), flow (here), encoding and writing (a thread).
-    gray = not algorithm.needs_color
-    inputs = ((rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else rgb) for rgb in frames)
-    with _Writer() as writer, closing(_prefetched(inputs)) as prefetched:
-        previous = None
-        for k, (rgb, current) in enumerate(prefetched):
-            num_frames += 1
-            if config.rgb:
-                writer.put(partial(_write_jpeg, layout.rgb_path(out_dir, k), rgb, config.quality))
-            if previous is not None:
-                directions = [(False, previous, current)] + ([(True, current, previous)] if config.backward else [])
-                for backward, first, second in directions:
-                    tick = time.perf_counter()
-                    field_ = algorithm(first, second)
-                    flow_seconds += time.perf_counter() - tick
-                    paths = layout.flow_paths(out_dir, k - 1, backward)
-                    writer.put(partial(_write_flow, paths, field_, config.bound, config.quality))
-            previous = current
+    # Four stages overlap: decoding (a thread), flow (a thread per algorithm instance),
+    # this loop, and JPEG encoding + writing (a thread).
+    with closing(prefetched(iter(frames))) as decoded:
+        head = list(islice(decoded, 2))
+        if len(head) < 2:
+            raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _clear_folder(out_dir, layout)
+        with Writer() as writer:
+
+            def pairs() -> Iterator[tuple[tuple[int, bool], np.ndarray, np.ndarray]]:
+                nonlocal num_frames
+                previous = None
+                for k, frame in enumerate(chain(head, decoded)):
+                    num_frames += 1
+                    if config.rgb:
+                        writer.put(partial(_write_jpeg, layout.rgb_path(out_dir, k), frame.rgb, config.quality))
+                    current = frame.rgb if color else frame.gray
+                    if previous is not None:
+                        yield (k - 1, False), previous, current
+                        if config.backward:
+                            yield (k - 1, True), current, previous
+                    previous = current
+
+            for (index, backward), field_, seconds in flow_fields(pairs(), algorithms):
+                flow_seconds += seconds
+                paths = layout.flow_paths(out_dir, index, backward)
+                writer.put(partial(_write_flow, paths, field_, config.bound, config.quality))
 
     width, height = frames.size
     write_meta(out_dir, FlowMeta(
-        algorithm=config.algorithm, params=algorithm.params(), bound=config.bound,
+        algorithm=config.algorithm, params=algorithms[0].params(), bound=config.bound,
         jpeg_quality=config.quality, width=width, height=height, num_frames=num_frames,
         num_flows=num_frames - 1, fps=frames.fps, source=source or str(video_path),
         start_index=layout.start_index, step=config.step, backward=config.backward,
-        rgb=config.rgb, layout=layout.templates(),
+        rgb=config.rgb, layout=layout.templates(), decoder=config.decoder,
     ))  # fmt: skip
     return VideoResult(
         pairs=num_frames - 1, num_frames=num_frames, bytes_written=writer.written,
@@ -394,15 +274,16 @@ class _Job:
 
 
 class _Worker:
-    """Extracts jobs with one algorithm instance; returns a VideoResult or a failure reason."""
+    """Extracts jobs with the algorithm instances of one of ``workers`` workers; returns a
+    VideoResult or a failure reason."""
 
-    def __init__(self, config: ExtractionConfig):
+    def __init__(self, config: ExtractionConfig, workers: int = 1):
         self.config = config
-        self.algorithm = config.create_algorithm()
+        self.algorithms = config.create_algorithms(workers)
 
     def __call__(self, job: _Job) -> VideoResult | str:
         try:
-            return extract_video(job.video, job.out_dir, self.config, self.algorithm, source=job.listed)
+            return extract_video(job.video, job.out_dir, self.config, self.algorithms, source=job.listed)
         except VideoError as error:
             reason = str(error)
         except OSError as error:
@@ -410,7 +291,7 @@ class _Worker:
                 raise FatalError(f"cannot write {error.filename or job.out_dir}: {error.strerror}") from None
             reason = f"{type(error).__name__}: {error}"
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
-            reason = f"{type(error).__name__}: {_first_line(error)}"
+            reason = f"{type(error).__name__}: {first_line(error)}"
         _discard_partial(job.out_dir, self.config.layout)
         return reason
 
@@ -430,11 +311,12 @@ _worker: _Worker | None = None
 Outcome = tuple[_Job, VideoResult | str]
 
 
-def _init_worker(config: ExtractionConfig) -> None:
+def _init_worker(config: ExtractionConfig, workers: int) -> None:
     global _worker
-    # Workers are the parallelism; OpenCV's own threads would only oversubscribe the cores.
+    # Workers and their flow threads are the parallelism; OpenCV's own threads would only
+    # oversubscribe the cores.
     cv2.setNumThreads(1)
-    _worker = _Worker(config)
+    _worker = _Worker(config, workers)
 
 
 def _run_in_worker(job: _Job) -> VideoResult | str:
@@ -449,7 +331,7 @@ def _pool_round(
     context = multiprocessing.get_context(
         "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     )
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config, workers))
     in_flight: dict[Future, _Job] = {}
     crashed: list[_Job] = []
     try:
@@ -514,7 +396,7 @@ def _outcomes(jobs: Sequence[_Job], config: ExtractionConfig, workers: int) -> I
     if workers > 1:
         yield from _pool_outcomes(jobs, config, workers)
     else:
-        # In-process: no start-up cost, and OpenCV keeps its threads for the one video at a time.
+        # In-process: no start-up cost; the flow threads use all the cores on one video at a time.
         worker = _Worker(config)
         for job in jobs:
             yield job, worker(job)

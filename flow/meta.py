@@ -38,6 +38,7 @@ class FlowMeta:
     backward: bool = False
     rgb: bool = False
     layout: dict = field(default_factory=OURS.templates)
+    decoder: str = ""  # the decoder that read the video ("pyav", "decord"); "" when not recorded
     version: int = 1
 
     def frame_layout(self) -> FrameLayout:

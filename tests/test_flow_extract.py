@@ -1,21 +1,23 @@
 import errno
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
+import av
 import cv2
 import decord
 import numpy as np
 import pytest
 
 import flow.extract
+import flow.frames
 from flow.algorithms import FlowAlgorithm
 from flow.codec import decode_jpeg, dequantize
 from flow.extract import (
     ExtractionConfig,
     FatalError,
     VideoError,
-    VideoFrames,
     extract_many,
     extract_video,
     list_videos,
@@ -112,31 +114,43 @@ def extraction_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name.startswith("flow-")]
 
 
-@pytest.mark.parametrize("step", [1, 3])
-def test_frames_are_the_sampled_frames_in_order(tmp_path, step):
-    # Longer than one decoding batch, so batch boundaries are crossed.
-    video = write_moving_video(tmp_path / "v.mp4", frames=21)
-    frames = np.stack(list(VideoFrames(video, ExtractionConfig(short_side=0, step=step))))
-    expected = decord.VideoReader(str(video)).get_batch(list(range(0, 21, step))).asnumpy()
-    assert np.array_equal(frames, expected)
-
-
-def test_a_decode_error_mid_video_fails_the_video_and_stops_its_threads(tmp_path, monkeypatch):
-    write_moving_video(tmp_path / "videos" / "v.avi", frames=30)
+def corrupt_decord_batch(monkeypatch) -> None:
+    """decord raises on the second batch of frames, as on a corrupt packet."""
     real_get_batch = decord.VideoReader.get_batch
     calls = []
 
-    def corrupt_second_batch(reader, indices):
+    def get_batch(reader, indices):
         calls.append(indices)
         if len(calls) == 2:
             raise decord.DECORDError("corrupt packet")
         return real_get_batch(reader, indices)
 
-    monkeypatch.setattr(decord.VideoReader, "get_batch", corrupt_second_batch)
-    summary = extract_many(tmp_path / "videos", ["v.avi"], tmp_path / "out", FAST, progress=False)
+    monkeypatch.setattr(decord.VideoReader, "get_batch", get_batch)
+
+
+def corrupt_pyav_frame(monkeypatch) -> None:
+    """PyAV raises on the tenth frame, as FFmpeg does on an undecodable packet."""
+    real_array = flow.frames._array
+    calls = []
+
+    def array(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 10:
+            raise av.error.InvalidDataError(errno.EINVAL, "corrupt packet")
+        return real_array(*args, **kwargs)
+
+    monkeypatch.setattr(flow.frames, "_array", array)
+
+
+@pytest.mark.parametrize(("decoder", "corrupt"), [("decord", corrupt_decord_batch), ("pyav", corrupt_pyav_frame)])
+def test_a_decode_error_mid_video_fails_the_video_and_stops_its_threads(tmp_path, monkeypatch, decoder, corrupt):
+    write_moving_video(tmp_path / "videos" / "v.avi", frames=30)
+    corrupt(monkeypatch)
+    config = replace(FAST, decoder=decoder, threads=2)
+    summary = extract_many(tmp_path / "videos", ["v.avi"], tmp_path / "out", config, progress=False)
     assert [f.video for f in summary.failures] == ["v.avi"]
     reason = summary.failures[0].reason
-    assert reason.startswith("cannot decode frames") and "corrupt packet" in reason
+    assert reason.startswith("cannot decode frame") and "corrupt packet" in reason
     assert not (tmp_path / "out" / "v").exists()
     assert not extraction_threads()
 
@@ -148,10 +162,10 @@ class BrokenFlow(FlowAlgorithm):
         raise RuntimeError("solver failed")
 
 
-def test_a_flow_error_stops_the_decoding_thread_waiting_on_a_full_queue(tmp_path):
+def test_a_flow_error_stops_the_decoding_and_flow_threads(tmp_path):
     video = write_moving_video(tmp_path / "v.avi", frames=30)
     with pytest.raises(RuntimeError, match="solver failed"):
-        extract_video(video, tmp_path / "v", FAST, algorithm=BrokenFlow())
+        extract_video(video, tmp_path / "v", FAST, algorithms=[BrokenFlow(), BrokenFlow()])
     assert not extraction_threads()
 
 
@@ -298,3 +312,35 @@ def test_a_crashing_worker_fails_only_its_video(tmp_path, monkeypatch):
     assert summary.done == 2 and [f.video for f in summary.failures] == ["b_crash.avi"]
     assert "crashed" in summary.failures[0].reason
     assert {p.parent.name for p in (tmp_path / "out").rglob(META_FILE)} == {"a", "c"}
+
+
+@pytest.mark.parametrize("algorithm", ["dis", "farneback"])
+def test_flow_threads_write_the_same_files_as_one(tmp_path, algorithm):
+    video = write_moving_video(tmp_path / "v.avi", frames=12)
+    outputs = []
+    for threads in (1, 3):
+        out = tmp_path / f"threads{threads}"
+        # At 64x48: below ~40 px OpenCV's DIS carries state from call to call.
+        config = ExtractionConfig(algorithm=algorithm, short_side=0, backward=True, threads=threads)
+        extract_video(video, out, config)
+        outputs.append({p.name: p.read_bytes() for p in out.glob("flow_*.jpg")})
+    assert len(outputs[0]) == 4 * 11
+    assert outputs[0] == outputs[1]
+
+
+def test_flow_threads_default_to_the_cores_over_the_workers(monkeypatch):
+    monkeypatch.setattr(flow.extract, "usable_cores", lambda: 8)
+    assert ExtractionConfig(algorithm="dis").flow_threads() == 8
+    assert ExtractionConfig(algorithm="dis").flow_threads(workers=3) == 2
+    assert ExtractionConfig(algorithm="dis").flow_threads(workers=16) == 1
+    assert ExtractionConfig(algorithm="dis", threads=5).flow_threads(workers=3) == 5
+    # RAFT parallelises inside the call (torch threads, GPU): one instance, whatever is asked.
+    assert ExtractionConfig(algorithm="raft", threads=4).flow_threads() == 1
+    assert len(ExtractionConfig(algorithm="farneback", threads=3).create_algorithms()) == 3
+
+
+def test_opencv_threads_are_restored_after_a_video(tmp_path):
+    video = write_moving_video(tmp_path / "v.avi")
+    before = cv2.getNumThreads()
+    extract_video(video, tmp_path / "v", replace(FAST, threads=2))
+    assert cv2.getNumThreads() == before
