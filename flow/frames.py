@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -25,6 +26,7 @@ import av
 import cv2
 import decord
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 
 class VideoError(Exception):
@@ -101,28 +103,28 @@ class PyAVFrames(VideoFrames):
         return context.width, context.height, float(rate) if rate else 0.0
 
     def __iter__(self) -> Iterator[Frame]:
-        width, height = self.size
-        interpolation = "AREA" if self.downscaling else "BILINEAR"
+        # One reformatter per output format keeps its swscale context from frame to frame
+        # (built anew for every frame, it would cost a third of the decoding).
+        convert = {
+            name: partial(_array, VideoReformatter(), format=name, width=self.size[0], height=self.size[1],
+                          interpolation="AREA" if self.downscaling else "BILINEAR")
+            for name, wanted in (("rgb24", self.rgb), ("gray", self.gray)) if wanted
+        }  # fmt: skip
         k = -1
         try:
             for k, frame in enumerate(self._container.decode(self._stream)):
-                if k % self.step:
-                    continue
-                yield Frame(
-                    _array(frame, "rgb24", width, height, interpolation) if self.rgb else None,
-                    _array(frame, "gray", width, height, interpolation) if self.gray else None,
-                )
+                if k % self.step == 0:
+                    yield Frame(*(convert[name](frame) if name in convert else None for name in ("rgb24", "gray")))
         except av.FFmpegError as error:
             raise VideoError(f"cannot decode frame {k + 1} ({error.strerror or error})") from None
         finally:
             self._container.close()
 
 
-def _array(frame: av.VideoFrame, format: str, width: int, height: int, interpolation: str) -> np.ndarray:
+def _array(reformatter: VideoReformatter, frame: av.VideoFrame, **target: str | int) -> np.ndarray:
     # PyAV returns a view of FFmpeg's padded lines where a line is not a multiple of its
     # alignment; OpenCV's solvers need contiguous images.
-    image = frame.to_ndarray(format=format, width=width, height=height, interpolation=interpolation)
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(reformatter.reformat(frame, **target).to_ndarray())
 
 
 # Decoded frames per decord call (a 1080p RGB frame is ~6 MiB), at most 8: larger batches

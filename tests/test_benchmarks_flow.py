@@ -10,7 +10,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "flow_speed.py"
 HEADERS = (
-    "| algorithm | bare ms/pair | tool ms/pair | tool overhead | decord, 1 thread ms/pair |",
+    "| algorithm | pairs | bare ms/pair | tool ms/pair | tool overhead | decord, 1 thread ms/pair |",
     "| algorithm | videos | pairs | 1 worker pairs/s | 2 workers pairs/s | 2 vs 1 |",
     "| JPEG quality | KiB/pair (x+y) | vs float32 | mean abs err px | max abs err px |",
 )
@@ -51,6 +51,15 @@ def test_quick_run_prints_the_tables(tmp_path, frames):
     for header in HEADERS:
         assert header in result.stdout
     assert "64x48 -> 64x48" in result.stdout
+
+
+@pytest.mark.slow
+def test_fast_algorithms_run_on_whole_videos_by_default(tmp_path):
+    video = _tiny_video(tmp_path / "tiny.mp4", frames=9)
+    result = _run("--video", str(video), "--algorithms", "dis", "--short-side", "0", "--repeats", "1",
+                  "--throughput-seconds", "0", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "| dis | 8 |" in result.stdout  # all 9 frames, not a clip
 
 
 def test_missing_video_is_reported(tmp_path):

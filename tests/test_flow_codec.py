@@ -33,7 +33,7 @@ def test_quantize_rounds_instead_of_flooring():
 
 
 def test_quantize_clips_at_the_bound():
-    assert quantize(np.array([-1000.0, 1000.0]), BOUND).tolist() == [0, 255]
+    assert quantize(np.array([-1000.0, 1000.0, -np.inf, np.inf, -1e30, 1e30]), BOUND).tolist() == [0, 255] * 3
 
 
 def test_quantize_rejects_nan_and_bad_bound():
