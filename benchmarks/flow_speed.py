@@ -34,7 +34,9 @@ last pair alone, meta.json) weigh on a short clip as they never do on a whole vi
 
 Run:  python benchmarks/flow_speed.py            (full: 5-8 minutes on 2 cores)
       python benchmarks/flow_speed.py --quick    (smoke run: 3-frame clips at short side 128, < 1 minute)
-Add ``--raft-weights PATH`` to include RAFT (``--raft-device cuda`` on a GPU).
+Add ``--raft-weights PATH`` to include RAFT (``--raft-model small|large``, ``--raft-device cuda``
+on a GPU); ``--raft-weights random`` times it with a random initialisation saved in the
+same format (speed does not depend on the weights; its flow is then meaningless).
 """
 
 from __future__ import annotations
@@ -283,7 +285,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--qualities", default="100,95,90,75", help="JPEG qualities of the storage table")
     parser.add_argument("--workers", default="1,2", help="worker counts of the throughput table")
     parser.add_argument("--throughput-seconds", type=float, help=f"seconds per run {defaults('throughput_seconds')}")
-    parser.add_argument("--raft-weights", type=Path, help="a RAFT state-dict file: adds raft to the algorithms")
+    parser.add_argument("--raft-weights", help="a RAFT state-dict file, or 'random': adds raft to the algorithms")
+    parser.add_argument("--raft-model", default="large", choices=["small", "large"])
     parser.add_argument("--raft-device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few frames, one pass")
     args = parser.parse_args(argv)
@@ -352,15 +355,18 @@ def run(args: argparse.Namespace) -> None:
         if not video.is_file():
             raise BenchmarkError(f"no such video: {video}")
     algorithms: list[tuple[str, dict]] = [(name, {}) for name in args.algorithms.split(",") if name]
-    if args.raft_weights:
-        algorithms.append(("raft", {"weights": str(args.raft_weights), "device": args.raft_device}))
-    if not algorithms:
+    if not algorithms and not args.raft_weights:
         raise BenchmarkError("--algorithms names none")
     qualities = [int(quality) for quality in args.qualities.split(",")]
     worker_counts = [int(count) for count in args.workers.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="flow_speed_") as scratch:
         scratch = Path(scratch)
+        if args.raft_weights:
+            weights = random_raft_weights(args.raft_model, scratch) if args.raft_weights == "random" else args.raft_weights
+            if not Path(weights).is_file():
+                raise BenchmarkError(f"no such RAFT weights file: {weights}")
+            algorithms.append(("raft", {"weights": str(weights), "model": args.raft_model, "device": args.raft_device}))
         base = ExtractionConfig(short_side=args.short_side, bound=args.bound)
         reader = open_video(videos[0], base)
         print(machine_line())
@@ -384,6 +390,16 @@ def run(args: argparse.Namespace) -> None:
         flows = next(iter(overheads.values())).flows
         storage = [measure_storage(flows, args.bound, quality) for quality in qualities]
         print_report(overheads, throughputs, storage, reader.size, args.bound, worker_counts)
+
+
+def random_raft_weights(model: str, folder: Path) -> Path:
+    """A randomly initialised RAFT saved as a state dict, the format RAFT's weights file has."""
+    import torch
+    from torchvision.models import optical_flow
+
+    path = folder / f"raft_{model}_random.pt"
+    torch.save(getattr(optical_flow, f"raft_{model}")(weights=None).state_dict(), path)
+    return path
 
 
 def clip_length(video: Path, config: ExtractionConfig, slow_frames: int) -> int:

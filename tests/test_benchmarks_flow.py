@@ -66,3 +66,19 @@ def test_missing_video_is_reported(tmp_path):
     result = _run("--quick", "--video", str(tmp_path / "absent.mp4"))
     assert result.returncode != 0
     assert "no such video" in result.stderr
+
+
+@pytest.mark.slow
+def test_raft_is_timed_with_random_weights_in_the_real_format(tmp_path):
+    video = _tiny_video(tmp_path / "tiny.mp4", frames=4)
+    result = _run("--quick", "--video", str(video), "--algorithms", "dis", "--raft-weights", "random",
+                  "--raft-model", "small", "--short-side", "0", "--throughput-seconds", "0", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "| raft | 2 |" in result.stdout
+
+
+def test_missing_raft_weights_are_reported(tmp_path):
+    video = _tiny_video(tmp_path / "tiny.mp4", frames=4)
+    result = _run("--quick", "--video", str(video), "--raft-weights", str(tmp_path / "absent.pt"))
+    assert result.returncode != 0
+    assert "no such RAFT weights file" in result.stderr
