@@ -17,7 +17,6 @@ from PIL import Image
 from flow.algorithms import ALGORITHMS, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, dequantize
 from flow.colorwheel import flow_to_color
-from flow.frames import DECODERS
 from flow.extract import (
     VIDEO_EXTENSIONS,
     ExtractionConfig,
@@ -25,6 +24,7 @@ from flow.extract import (
     extract_many,
     list_videos,
 )
+from flow.frames import DECODERS
 from flow.sharding import Shard, parse_shard, shard_from_env
 from flow.store import FolderFlowStore
 

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from queue import Empty, Queue
 from typing import TypeVar
 
@@ -114,7 +114,7 @@ def flow_fields(
 
     threads = len(algorithms)
     pending: deque[tuple[Key, Future]] = deque()
-    with opencv_threads(1) if threads > 1 else suppress(), \
+    with opencv_threads(1) if threads > 1 else nullcontext(), \
             ThreadPoolExecutor(threads, thread_name_prefix="flow-calc") as pool:  # fmt: skip
         try:
             for key, first, second in pairs:
