@@ -344,3 +344,19 @@ def test_opencv_threads_are_restored_after_a_video(tmp_path):
     before = cv2.getNumThreads()
     extract_video(video, tmp_path / "v", replace(FAST, threads=2))
     assert cv2.getNumThreads() == before
+
+
+def test_a_write_error_mid_video_stops_every_thread_before_it_is_raised(tmp_path, monkeypatch):
+    video = write_moving_video(tmp_path / "v.avi", frames=30)
+    real_write_file = flow.extract.write_file
+
+    def failing_third(path, data):
+        if path.name == "flow_x_00003.jpg":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real_write_file(path, data)
+
+    monkeypatch.setattr(flow.extract, "write_file", failing_third)
+    with pytest.raises(OSError, match="Input/output error") as raised:
+        extract_video(video, tmp_path / "v", replace(FAST, threads=2))
+    # Checked while the traceback (which holds the function's frame) is still alive.
+    assert raised.value is not None and not extraction_threads()
