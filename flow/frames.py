@@ -91,10 +91,11 @@ class PyAVFrames(VideoFrames):
             self._container = av.open(str(path))
         except av.FFmpegError as error:
             raise VideoError(f"cannot open as a video ({error.strerror or error})") from None
-        if not self._container.streams.video:
+        # FFmpeg's choice of stream, as decord's (it passes over cover art).
+        self._stream = self._container.streams.best("video")
+        if self._stream is None:
             self._container.close()
             raise VideoError("no video stream")
-        self._stream = self._container.streams.video[0]
         # The decode thread is one of the extraction's stages: FFmpeg's own threads
         # would compete with the flow threads for the same cores.
         self._stream.thread_count = 1

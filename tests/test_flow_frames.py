@@ -1,3 +1,4 @@
+import subprocess
 from pathlib import Path
 
 import av
@@ -89,3 +90,18 @@ def test_garbage_is_a_video_error_naming_the_reason(tmp_path, decoder):
 def test_an_unknown_decoder_is_named():
     with pytest.raises(ValueError, match="unknown decoder 'ffmpeg'.*decord, pyav"):
         ExtractionConfig(decoder="ffmpeg")
+
+
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+def test_cover_art_is_not_taken_for_the_video(tmp_path, decoder):
+    main = write_moving_video(tmp_path / "main.mp4", frames=8, size=(96, 64))
+    cover = tmp_path / "cover.png"
+    cv2.imwrite(str(cover), np.full((16, 16, 3), 128, np.uint8))
+    with_cover = tmp_path / "with_cover.mp4"
+    command = ["ffmpeg", "-v", "error", "-i", str(cover), "-i", str(main), "-map", "0", "-map", "1",
+               "-c", "copy", "-disposition:v:0", "attached_pic", str(with_cover)]  # fmt: skip
+    subprocess.run(command, check=True)
+    assert len(av.open(str(with_cover)).streams.video) == 2
+    frames = open_video(with_cover, ExtractionConfig(short_side=0, decoder=decoder))
+    assert frames.source_size == (96, 64)
+    assert sum(1 for _ in frames) == 8
