@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from queue import Empty, Queue
 from typing import TypeVar
 
@@ -95,10 +95,18 @@ def flow_fields(
     With n algorithm instances, n pairs are computed at once, one per thread, each call
     on one OpenCV thread. Pairs are independent, so this gives the same fields as one
     instance would, and for the fast solvers it uses the cores better than OpenCV's own
-    threads inside one call (DIS on 2 cores: 1.5x from OpenCV's threads, 2x from pairs).
+    threads inside one call (DIS on 2 cores: 1.4x from OpenCV's threads, 2x from pairs).
     ``seconds`` is the time spent inside the call (summed over threads, it can exceed
     the wall-clock time). A failing call raises here; the other threads are stopped.
     """
+    if len(algorithms) == 1:
+        # One instance runs in the calling thread: torch (RAFT on a CPU) is ~40% slower
+        # from a pool thread than from the thread that set up its OpenMP threads.
+        for key, first, second in pairs:
+            tick = time.perf_counter()
+            field = algorithms[0](first, second)
+            yield key, field, time.perf_counter() - tick
+        return
     idle: Queue = Queue()
     for algorithm in algorithms:
         idle.put(algorithm)
@@ -114,8 +122,7 @@ def flow_fields(
 
     threads = len(algorithms)
     pending: deque[tuple[Key, Future]] = deque()
-    with opencv_threads(1) if threads > 1 else nullcontext(), \
-            ThreadPoolExecutor(threads, thread_name_prefix="flow-calc") as pool:  # fmt: skip
+    with opencv_threads(1), ThreadPoolExecutor(threads, thread_name_prefix="flow-calc") as pool:
         try:
             for key, first, second in pairs:
                 pending.append((key, pool.submit(compute, first, second)))
