@@ -317,6 +317,9 @@ def _init_worker(config: ExtractionConfig, workers: int) -> None:
     # oversubscribe the cores.
     cv2.setNumThreads(1)
     _worker = _Worker(config, workers)
+    torch = sys.modules.get("torch")
+    if torch is not None:  # imported by RAFT: its threads share the cores with the other workers
+        torch.set_num_threads(max(1, usable_cores() // workers))
 
 
 def _run_in_worker(job: _Job) -> VideoResult | str:

@@ -360,3 +360,21 @@ def test_a_write_error_mid_video_stops_every_thread_before_it_is_raised(tmp_path
         extract_video(video, tmp_path / "v", replace(FAST, threads=2))
     # Checked while the traceback (which holds the function's frame) is still alive.
     assert raised.value is not None and not extraction_threads()
+
+
+def test_a_raft_worker_takes_its_share_of_the_cores_for_torch(tmp_path, monkeypatch):
+    import torch
+    from torchvision.models.optical_flow import raft_small
+
+    weights = tmp_path / "raft_small.pt"
+    torch.save(raft_small(weights=None).state_dict(), weights)
+    config = ExtractionConfig(algorithm="raft", params={"model": "small", "weights": str(weights)})
+    monkeypatch.setattr(flow.extract, "usable_cores", lambda: 4)
+    torch_threads, opencv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        flow.extract._init_worker(config, workers=2)
+        assert torch.get_num_threads() == 2 and cv2.getNumThreads() == 1
+    finally:
+        torch.set_num_threads(torch_threads)
+        cv2.setNumThreads(opencv_threads)
+        monkeypatch.setattr(flow.extract, "_worker", None)
