@@ -169,16 +169,21 @@ def test_a_flow_error_stops_the_decoding_and_flow_threads(tmp_path):
     assert not extraction_threads()
 
 
-def test_an_error_on_the_last_write_is_raised_and_nothing_is_complete(tmp_path, monkeypatch):
-    video = write_moving_video(tmp_path / "v.avi")
+def fail_writing(monkeypatch, name: str) -> None:
+    """Writing the file called ``name`` fails with an I/O error; every other write succeeds."""
     real_write_file = flow.extract.write_file
 
-    def failing_last(path, data):
-        if path.name == "flow_y_00007.jpg":
+    def write_file(path, data):
+        if path.name == name:
             raise OSError(errno.EIO, "Input/output error", str(path))
         return real_write_file(path, data)
 
-    monkeypatch.setattr(flow.extract, "write_file", failing_last)
+    monkeypatch.setattr(flow.extract, "write_file", write_file)
+
+
+def test_an_error_on_the_last_write_is_raised_and_nothing_is_complete(tmp_path, monkeypatch):
+    video = write_moving_video(tmp_path / "v.avi")
+    fail_writing(monkeypatch, "flow_y_00007.jpg")
     with pytest.raises(OSError, match="Input/output error"):
         extract_video(video, tmp_path / "v", FAST)
     assert not (tmp_path / "v" / META_FILE).exists()
@@ -348,14 +353,7 @@ def test_opencv_threads_are_restored_after_a_video(tmp_path):
 
 def test_a_write_error_mid_video_stops_every_thread_before_it_is_raised(tmp_path, monkeypatch):
     video = write_moving_video(tmp_path / "v.avi", frames=30)
-    real_write_file = flow.extract.write_file
-
-    def failing_third(path, data):
-        if path.name == "flow_x_00003.jpg":
-            raise OSError(errno.EIO, "Input/output error", str(path))
-        return real_write_file(path, data)
-
-    monkeypatch.setattr(flow.extract, "write_file", failing_third)
+    fail_writing(monkeypatch, "flow_x_00003.jpg")
     with pytest.raises(OSError, match="Input/output error") as raised:
         extract_video(video, tmp_path / "v", replace(FAST, threads=2))
     # Checked while the traceback (which holds the function's frame) is still alive.
