@@ -58,7 +58,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flow.algorithms import FlowAlgorithm
+from flow.algorithms import FlowAlgorithm, create_algorithm
 from flow.codec import decode_flow, encode_flow
 from flow.extract import ExtractionConfig, extract_many, extract_video, open_video
 
@@ -374,7 +374,8 @@ def run(args: argparse.Namespace) -> None:
               f"(short side {args.short_side or 'kept'}); throughput on copies of: {', '.join(v.name for v in videos)}")
         print()
 
-        inputs: dict[int, list[Path]] = {}
+        inputs: dict[int, list[Path]] = {}  # by clip length
+        input_pairs: dict[int, int] = {}
         overheads: dict[str, Overhead] = {}
         throughputs: dict[str, Throughput] = {}
         for name, params in algorithms:
@@ -382,9 +383,9 @@ def run(args: argparse.Namespace) -> None:
             frames = args.frames if args.frames is not None else clip_length(videos[0], config, args.slow_frames)
             if frames not in inputs:
                 inputs[frames] = prepare_inputs(videos, frames, scratch / "videos" / str(frames))
+                input_pairs[frames] = sum(sum(1 for _ in open_video(video, base)) - 1 for video in inputs[frames])
             overheads[name] = measure_overhead(inputs[frames][0], config, scratch / "one" / name, args.repeats)
-            input_pairs = sum(sum(1 for _ in open_video(video, base)) - 1 for video in inputs[frames])
-            seconds_per_copy = input_pairs * overheads[name].tools["tool"].ms / 1000
+            seconds_per_copy = input_pairs[frames] * overheads[name].tools["tool"].ms / 1000
             copies = max(1, math.ceil(args.throughput_seconds / seconds_per_copy))
             throughputs[name] = measure_throughput(inputs[frames], config, scratch / "many" / name, worker_counts, copies)
         flows = next(iter(overheads.values())).flows
@@ -404,7 +405,7 @@ def random_raft_weights(model: str, folder: Path) -> Path:
 
 def clip_length(video: Path, config: ExtractionConfig, slow_frames: int) -> int:
     """0 (the whole video) for a fast algorithm, ``slow_frames`` for one slower than SLOW_MS a pair."""
-    algorithm = config.create_algorithms()[0]
+    algorithm = create_algorithm(config.algorithm, **config.params)
     frames = tool_frames(video, config, algorithm.needs_color, limit=3)
     algorithm(frames[0], frames[1])  # set-up costs
     started = time.perf_counter()

@@ -25,7 +25,7 @@ def _check_bound(bound: float) -> float:
 def quantize(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
     """Map flow in pixels to uint8 levels (any shape), clipping at +-bound."""
     bound = _check_bound(bound)
-    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    flow = np.asarray(flow, dtype=np.float32)
     if np.isnan(flow).any():
         # NaN would cast to an arbitrary byte and silently corrupt the stored field.
         raise ValueError("flow contains NaN")

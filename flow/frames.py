@@ -63,7 +63,7 @@ class VideoFrames(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, path: Path, short_side: int, step: int = 1, gray: bool = True, rgb: bool = False):
+    def __init__(self, path: Path, short_side: int, step: int = 1, gray: bool = True, rgb: bool = False) -> None:
         if not path.is_file():
             raise VideoError("no such file")
         if path.stat().st_size == 0:
@@ -88,18 +88,29 @@ class PyAVFrames(VideoFrames):
 
     def _open(self, path: Path) -> tuple[int, int, float]:
         try:
-            self._container = av.open(str(path))
+            # Metadata in another encoding than UTF-8 (old AVI titles) must not fail the video.
+            self._container = av.open(str(path), metadata_errors="replace")
         except av.FFmpegError as error:
             raise VideoError(f"cannot open as a video ({error.strerror or error})") from None
+        try:
+            return self._open_stream()
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _open_stream(self) -> tuple[int, int, float]:
         # FFmpeg's choice of stream, as decord's (it passes over cover art).
         self._stream = self._container.streams.best("video")
         if self._stream is None:
-            self._container.close()
             raise VideoError("no video stream")
+        context = self._stream.codec_context
+        if context is None:
+            raise VideoError("no decoder for its video codec")
+        if context.width <= 0 or context.height <= 0:
+            raise VideoError(f"unknown frame size ({context.width}x{context.height})")
         # The decode thread is one of the extraction's stages: FFmpeg's own threads
         # would compete with the flow threads for the same cores.
         self._stream.thread_count = 1
-        context = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate
         return context.width, context.height, float(rate) if rate else 0.0
 

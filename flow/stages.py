@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from queue import Empty, Queue
+from types import TracebackType
 from typing import TypeVar
 
 import cv2
@@ -27,6 +28,7 @@ from flow.algorithms import FlowAlgorithm
 QUEUE_DEPTH = 4
 
 Key = TypeVar("Key")
+Item = TypeVar("Item")
 
 
 def usable_cores() -> int:
@@ -36,7 +38,7 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def prefetched(items: Iterator, depth: int = QUEUE_DEPTH) -> Generator:
+def prefetched(items: Iterator[Item], depth: int = QUEUE_DEPTH) -> Generator[Item, None, None]:
     """``items``, computed in a background thread up to ``depth`` ahead of the consumer.
 
     An exception of the thread is raised here, in the consumer; closing this generator
@@ -145,7 +147,7 @@ class Writer:
     error is raised in the caller by the next ``put``, or on leaving the ``with`` block.
     """
 
-    def __init__(self, depth: int = QUEUE_DEPTH):
+    def __init__(self, depth: int = QUEUE_DEPTH) -> None:
         self.written = 0
         self._error: BaseException | None = None
         self._queue: Queue = Queue(depth)
@@ -155,7 +157,9 @@ class Writer:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type, exc, traceback) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._queue.put(None)
         self._thread.join()
         if exc_type is None:

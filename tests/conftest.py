@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import pytest
 import wandb
 
@@ -66,3 +67,12 @@ def wandb_env(tmp_path, monkeypatch):
     yield notices
     wandb.finish()
     wandb.teardown()
+
+
+@pytest.fixture
+def opencv_three_threads():
+    """OpenCV at 3 threads, a count nothing sets by itself, so a test sees what changed it."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    yield 3
+    cv2.setNumThreads(before)

@@ -32,6 +32,13 @@ def test_quantize_rounds_instead_of_flooring():
     assert int(np.floor(255 * (value + BOUND) / (2 * BOUND))) == 127
 
 
+def test_quantize_keeps_any_shape():
+    assert quantize(np.float64(0.0), BOUND).shape == ()
+    assert quantize(np.zeros((0, 2)), BOUND).shape == (0, 2)
+    strided = np.zeros((4, 6, 2), np.float32)[:, ::2, 0]
+    assert quantize(strided, BOUND).shape == (4, 3)
+
+
 def test_quantize_clips_at_the_bound():
     assert quantize(np.array([-1000.0, 1000.0, -np.inf, np.inf, -1e30, 1e30]), BOUND).tolist() == [0, 255] * 3
 

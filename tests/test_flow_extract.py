@@ -344,11 +344,10 @@ def test_flow_threads_default_to_the_cores_over_the_workers(monkeypatch):
     assert len(ExtractionConfig(algorithm="farneback", threads=3).create_algorithms()) == 3
 
 
-def test_opencv_threads_are_restored_after_a_video(tmp_path):
+def test_opencv_threads_are_restored_after_a_video(tmp_path, opencv_three_threads):
     video = write_moving_video(tmp_path / "v.avi")
-    before = cv2.getNumThreads()
     extract_video(video, tmp_path / "v", replace(FAST, threads=2))
-    assert cv2.getNumThreads() == before
+    assert cv2.getNumThreads() == opencv_three_threads
 
 
 def test_a_write_error_mid_video_stops_every_thread_before_it_is_raised(tmp_path, monkeypatch):

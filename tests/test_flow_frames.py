@@ -105,3 +105,36 @@ def test_cover_art_is_not_taken_for_the_video(tmp_path, decoder):
     frames = open_video(with_cover, ExtractionConfig(short_side=0, decoder=decoder))
     assert frames.source_size == (96, 64)
     assert sum(1 for _ in frames) == 8
+
+
+def remux(source: Path, target: Path, *options: bytes) -> Path:
+    """``source`` stream-copied into ``target`` with extra ffmpeg output options (bytes: any encoding)."""
+    command = [b"ffmpeg", b"-v", b"error", b"-i", bytes(source), b"-c", b"copy", *options, bytes(target)]
+    subprocess.run(command, check=True)
+    return target
+
+
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+def test_metadata_not_in_utf8_is_no_reason_to_fail(tmp_path, decoder):
+    video = write_moving_video(tmp_path / "v.mp4", frames=6)
+    latin1 = remux(video, tmp_path / "latin1.avi", b"-metadata", b"title=caf\xe9")
+    result = extract_video(latin1, tmp_path / "out", ExtractionConfig(algorithm="dis", short_side=32, decoder=decoder))
+    assert result.pairs == 5
+
+
+def open_files() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+def test_an_unknown_codec_is_a_video_error_and_closes_the_file(tmp_path, decoder):
+    video = write_moving_video(tmp_path / "v.mp4", frames=6)
+    data = remux(video, tmp_path / "v.mkv").read_bytes()
+    assert b"V_MPEG4/ISO/ASP" in data
+    unknown = tmp_path / "unknown_codec.mkv"
+    unknown.write_bytes(data.replace(b"V_MPEG4/ISO/ASP", b"V_MPEG4/ISO/XYZ"))
+    before = open_files()
+    for _ in range(3):
+        with pytest.raises(VideoError, match="no decoder|cannot open"):
+            open_video(unknown, ExtractionConfig(decoder=decoder))
+    assert open_files() == before

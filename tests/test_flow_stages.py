@@ -33,7 +33,7 @@ def pairs(count: int):
         yield k, np.full((4, 4), k, np.uint8), np.full((4, 4), k + 1, np.uint8)
 
 
-def test_several_instances_give_the_fields_in_order_on_their_own_threads():
+def test_several_instances_give_the_fields_in_order_on_their_own_threads(opencv_three_threads):
     algorithms = [Recording() for _ in range(3)]
     results = list(flow_fields(pairs(20), algorithms))
     assert [key for key, _, _ in results] == list(range(20))
@@ -42,14 +42,14 @@ def test_several_instances_give_the_fields_in_order_on_their_own_threads():
     assert len(calls) == 20 and all(name.startswith("flow-calc") for name in calls)
     # Each call runs on one OpenCV thread: the flow threads are the parallelism.
     assert {n for algorithm in algorithms for n in algorithm.opencv_threads} == {1}
+    assert cv2.getNumThreads() == opencv_three_threads
 
 
-def test_one_instance_runs_in_the_calling_thread_with_opencvs_threads():
+def test_one_instance_runs_in_the_calling_thread_with_opencvs_threads(opencv_three_threads):
     algorithm = Recording()
-    before = cv2.getNumThreads()
     assert [key for key, _, _ in flow_fields(pairs(5), [algorithm])] == list(range(5))
     assert set(algorithm.threads) == {threading.current_thread().name}
-    assert set(algorithm.opencv_threads) == {before}
+    assert set(algorithm.opencv_threads) == {opencv_three_threads}
 
 
 class FailingAt(Recording):
