@@ -173,8 +173,9 @@ def measure_overhead(video: Path, config: ExtractionConfig, out_dir: Path, repea
     instances = {name: variant.create_algorithms() for name, variant in variants.items()}
     algorithm: FlowAlgorithm = instances["tool"][0]
     frames = tool_frames(video, config, algorithm.needs_color)
-    for instance in {id(a): a for group in instances.values() for a in group}.values():
-        instance(frames[0], frames[1])  # the first call pays one-off set-up costs
+    for group in instances.values():
+        for instance in group:
+            instance(frames[0], frames[1])  # the first call pays one-off set-up costs
     bare, tools = Timing(), {name: Timing() for name in variants}
     flows: list[np.ndarray] = []
     pairs = len(frames) - 1
