@@ -28,7 +28,8 @@ Lightning's default sampler (padding is harmless there).
 
 SVM fusion (``TwoStreamClassifier``) fits on per-video scores of the training videos;
 ``svm_train_dataloader`` gives them as test batches (views axis, sharded like the test
-loader), with fewer views than the test protocol to keep it cheap.
+loader), with fewer views than the test protocol to keep it cheap; ``test_dataloader``
+appends it (dataloader_idx 1) for a model whose ``extra_test_loaders`` names it.
 """
 
 from __future__ import annotations
@@ -346,8 +347,13 @@ class VideoDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self.loader(self._dataset("val"), "val")
 
-    def test_dataloader(self) -> DataLoader:
-        return self.loader(self._dataset("test"), "test")
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The test videos; then, as dataloader_idx 1, 2, ..., the loaders the model's test also
+        reads (its ``extra_test_loaders``, e.g. ``("svm_train",)``: ``svm_train_dataloader()``),
+        so that Lightning's precision, device placement and sampler apply to them alike."""
+        test = self.loader(self._dataset("test"), "test")
+        extra = getattr(self.trainer.lightning_module, "extra_test_loaders", ()) if self.trainer else ()
+        return [test, *(getattr(self, f"{name}_dataloader")() for name in extra)] if extra else test
 
     def predict_dataloader(self) -> DataLoader:
         return self.loader(self._dataset("test"), "test")

@@ -5,10 +5,14 @@ own learning-rate scale. Validation and test score each stream and their fusion;
 test ends with the paper's table: spatial, temporal, fusion by averaging, fusion by SVM.
 
 SVM fusion is fitted on the training videos' per-video scores, scored with the test
-protocol. At ``on_test_start`` the module scores ``trainer.datamodule.svm_train_dataloader()``
-(batches like the test ones, over the training split; fewer views are fine) when the
-datamodule has it, exactly once per video under DDP (that loader must shard without
-padding, as the test loader does). Without it the SVM row reads "n/a".
+protocol. They are the test's second loader (dataloader_idx 1): the module lists
+``extra_test_loaders = ("svm_train",)`` and the datamodule's ``test_dataloader()`` appends
+its ``svm_train_dataloader()`` (batches like the test ones, over the training split; fewer
+views are fine). Inside Lightning's test loop they get what the test videos get: the
+precision's autocast (so the SVM trains on features computed as the ones it classifies),
+device placement and the distributed sampler (exactly once per video under DDP: that
+loader must shard without padding, as the test loader does). Without it the SVM row reads
+"n/a".
 """
 
 from pathlib import Path
@@ -17,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.utilities import move_data_to_device, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_modules.classifier import (
@@ -101,6 +105,7 @@ class TwoStreamClassifier(StreamsModule):
         if freeze_backbone:
             self.freeze_backbones()
         self.table: dict[str, float | None] = {}
+        self.svm_collector: VideoScoreCollector | None = None
         self.svm_train: dict[str, np.ndarray] | None = None
 
     @classmethod
@@ -128,21 +133,28 @@ class TwoStreamClassifier(StreamsModule):
 
     # Test: both streams, their fusions, and the table.
 
-    def on_test_start(self) -> None:
+    # The datamodule's test_dataloader() appends these after the test videos (dataloader_idx 1).
+    extra_test_loaders = ("svm_train",)
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
         self.svm_train = None
-        loader_fn = getattr(self.trainer.datamodule, "svm_train_dataloader", None)
-        if loader_fn is None:
-            rank_zero_warn("the datamodule has no svm_train_dataloader(): no SVM fusion")
-            return
-        collector = VideoScoreCollector()
-        with torch.no_grad():
-            for batch in loader_fn():
-                batch = move_data_to_device(batch, self.device)
-                collector.add(batch["index"], batch["label"], self.video_scores(batch))
-        self.svm_train = collector.gather()
+        # Decided from the loaders, the same on every rank (the gather below is collective).
+        self.svm_collector = VideoScoreCollector() if len(self.trainer.num_test_batches) > 1 else None
+        if self.svm_collector is None:
+            rank_zero_warn("the test has no second loader with the SVM's training videos (a VideoDataModule's "
+                           "test_dataloader() appends svm_train_dataloader() for this model): no SVM fusion")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        if dataloader_idx == 0:
+            super().test_step(batch, batch_idx)
+        else:
+            self.svm_collector.add(batch["index"], batch["label"], self.video_scores(batch))
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
+        if self.svm_collector is not None:
+            self.svm_train = self.svm_collector.gather()
         results = self.test_results[""]
         if not results["index"].size:
             return

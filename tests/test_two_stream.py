@@ -1,14 +1,19 @@
+import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from datamodules import UCF101DataModule
 from lightning_modules.classifier import VideoClassifier
 from lightning_modules.fusion_table import main
 from lightning_modules.two_stream import TwoStreamClassifier
 from lightning_modules.video_scores import load_video_scores
 from models.fusion import average_fusion
+from models.input_spec import flow_pixels
 from tests.test_classifier import (
     NUM_CLASSES,
+    SIZE,
     TinyData,
     Videos,
     tiny_builder,
@@ -28,6 +33,13 @@ class TwoStreamData(TinyData):
     def svm_train_dataloader(self):
         return DataLoader(Videos(self.n, 2, self.keys, 3), batch_size=4)
 
+    def test_dataloader(self):
+        # VideoDataModule's contract: the loaders the model's test also reads follow the test videos.
+        extra = getattr(self.trainer.lightning_module, "extra_test_loaders", ())
+        loaders = [getattr(self, f"{name}_dataloader", None) for name in extra]
+        test = super().test_dataloader()
+        return [test, *(loader() for loader in loaders)] if extra and all(loaders) else test
+
 
 def flow_builder(num_classes: int):
     return tiny_network(4, "flow", num_classes)
@@ -44,7 +56,9 @@ def test_fit_and_test_print_the_papers_table(tmp_path, capsys):
     assert {"train/loss_epoch", "train/spatial/loss_epoch", "train/temporal/loss_epoch", "val/spatial/acc",
             "val/temporal/acc", "val/acc"} <= set(t.logged_metrics)
     capsys.readouterr()
-    (logged,) = t.test(model, TwoStreamData(), verbose=False)
+    # One result per test loader (the test videos, the SVM's training videos), the same metrics in both.
+    logged, again = t.test(model, TwoStreamData(), verbose=False)
+    assert logged == again
     table = capsys.readouterr().out.strip().splitlines()
     assert [line.split("  ")[0].strip() for line in table[1:]] == [
         "spatial", "temporal", "fusion by averaging", "fusion by SVM"]
@@ -83,5 +97,50 @@ def test_from_checkpoints_assembles_two_trained_streams(tmp_path):
     model = TwoStreamClassifier.from_checkpoints(*paths, tiny_builder, flow_builder, NUM_CLASSES, score_file=None)
     saved = torch.load(paths[1], weights_only=True)["state_dict"]
     torch.testing.assert_close(model.temporal.fc.weight, saved["network.fc.weight"])
-    (logged,) = trainer(tmp_path).test(model, TwoStreamData())
+    logged = trainer(tmp_path).test(model, TwoStreamData())[0]
     assert 0 <= logged["test/fusion_avg/acc"] <= 1
+
+
+class LoaderOfBatch(pl.Callback):
+    """Which test loader the batch in flight came from (None: outside Lightning's test batches)."""
+
+    def __init__(self) -> None:
+        self.current: int | None = None
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.current = dataloader_idx
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.current = None
+
+
+def test_svm_training_videos_are_scored_under_the_test_precision(ucf101_tiny, tmp_path):
+    """Under bf16-mixed the SVM's training videos go through the networks in the same autocast as
+    the test videos, as the test's second loader (they were scored in fp32 in on_test_start)."""
+    data, frames = ucf101_tiny
+    dm = UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
+                          frames_root=str(frames), modality="two_stream", num_fields=2, crop_size=SIZE,
+                          short_side=None, test_positions=2, test_crops="centre", svm_positions=1,
+                          test_batch_size=3, num_workers=0, pin_memory=False, cache_dir=str(tmp_path / "cache"))
+
+    def flow_net(num_classes: int):
+        network = tiny_network(4, "flow", num_classes)
+        network.input_spec = flow_pixels(2, SIZE)
+        return network
+
+    model = TwoStreamClassifier(tiny_builder, flow_net, dm.num_classes, view_chunk_size=2)
+    loader = LoaderOfBatch()
+    seen = set()
+    for network in (model.spatial, model.temporal):
+        network.register_forward_hook(lambda module, inputs, output: seen.add((loader.current, output.dtype)))
+    t = trainer(tmp_path, precision="bf16-mixed", callbacks=[loader])
+    t.test(model, dm, verbose=False)
+    assert seen == {(0, torch.bfloat16), (1, torch.bfloat16)}
+
+    # Every training video scored once, named by its id; the test's score file is unchanged.
+    svm_train = load_video_scores(next(tmp_path.rglob("test_scores_svm_train.npz")))
+    assert svm_train["video_ids"].tolist() == dm.train_video_ids
+    np.testing.assert_array_equal(svm_train["index"], np.arange(len(dm.train_video_ids)))
+    scores = load_video_scores(next(tmp_path.rglob("test_scores.npz")))
+    assert scores["video_ids"].tolist() == dm.test_video_ids
+    assert set(scores) == set(svm_train) == {"video_ids", "labels", "index", "scores_spatial", "scores_temporal"}
