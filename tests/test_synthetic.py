@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from datamodules.synthetic import generate
+from datamodules.synthetic import generator as generator_module
 from datamodules.synthetic.__main__ import main
 
 SMALL = dict(num_classes=4, num_frames=12, size=(64, 48))
@@ -125,7 +126,7 @@ def test_rerun_with_same_settings_reuses_the_dataset(tmp_path):
     again = generate(tmp_path / "a", "hmdb51", **args)
     assert again == first
     assert [path.stat().st_mtime_ns for path in again.videos] == stamps
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match=r"seed \(--seed\): 0 in the folder, 1 requested"):
         generate(tmp_path / "a", "hmdb51", seed=1, **args)
 
 
@@ -169,3 +170,122 @@ def test_cli_summary_and_errors(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main([str(tmp_path / "f"), "--layout", "ucf101", *bad])
         assert option in capsys.readouterr().err
+
+
+TINY_ARGS = dict(videos_per_class=2, num_classes=2, num_frames=4, size=(32, 32))
+TINY_CLI = ["--layout", "hmdb51", "--videos-per-class", "2", "--classes", "2", "--frames", "4", "--size", "32x32"]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no ``except Exception`` catches it."""
+
+
+def kill_after_videos(monkeypatch, count: int) -> None:
+    """The generator dies while writing video ``count + 1``, leaving a truncated file behind."""
+    real = generator_module.write_video
+    written = []
+
+    def write_video(path, *args):
+        if len(written) == count:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            generator_module.partial_path(path).write_bytes(b"RIFF truncated")
+            raise Killed
+        written.append(path)
+        real(path, *args)
+
+    monkeypatch.setattr(generator_module, "write_video", write_video)
+
+
+def test_rerun_after_a_kill_finishes_the_same_dataset(tmp_path, monkeypatch):
+    reference = generate(tmp_path / "reference", "hmdb51", **TINY_ARGS)
+    with monkeypatch.context() as patch:
+        kill_after_videos(patch, 2)
+        with pytest.raises(Killed):
+            generate(tmp_path / "a", "hmdb51", **TINY_ARGS)
+    assert not (tmp_path / "a" / "synthetic.json").exists()
+    done = sorted(p for p in (tmp_path / "a").rglob("*.avi") if ".partial" not in p.name)
+    assert len(done) == 2
+    stamps = [path.stat().st_mtime_ns for path in done]
+    finished = generate(tmp_path / "a", "hmdb51", **TINY_ARGS)
+    assert [path.stat().st_mtime_ns for path in done] == stamps  # resumed, not redone
+    files = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())  # noqa: E731
+    assert files(finished.root) == files(reference.root)
+    for path in files(reference.root):
+        assert (finished.root / path).read_bytes() == (reference.root / path).read_bytes(), path
+
+
+def test_half_written_folder_with_other_settings_names_them(tmp_path, monkeypatch, capsys):
+    with monkeypatch.context() as patch:
+        kill_after_videos(patch, 1)
+        with pytest.raises(Killed):
+            main([str(tmp_path / "a"), *TINY_CLI])
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "a"), *TINY_CLI, "--seed", "3", "--frames", "5"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "half-written" in error and "--overwrite" in error
+    assert "num_frames (--frames): 4 in the folder, 5 requested" in error
+    assert "seed (--seed): 0 in the folder, 3 requested" in error
+    assert "--layout" not in error and "--size" not in error
+
+
+def test_overwrite_replaces_a_dataset_of_other_settings(tmp_path, capsys):
+    main([str(tmp_path / "a"), *TINY_CLI])
+    main([str(tmp_path / "a"), *TINY_CLI, "--classes", "3", "--seed", "1", "--overwrite"])
+    replaced = json.loads((tmp_path / "a" / "synthetic.json").read_text())
+    assert (len(replaced["classes"]), replaced["seed"]) == (3, 1)
+    fresh = generate(tmp_path / "fresh", "hmdb51", **{**TINY_ARGS, "num_classes": 3, "seed": 1})
+    files = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))  # noqa: E731
+    assert files(tmp_path / "a") == files(fresh.root)
+
+
+def test_overwrite_replaces_a_half_written_dataset(tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        kill_after_videos(patch, 1)
+        with pytest.raises(Killed):
+            generate(tmp_path / "a", "hmdb51", **TINY_ARGS)
+    dataset = generate(tmp_path / "a", "kinetics", **TINY_ARGS, overwrite=True)
+    assert sorted(p.name for p in dataset.root.iterdir()) == ["kinetics", "synthetic.json"]
+
+
+@pytest.mark.parametrize("foreign", ["user_file", "no_marker", "unexpected_file", "unexpected_folder", "symlink"])
+def test_overwrite_refuses_a_folder_the_generator_did_not_write(tmp_path, capsys, foreign):
+    out = tmp_path / "out"
+    if foreign == "user_file":
+        out.mkdir()
+        (out / "thesis.tex").write_text("years of work")
+    else:
+        generate(out, "hmdb51", **TINY_ARGS)
+    if foreign == "no_marker":
+        (out / "synthetic.json").unlink()
+    elif foreign == "unexpected_file":
+        (out / "hmdb51" / "notes.txt").write_text("mine")
+    elif foreign == "unexpected_folder":
+        (out / "flow" / "x").mkdir(parents=True)
+    elif foreign == "symlink":
+        (tmp_path / "elsewhere").mkdir()
+        (out / "hmdb51" / "link").symlink_to(tmp_path / "elsewhere")
+    before = sorted(out.rglob("*"))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(out), *TINY_CLI, "--seed", "1", "--overwrite"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--overwrite refuses to delete" in error and str(out) in error
+    expected = {"user_file": "synthetic.json", "no_marker": "synthetic.json", "unexpected_file": "hmdb51/notes.txt",
+                "unexpected_folder": "flow", "symlink": "hmdb51/link"}[foreign]
+    assert expected in error
+    assert sorted(out.rglob("*")) == before
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_foreign_folder_or_file_is_refused(tmp_path, capsys, overwrite):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "thesis.tex").write_text("years of work")
+    for out, message in [(tmp_path / "out", "holds no synthetic.json"), (tmp_path / "out" / "thesis.tex", "is a file")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(out), *TINY_CLI, *overwrite])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and message in error and str(out) in error
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["thesis.tex"]
+    assert (tmp_path / "out" / "thesis.tex").read_text() == "years of work"

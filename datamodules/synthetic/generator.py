@@ -1,13 +1,15 @@
 """Generating a whole synthetic dataset in one of the real layouts."""
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from datamodules.synthetic import folder
 from datamodules.synthetic.classes import make_classes
+from datamodules.synthetic.folder import partial_path
 from datamodules.synthetic.layouts import LAYOUTS
 from datamodules.synthetic.render import render_video
 
@@ -43,6 +45,7 @@ def generate(
     size: tuple[int, int] | None = None,
     fps: float = 25.0,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> SyntheticDataset:
     """Write a synthetic dataset into the empty (or new) folder ``out``.
 
@@ -51,6 +54,12 @@ def generate(
     real dataset's (320x240; 340x256 for Kinetics). The same arguments give the
     same files. ``out/synthetic.json``, written last, records classes, kinds,
     seed and sizes.
+
+    A folder holding a complete dataset with the same settings is reused; one left
+    half-written (a killed run) with the same settings is finished. Any other non-empty
+    folder raises FileExistsError naming the settings that differ. ``overwrite`` deletes
+    a dataset this generator wrote, whatever its settings, and generates anew; it raises
+    FileExistsError, deleting nothing, for a folder holding anything else (``folder.py``).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
@@ -71,13 +80,15 @@ def generate(
     }
     dataset = SyntheticDataset(root, layout, video_root, root / spec.annotation_subdir, names, kinds,
                                [video_root / clip.path for clip in clips])
-    # synthetic.json is written last: if it says these very settings, the dataset is complete.
-    if _recorded_summary(root) == summary:
+    state = folder.read_state(root)
+    if overwrite and not state.empty:
+        folder.clear(state)
+    elif state.recorded == summary and state.complete:
         return dataset
-    if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"out must be a new or empty folder (or hold a dataset generated with the "
-                              f"same settings); {root} is not empty")
-
+    elif state.recorded != summary and not state.empty:
+        raise FileExistsError(folder.conflict(state, summary))
+    # New, emptied, or half-written with these very settings: write what is missing.
+    folder.start(root, summary)
     # A video's content depends only on the seed, its class and its number within
     # the class, not on how many other classes or videos there are.
     numbers = [0] * len(classes)
@@ -85,19 +96,14 @@ def generate(
         class_spec = classes[clip.class_index]
         number = numbers[clip.class_index]
         numbers[clip.class_index] += 1
+        if path.exists():  # written (under its own name only once complete) before a kill
+            continue
         frames = render_video(class_spec, num_frames, (width, height),
                               class_spec.rng(seed, 0, number), class_spec.rng(seed, 1, clip.background))
         write_video(path, frames, spec.fourcc, fps)
     spec.write_annotations(root, classes, clips)
-    (root / "synthetic.json").write_text(json.dumps(summary, indent=2) + "\n")
+    folder.finish(root)
     return dataset
-
-
-def _recorded_summary(root: Path) -> dict | None:
-    try:
-        return json.loads((root / "synthetic.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def check_arguments(min_videos: int, videos_per_class: int, num_frames: int, width: int, height: int,
@@ -118,12 +124,14 @@ def check_arguments(min_videos: int, videos_per_class: int, num_frames: int, wid
 
 
 def write_video(path: Path, frames: np.ndarray, fourcc: str, fps: float) -> None:
-    """Encode BGR frames (T, H, W, 3) with OpenCV's writer."""
+    """Encode BGR frames (T, H, W, 3) with OpenCV's writer; ``path`` appears only once complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    scratch = partial_path(path)
+    writer = cv2.VideoWriter(str(scratch), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
     if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {fourcc} video to {path}")
+        raise RuntimeError(f"OpenCV cannot write {fourcc} video to {scratch}")
     for frame in frames:
         writer.write(frame)
     writer.release()
+    os.replace(scratch, path)

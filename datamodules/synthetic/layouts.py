@@ -82,7 +82,7 @@ class UCF101(Layout):
 
     def write_annotations(self, out: Path, classes: list[ClassSpec], clips: list[Clip]) -> None:
         folder = out / self.annotation_subdir
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         write_lines(folder / "classInd.txt", [f"{i + 1} {spec.name}" for i, spec in enumerate(classes)], "\r\n")
         for k in range(NUM_SPLITS):
             train = [f"{c.path} {c.class_index + 1}" for c in clips if c.splits[k] == "train"]
@@ -114,7 +114,7 @@ class HMDB51(Layout):
 
     def write_annotations(self, out: Path, classes: list[ClassSpec], clips: list[Clip]) -> None:
         folder = out / self.annotation_subdir
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         for index, spec in enumerate(classes):
             own = [c for c in clips if c.class_index == index]
             for k in range(NUM_SPLITS):
@@ -142,7 +142,7 @@ class Kinetics(Layout):
 
     def write_annotations(self, out: Path, classes: list[ClassSpec], clips: list[Clip]) -> None:
         folder = out / self.annotation_subdir
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         write_lines(folder / "label_map.txt", [spec.name for spec in classes], "\n")
         for split in ("train", "val"):
             rows = []
