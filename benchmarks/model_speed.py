@@ -1,36 +1,45 @@
 """How big and how fast the project's networks are, at the input sizes of their papers.
 
-Prints markdown tables (they paste into the README):
+Prints markdown tables (they paste into the README), each row as soon as it is measured;
+times and rates at 3 significant digits; ``--json FILE`` writes the same tables unrounded
+with the machine they ran on (``benchmarks/table.py``):
 
-1. Per network: input shape per sample, parameters (M), GFLOPs per sample, and ms per
-   sample of a forward pass (``eval()`` under ``torch.inference_mode``) and of a training
-   step's forward + backward (``train()``, backward of the summed logits, gradients
-   cleared before the clock starts). Each time is the median of a few timed repeats after
-   one untimed warm-up; per sample = time of the batch / batch size. On the CPU the batch
-   is 2 for 2D networks and C3D (its BatchNorm1d needs 2 in training), 1 for the other
-   3D networks, with ``torch.set_num_threads`` set to the cores available; networks above
-   ``HEAVY_GFLOPS`` get fewer repeats (they take seconds a pass on a few cores). On a GPU
-   (whenever ``torch.cuda.is_available()``) the batch is larger, the passes run under
-   bf16 autocast, and ``torch.cuda.synchronize`` brackets every timed pass.
+1. Per network: input shape per sample, parameters (M), GFLOPs per sample, and per device
+   the ms per sample and samples/s of a forward pass (``eval()`` under
+   ``torch.inference_mode``) and of a training step's forward + backward (``train()``,
+   backward of the summed logits, gradients cleared before the clock starts). Each time is
+   the median of a few timed repeats after one untimed warm-up; per sample = time of the
+   batch / batch size. On the CPU the batch is 2 for 2D networks and C3D (its BatchNorm1d
+   needs 2 in training), 1 for the other 3D networks, fp32, with ``torch.set_num_threads``
+   set to the cores available; networks above ``HEAVY_GFLOPS`` get fewer repeats (they take
+   seconds a pass on a few cores). On a GPU the batch is larger and the run uses the fast
+   settings that are the project's defaults on CUDA: bf16 autocast, channels_last /
+   channels_last_3d, ``cudnn.benchmark = True`` and float32 matmul precision "high" (TF32),
+   with ``torch.cuda.synchronize`` bracketing every timed pass.
    FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` on a meta-device copy at
    batch 1: a multiply-add counts as 2 FLOPs, and only convolutions and matrix products
    are counted (normalisation, pooling and activations are not).
-2. Memory format: contiguous against channels_last (2D) / channels_last_3d (3D), both
-   measured in the same run, for ``--compare-formats`` (ResNet-50 RGB and Inception I3D
-   RGB by default).
-3. torch.compile (mode "default") against eager on ``--compile-probe`` (one small network
-   in the full run), with the compile time (first call minus a steady call; inductor caches
-   its kernels on disk, so only the first run on a machine shows the cold compile time).
+2. Memory format: contiguous against channels_last (2D) / channels_last_3d (3D), passes
+   alternating, for ``--compare-formats`` (CPU default: ResNet-50 RGB and Inception I3D RGB).
+3. torch.compile (mode "default") against eager on ``--compile-probe`` (CPU default: one
+   small network, not in --quick), with the compile time (first call minus a steady call;
+   inductor caches its kernels on disk, so only the first run on a machine shows the cold
+   compile time).
 4. Parameters of the I3D paper's compared models (its Table 1) beside the paper's counts,
    at 400 classes; printed when all of a model's networks are selected.
 
-The defaults are what measured faster here (2 shared CPU cores): ``DEFAULT_FORMAT``
-for the CPU, eager rather than compiled (``--compile`` compiles every network).
+Devices: ``--device auto`` (the default) times on the GPU when torch sees one, else on the
+CPU; ``both`` times on each. Tables 2 and 3 are opt-in on a GPU (name the networks with
+``--compare-formats`` / ``--compile-probe``), so the default GPU run stays within a few
+minutes. The CPU defaults are what measured faster here (2 shared CPU cores):
+``DEFAULT_FORMAT``, eager rather than compiled (``--compile`` compiles every network).
 
-Run:  python benchmarks/model_speed.py                   (full, 10-15 minutes on 2 busy cores)
+Run:  python benchmarks/model_speed.py                   (CPU: 10-15 minutes on 2 busy cores;
+                                                          GPU: the speed table, under 3 minutes)
       python benchmarks/model_speed.py --quick           (a smoke run: 112 x 112 inputs where
                                                           a network allows, one repeat)
-      python benchmarks/model_speed.py --models i3d_rgb,c3d --device cuda
+      python benchmarks/model_speed.py --models i3d_rgb,c3d --device both --json speed.json
+      python benchmarks/model_speed.py --compare-formats resnet50_rgb --compile-probe cnn_m_rgb  (on a GPU)
 """
 
 from __future__ import annotations
@@ -38,17 +47,18 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import torch
 import torchvision
+from table import Cell, Report, add_json_option, describe_machine, joined, progress
 from torch import Tensor, nn
 from torch.nn.utils import (
     convert_conv2d_weight_memory_format,
@@ -74,6 +84,11 @@ MemoryFormat = Literal["contiguous", "channels_last"]
 # CPU: channels_last measured faster in the full run (fwd+bwd ~1.4x on ResNet-50 and I3D); on a GPU
 # channels_last is what cuDNN's bf16 tensor-core kernels take without a transpose.
 DEFAULT_FORMAT: dict[Device, MemoryFormat] = {"cpu": "channels_last", "cuda": "channels_last"}
+# Tables 2 and 3 by default on a CPU-only run; on a GPU they are opt-in (the compile probe and the
+# second layout took most of a 150 s default run on an H200).
+CPU_COMPARE_FORMATS = ("resnet50_rgb", "i3d_rgb")
+CPU_COMPILE_PROBE = "cnn_m_rgb"
+GPU_MATMUL_PRECISION = "high"  # TF32 for float32 matmuls outside autocast
 HEAVY_GFLOPS = 50.0  # above this, a network gets `heavy_repeats` timed repeats on the CPU
 QUICK_SIZE = 112  # spatial size of --quick inputs, for networks that take any size
 GPU_REPEATS = 10
@@ -159,13 +174,13 @@ class Timing:
     def ms_per_sample(self, passes: list[float]) -> float:
         return 1000 * statistics.median(passes) / self.batch
 
+    def samples_per_second(self, passes: list[float]) -> float:
+        return self.batch / statistics.median(passes)
+
     def compile_s(self) -> tuple[float, float]:
         """First call minus a steady one, forward and forward + backward."""
         return (self.first_calls[0] - statistics.median(self.forward),
                 self.first_calls[1] - statistics.median(self.train_step))
-
-
-Results = dict[tuple[str, Device], dict[Variant, Timing]]  # (network, device) -> its timings
 
 
 @dataclass(frozen=True)
@@ -175,6 +190,28 @@ class Settings:
     quick: bool
     repeats: int
     heavy_repeats: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run times: the command line resolved against the devices present."""
+
+    models: list[str]
+    devices: list[Device]
+    defaults: dict[Device, Variant]  # the speed table's variant per device
+    compare: list[str]  # networks of the memory-format table
+    probe: list[str]  # the compile probe's network (zero or one)
+    settings: Settings
+    json: Path | None
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a network is, apart from its speed."""
+
+    shapes: list[tuple[int, ...]]  # per sample, one per forward argument
+    params_m: float
+    gflops: float  # per sample, forward
 
 
 def input_shapes(net: Network, model: nn.Module, quick: bool) -> list[tuple[int, ...]]:
@@ -203,6 +240,12 @@ def gflops_per_sample(model: nn.Module, shapes: Sequence[tuple[int, ...]]) -> fl
     with FlopCounterMode(display=False) as counter:
         meta(*(torch.empty(1, *shape, device="meta") for shape in shapes))
     return counter.get_total_flops() / 1e9
+
+
+def describe(net: Network, quick: bool) -> Description:
+    model = net.build(net.default_classes)
+    shapes = input_shapes(net, model, quick)
+    return Description(shapes, parameters_m(model), gflops_per_sample(model, shapes))
 
 
 def set_memory_format(model: nn.Module, memory_format: MemoryFormat) -> None:
@@ -236,6 +279,20 @@ def autocast(device: Device) -> torch.autocast | nullcontext:
     return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else nullcontext()
 
 
+@contextmanager
+def gpu_speed_settings() -> Iterator[None]:
+    """cuDNN autotuning and TF32 float32 matmuls while timing on a GPU, restored after (they would
+    change a CPU column of the same run: the matmul precision applies to the CPU too)."""
+    benchmark, precision = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision(GPU_MATMUL_PRECISION)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        torch.set_float32_matmul_precision(precision)
+
+
 def timed(step: Callable[[], None], device: Device, prepare: Callable[[], object] = lambda: None) -> float:
     """Seconds `step` takes, after `prepare` (untimed)."""
     prepare()
@@ -246,26 +303,32 @@ def timed(step: Callable[[], None], device: Device, prepare: Callable[[], object
     return time.perf_counter() - start
 
 
-def time_network(net: Network, device: Device, variants: Sequence[Variant],
-                 settings: Settings) -> dict[Variant, Timing]:
+def time_network(net: Network, device: Device, variants: Sequence[Variant], settings: Settings,
+                 description: Description) -> dict[Variant, Timing]:
     """Time `net`'s forward and forward + backward in each variant (a fresh build each).
 
     The variants' passes alternate, so a change in the machine's load hits them alike.
     """
+    progress(f"  timing {net.name} on {device}: {'; '.join(map(str, variants))}")
+    with gpu_speed_settings() if device == "cuda" else nullcontext():
+        return _time_variants(net, device, variants, settings, description)
+
+
+def _time_variants(net: Network, device: Device, variants: Sequence[Variant], settings: Settings,
+                   description: Description) -> dict[Variant, Timing]:
     batch = net.cpu_batch if device == "cpu" else net.gpu_batch
     models, runs, inputs = [], [], []
     for variant in variants:
         model = net.build(net.default_classes).to(device)
-        shapes = input_shapes(net, model, settings.quick)
         set_memory_format(model, variant.memory_format)
         models.append(model)
         runs.append(torch.compile(model) if variant.compiled else model)
-        inputs.append(make_inputs(shapes, batch, device, variant.memory_format))
+        inputs.append(make_inputs(description.shapes, batch, device, variant.memory_format))
     if device == "cuda":
         repeats = GPU_REPEATS
     elif settings.quick:
         repeats = 1
-    elif gflops_per_sample(models[0], shapes) > HEAVY_GFLOPS:
+    elif description.gflops > HEAVY_GFLOPS:
         repeats = settings.heavy_repeats
     else:
         repeats = settings.repeats
@@ -297,80 +360,50 @@ def time_network(net: Network, device: Device, variants: Sequence[Variant],
     return dict(zip(variants, timings))
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def ms(value: float) -> str:
-    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-
-
-def speed_table(names: Sequence[str], devices: Sequence[Device], defaults: dict[Device, Variant],
-                results: Results, quick: bool) -> str:
-    header = ["network", "input per sample", "params (M)", "GFLOPs"]
+def speed_columns(devices: Sequence[Device]) -> list[str]:
+    columns = ["network", "input per sample", "params (M)", "GFLOPs"]
     for device in devices:
-        header += [f"{device} batch", f"{device} fwd ms", f"{device} fwd+bwd ms"]
-    rows = []
-    for name in names:
-        net = NETWORKS[name]
-        model = net.build(net.default_classes)
-        shapes = input_shapes(net, model, quick)
-        row = [name, " + ".join("x".join(map(str, shape)) for shape in shapes),
-               f"{parameters_m(model):.1f}", f"{gflops_per_sample(model, shapes):.1f}"]
-        for device in devices:
-            t = results[name, device][defaults[device]]
-            row += [str(t.batch), ms(t.ms_per_sample(t.forward)), ms(t.ms_per_sample(t.train_step))]
-        rows.append(row)
-    return markdown_table(header, rows)
+        columns += [f"{device} batch", f"{device} fwd ms", f"{device} fwd samples/s", f"{device} fwd+bwd ms",
+                    f"{device} fwd+bwd samples/s"]
+    return columns
 
 
-def format_table(names: Sequence[str], devices: Sequence[Device], compiled: bool, results: Results) -> str:
-    header = ["network", "device", "fwd ms contiguous", "fwd ms channels_last",
-              "fwd+bwd ms contiguous", "fwd+bwd ms channels_last"]
-    rows = []
-    for name in names:
-        for device in devices:
-            plain = results[name, device][Variant("contiguous", compiled)]
-            last = results[name, device][Variant("channels_last", compiled)]
-            rows.append([name, device, ms(plain.ms_per_sample(plain.forward)), ms(last.ms_per_sample(last.forward)),
-                         ms(plain.ms_per_sample(plain.train_step)), ms(last.ms_per_sample(last.train_step))])
-    return markdown_table(header, rows)
+def speed_cells(name: str, description: Description, timings: Sequence[Timing]) -> list[object]:
+    """A row of the speed table: ``timings`` has one entry per device of the run."""
+    shapes = Cell([list(shape) for shape in description.shapes],
+                  " + ".join("x".join(map(str, shape)) for shape in description.shapes))
+    cells: list[object] = [name, shapes, description.params_m, description.gflops]
+    for t in timings:
+        cells += [t.batch, t.ms_per_sample(t.forward), t.samples_per_second(t.forward),
+                  t.ms_per_sample(t.train_step), t.samples_per_second(t.train_step)]
+    return cells
 
 
-def compile_table(name: str, devices: Sequence[Device], defaults: dict[Device, Variant], results: Results) -> str:
-    header = ["network", "device", "compile s fwd / fwd+bwd", "fwd ms eager", "fwd ms compiled",
-              "fwd+bwd ms eager", "fwd+bwd ms compiled"]
-    rows = []
-    for device in devices:
-        eager = results[name, device][replace(defaults[device], compiled=False)]
-        built = results[name, device][replace(defaults[device], compiled=True)]
-        compile_fwd, compile_train = built.compile_s()
-        rows.append([name, device, f"{compile_fwd:.0f} / {compile_train:.0f}",
-                     ms(eager.ms_per_sample(eager.forward)), ms(built.ms_per_sample(built.forward)),
-                     ms(eager.ms_per_sample(eager.train_step)), ms(built.ms_per_sample(built.train_step))])
-    return markdown_table(header, rows)
-
-
-def paper_table(names: Sequence[str]) -> str | None:
+def paper_rows(names: Sequence[str]) -> list[tuple[str, str, float, int]]:
     """Parameters of the I3D paper's Table 1 models whose networks are all selected."""
     rows = []
     for model_name, paper_m, parts in PAPER_TABLE1:
         if set(parts) <= set(names):
             ours = sum(parameters_m(NETWORKS[part].build(KINETICS_CLASSES)) for part in parts)
-            rows.append([model_name, " + ".join(parts), f"{ours:.1f}", str(paper_m)])
-    if not rows:
-        return None
-    return markdown_table(["I3D paper Table 1", "networks here", "params (M), 400 classes", "paper (M)"], rows)
+            rows.append((model_name, " + ".join(parts), ours, paper_m))
+    return rows
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def network_names(parser: argparse.ArgumentParser, option: str, value: str) -> list[str]:
+    names = [name for name in value.split(",") if name]
+    unknown = [name for name in names if name not in NETWORKS]
+    if unknown:
+        parser.error(f"{option}: unknown network(s) {', '.join(unknown)}; known: {', '.join(NETWORKS)}")
+    return names
+
+
+def plan_run(argv: Sequence[str] | None, cuda_available: bool) -> Plan:
+    """The command line, resolved against whether torch sees a CUDA device."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(NETWORKS),
                         help=f"comma-separated subset of: {', '.join(NETWORKS)}")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: the CPU, and a GPU when one is available")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "both"), default="auto",
+                        help="auto: the GPU when torch sees one, else the CPU; both: a column group for each")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {QUICK_SIZE} x {QUICK_SIZE} inputs where a network allows, one repeat")
     parser.add_argument("--repeats", type=int, default=5, help="timed CPU repeats (default 5)")
@@ -380,82 +413,110 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="layout of the speed table on every device; default per device: "
                              + ", ".join(f"{d} {f}" for d, f in DEFAULT_FORMAT.items()))
     parser.add_argument("--compile", action="store_true", help="torch.compile every network of the speed table")
-    parser.add_argument("--compare-formats", default="resnet50_rgb,i3d_rgb",
-                        help="networks timed in both memory formats (those selected; empty for none)")
-    parser.add_argument("--compile-probe", default="cnn_m_rgb",
-                        help="a network timed eager and compiled (if selected; skipped by --quick; empty for none)")
+    parser.add_argument("--compare-formats",
+                        help="networks timed in both memory formats (those selected; empty for none); default: "
+                             f"{','.join(CPU_COMPARE_FORMATS)} on a CPU-only run, none when the run uses a GPU")
+    parser.add_argument("--compile-probe",
+                        help="a network timed eager and compiled (if selected; skipped by --quick; empty for "
+                             f"none); default: {CPU_COMPILE_PROBE} on a CPU-only run, none when the run uses a GPU")
+    add_json_option(parser)
     args = parser.parse_args(argv)
-    for option in ("models", "compare_formats", "compile_probe"):
-        names = [name for name in getattr(args, option).split(",") if name]
-        if option == "compile_probe" and len(names) > 1:
-            parser.error("--compile-probe takes one network")
-        unknown = [name for name in names if name not in NETWORKS]
-        if unknown:
-            parser.error(f"unknown network(s) {', '.join(unknown)}; known: {', '.join(NETWORKS)}")
-        setattr(args, option, names)
-    return args
+    models = network_names(parser, "--models", args.models)
+    if not models:
+        parser.error("--models names no network")
+    if args.device in ("cuda", "both") and not cuda_available:
+        parser.error(f"--device {args.device}: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    devices: list[Device] = {"cpu": ["cpu"], "cuda": ["cuda"], "both": ["cpu", "cuda"],
+                             "auto": ["cuda"] if cuda_available else ["cpu"]}[args.device]
+    gpu = "cuda" in devices
+    compare = network_names(parser, "--compare-formats", args.compare_formats if args.compare_formats is not None
+                            else "" if gpu else ",".join(CPU_COMPARE_FORMATS))
+    probe = network_names(parser, "--compile-probe", args.compile_probe if args.compile_probe is not None
+                          else "" if gpu else CPU_COMPILE_PROBE)
+    if len(probe) > 1:
+        parser.error("--compile-probe takes one network")
+    for option, value in (("--repeats", args.repeats), ("--heavy-repeats", args.heavy_repeats)):
+        if value < 1:
+            parser.error(f"{option} must be at least 1")
+    return Plan(
+        models=models,
+        devices=devices,
+        defaults={device: Variant(args.memory_format or DEFAULT_FORMAT[device], args.compile) for device in devices},
+        compare=[name for name in compare if name in models],
+        probe=[name for name in probe if name in models and not args.quick],
+        settings=Settings(args.quick, 1 if args.quick else args.repeats, 1 if args.quick else args.heavy_repeats),
+        json=args.json,
+    )
+
+
+def method_notes(plan: Plan) -> list[str]:
+    notes = []
+    if "cpu" in plan.devices:
+        notes.append(f"cpu: fp32, {plan.defaults['cpu']}, median of {plan.settings.repeats} timed passes "
+                     f"({plan.settings.heavy_repeats} above {HEAVY_GFLOPS:g} GFLOPs) after a warm-up")
+    if "cuda" in plan.devices:
+        notes.append(f"cuda: bf16 autocast, {plan.defaults['cuda']}, cudnn.benchmark, float32 matmul precision "
+                     f"{GPU_MATMUL_PRECISION!r}, median of {GPU_REPEATS} timed passes after a warm-up")
+    notes.append("ms and samples/s are per sample (batch time / batch). FLOPs: multiply-add = 2, convs and matmuls "
+                 "only, forward at batch 1.")
+    return notes
+
+
+def run(plan: Plan) -> None:
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    device_name = torch.cuda.get_device_name() if "cuda" in plan.devices else None
+    report = Report("model_speed", describe_machine(device_name, torchvision=torchvision.__version__,
+                                                     torch_threads=threads), plan.json)
+    for note in method_notes(plan):
+        report.note(note)
+    descriptions: dict[str, Description] = {}
+
+    title = "Networks at their papers' input sizes" + (" (--quick: reduced sizes)" if plan.settings.quick else "")
+    speed = report.table(title, speed_columns(plan.devices))
+    for name in plan.models:
+        descriptions[name] = description = describe(NETWORKS[name], plan.settings.quick)
+        timings = [time_network(NETWORKS[name], device, [plan.defaults[device]], plan.settings, description)
+                   [plan.defaults[device]] for device in plan.devices]
+        speed.add(*speed_cells(name, description, timings))
+
+    if plan.compare:
+        formats = report.table(
+            "Memory format: contiguous vs channels_last (2D) / channels_last_3d (3D), passes alternating",
+            ["network", "device", "fwd ms contiguous", "fwd ms channels_last",
+             "fwd+bwd ms contiguous", "fwd+bwd ms channels_last"])
+        for name in plan.compare:
+            for device in plan.devices:
+                compiled = plan.defaults[device].compiled
+                variants = [Variant("contiguous", compiled), Variant("channels_last", compiled)]
+                plain, last = time_network(NETWORKS[name], device, variants, plan.settings,
+                                           descriptions[name]).values()
+                formats.add(name, device, plain.ms_per_sample(plain.forward), last.ms_per_sample(last.forward),
+                            plain.ms_per_sample(plain.train_step), last.ms_per_sample(last.train_step))
+
+    for name in plan.probe:
+        probe = report.table('torch.compile (mode "default") vs eager, passes alternating; '
+                             "compile s = first call minus a steady one",
+                             ["network", "device", "compile s fwd / fwd+bwd", "fwd ms eager", "fwd ms compiled",
+                              "fwd+bwd ms eager", "fwd+bwd ms compiled"])
+        for device in plan.devices:
+            variants = [replace(plan.defaults[device], compiled=compiled) for compiled in (False, True)]
+            eager, built = time_network(NETWORKS[name], device, variants, plan.settings, descriptions[name]).values()
+            probe.add(name, device, joined(built.compile_s(), " / "), eager.ms_per_sample(eager.forward),
+                      built.ms_per_sample(built.forward), eager.ms_per_sample(eager.train_step),
+                      built.ms_per_sample(built.train_step))
+
+    rows = paper_rows(plan.models)
+    if rows:
+        table1 = report.table("Parameters of the I3D paper's Table 1 models",
+                              ["I3D paper Table 1", "networks here", "params (M), 400 classes", "paper (M)"])
+        for row in rows:
+            table1.add(*row)
+    report.finish()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    threads = len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads)
-    devices: list[Device] = [] if args.device == "cuda" else ["cpu"]
-    gpu_note = None
-    if args.device != "cpu":
-        if torch.cuda.is_available():
-            devices.append("cuda")
-            torch.backends.cudnn.benchmark = True
-        else:
-            gpu_note = "no CUDA device: the GPU columns are skipped"
-    defaults = {device: Variant(args.memory_format or DEFAULT_FORMAT[device], args.compile) for device in devices}
-    settings = Settings(args.quick, 1 if args.quick else args.repeats, 1 if args.quick else args.heavy_repeats)
-    compare = [name for name in args.compare_formats if name in args.models]
-    probe = [name for name in args.compile_probe if name in args.models and not args.quick]  # zero or one
-
-    results: Results = {}
-    for name in args.models:
-        for device in devices:
-            variants = {defaults[device]}
-            if name in compare:
-                variants |= {Variant(memory_format, args.compile) for memory_format in ("contiguous", "channels_last")}
-            if name in probe:
-                variants |= {replace(defaults[device], compiled=compiled) for compiled in (False, True)}
-            ordered = sorted(variants, key=str)
-            print(f"  timing {name} on {device}: {'; '.join(map(str, ordered))}", file=sys.stderr, flush=True)
-            results[name, device] = time_network(NETWORKS[name], device, ordered, settings)
-
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {threads} CPU threads"
-          + "".join(f", {torch.cuda.get_device_name()}" for device in devices if device == "cuda"))
-    if gpu_note:
-        print(gpu_note)
-    print(f"CPU: fp32, median of {settings.repeats} timed passes ({settings.heavy_repeats} above "
-          f"{HEAVY_GFLOPS:g} GFLOPs) after a warm-up; GPU: bf16 autocast, median of {GPU_REPEATS}. "
-          "ms are per sample. FLOPs: multiply-add = 2, convs and matmuls only, forward at batch 1.")
-    print()
-    print("### Networks at their papers' input sizes" + (" (--quick: reduced sizes)" if args.quick else ""))
-    print()
-    if defaults:
-        print("(" + "; ".join(f"{device}: {variant}" for device, variant in defaults.items()) + ")")
-        print()
-    print(speed_table(args.models, devices, defaults, results, args.quick))
-    if compare and devices:
-        print()
-        print("### Memory format: contiguous vs channels_last (2D) / channels_last_3d (3D), passes alternating")
-        print()
-        print(format_table(compare, devices, args.compile, results))
-    if probe and devices:
-        print()
-        print('### torch.compile (mode "default") vs eager, passes alternating; '
-              "compile s = first call minus a steady one")
-        print()
-        print(compile_table(probe[0], devices, defaults, results))
-    table1 = paper_table(args.models)
-    if table1:
-        print()
-        print("### Parameters of the I3D paper's Table 1 models")
-        print()
-        print(table1)
+    run(plan_run(argv, torch.cuda.is_available()))
     return 0
 
 

@@ -1,26 +1,135 @@
-"""Smoke test of benchmarks/model_speed.py: its --quick mode on one small network."""
+"""benchmarks/model_speed.py: a --quick run on small networks (rows as measured, 3 significant
+digits, --json), and what a GPU run times, checked on the CPU."""
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "model_speed.py"
-HEADER = "| network | input per sample | params (M) | GFLOPs | cpu batch | cpu fwd ms | cpu fwd+bwd ms |"
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "model_speed.py"
+sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling table.py as `table`
+import model_speed  # noqa: E402
+import table  # noqa: E402
+
+HEADER = ("| network | input per sample | params (M) | GFLOPs | cpu batch | cpu fwd ms | cpu fwd samples/s "
+          "| cpu fwd+bwd ms | cpu fwd+bwd samples/s |")
+TIMES = ("cpu fwd ms", "cpu fwd samples/s", "cpu fwd+bwd ms", "cpu fwd+bwd samples/s")
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The script, its stderr (progress) merged into stdout in the order both were written."""
+    return subprocess.run([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
 
 
-def test_quick_run_prints_the_table():
-    result = _run("--quick", "--models", "cnn_m_rgb", "--device", "cpu")
-    assert result.returncode == 0, result.stderr
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
+    path = tmp_path_factory.mktemp("model_speed") / "speed.json"
+    result = _run("--quick", "--models", "googlenet_rgb,cnn_m_rgb", "--device", "cpu", "--json", str(path))
+    assert result.returncode == 0, result.stdout
+    return result, json.loads(path.read_text())
+
+
+def _row(output: str, name: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith(f"| {name} |"))
+
+
+def test_quick_run_prints_the_table(quick_run):
+    result, _ = quick_run
     assert HEADER in result.stdout
-    row = next(line for line in result.stdout.splitlines() if line.startswith("| cnn_m_rgb |"))
-    assert "| 3x224x224 |" in row  # CNN-M keeps the paper's size even in --quick
+    assert "| 3x112x112 |" in _row(result.stdout, "googlenet_rgb")  # --quick reduces the size...
+    assert "| 3x224x224 |" in _row(result.stdout, "cnn_m_rgb")  # ...but CNN-M keeps the paper's size
+
+
+def test_rows_are_printed_as_they_are_measured(quick_run):
+    result, _ = quick_run
+    assert result.stdout.index("| googlenet_rgb |") < result.stdout.index("timing cnn_m_rgb on cpu")
+
+
+def test_times_print_with_three_significant_digits(quick_run):
+    result, document = quick_run
+    speed = document["tables"][0]
+    for row in speed["rows"]:
+        printed = dict(zip(speed["columns"], _row(result.stdout, row["network"]).strip("| ").split(" | ")))
+        for column in TIMES:
+            assert printed[column] == table.significant(row[column]), column
+
+
+def test_json_holds_the_table_and_the_machine(quick_run):
+    _, document = quick_run
+    assert document["benchmark"] == "model_speed" and document["finished"]
+    assert {"cpu_count", "torch", "device"} <= set(document["machine"])
+    speed = document["tables"][0]
+    assert "| " + " | ".join(speed["columns"]) + " |" == HEADER
+    assert [row["network"] for row in speed["rows"]] == ["googlenet_rgb", "cnn_m_rgb"]
+    assert speed["rows"][1]["input per sample"] == [[3, 224, 224]]
+    assert all(row["cpu fwd ms"] > 0 for row in speed["rows"])
 
 
 def test_unknown_network_is_reported():
     result = _run("--quick", "--models", "no_such_net")
     assert result.returncode != 0
-    assert "unknown network" in result.stderr
+    assert "unknown network" in result.stdout
+
+
+def test_gpu_default_run_is_the_speed_table_with_the_fast_settings():
+    plan = model_speed.plan_run([], cuda_available=True)
+    assert plan.devices == ["cuda"]  # the CPU columns are --device both
+    assert plan.compare == [] and plan.probe == []  # opt-in on a GPU
+    assert plan.defaults["cuda"] == model_speed.Variant("channels_last", compiled=False)
+    cuda_note = next(note for note in model_speed.method_notes(plan) if note.startswith("cuda:"))
+    assert "bf16 autocast" in cuda_note and "cudnn.benchmark" in cuda_note and "'high'" in cuda_note
+    assert model_speed.speed_columns(plan.devices)[4:6] == ["cuda batch", "cuda fwd ms"]
+
+
+def test_gpu_run_times_the_comparisons_that_are_asked_for():
+    plan = model_speed.plan_run(["--compare-formats", "resnet50_rgb", "--compile-probe", "cnn_m_rgb"],
+                                cuda_available=True)
+    assert plan.compare == ["resnet50_rgb"] and plan.probe == ["cnn_m_rgb"]
+    both = model_speed.plan_run(["--device", "both"], cuda_available=True)
+    assert both.devices == ["cpu", "cuda"] and both.compare == [] and both.probe == []
+
+
+def test_cpu_run_keeps_its_comparisons():
+    plan = model_speed.plan_run([], cuda_available=False)
+    assert plan.devices == ["cpu"]
+    assert plan.compare == ["resnet50_rgb", "i3d_rgb"] and plan.probe == ["cnn_m_rgb"]
+    assert model_speed.plan_run(["--quick"], cuda_available=False).probe == []
+
+
+@pytest.mark.parametrize("device", ["cuda", "both"])
+def test_gpu_device_without_a_gpu_is_refused(device, capsys):
+    with pytest.raises(SystemExit):
+        model_speed.plan_run(["--device", device], cuda_available=False)
+    assert f"--device {device}: torch sees no CUDA device" in capsys.readouterr().err
+
+
+def test_gpu_settings_hold_while_timing_and_are_restored():
+    before = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    with model_speed.gpu_speed_settings():
+        assert torch.backends.cudnn.benchmark is True
+        assert torch.get_float32_matmul_precision() == "high"
+    assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
+def test_default_gpu_run_is_fast(tmp_path):
+    """The default run on a GPU (every network, no probes) at --quick sizes; the full-size default
+    run must stay under 3 minutes."""
+    started = time.perf_counter()
+    result = _run("--quick", "--json", str(tmp_path / "speed.json"), timeout=600)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout
+    document = json.loads((tmp_path / "speed.json").read_text())
+    speed = document["tables"][0]
+    assert "cuda fwd ms" in speed["columns"] and "cpu fwd ms" not in speed["columns"]
+    assert len(speed["rows"]) == len(model_speed.NETWORKS)
+    assert not any(t["title"].startswith(("Memory format", "torch.compile")) for t in document["tables"])
+    assert document["machine"]["device"] == torch.cuda.get_device_name()
+    assert elapsed < 90, f"the default GPU run took {elapsed:.0f} s at --quick sizes"
