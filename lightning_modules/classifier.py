@@ -27,8 +27,10 @@ from lightning_modules.optim import (
     parameter_groups,
     split_head,
 )
+from lightning_modules.provenance import TRAINED_HERE, mark_loaded
 from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
 from lightning_modules.views import forward_views, video_scores
+from models.weights import mark_trained
 
 Outputs = dict[str, tuple[Tensor, Tensor]]  # name -> (scores N x C, labels N)
 
@@ -60,6 +62,7 @@ def load_network_weights(network: nn.Module, checkpoint: str | Path, prefix: str
         raise KeyError(f"{checkpoint} has no weights under {prefix!r}; its keys start with "
                        f"{sorted({key.split('.')[0] for key in state})}")
     network.load_state_dict(weights)
+    mark_trained(network, str(checkpoint))
     return network
 
 
@@ -97,6 +100,9 @@ class StreamsModule(pl.LightningModule):
         self.train_metrics, self.val_metrics = nn.ModuleDict(), nn.ModuleDict()
         self.collectors: dict[str, VideoScoreCollector] = {}
         self.test_results: dict[str, dict[str, np.ndarray]] = {}
+        # Set by training and by loading a checkpoint (lightning_modules.provenance).
+        self.weights_origin: str | None = None
+        self.register_load_state_dict_post_hook(mark_loaded)
 
     # Building blocks for subclasses.
 
@@ -166,6 +172,7 @@ class StreamsModule(pl.LightningModule):
         return loss
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self.weights_origin = TRAINED_HERE
         loss = self._shared_step(batch, "train")
         if not torch.isfinite(loss):
             raise FloatingPointError(

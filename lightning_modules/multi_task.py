@@ -26,6 +26,7 @@ from lightning_modules.classifier import (
 from lightning_modules.optim import PaperSGD, classifier_names, configure_optimizers
 from lightning_modules.video_scores import VideoScoreCollector
 from lightning_modules.views import forward_views, video_scores
+from models.weights import mark_trained
 
 
 class MultiTaskClassifier(StreamsModule):
@@ -75,6 +76,7 @@ class MultiTaskClassifier(StreamsModule):
         parent, _, self._slot = slot.rpartition(".")
         self._parent = parent
         delattr(network.get_submodule(parent), self._slot)  # only the heads below hold weights
+        mark_trained(network, None)  # the heads are new, whatever weights the network came with
         self.network, self.heads = network, nn.ModuleList(heads)
         self.key, self.dataset_names = key, list(dataset_names)
         self.add_metrics(dict(zip(dataset_names, num_classes)))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from models.weights import load_checked
+from models.weights import load_checked, mark_trained
 
 if TYPE_CHECKING:
     from models.inception_i3d import InceptionI3D
@@ -78,3 +78,5 @@ def load_port_weights(model: "InceptionI3D", source: str | Path | Mapping[str, T
         raise ValueError(f"{error}\nIt has {file_classes} classes, the model {model.num_classes}: pass "
                          "replace_classifier=True to load the rest and keep the model's fresh logits "
                          "layer.") from None
+    # A file for as many classes gave the logits too: the network is evaluable as it is.
+    mark_trained(model, name if file_classes == model.num_classes else None)

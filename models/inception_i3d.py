@@ -20,7 +20,7 @@ from models.adapt import adapt_first_conv
 from models.i3d_port import load_port_weights
 from models.inflate import inflate_batchnorm, inflate_conv
 from models.input_spec import InputSpec, flow_unit, symmetric_rgb
-from models.weights import get_state_dict, load_checked
+from models.weights import get_state_dict, load_checked, mark_trained
 
 Triple = int | tuple[int, int, int]
 
@@ -237,6 +237,7 @@ class InceptionI3D(nn.Module):
         """Replace the logits layer by a freshly initialised one with `num_classes` outputs."""
         self.num_classes = num_classes
         self.logits = Unit3D(1024, num_classes, norm_act=False)
+        mark_trained(self, None)  # whatever the weights were, the logits are new
 
 
 # torchvision GoogLeNet module -> I3D endpoint: the paper inflates Inception-V1 layer for layer.

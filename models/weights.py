@@ -3,6 +3,11 @@
 Weights are downloaded only when a user names them ("IMAGENET1K_V1", "DEFAULT");
 a local file is read with ``torch.load(..., weights_only=True)`` (no pickled
 code runs). Loading is strict, and a mismatch names every offending layer.
+
+A network whose weights, classifier included, came from a file says so
+(``mark_trained``): it can be evaluated as it is. Backbone weights with a fresh
+classifier (ImageNet for a video task, a file for another number of classes) do not
+count: such a network scores at chance until it is trained.
 """
 
 from collections.abc import Mapping, Sequence
@@ -11,6 +16,20 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import nn
+
+TRAINED_WEIGHTS = "trained_weights"  # the attribute ``mark_trained`` sets
+
+
+def mark_trained(network: nn.Module, source: str | None) -> None:
+    """Record that ``network``'s weights, classifier included, were loaded from ``source``;
+    None records that they were not (e.g. its classifier was just replaced)."""
+    setattr(network, TRAINED_WEIGHTS, source)
+
+
+def trained_weights(network: nn.Module) -> str | None:
+    """Where ``network``'s weights, classifier included, were loaded from; None when they were
+    not (random, or a backbone from a file under a fresh classifier)."""
+    return getattr(network, TRAINED_WEIGHTS, None)
 
 
 def get_state_dict(weights: str, builder: str) -> dict[str, torch.Tensor]:
