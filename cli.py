@@ -14,6 +14,8 @@ from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from lightning_modules.gpu_settings import GPUSettings
+
 
 class VideoCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -34,6 +36,10 @@ class VideoCLI(LightningCLI):
         })
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        # Always on too, nothing changes off CUDA: channels-last networks and inputs,
+        # cudnn.benchmark and TF32 matmuls on GPUs (lightning_modules.gpu_settings); each one
+        # can be turned off under `gpu_settings:` (`--gpu_settings.channels_last false`).
+        parser.add_lightning_class_args(GPUSettings, "gpu_settings")
 
     def instantiate_classes(self) -> None:
         # A missing dataset root or annotation file is a config typo: one line naming the

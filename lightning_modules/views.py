@@ -21,6 +21,8 @@ def forward_views(network: nn.Module, views: Tensor, chunk_size: int) -> Tensor:
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     num_videos, num_views = views.shape[:2]
+    # A view of the batch when it can be (no copy), so chunks keep its memory layout: channels-last
+    # samples stay channels-last for a channels-last network (lightning_modules.gpu_settings).
     flat = views.reshape(num_videos * num_views, *views.shape[2:])
     logits = torch.cat([network(chunk) for chunk in flat.split(chunk_size)])
     return logits.reshape(num_videos, num_views, -1)

@@ -31,3 +31,16 @@ def test_video_scores_average_softmax_over_views() -> None:
     torch.testing.assert_close(scores.sum(-1), torch.ones(1))
     assert scores[0, 1] > scores[0, 0]
     torch.testing.assert_close(scores, logits.softmax(-1).mean(1))
+
+
+def test_chunks_keep_the_views_memory_layout() -> None:
+    """Channels-last views (as lightning_modules.gpu_settings lays them out on a GPU) reach the
+    network channels-last, with no copy of the batch."""
+    views = torch.randn(2, 5, 8, 8, 3).movedim(-1, 2)  # N x V x C x H x W, channels innermost
+    seen = []
+    network = nn.Conv2d(3, 4, 3)
+    network.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    forward_views(network, views, chunk_size=3)
+    assert [len(x) for x in seen] == [3, 3, 3, 1]
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
+    assert seen[0].data_ptr() == views.data_ptr()
