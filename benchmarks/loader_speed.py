@@ -30,7 +30,14 @@ folder (``fold=1, train=True, output_format="TCHW"``) reading 64-frame clips, ag
 ours is the dataset with its transforms replaced by a pass-through) and with our training
 augmentation on both sides (torchvision gets our ``Augment`` as its transform). Building
 torchvision's clip index (it opens every video under the root) is timed apart and excluded
-from its rate. Which decoder torchvision uses underneath is read from its source and printed.
+from its rate. Which decoder torchvision uses underneath is read from its source and printed:
+``torchvision.io.read_video`` (PyAV) up to torchvision 0.25; torchcodec from 0.26, which
+removed ``read_video`` and ``VideoReader`` from ``torchvision.io``. Where the decoder torchvision's UCF101 needs is missing
+(torchcodec not installed, or a ``read_video`` that this torchvision lacks) the comparison is
+skipped and the report says why.
+
+Each table row is printed as soon as it is measured (``benchmarks/table.py``), rates and
+times at 3 significant digits; ``--json FILE`` writes the tables unrounded with the machine.
 
 Data: a synthetic UCF-101 (XVID .avi at 320x240, ``datamodules.synthetic.generate``) with
 DIS flow (``flow.extract.extract_many``) in a temporary folder, or ``--data DIR``: a
@@ -40,14 +47,14 @@ missing there is generated or extracted and kept, so a second run reuses it.
 Run:  python benchmarks/loader_speed.py                  (full, under 10 minutes on 2 cores)
       python benchmarks/loader_speed.py --quick          (smoke run: tiny data, short clips, 2x10 test views)
       python benchmarks/loader_speed.py --data /tmp/ucf  (keep the data for the next run)
+      python benchmarks/loader_speed.py --json loader.json
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Hashable, Mapping, Sequence
@@ -59,11 +66,9 @@ import cv2
 import decord
 import numpy as np
 import torch
-import torchcodec
 import torchvision
+from table import Cell, Report, Table, add_json_option, describe_machine, progress, ratio, shape, significant
 from torch.utils.data import DataLoader, Dataset, RandomSampler
-from torchvision.datasets import UCF101
-from torchvision.datasets.video_utils import VideoClips
 
 from datamodules.datamodule import UCF101DataModule
 from datamodules.datasets import VideoDataset
@@ -73,6 +78,12 @@ from datamodules.transforms import Augment
 from flow.extract import ExtractionConfig, extract_many, list_videos
 from flow.meta import read_meta
 from models.input_spec import InputSpec
+
+try:
+    import torchcodec
+except (ImportError, RuntimeError, OSError) as error:  # RuntimeError/OSError: its FFmpeg libraries do not load
+    raise SystemExit(f"loader_speed compares decord with torchcodec, which does not load here ({error}): "
+                     "pip install -e '.[torchcodec]' and install FFmpeg (e.g. apt-get install ffmpeg)") from error
 
 VIDEO_DIR, ANNOTATION_DIR, FLOW_DIR = "UCF-101", "ucfTrainTestlist", "flow"
 DECODERS = ("decord", "torchcodec")
@@ -123,8 +134,8 @@ class Result:
 def prepare_data(root: Path, settings: Settings, workers: int) -> None:
     """Generate the synthetic UCF-101 under ``root`` unless it is there; extract missing flow."""
     if not (root / VIDEO_DIR).is_dir() or not (root / ANNOTATION_DIR).is_dir():
-        print(f"generating {settings.classes * settings.videos_per_class} synthetic UCF-101 videos "
-              f"({settings.frames} frames, 320x240) in {root} ...", flush=True)
+        progress(f"generating {settings.classes * settings.videos_per_class} synthetic UCF-101 videos "
+                 f"({settings.frames} frames, 320x240) in {root} ...")
         generate(root, layout="ucf101", num_classes=settings.classes, videos_per_class=settings.videos_per_class,
                  num_frames=settings.frames, size=(320, 240))
     videos = list_videos(root / VIDEO_DIR)
@@ -134,7 +145,7 @@ def prepare_data(root: Path, settings: Settings, workers: int) -> None:
     if summary.failures:
         raise SystemExit(f"flow extraction failed for {len(summary.failures)} videos: {summary.failures[:3]}")
     if summary.done:
-        print(f"extracted DIS flow of {summary.done} videos in {time.perf_counter() - started:.0f} s", flush=True)
+        progress(f"extracted DIS flow of {summary.done} videos in {time.perf_counter() - started:.0f} s")
 
 
 def describe_data(root: Path, module: UCF101DataModule) -> str:
@@ -151,12 +162,9 @@ def describe_data(root: Path, module: UCF101DataModule) -> str:
             f"{len(module.index('test'))} test; {flow}")
 
 
-def describe_machine() -> str:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"machine: {platform.machine()} {platform.system()}, {cores} CPU cores usable "
-            f"({os.cpu_count()} present), load average {os.getloadavg()[0]:.1f}; python "
-            f"{platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-            f"decord {decord.__version__}, torchcodec {torchcodec.__version__}, OpenCV {cv2.__version__}")
+def machine() -> dict[str, object]:
+    return describe_machine(torchvision=torchvision.__version__, decord=decord.__version__,
+                            torchcodec=torchcodec.__version__, opencv=cv2.__version__)
 
 
 # Datasets.
@@ -195,7 +203,7 @@ class AugmentClip:
 class TorchvisionClips(Dataset):
     """torchvision's UCF101 items reduced to the video tensor (its audio is always empty here)."""
 
-    def __init__(self, dataset: UCF101):
+    def __init__(self, dataset: Dataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -205,15 +213,41 @@ class TorchvisionClips(Dataset):
         return self.dataset[i][0]
 
 
-def torchvision_decoder() -> str:
-    """What ``VideoClips.get_clip`` decodes with, read from torchvision's source."""
-    source = inspect.getsource(VideoClips.get_clip)
+@dataclass(frozen=True)
+class Reference:
+    """How torchvision's UCF101 decodes, and why it cannot here (None: it can)."""
+
+    decoder: str
+    missing: str | None
+
+
+def torchvision_reference(get_clip_source: str | None = None) -> Reference:
+    """What ``VideoClips.get_clip`` decodes with (read from torchvision's source, or from
+    ``get_clip_source``), and whether what it needs is installed."""
+    version = torchvision.__version__
+    try:
+        from torchvision.datasets.video_utils import VideoClips
+    except ImportError as error:
+        return Reference("none", f"torchvision {version} has no video datasets ({error})")
+    source = inspect.getsource(VideoClips.get_clip) if get_clip_source is None else get_clip_source
     if "torchcodec" in source:
         audio = " plus an AudioDecoder attempt per clip" if "AudioDecoder" in source else ""
-        return f"torchcodec VideoDecoder (default seek_mode='exact', 1 FFmpeg thread){audio}"
+        decoder = f"torchcodec VideoDecoder (default seek_mode='exact', 1 FFmpeg thread){audio}"
+        if importlib.util.find_spec("torchcodec") is None:
+            return Reference(decoder, f"torchvision {version} decodes its video datasets with torchcodec, which is "
+                                      "not installed (pip install -e '.[torchcodec]')")
+        return Reference(decoder, None)
     if "read_video" in source:
-        return f"torchvision.io.read_video (backend {torchvision.get_video_backend()})"
-    return "unknown (see torchvision.datasets.video_utils.VideoClips.get_clip)"
+        backend = getattr(torchvision, "get_video_backend", lambda: "pyav")()
+        decoder = f"torchvision.io.read_video (backend {backend})"
+        if not hasattr(torchvision.io, "read_video"):
+            return Reference(decoder, f"torchvision {version}'s UCF101 calls torchvision.io.read_video, "
+                                      "which this torchvision lacks")
+        if backend == "pyav" and importlib.util.find_spec("av") is None:
+            return Reference(decoder, f"torchvision {version} reads videos with PyAV, which is not installed")
+        return Reference(decoder, None)
+    return Reference("unknown", f"torchvision {version}'s UCF101 decodes with neither torchcodec nor "
+                                "torchvision.io.read_video (see torchvision.datasets.video_utils.VideoClips.get_clip)")
 
 
 # Timing.
@@ -276,100 +310,93 @@ def our_rows() -> list[Row]:
     return rows
 
 
-def measure_ours(root: Path, settings: Settings, workers: int) -> list[tuple[Row, Result]]:
-    rows = our_rows()
+OURS_COLUMNS = ("sample", "stage", "source", "shape", "samples/s per worker (CPU time)", "CPU ms/sample",
+                "wall-clock samples/s", "vs decord", "{workers}-worker DataLoader samples/s")
+
+
+def measure_ours(root: Path, settings: Settings, workers: int, table: Table) -> None:
+    """Time our rows, group by group (a group's variants alternate); each group's rows printed when measured."""
+    views = settings.test_positions * 10
     groups: dict[tuple[str, str], list[Row]] = {}
-    for row in rows:
+    for row in our_rows():
         groups.setdefault((row.modality, row.stage), []).append(row)
-    results: dict[Row, Result] = {}
     for (modality, stage), group in groups.items():
         datasets = {row: data_module(root, settings, modality, row.decoder or "decord").make_dataset(stage)
                     for row in group}
         min_samples = 1 if stage == "test" else 3  # a 250-view sample takes about a second
-        print(f"timing {modality} {stage} ({', '.join(row.decoder or 'flow JPEGs' for row in group)}) ...", flush=True)
-        results.update(compare(datasets, settings, min_samples))
+        progress(f"timing {modality} {stage} ({', '.join(row.decoder or 'flow JPEGs' for row in group)}) ...")
+        results = compare(datasets, settings, min_samples)
         for row, dataset in datasets.items():
             if stage == "train" and workers > 1:
                 batch_size = 2 if modality.endswith("clip") else 8
                 results[row].loader_rate = time_loader(dataset, workers, batch_size, settings.seconds * 2)
-    return [(row, results[row]) for row in rows]
+        decord_rate = next((results[row].cpu_rate for row in group if row.decoder == "decord"), None)
+        for row in group:
+            result = results[row]
+            versus = ratio(result.cpu_rate / decord_rate) if row.decoder == "torchcodec" and decord_rate else None
+            table.add(row.name.format(clip=settings.clip, views=views), row.stage, row.decoder or "flow JPEGs",
+                      shape(result.shape), result.cpu_rate, 1000 / result.cpu_rate, result.wall_rate, versus,
+                      result.loader_rate)
 
 
-def measure_torchvision(
-    root: Path, settings: Settings, workers: int
-) -> tuple[dict[str, dict[str, Result]], float, int]:
-    """Results per condition (decode only, train augmentation) for ours (decord, torchcodec) and
-    torchvision, the seconds torchvision's clip index took, and its number of clips."""
+def build_torchvision_dataset(root: Path, settings: Settings, workers: int) -> Dataset:
+    from torchvision.datasets import UCF101
+
+    return UCF101(str(root / VIDEO_DIR), str(root / ANNOTATION_DIR), frames_per_clip=settings.clip,
+                  step_between_clips=max(1, settings.clip // 4), fold=1, train=True, output_format="TCHW",
+                  num_workers=workers)
+
+
+def measure_torchvision(root: Path, settings: Settings, workers: int, reference: Reference, report: Report) -> None:
+    """Ours (decord, torchcodec) against torchvision's UCF101 on the same clips, decode only and with
+    our training augmentation; a row printed per condition as it is measured."""
+    if reference.missing:
+        report.note(f"torchvision.datasets.UCF101 comparison skipped: {reference.missing}.")
+        return
     started = time.perf_counter()
-    reference = UCF101(str(root / VIDEO_DIR), str(root / ANNOTATION_DIR), frames_per_clip=settings.clip,
-                       step_between_clips=max(1, settings.clip // 4), fold=1, train=True, output_format="TCHW",
-                       num_workers=workers)
+    dataset = build_torchvision_dataset(root, settings, workers)
     index_seconds = time.perf_counter() - started
     trained = {decoder: data_module(root, settings, "rgb_clip", decoder).make_dataset("train") for decoder in DECODERS}
-    decoded = {decoder: VideoDataset(dataset.index, "rgb_clip", "train", PassThrough(dataset.augment.specs),
-                                     dataset.reader, sampling=dataset.sampling)
-               for decoder, dataset in trained.items()}
+    decoded = {decoder: VideoDataset(dataset_.index, "rgb_clip", "train", PassThrough(dataset_.augment.specs),
+                                     dataset_.reader, sampling=dataset_.sampling)
+               for decoder, dataset_ in trained.items()}
     augment = AugmentClip(trained["decord"].augment)
-    conditions = {"decode only": (decoded, None), "train augmentation": (trained, augment)}
-    results: dict[str, dict[str, Result]] = {}
-    for condition, (ours, transform) in conditions.items():
-        reference.transform = transform
-        datasets: dict[str, Dataset] = {f"ours {decoder}": dataset for decoder, dataset in ours.items()}
-        datasets["torchvision"] = TorchvisionClips(reference)
-        print(f"timing {settings.clip}-frame clips against torchvision, {condition} ...", flush=True)
-        results[condition] = compare(datasets, settings, min_samples=3)
-    return results, index_seconds, len(reference)
-
-
-def format_tables(ours: list[tuple[Row, Result]], reference: dict[str, dict[str, Result]], index_seconds: float,
-                  clips: int, settings: Settings, workers: int) -> str:
-    views = settings.test_positions * 10
-    decord_rates = {(row.modality, row.stage): result.cpu_rate for row, result in ours if row.decoder == "decord"}
-    lines = [
-        "| sample | stage | source | shape | samples/s per worker (CPU time) | CPU ms/sample | wall-clock samples/s "
-        f"| vs decord | {workers}-worker DataLoader samples/s |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for row, result in ours:
-        name = row.name.format(clip=settings.clip, views=views)
-        versus = decord_rates.get((row.modality, row.stage)) if row.decoder == "torchcodec" else None
-        lines.append(
-            f"| {name} | {row.stage} | {row.decoder or 'flow JPEGs'} | {'x'.join(map(str, result.shape))} | "
-            f"{result.cpu_rate:.2f} | {1000 / result.cpu_rate:.1f} | {result.wall_rate:.2f} | "
-            f"{f'{result.cpu_rate / versus:.2f}x' if versus else ''} | "
-            f"{f'{result.loader_rate:.2f}' if result.loader_rate else '-'} |")
-    lines += [
-        "",
-        f"torchvision.datasets.UCF101 ({clips} clips of {settings.clip} frames, fold 1 train): clip index built in "
-        f"{index_seconds:.1f} s (excluded below); decodes with {torchvision_decoder()}.",
-        "",
-        f"| {settings.clip}-frame rgb clip | shape | ours decord samples/s | ours torchcodec samples/s | "
-        "torchvision samples/s | ours decord / torchvision | ours torchcodec / torchvision | "
-        "same two ratios, wall clock |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for condition, results in reference.items():
+    report.note(f"torchvision.datasets.UCF101 ({len(dataset)} clips of {settings.clip} frames, fold 1 train): clip "
+                f"index built in {significant(index_seconds)} s (excluded below); decodes with {reference.decoder}.")
+    table = report.table(
+        f"Against torchvision.datasets.UCF101, {settings.clip}-frame clips",
+        [f"{settings.clip}-frame rgb clip", "shape", "ours decord samples/s", "ours torchcodec samples/s",
+         "torchvision samples/s", "ours decord / torchvision", "ours torchcodec / torchvision",
+         "same two ratios, wall clock"])
+    for condition, (ours, transform) in {"decode only": (decoded, None), "train augmentation": (trained, augment)}.items():
+        dataset.transform = transform
+        datasets: dict[str, Dataset] = {f"ours {decoder}": ours_ for decoder, ours_ in ours.items()}
+        datasets["torchvision"] = TorchvisionClips(dataset)
+        progress(f"timing {settings.clip}-frame clips against torchvision, {condition} ...")
+        results = compare(datasets, settings, min_samples=3)
         tv, decord_, torchcodec_ = (results[name] for name in ("torchvision", "ours decord", "ours torchcodec"))
-        lines.append(
-            f"| {condition} | {'x'.join(map(str, tv.shape))} | {decord_.cpu_rate:.2f} | {torchcodec_.cpu_rate:.2f} | "
-            f"{tv.cpu_rate:.2f} | {decord_.cpu_rate / tv.cpu_rate:.2f}x | {torchcodec_.cpu_rate / tv.cpu_rate:.2f}x | "
-            f"{decord_.wall_rate / tv.wall_rate:.2f}x, {torchcodec_.wall_rate / tv.wall_rate:.2f}x |")
-    return "\n".join(lines)
+        wall = [decord_.wall_rate / tv.wall_rate, torchcodec_.wall_rate / tv.wall_rate]
+        table.add(condition, shape(tv.shape), decord_.cpu_rate, torchcodec_.cpu_rate, tv.cpu_rate,
+                  ratio(decord_.cpu_rate / tv.cpu_rate), ratio(torchcodec_.cpu_rate / tv.cpu_rate),
+                  Cell(wall, ", ".join(f"{significant(value)}x" for value in wall)))
 
 
-def run(root: Path, settings: Settings, workers: int) -> str:
+def run(root: Path, settings: Settings, workers: int, json_path: Path | None) -> None:
+    report = Report("loader_speed", machine(), json_path)  # before the data: a bad --json fails at once
     prepare_data(root, settings, workers)
     # One thread everywhere: what each DataLoader worker gets.
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     torch.manual_seed(0)
-    header = [describe_machine(), describe_data(root, data_module(root, settings, "two_stream", "decord"))]
-    ours = measure_ours(root, settings, workers)
-    reference, index_seconds, clips = measure_torchvision(root, settings, workers)
-    header.append(f"method: main process, 1 thread, samples per CPU second unless marked wall clock; best of "
-                  f"{settings.rounds} round(s) of {settings.seconds:g} s per variant (variants alternate, same "
-                  f"items; compare within a row); test rows: {settings.test_positions} positions x 10 crops")
-    return "\n".join(header) + "\n\n" + format_tables(ours, reference, index_seconds, clips, settings, workers)
+    report.note(describe_data(root, data_module(root, settings, "two_stream", "decord")))
+    report.note(f"method: main process, 1 thread, samples per CPU second unless marked wall clock; best of "
+                f"{settings.rounds} round(s) of {settings.seconds:g} s per variant (variants alternate, same "
+                f"items; compare within a row); test rows: {settings.test_positions} positions x 10 crops")
+    ours = report.table("Our dataset, per DataLoader worker",
+                        [column.format(workers=workers) for column in OURS_COLUMNS])
+    measure_ours(root, settings, workers, ours)
+    measure_torchvision(root, settings, workers, torchvision_reference(), report)
+    report.finish()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -381,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="DataLoader workers of the last column, and of flow extraction (default 2)")
     parser.add_argument("--seconds", type=float, help="seconds per variant and round (default: 4, quick 0.3)")
     parser.add_argument("--rounds", type=int, help="rounds per row (default: 3, quick 1)")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.seconds is not None or args.rounds is not None:
@@ -388,10 +416,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.data is not None:
-        print(run(args.data, settings, args.workers))
+        run(args.data, settings, args.workers, args.json)
         return
     with tempfile.TemporaryDirectory(prefix="loader_speed_") as folder:
-        print(run(Path(folder), settings, args.workers))
+        run(Path(folder), settings, args.workers, args.json)
 
 
 if __name__ == "__main__":
