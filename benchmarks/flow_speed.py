@@ -32,8 +32,12 @@ real file); the bare call and the tool both read the clip, so they see the same 
 A video's fixed costs (opening, the first frames before two flow threads are busy, the
 last pair alone, meta.json) weigh on a short clip as they never do on a whole video.
 
+Each table row is printed as soon as it is measured (``benchmarks/table.py``), times and
+rates at 3 significant digits; ``--json FILE`` writes the tables unrounded with the machine.
+
 Run:  python benchmarks/flow_speed.py            (full: 5-8 minutes on 2 cores)
       python benchmarks/flow_speed.py --quick    (smoke run: 3-frame clips at short side 128, < 1 minute)
+      python benchmarks/flow_speed.py --json flow.json
 Add ``--raft-weights PATH`` to include RAFT (``--raft-model small|large``, ``--raft-device cuda``
 on a GPU); ``--raft-weights random`` times it with a random initialisation saved in the
 same format (speed does not depend on the weights; its flow is then meaningless).
@@ -44,8 +48,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -57,6 +59,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from table import Report, Table, add_json_option, describe_machine, percent, progress, ratio
 
 from flow.algorithms import FlowAlgorithm, create_algorithm
 from flow.codec import decode_flow, encode_flow
@@ -255,18 +258,8 @@ def measure_storage(flows: list[np.ndarray], bound: float, quality: int) -> Stor
     )
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def machine_line() -> str:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"machine: {platform.machine()} {platform.system()}, {usable} usable cores, "
-            f"load average {load}; python {platform.python_version()}, OpenCV {cv2.__version__} "
-            f"({cv2.getNumThreads()} threads), numpy {np.__version__}")  # fmt: skip
+def machine() -> dict[str, object]:
+    return describe_machine(opencv=cv2.__version__, opencv_threads=cv2.getNumThreads(), numpy=np.__version__)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -290,6 +283,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--raft-model", default="large", choices=["small", "large"])
     parser.add_argument("--raft-device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few frames, one pass")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for name, default in defaults.items():
@@ -304,50 +298,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def print_report(
-    overheads: dict[str, Overhead], throughputs: dict[str, Throughput], storage: list[Storage],
-    size: tuple[int, int], bound: float, worker_counts: list[int],
-) -> None:  # fmt: skip
-    """The three markdown tables, each under a heading saying what it was measured on."""
-    width, height = size
-    name, first = next(iter(overheads.items()))
-    print(f"### Flow speed: bare call vs the whole tool ({width}x{height})")
-    print()
-    variants = list(first.tools)
-    header = ["algorithm", "pairs", "bare ms/pair"]
+def overhead_table(report: Report, size: tuple[int, int], variants: list[str]) -> Table:
+    columns = ["algorithm", "pairs", "bare ms/pair"]
     for variant in variants:
-        header += [f"{variant} ms/pair", f"{variant} overhead"]
-    header += ["bare CPU ms/pair"] + [f"{variant} CPU ms/pair" for variant in variants]
-    rows = []
-    for algorithm, o in overheads.items():
-        row = [algorithm, str(o.pairs), f"{o.bare.ms:.1f}"]
-        for variant in variants:
-            row += [f"{o.tools[variant].ms:.1f}", f"{100 * o.overhead(variant):+.1f}%"]
-        rows.append(row + [f"{o.bare.cpu_ms:.1f}"] + [f"{o.tools[variant].cpu_ms:.1f}" for variant in variants])
-    print(markdown_table(header, rows))
-    print()
-    print("### Tool throughput: extract_many over copies of the input videos")
-    print()
-    print(markdown_table(
+        columns += [f"{variant} ms/pair", f"{variant} overhead"]
+    columns += ["bare CPU ms/pair"] + [f"{variant} CPU ms/pair" for variant in variants]
+    return report.table(f"Flow speed: bare call vs the whole tool ({size[0]}x{size[1]})", columns)
+
+
+def add_overhead(table: Table, algorithm: str, o: Overhead) -> None:
+    cells: list[object] = [algorithm, o.pairs, o.bare.ms]
+    for variant, timing in o.tools.items():
+        cells += [timing.ms, percent(o.overhead(variant))]
+    table.add(*cells, o.bare.cpu_ms, *(timing.cpu_ms for timing in o.tools.values()))
+
+
+def throughput_table(report: Report, worker_counts: list[int]) -> Table:
+    return report.table(
+        "Tool throughput: extract_many over copies of the input videos",
         ["algorithm", "videos", "pairs"] + [f"{count} worker{'s' * (count > 1)} pairs/s" for count in worker_counts]
-        + [f"{worker_counts[-1]} vs {worker_counts[0]}"],
-        [[name, str(t.videos), str(t.pairs)] + [f"{rate:.1f}" for rate in t.pairs_per_second]
-         + [f"{t.pairs_per_second[-1] / t.pairs_per_second[0]:.2f}x"] for name, t in throughputs.items()],
-    ))  # fmt: skip
-    print()
+        + [f"{worker_counts[-1]} vs {worker_counts[0]}"])
+
+
+def add_throughput(table: Table, algorithm: str, t: Throughput) -> None:
+    table.add(algorithm, t.videos, t.pairs, *t.pairs_per_second, ratio(t.pairs_per_second[-1] / t.pairs_per_second[0]))
+
+
+def storage_table(report: Report, algorithm: str, first: Overhead, size: tuple[int, int], bound: float) -> Table:
     clipped = np.mean([np.mean(np.abs(flow) >= bound) for flow in first.flows])
-    print(f"### Flow storage: JPEG at bound {bound:g} on {name} flow "
-          f"({first.pairs} pairs, {width}x{height}, {100 * clipped:.2f}% of values clipped)")  # fmt: skip
-    print()
-    print(markdown_table(
+    return report.table(
+        f"Flow storage: JPEG at bound {bound:g} on {algorithm} flow "
+        f"({first.pairs} pairs, {size[0]}x{size[1]}, {100 * clipped:.2f}% of values clipped)",
         ["JPEG quality", "KiB/pair (x+y)", "vs float32", "mean abs err px", "max abs err px",
-         "mean err, abs(f) < B", "max err, abs(f) < B"],
-        [[str(s.quality), f"{s.kib_per_pair:.1f}", f"{s.ratio:.0f}x", f"{s.mean_error:.3f}",
-          f"{s.max_error:.2f}", f"{s.mean_error_inside:.3f}", f"{s.max_error_inside:.2f}"] for s in storage],
-    ))  # fmt: skip
-    print()
-    print(f"(quantization alone: levels {2 * bound / 255:.3f} px apart, error <= {bound / 255:.3f} px; "
-          "targets: overhead <= 10%, q95 at B=20 >= 55x with mean error <= 0.1 px)")  # fmt: skip
+         "mean err, abs(f) < B", "max err, abs(f) < B"])
+
+
+def add_storage(table: Table, s: Storage) -> None:
+    table.add(s.quality, s.kib_per_pair, ratio(s.ratio), s.mean_error, s.max_error, s.mean_error_inside,
+              s.max_error_inside)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -361,6 +349,7 @@ def run(args: argparse.Namespace) -> None:
     qualities = [int(quality) for quality in args.qualities.split(",")]
     worker_counts = [int(count) for count in args.workers.split(",")]
 
+    report = Report("flow_speed", machine(), args.json)
     with tempfile.TemporaryDirectory(prefix="flow_speed_") as scratch:
         scratch = Path(scratch)
         if args.raft_weights:
@@ -370,28 +359,43 @@ def run(args: argparse.Namespace) -> None:
             algorithms.append(("raft", {"weights": str(weights), "model": args.raft_model, "device": args.raft_device}))
         base = ExtractionConfig(short_side=args.short_side, bound=args.bound)
         reader = open_video(videos[0], base)
-        print(machine_line())
-        print(f"input: {videos[0].name}, {'x'.join(map(str, reader.source_size))} -> {'x'.join(map(str, reader.size))} "
-              f"(short side {args.short_side or 'kept'}); throughput on copies of: {', '.join(v.name for v in videos)}")
-        print()
+        report.note(f"input: {videos[0].name}, {'x'.join(map(str, reader.source_size))} -> "
+                    f"{'x'.join(map(str, reader.size))} (short side {args.short_side or 'kept'}); throughput on "
+                    f"copies of: {', '.join(v.name for v in videos)}")
 
         inputs: dict[int, list[Path]] = {}  # by clip length
         input_pairs: dict[int, int] = {}
+        clip_lengths: dict[str, int] = {}
         overheads: dict[str, Overhead] = {}
-        throughputs: dict[str, Throughput] = {}
+        table = overhead_table(report, reader.size, list(tool_variants(base)))
         for name, params in algorithms:
             config = replace(base, algorithm=name, params=params)
             frames = args.frames if args.frames is not None else clip_length(videos[0], config, args.slow_frames)
             if frames not in inputs:
                 inputs[frames] = prepare_inputs(videos, frames, scratch / "videos" / str(frames))
                 input_pairs[frames] = sum(sum(1 for _ in open_video(video, base)) - 1 for video in inputs[frames])
+            clip_lengths[name] = frames
+            progress(f"timing {name}: bare call vs tool, {input_pairs[frames] // len(inputs[frames])} pairs a video ...")
             overheads[name] = measure_overhead(inputs[frames][0], config, scratch / "one" / name, args.repeats)
+            add_overhead(table, name, overheads[name])
+
+        table = throughput_table(report, worker_counts)
+        for name, params in algorithms:
+            frames = clip_lengths[name]
             seconds_per_copy = input_pairs[frames] * overheads[name].tools["tool"].ms / 1000
             copies = max(1, math.ceil(args.throughput_seconds / seconds_per_copy))
-            throughputs[name] = measure_throughput(inputs[frames], config, scratch / "many" / name, worker_counts, copies)
-        flows = next(iter(overheads.values())).flows
-        storage = [measure_storage(flows, args.bound, quality) for quality in qualities]
-        print_report(overheads, throughputs, storage, reader.size, args.bound, worker_counts)
+            progress(f"throughput of {name} over {copies} cop{'ies' if copies > 1 else 'y'} of the videos ...")
+            add_throughput(table, name, measure_throughput(inputs[frames], replace(base, algorithm=name, params=params),
+                                                           scratch / "many" / name, worker_counts, copies))
+
+        name, first = next(iter(overheads.items()))
+        table = storage_table(report, name, first, reader.size, args.bound)
+        for quality in qualities:
+            add_storage(table, measure_storage(first.flows, args.bound, quality))
+        report.note(f"(quantization alone: levels {2 * args.bound / 255:.3f} px apart, error <= "
+                    f"{args.bound / 255:.3f} px; targets: overhead <= 10%, q95 at B=20 >= 55x with mean error "
+                    "<= 0.1 px)")
+        report.finish()
 
 
 def random_raft_weights(model: str, folder: Path) -> Path:

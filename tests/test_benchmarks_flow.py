@@ -1,5 +1,7 @@
-"""Smoke test of benchmarks/flow_speed.py: its --quick mode runs on a tiny generated video."""
+"""Smoke test of benchmarks/flow_speed.py: its --quick mode runs on a tiny generated video (rows as
+measured, --json)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +31,10 @@ def _tiny_video(path: Path, frames: int = 6, width: int = 64, height: int = 48) 
     return path
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+def _run(*args: str, merged: bool = False) -> subprocess.CompletedProcess:
+    """The script; ``merged``: its stderr (progress) in stdout, in the order both were written."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if merged else {"capture_output": True}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], text=True, timeout=300, **streams)
 
 
 @pytest.mark.slow
@@ -44,13 +48,21 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_quick_run_prints_the_tables(tmp_path, frames):
     video = _tiny_video(tmp_path / "tiny.mp4")
     # One pass over the three copies of the video per worker count keeps the test short.
-    result = _run(
-        "--quick", "--video", str(video), "--frames", frames, "--short-side", "0", "--throughput-seconds", "0"
-    )
-    assert result.returncode == 0, result.stderr
+    result = _run("--quick", "--video", str(video), "--frames", frames, "--short-side", "0", "--throughput-seconds",
+                  "0", "--json", str(tmp_path / "flow.json"), merged=True)
+    assert result.returncode == 0, result.stdout
     for header in HEADERS:
         assert header in result.stdout
     assert "64x48 -> 64x48" in result.stdout
+    # Each row is out before the next algorithm is timed.
+    assert result.stdout.index("| tvl1 |") < result.stdout.index("timing dis")
+    document = json.loads((tmp_path / "flow.json").read_text())
+    overhead, throughput, storage = document["tables"]
+    assert [row["algorithm"] for row in overhead["rows"]] == ["tvl1", "dis", "farneback"]
+    pairs = 5 if frames == "0" else 3  # the 6-frame video, or its 4-frame clip
+    assert all(row["pairs"] == pairs and row["bare ms/pair"] > 0 for row in overhead["rows"])
+    assert [row["JPEG quality"] for row in storage["rows"]] == [100, 95, 90, 75]
+    assert {"cpu_count", "torch", "device", "opencv"} <= set(document["machine"])
 
 
 @pytest.mark.slow
