@@ -35,9 +35,13 @@ Data: a synthetic UCF-101 of 6 videos (``datamodules.synthetic.generate``, 320x2
 XVID) with DIS flow of its test videos stored at short side 256
 (``flow.extract.extract_many``), in a temporary folder.
 
+Each row is printed as soon as it is measured (``benchmarks/table.py``); ``--json FILE``
+writes the table with the machine.
+
 Run:  python benchmarks/test_memory.py              (full: ResNet-18 and ResNet-50, 5-7 minutes on 2 busy cores)
       python benchmarks/test_memory.py --quick      (smoke run: 64x64 crops, 2x10 views, ResNet-18)
       python benchmarks/test_memory.py --threads 4  (torch threads in the children; default 1)
+      python benchmarks/test_memory.py --json memory.json
 """
 
 from __future__ import annotations
@@ -45,7 +49,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -55,6 +58,8 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal, TypeVar
+
+from table import Report, Table, add_json_option, describe_machine, fixed, joined, progress
 
 MIB = 2**20
 NUM_CLASSES = 101
@@ -212,33 +217,28 @@ def measure(root: Path, settings: Settings, row: Row, threads: int) -> Measureme
 # The report.
 
 
-def describe_machine(threads: int) -> str:
-    cores = len(os.sched_getaffinity(0))
+def machine(threads: int) -> dict[str, object]:
     with open("/proc/meminfo") as meminfo:
         total = int(meminfo.readline().split()[1]) / 2**20
-    return (f"machine: {platform.machine()} {platform.system()}, {cores} CPU cores usable, {total:.1f} GiB RAM, "
-            f"load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}; "
-            f"{threads} torch thread(s) per child")
+    return describe_machine(ram_gib=round(total, 1), torch_threads_per_child=threads)
 
 
 def stream_name(row: Row) -> str:
     return f"ResNet-{row.depth} {row.modality}"
 
 
-def format_table(results: Sequence[tuple[Row, Measurement]]) -> str:
-    lines = [
-        "| stream | sample (views x C x H x W) | chunk | baseline RSS MiB | sample MiB | peak building MiB "
-        "| RSS before scoring MiB | peak scoring MiB | activations MiB | activations per view in chunk MiB "
-        "| process peak MiB | s/video build + score |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row, m in results:
-        lines.append(
-            f"| {stream_name(row)} | {'x'.join(map(str, m.shape))} | {row.chunk} | {m.baseline:.0f} | "
-            f"{m.sample:.0f} | {m.build_peak:.0f} | {m.held:.0f} | {m.score_peak:.0f} | {m.activations:.0f} | "
-            f"{m.activations / row.chunk:.1f} | {m.process_peak:.0f} | "
-            f"{m.build_seconds:.1f} + {m.score_seconds:.1f} |")
-    return "\n".join(lines)
+def memory_table(report: Report) -> Table:
+    return report.table("Peak memory of testing one video", [
+        "stream", "sample (views x C x H x W)", "chunk", "baseline RSS MiB", "sample MiB", "peak building MiB",
+        "RSS before scoring MiB", "peak scoring MiB", "activations MiB", "activations per view in chunk MiB",
+        "process peak MiB", "s/video build + score"])
+
+
+def add_measurement(table: Table, row: Row, m: Measurement) -> None:
+    """MiB are whole (the kernel counts KiB); per-view MiB and seconds at 3 significant digits."""
+    table.add(stream_name(row), "x".join(map(str, m.shape)), row.chunk, fixed(m.baseline, 0), fixed(m.sample, 0),
+              fixed(m.build_peak, 0), fixed(m.held, 0), fixed(m.score_peak, 0), fixed(m.activations, 0),
+              m.activations / row.chunk, fixed(m.process_peak, 0), joined([m.build_seconds, m.score_seconds], " + "))
 
 
 def format_bound(results: Sequence[tuple[Row, Measurement]], settings: Settings) -> str:
@@ -269,24 +269,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per child process (default 1: on a shared CPU more threads wait on "
                              "each other at every layer, worst with small chunks)")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
     if not os.access("/proc/self/clear_refs", os.W_OK):
         raise SystemExit("this benchmark needs Linux with a writable /proc/self/clear_refs (to reset ru_maxrss)")
     settings = QUICK if args.quick else FULL
+    report = Report("test_memory", machine(args.threads), args.json)
     with tempfile.TemporaryDirectory(prefix="test_memory_") as folder:
         root = Path(folder)
-        print(describe_machine(args.threads), flush=True)
-        print(in_fresh_process(prepare_data, root, settings), flush=True)
+        report.note(in_fresh_process(prepare_data, root, settings))
+        table = memory_table(report)
         results = []
         for row in settings.rows:
-            print(f"measuring {stream_name(row)}, {settings.views} views, chunk {row.chunk} ...", flush=True)
+            progress(f"measuring {stream_name(row)}, {settings.views} views, chunk {row.chunk} ...")
             results.append((row, in_fresh_process(measure, root, settings, row, args.threads)))
-    print(f"\nparent process peak (not counted above): {peak_mib():.0f} MiB; torch weights random, eval, no_grad\n")
-    print(format_table(results))
-    print()
-    print(format_bound(results, settings))
+            add_measurement(table, *results[-1])
+    report.note(f"parent process peak (not counted above): {peak_mib():.0f} MiB; torch weights random, eval, no_grad")
+    report.note(format_bound(results, settings))
+    report.finish()
 
 
 if __name__ == "__main__":
