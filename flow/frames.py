@@ -12,6 +12,10 @@ Two decoders, picked by name (``ExtractionConfig.decoder``):
 Both give the same frames up to rounding (luma vs. RGB-weighted gray: ~1 level on
 average, constant over a video, so flow is unaffected); meta.json records which one ran.
 Gray frames never depend on whether RGB frames are also written.
+
+Frames are upright: a phone video's display rotation (``flow.orientation``) is applied,
+by decord itself and by ``pyav`` after resizing, so flow is computed on what a player shows
+and lines up with the RGB frames the training readers (decord, torchcodec) decode.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -27,6 +32,9 @@ import cv2
 import decord
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
+from flow.av_compat import display_matrix, frames_per_second, open_input
+from flow.orientation import quarter_turns, upright, upright_size
 
 
 class VideoError(Exception):
@@ -88,8 +96,7 @@ class PyAVFrames(VideoFrames):
 
     def _open(self, path: Path) -> tuple[int, int, float]:
         try:
-            # Metadata in another encoding than UTF-8 (old AVI titles) must not fail the video.
-            self._container = av.open(str(path), metadata_errors="replace")
+            self._container = open_input(str(path))
         except av.FFmpegError as error:
             raise VideoError(f"cannot open as a video ({error.strerror or error})") from None
         try:
@@ -111,22 +118,36 @@ class PyAVFrames(VideoFrames):
         # The decode thread is one of the extraction's stages: FFmpeg's own threads
         # would compete with the flow threads for the same cores.
         self._stream.thread_count = 1
-        rate = self._stream.average_rate or self._stream.guessed_rate
-        return context.width, context.height, float(rate) if rate else 0.0
+        # The display matrix comes with the decoded frames: the first one says the upright size.
+        self._decoded = self._container.decode(self._stream)
+        try:
+            self._first: av.VideoFrame | None = next(self._decoded, None)
+        except av.FFmpegError as error:
+            raise VideoError(f"cannot decode frame 1 ({error.strerror or error})") from None
+        try:
+            self._turns = quarter_turns(display_matrix(self._first) if self._first is not None else None)
+        except ValueError as error:
+            raise VideoError(str(error)) from None
+        return *upright_size(context.width, context.height, self._turns), frames_per_second(self._stream)
 
     def __iter__(self) -> Iterator[Frame]:
+        # swscale resizes the stored picture; the small result is then turned upright.
+        width, height = upright_size(*self.size, self._turns)
         # One reformatter per output format keeps its swscale context from frame to frame
         # (built anew for every frame, it would cost a third of the decoding).
         convert = {
-            name: partial(_array, VideoReformatter(), format=name, width=self.size[0], height=self.size[1],
+            name: partial(_array, VideoReformatter(), format=name, width=width, height=height,
                           interpolation="AREA" if self.downscaling else "BILINEAR")
             for name, wanted in (("rgb24", self.rgb), ("gray", self.gray)) if wanted
         }  # fmt: skip
+        decoded = self._decoded if self._first is None else chain([self._first], self._decoded)
+        self._first = None  # the iterator holds it now
         k = -1
         try:
-            for k, frame in enumerate(self._container.decode(self._stream)):
+            for k, frame in enumerate(decoded):
                 if k % self.step == 0:
-                    yield Frame(*(convert[name](frame) if name in convert else None for name in ("rgb24", "gray")))
+                    yield Frame(*(upright(convert[name](frame), self._turns) if name in convert else None
+                                  for name in ("rgb24", "gray")))
         except av.FFmpegError as error:
             raise VideoError(f"cannot decode frame {k + 1} ({error.strerror or error})") from None
         finally:
@@ -155,6 +176,9 @@ class DecordFrames(VideoFrames):
             self._first = self._reader.next().asnumpy()
         except (RuntimeError, decord.DECORDError, StopIteration) as error:
             raise VideoError(f"cannot open as a video ({first_line(error)})") from None
+        if self._first.ndim != 3 or self._first.shape[2] != 3:
+            # decord 0.6 takes padded rows for extra channels at some widths (48, 72 px).
+            raise VideoError(f"decord returned a frame of shape {self._first.shape}, not RGB; use --decoder pyav")
         height, width = self._first.shape[:2]
         self._batch = max(1, min(8, _BATCH_BYTES // (width * height * 3)))
         return width, height, fps

@@ -1,4 +1,5 @@
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from test_flow_extract import stored_flow, write_moving_video
 
+from flow.av_compat import pyav_major
 from flow.extract import ExtractionConfig, extract_video, open_video
 from flow.frames import DECODERS, VideoError
 from flow.meta import read_meta
@@ -138,3 +140,95 @@ def test_an_unknown_codec_is_a_video_error_and_closes_the_file(tmp_path, decoder
         with pytest.raises(VideoError, match="no decoder|cannot open"):
             open_video(unknown, ExtractionConfig(decoder=decoder))
     assert open_files() == before
+
+
+class Rational19:
+    """PyAV 19's AVRational as far as callers see it: never None, falsy when unset (0/1)."""
+
+    def __init__(self, value: Fraction | None):
+        self.value = Fraction(value or 0)
+
+    def __bool__(self) -> bool:
+        return self.value != 0
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+
+RATIONALS = ("time_base", "average_rate", "base_rate", "guessed_rate", "framerate", "rate",
+             "sample_aspect_ratio", "display_aspect_ratio")  # fmt: skip
+
+
+class Proxy:
+    """Passes everything on to the PyAV object it wraps, except what PyAV 19 changed."""
+
+    def __init__(self, real):
+        object.__setattr__(self, "_real", real)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._real, name, value)
+
+
+class Stream19(Proxy):
+    def __getattr__(self, name):
+        if name == "average_rate":
+            return Rational19(None)  # unset: the reader must fall back to guessed_rate
+        value = getattr(self._real, name)
+        return Rational19(value) if name in RATIONALS else value
+
+
+class Streams19(Proxy):
+    def best(self, kind):
+        stream = self._real.best(kind)
+        return None if stream is None else Stream19(stream)
+
+
+class Container19(Proxy):
+    @property
+    def streams(self):
+        return Streams19(self._real.streams)
+
+    def decode(self, *streams):
+        return self._real.decode(*(getattr(stream, "_real", stream) for stream in streams))
+
+
+@pytest.fixture
+def pyav_19(monkeypatch):
+    """``av.open`` as PyAV 19 has it (CI's Python 3.11 cannot install 19): no metadata_encoding,
+    metadata_errors or stream_options; metadata always UTF-8 with surrogateescape; rational
+    attributes never None."""
+    real_open = av.open
+    # 19's metadata decoding, from the PyAV installed (which is 19 itself on Python >= 3.12).
+    decoding = {} if pyav_major() >= 19 else {"metadata_errors": "surrogateescape"}
+
+    def open19(file, mode=None, format=None, options=None, container_options=None, buffer_size=32768,
+               timeout=None, io_open=None, hwaccel=None):
+        return Container19(real_open(file, mode, format=format, options=options, container_options=container_options,
+                                     buffer_size=buffer_size, timeout=timeout, **decoding))
+
+    monkeypatch.setattr(av, "open", open19)
+    monkeypatch.setattr(av, "__version__", "19.0.2")
+
+
+def test_pyav_19_extracts_videos_with_any_metadata(tmp_path, pyav_19):
+    video = write_moving_video(tmp_path / "v.mp4", frames=6)
+    latin1 = remux(video, tmp_path / "latin1.avi", b"-metadata", b"title=caf\xe9")
+    frames = open_video(latin1, ExtractionConfig(short_side=0))
+    assert frames.fps == pytest.approx(25) and frames.source_size == (64, 48)
+    result = extract_video(latin1, tmp_path / "out", ExtractionConfig(algorithm="dis", short_side=32))
+    assert result.pairs == 5
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 100)
+    with pytest.raises(VideoError, match="cannot open as a video"):
+        open_video(garbage, ExtractionConfig())
+
+
+def test_decord_frames_that_are_not_rgb_are_refused(tmp_path):
+    # decord 0.6 hands out 4 "channels" (padded rows) for frames 48 px wide.
+    video = write_moving_video(tmp_path / "narrow.mp4", frames=4, size=(48, 64))
+    with pytest.raises(VideoError, match=r"decord returned a frame of shape \(64, 48, 4\), not RGB"):
+        open_video(video, ExtractionConfig(short_side=0, decoder="decord"))
+    assert sum(1 for _ in open_video(video, ExtractionConfig(short_side=0))) == 4
