@@ -21,7 +21,9 @@ y1..yL convention: x of the backward fields, x of the forward fields, then y lik
 A flip negates the x of every field, backward and forward alike. The RGB frame of
 ``two_stream`` is tau. Backward flow comes from ``python -m flow extract --backward``.
 
-Bad data. A video or flow file that cannot be read in training is replaced by the next
+Bad data. A video or flow file that cannot be read in training, or a video whose RGB frames
+and flow fields differ in size (``FrameSizeMismatch``: e.g. a phone video's flow extracted
+sideways by an extractor that ignored its display rotation), is replaced by the next
 video of the index (deterministic), logged with its file and counted; once at least
 ``MIN_DRAWS`` items were drawn, a share of failures above ``max_failure_rate`` raises,
 naming the files: a few broken downloads are tolerated, a broken dataset is not. Counts
@@ -74,6 +76,11 @@ READ_ERRORS: tuple[type[BaseException], ...] = (VideoDecodeError, OSError, Value
 
 class DataFailureError(RuntimeError):
     """Too many unreadable videos, or an unreadable one during evaluation; names the files."""
+
+
+class FrameSizeMismatch(ValueError):
+    """The keys of one video's sample (RGB frames, flow fields) differ in frame size: the
+    data's fault, so the video counts as unreadable (a ValueError, one of READ_ERRORS)."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +229,23 @@ class VideoDataset(Dataset):
 
     def _read_all(self, j: int, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
         """Video j's uint8 frames per key; only this part may fail on bad data."""
-        return {key: self._read(key, j, indices) for key, indices in self._positions(j, rng).items()}
+        frames = {key: self._read(key, j, indices) for key, indices in self._positions(j, rng).items()}
+        self._check_frame_sizes(j, frames)
+        return frames
+
+    def _check_frame_sizes(self, j: int, frames: dict[str, torch.Tensor]) -> None:
+        # Augment refuses keys of different sizes too, but as a setting's error; checked
+        # here, the video is named and, in training, replaced like any unreadable one.
+        if len(frames) < 2:
+            return
+        sizes = {key: self.augment.resized_size(*clip.shape[-2:]) for key, clip in frames.items()}
+        if len(set(sizes.values())) > 1:
+            described = " and ".join(f"{key} {size}" for key, size in sizes.items())
+            raise FrameSizeMismatch(
+                f"video {self.index.video_ids[j]}: its frames differ in size (height, width) after the short-side "
+                f"resize: {described}; a phone video's flow extracted without its display rotation is sideways: "
+                f"re-extract {self.store.folder(self.index.video_ids[j]) if self.store else 'it'} "
+                "(`python -m flow extract` applies the rotation)")
 
     def _sample(self, j: int, frames: dict[str, torch.Tensor], rng: np.random.Generator | None) -> dict[str, torch.Tensor | int]:
         # Outside the caught region on purpose: a transform error is a setting's fault, not the video's.

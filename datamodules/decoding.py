@@ -9,11 +9,16 @@ Frame counts stored elsewhere (an index built from container headers, OpenCV's
 can actually deliver for some files (variable frame rate, truncated downloads, headers
 estimated from duration x fps). Indices are therefore clamped to the length the decoder
 reports when the video is opened: asking for frame 300 of a 298-frame video gives frame 297.
+
+Frames are upright: decord (0.6) and torchcodec (from 0.11) apply a phone video's display
+rotation, and flow extraction does the same (``flow.orientation``), so a video's RGB frames,
+its extracted frames (rawframes) and its flow fields all agree.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -133,6 +138,11 @@ class DecordReader(FrameReader):
         return source.get_batch(indices).asnumpy()
 
 
+# The first torchcodec that applies a video's display rotation (older ones return phone
+# videos sideways, which would not line up with their flow).
+TORCHCODEC_MIN_VERSION = (0, 11)
+
+
 class TorchcodecReader(FrameReader):
     """PyTorch's decoder (FFmpeg underneath); ``seek_mode="exact"`` scans the file, so its
     length is the true frame count rather than the header's estimate."""
@@ -142,6 +152,7 @@ class TorchcodecReader(FrameReader):
     def __init__(self, short_side: int | None = None):
         super().__init__(short_side)
         try:
+            import torchcodec
             from torchcodec.decoders import VideoDecoder
         except (ImportError, RuntimeError, OSError) as error:  # RuntimeError/OSError: FFmpeg libraries missing
             raise ImportError(
@@ -149,6 +160,12 @@ class TorchcodecReader(FrameReader):
                 "`pip install '.[torchcodec]'` and install FFmpeg (e.g. `apt-get install ffmpeg`); "
                 f"import failed with: {error}"
             ) from error
+        version = tuple(int(part) for part in re.findall(r"\d+", torchcodec.__version__)[:2])
+        if version < TORCHCODEC_MIN_VERSION:
+            raise ImportError(
+                f"torchcodec {torchcodec.__version__} ignores a video's display rotation (phone videos come out "
+                f"sideways); the torchcodec frame reader needs torchcodec >= "
+                f"{'.'.join(map(str, TORCHCODEC_MIN_VERSION))}: `pip install '.[torchcodec]'`")
         self._decoder_class = VideoDecoder
 
     def _open(self, path: str) -> Any:

@@ -223,12 +223,18 @@ class Augment:
         boxes = five_crop_boxes(height, width, crop, crop)
         return [View(box) for box in boxes] + [View(mirror(box, width), True) for box in boxes]
 
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of height x width frames after the short-side resize."""
+        if self.short_side is None or min(height, width) == self.short_side:
+            return height, width
+        return short_side_size(height, width, self.short_side)
+
     def _resize(self, frames: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
         """Short-side resize of (P, T, C, H, W); returns the frames and the (sx, sy) it applied."""
         height, width = frames.shape[-2:]
-        if self.short_side is None or min(height, width) == self.short_side:
+        new_h, new_w = self.resized_size(height, width)
+        if (new_h, new_w) == (height, width):
             return frames, (1.0, 1.0)
-        new_h, new_w = short_side_size(height, width, self.short_side)
         return F.resize(frames, [new_h, new_w], antialias=True), (new_w / width, new_h / height)
 
     def __call__(

@@ -3,6 +3,8 @@
 
 import inspect
 import logging
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +15,13 @@ from torch.utils.data import DataLoader
 import datamodules.datasets as datasets_module
 import datamodules.transforms as transforms_module
 from datamodules import DataFailureError, UCF101DataModule, VideoDataModule, generate
-from flow.extract import ExtractionConfig, extract_many
+from datamodules.datasets import FrameSizeMismatch
+from flow.extract import ExtractionConfig, extract_many, extract_video
+from test_rotation import rotated_copy
 
 MODALITIES = ["rgb", "flow", "two_stream", "rgb_clip", "flow_clip", "two_stream_clip"]
 L, T, CROP = 4, 4, 32
+EXTRACTION = ExtractionConfig(algorithm="dis", short_side=0, rgb=True, backward=True)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +29,7 @@ def ucf(tmp_path_factory):
     root = tmp_path_factory.mktemp("ucf")
     data = generate(root / "data", "ucf101", num_classes=4, videos_per_class=4, num_frames=12, size=(64, 48))
     videos = [str(path.relative_to(data.video_root)) for path in data.videos]
-    config = ExtractionConfig(algorithm="dis", short_side=0, rgb=True, backward=True)
-    assert extract_many(data.video_root, videos, root / "frames", config, progress=False).failed == 0
+    assert extract_many(data.video_root, videos, root / "frames", EXTRACTION, progress=False).failed == 0
     return data, root
 
 
@@ -33,8 +37,9 @@ def datamodule(ucf, **settings) -> UCF101DataModule:
     data, root = ucf
     options = dict(num_fields=L, frames=T, crop_size=CROP, short_side=None, test_positions=3, test_clips=2,
                    batch_size=2, num_workers=0, pin_memory=False, cache_dir=str(root / "cache"))
+    frames_root = settings.pop("frames_root", root / "frames")
     return UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
-                            frames_root=str(root / "frames"), **{**options, **settings})
+                            frames_root=str(frames_root), **{**options, **settings})
 
 
 def shape(value):
@@ -239,3 +244,48 @@ def test_bidirectional_flip_negates_x_of_backward_and_forward_fields(ucf):
     torch.testing.assert_close(mirrored[:L], -centre[:L].flip(-1))
     torch.testing.assert_close(mirrored[L:], centre[L:].flip(-1))
     assert centre[:L].abs().amax() > 0  # the comparison is not between zeros
+
+
+def rotate_video(dataset, item, tmp_path) -> str:
+    """Item's video turned into a phone video (a 90-degree display rotation; the decoders turn
+    its 64x48 frames upright to 48x64), in this dataset's own index copy."""
+    rotated = rotated_copy(Path(dataset.index.paths[item]), tmp_path / f"rotated_{item}.mp4", 90)
+    dataset.index.paths[item] = str(rotated)
+    return str(rotated)
+
+
+def test_sideways_flow_of_a_phone_video_is_a_bad_video_named_and_replaced(ucf, tmp_path, caplog):
+    # The flow beside it was extracted from the stored (unturned) picture: what the pyav
+    # extractor did before it applied the display rotation.
+    dataset = datamodule(ucf, modality="two_stream", decoder="torchcodec", max_failure_rate=1.0).make_dataset("train")
+    rotated = rotate_video(dataset, 2, tmp_path)
+    video_id = dataset.index.video_ids[2]
+    pl.seed_everything(0)
+    with caplog.at_level(logging.WARNING, logger="datamodules.datasets"):
+        sample = dataset[2]
+    assert sample["index"] == 3 and shape(sample["rgb"]) == (3, CROP, CROP)
+    [(source, reason)] = dataset.failures
+    assert source == rotated and video_id in reason and "rgb (64, 48) and flow (48, 64)" in reason
+    assert any(rotated in record.getMessage() for record in caplog.records)
+
+    test_set = datamodule(ucf, modality="two_stream", decoder="torchcodec").make_dataset("test")
+    rotated = rotate_video(test_set, 2, tmp_path)
+    with pytest.raises(DataFailureError, match=f"{rotated}.*{test_set.index.video_ids[2]}.*re-extract") as caught:
+        test_set[2]
+    assert isinstance(caught.value.__cause__, FrameSizeMismatch)
+
+
+def test_phone_video_with_upright_flow_gives_two_stream_samples(ucf, tmp_path):
+    _, root = ucf
+    frames_root = shutil.copytree(root / "frames", tmp_path / "frames")
+    for split in ("train", "test"):
+        dataset = datamodule(ucf, modality="two_stream", decoder="torchcodec", frames_root=frames_root,
+                             cache_dir=str(tmp_path / "cache")).make_dataset(split)
+        rotated = rotate_video(dataset, 2, tmp_path)
+        extract_video(rotated, frames_root / dataset.index.video_ids[2], EXTRACTION)
+        assert dataset.store.meta(dataset.index.video_ids[2]).width == 48  # upright: 48 wide, 64 high
+        pl.seed_everything(0)
+        sample = dataset[2]
+        assert sample["index"] == 2 and not dataset.failures
+        views = (30,) if split == "test" else ()
+        assert shape(sample["rgb"]) == (*views, 3, CROP, CROP) and shape(sample["flow"]) == (*views, 2 * L, CROP, CROP)

@@ -127,3 +127,13 @@ def test_rawframes_read_through_the_store(tmp_path):
     store.layout.rgb_path(folder, 2).write_bytes(b"broken")
     with pytest.raises(VideoDecodeError, match="class/vid"):
         reader.read_frames("class/vid", [2])
+
+
+def test_torchcodec_that_ignores_display_rotation_is_refused(monkeypatch):
+    # Before 0.11 torchcodec returned phone videos sideways, unlike their flow.
+    import torchcodec
+
+    monkeypatch.setattr(torchcodec, "__version__", "0.10.0+cpu")
+    with pytest.raises(ImportError, match=r"torchcodec 0.10.0\+cpu ignores a video's display rotation.*>= 0.11"):
+        create_reader("torchcodec")
+    assert isinstance(create_reader("auto"), DecordReader)
