@@ -210,6 +210,67 @@ def _padded(size: int) -> int:
     return max(128, size + -size % 8)
 
 
+@register
+class TVL1Torch(FlowAlgorithm):
+    """OpenCV's Dual TV-L1 (``tvl1``: same parameters, same flow) in PyTorch, on any device,
+    for a pair or a batch of pairs (``flow/tvl1_torch.py``). No weights.
+
+    ``compile``: ``auto`` (on CUDA, not on a CPU), ``true`` or ``false``; params() records
+    what was used. One instance: torch's own threads (or the GPU) run each call.
+    """
+
+    name = "tvl1_torch"
+    parallel_copies = False
+    defaults = {**TVL1.defaults, "device": "cpu", "compile": "auto"}
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        import torch  # torch is only needed here; importing `flow` stays light
+
+        from flow.tvl1_torch import TVL1Settings
+
+        self._settings = TVL1Settings(**{key: self._params[key] for key in TVL1.defaults})
+        try:
+            self._device = torch.device(self._params["device"])
+        except RuntimeError as error:
+            raise ValueError(f"tvl1_torch: device {self._params['device']!r}: {error}") from None
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("tvl1_torch: device=cuda, but torch sees no CUDA device")
+        compile_choice = str(self._params["compile"]).lower()
+        if compile_choice not in ("auto", "true", "false"):
+            raise ValueError(f"tvl1_torch: compile must be auto, true or false, got {self._params['compile']!r}")
+        self._params["compile"] = compile_choice == "true" or (compile_choice == "auto" and self._device.type == "cuda")
+        self._torch = torch
+
+    def batch(self, prev: Any, nxt: Any) -> Any:
+        """Flow of B pairs at once: (B, H, W) uint8 frames (tensors on any device, arrays, or
+        sequences of (H, W) frames of one size) -> (B, H, W, 2) float32 tensor on ``device``."""
+        from flow.tvl1_torch import tvl1_flow
+
+        first, second = self._as_batch("prev", prev), self._as_batch("nxt", nxt)
+        with self._torch.inference_mode():
+            return tvl1_flow(first, second, self._settings, compile=self._params["compile"])
+
+    def _as_batch(self, name: str, frames: Any) -> Any:
+        torch = self._torch
+        if not isinstance(frames, (torch.Tensor, np.ndarray)):
+            sizes = sorted({tuple(frame.shape) for frame in frames})
+            if not sizes:
+                raise ValueError(f"{self.name}: empty batch ({name})")
+            if len(sizes) > 1:
+                raise ValueError(f"{self.name}: frames of different sizes in one batch ({name}): {sizes}")
+            frames = torch.stack([torch.as_tensor(frame) for frame in frames])
+        frames = torch.as_tensor(frames)
+        if frames.dtype != torch.uint8 or frames.ndim != 3:
+            shape = tuple(frames.shape)
+            raise ValueError(f"{self.name} expects a (B, H, W) uint8 batch ({name}), got {frames.dtype} {shape}")
+        return frames.to(self._device)
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        self._check(prev, nxt)
+        return self.batch(prev[None], nxt[None])[0].cpu().numpy()
+
+
 class _CudaOpenCV(FlowAlgorithm):
     """An OpenCV CUDA solver with its OpenCV defaults; frames go through GpuMat."""
 
