@@ -5,25 +5,40 @@ The model and the data are chosen in the YAML by ``class_path`` (any LightningMo
 said once, by the data's class list: it is linked into the model, which builds its
 networks with it. What the networks expect as input (channels, frames, crop size,
 normalisation) goes the other way: the DataModule adopts the model's ``input_specs``.
+
+An experiment keeps its checkpoints in ``<trainer.default_root_dir>/runs/<experiment>/checkpoints``
+(``runs/two_stream_ucf/checkpoints`` from the current directory), where the experiment is
+``--experiment`` or else the config file's name, so that a later process with the same
+config finds them: ``--ckpt_path last`` and ``best`` work in a new process. validate, test
+and predict refuse networks that nobody trained (``lightning_modules.provenance``).
 """
 
 import sys
+from pathlib import Path
 
 import torch
+from jsonargparse import Namespace
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from lightning_modules.checkpoints import CheckpointNotFoundError, resolve_ckpt_path
 from lightning_modules.gpu_settings import GPUSettings
+from lightning_modules.provenance import RefuseUntrainedEvaluation, UntrainedNetworkError, require_trained
 
 
 class VideoCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.add_argument("--experiment", type=str | None, default=None,
+                            help="Name of the experiment, its checkpoint folder's: "
+                                 "<trainer.default_root_dir>/runs/<experiment>/checkpoints. Default: the config "
+                                 "file's name (configs/two_stream_ucf.yaml: two_stream_ucf).")
         # Always on, configurable under `checkpoint:`, `last_checkpoint:` and `lr_monitor:`:
-        # the best checkpoint by validation top-1, and last.ckpt after every epoch and on
-        # Ctrl-C or a crash (Lightning's own save_last only follows a new best), which is
-        # what `--ckpt_path last` resumes from.
+        # the best checkpoint by validation top-1, and last.ckpt after every training epoch
+        # (also when validation runs less often) and on Ctrl-C or a crash (Lightning's own
+        # save_last only follows a new best), which is what `--ckpt_path last` resumes from.
+        # Both go to the experiment's folder unless their dirpath is set.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.auto_insert_metric_name": False,
@@ -33,6 +48,7 @@ class VideoCLI(LightningCLI):
         parser.set_defaults({
             "last_checkpoint.filename": ModelCheckpoint.CHECKPOINT_NAME_LAST, "last_checkpoint.save_top_k": 1,
             "last_checkpoint.save_on_exception": True, "last_checkpoint.enable_version_counter": False,
+            "last_checkpoint.save_on_train_epoch_end": True,
         })
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
@@ -40,6 +56,12 @@ class VideoCLI(LightningCLI):
         # cudnn.benchmark and TF32 matmuls on GPUs (lightning_modules.gpu_settings); each one
         # can be turned off under `gpu_settings:` (`--gpu_settings.channels_last false`).
         parser.add_lightning_class_args(GPUSettings, "gpu_settings")
+
+    def before_instantiate_classes(self) -> None:
+        try:
+            place_checkpoints(self.config.get(str(self.subcommand), self.config))
+        except ValueError as error:
+            sys.exit(f"error: {error}")
 
     def instantiate_classes(self) -> None:
         # A missing dataset root or annotation file is a config typo: one line naming the
@@ -51,6 +73,49 @@ class VideoCLI(LightningCLI):
             if missing is None:
                 raise
             sys.exit(f"error: {missing}")
+
+    def before_run(self) -> None:
+        """``last``/``best`` as files of the experiment's folder; no evaluation of untrained networks.
+
+        Checked here, before the data is set up or a W&B run starts, with one line saying
+        what is missing."""
+        config = self.config_init[self.subcommand]
+        try:
+            config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.checkpoint, config.last_checkpoint,
+                                                 self.subcommand)
+            if self.subcommand != "fit":
+                require_trained(self.model, self.subcommand, config.ckpt_path)
+        except CheckpointNotFoundError as error:
+            sys.exit(f"error: --ckpt_path {config.ckpt_path}: {error}")
+        except UntrainedNetworkError as error:
+            sys.exit(f"error: {error}")
+
+    # LightningCLI calls before_<subcommand>() before it runs the subcommand.
+    before_fit = before_validate = before_test = before_predict = before_run
+
+
+def experiment_name(config: Namespace) -> str:
+    """``experiment``, else the name of the one config file (``configs/X.yaml``: ``X``)."""
+    if config.get("experiment"):
+        return config.experiment
+    files = config.get("config") or []
+    if len(files) != 1:
+        given = "no config file" if not files else f"{len(files)} config files"
+        raise ValueError(f"with {given}, name the experiment (--experiment NAME, or `experiment:` in the "
+                         "config); its checkpoints go to runs/NAME/checkpoints")
+    return Path(str(files[0])).stem
+
+
+def place_checkpoints(config: Namespace) -> None:
+    """Put the checkpoints whose folder is not set in the experiment's folder.
+
+    Derived from the config alone, so every DDP rank and every later process agrees;
+    never the logger's per-run folder (W&B makes a new one each run)."""
+    if config.checkpoint.dirpath is None:
+        root = Path(config.trainer.get("default_root_dir") or ".")
+        config.checkpoint.dirpath = str(root / "runs" / experiment_name(config) / "checkpoints")
+    if config.last_checkpoint.dirpath is None:
+        config.last_checkpoint.dirpath = config.checkpoint.dirpath
 
 
 def _missing_path(error: BaseException | None) -> OSError | None:
@@ -72,7 +137,8 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         # bf16 on a GPU, fp32 on CPU.
-        trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
+        trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true",
+                          "callbacks": [RefuseUntrainedEvaluation()]},
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,
