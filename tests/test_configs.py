@@ -46,7 +46,6 @@ def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
     config["trainer"] = {**config["trainer"], "fast_dev_run": 1, "accelerator": "cpu", "devices": 1,
                          "default_root_dir": str(tmp_path)}
     config["trainer"].pop("logger", None)
-    config.pop("checkpoint", None)
     model = config["model"]["init_args"]
     crops = {shrink_network(model[key]) for key in ("network", "spatial", "temporal") if key in model}
     crop = 224 if 224 in crops else 32
@@ -94,12 +93,11 @@ def test_ctrl_c_leaves_a_usable_last_checkpoint(ucf101_tiny, hmdb51_tiny, kineti
     config["trainer"].pop("fast_dev_run")
     config["trainer"]["max_epochs"] = 3
     config["trainer"]["callbacks"] = [{"class_path": f"{__name__}.InterruptAfterOneStep"}]
-    config["last_checkpoint"] = {"dirpath": str(tmp_path / "checkpoints")}
     path = tmp_path / "interrupted.yaml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit):
         cli_main(["fit", "--config", str(path)])
-    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    saved = torch.load(tmp_path / "runs" / "interrupted" / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 1
     resumed = cli_main(["fit", "--config", str(path), "--trainer.callbacks", "[]", "--ckpt_path", "last"])
     assert resumed.trainer.global_step > 1
