@@ -58,6 +58,9 @@ def load_port_weights(model: "InceptionI3D", source: str | Path | Mapping[str, T
         replace_classifier: when the file's logits layer has another number of classes than
             the model, keep the model's fresh logits layer and load everything else (fine-tuning
             a Kinetics network on another dataset). Otherwise the class counts must agree.
+
+    A file whose logits were loaded marks the model trained (``models.weights.mark_trained``):
+    it can be tested as it is; with a fresh logits layer it cannot.
     """
     if isinstance(source, Mapping):
         state, name = source, "the I3D port state dict"
