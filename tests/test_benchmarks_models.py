@@ -132,4 +132,4 @@ def test_default_gpu_run_is_fast(tmp_path):
     assert len(speed["rows"]) == len(model_speed.NETWORKS)
     assert not any(t["title"].startswith(("Memory format", "torch.compile")) for t in document["tables"])
     assert document["machine"]["device"] == torch.cuda.get_device_name()
-    assert elapsed < 90, f"the default GPU run took {elapsed:.0f} s at --quick sizes"
+    assert elapsed < 120, f"the default GPU run took {elapsed:.0f} s at --quick sizes"
