@@ -123,9 +123,9 @@ def centred_gradient(images: Tensor) -> tuple[Tensor, Tensor]:
 def warp_bicubic(images: Tensor, flow: Tensor) -> Tensor:
     """``images`` (B, C, H, W) sampled at ``(x + u, y + v)`` for ``flow`` (B, 2, H, W).
 
-    Bicubic (a = -0.75, as OpenCV and torch) at the exact positions (OpenCV 5's remap
-    no longer rounds float maps to 1/32 px), taps outside the image read as 0 (remap's
-    default border).
+    Bicubic (a = -0.75, as OpenCV and torch) at the exact positions, as the installed
+    OpenCV's remap does with float maps (the tests check it); taps outside the image read
+    as 0 (remap's default border).
     """
     height, width = images.shape[-2:]
     xs = torch.arange(width, dtype=flow.dtype, device=flow.device)
@@ -168,13 +168,18 @@ def _median_network(count: int) -> tuple[tuple[int, int, bool, bool], ...]:
     return tuple(reversed(network))
 
 
-def median_filter(images: Tensor, size: int) -> Tensor:
-    """Median over ``size`` x ``size`` windows of (B, C, H, W), borders replicated (cv::medianBlur)."""
+def median_filter(images: Tensor, size: int, network: tuple | None = None) -> Tensor:
+    """Median over ``size`` x ``size`` windows of (B, C, H, W), borders replicated (cv::medianBlur).
+
+    ``network``: ``_median_network(size * size)``, given by callers that compile this
+    (torch.compile would trace into the cached function and warn).
+    """
+    network = _median_network(size * size) if network is None else network
     radius = size // 2
     height, width = images.shape[-2:]
     padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
     wires = [padded[..., dy : dy + height, dx : dx + width] for dy in range(size) for dx in range(size)]
-    for low, high, keep_min, keep_max in _median_network(size * size):
+    for low, high, keep_min, keep_max in network:
         smaller = torch.minimum(wires[low], wires[high]) if keep_min else None
         if keep_max:
             wires[high] = torch.maximum(wires[low], wires[high])
@@ -207,7 +212,7 @@ def primal_dual_iteration(
     lambda_theta: float,
     tau_over_theta: float,
     theta: float,
-    stop_below: float,
+    epsilon: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One inner iteration for a batch; pairs not ``active`` come back unchanged.
 
@@ -215,14 +220,16 @@ def primal_dual_iteration(
     OpenCV's illumination term u3 (whose "image gradient" is the constant gamma).
     ``rho_constant`` and ``step_per_rho`` (``-1 / |grad I1|^2``): (B, 1, H, W).
     ``active``: (B,) bool, or None for "all" (saves the masking). Returns the new flow,
-    dual field and which pairs go on (a pair stops once its summed squared update is at
-    most ``stop_below``).
+    dual field and which pairs go on (a pair stops once its mean squared update, summed
+    over C, is at most ``epsilon**2``).
     """
     # Thresholding step: OpenCV's three cases of the L1 data term are one clamp.
     rho = (image_gradient * flow).sum(dim=1, keepdim=True).add_(rho_constant)
     step = rho.mul_(step_per_rho).clamp_(-lambda_theta, lambda_theta)
     updated = torch.addcmul(flow, step, image_gradient).add_(_divergence(p_x, p_y), alpha=theta)
-    going_on = (updated - flow).square_().sum(dim=(1, 2, 3)) > stop_below
+    # The threshold comes from the shape, not an argument, so that torch.compile (which
+    # may specialise on float arguments) does not recompile for every pyramid level.
+    going_on = (updated - flow).square_().sum(dim=(1, 2, 3)) > epsilon**2 * flow.shape[-2] * flow.shape[-1]
     grad_x, grad_y = _forward_gradient(updated)
     shrink = torch.addcmul(grad_x.square(), grad_y, grad_y).sqrt_().mul_(tau_over_theta).add_(1)
     new_p_x = torch.add(p_x, grad_x, alpha=tau_over_theta).div_(shrink)
@@ -238,18 +245,15 @@ def primal_dual_iteration(
     )
 
 
-Iteration = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
-
-
 @functools.cache
-def compiled_iteration() -> Iteration:
-    """``primal_dual_iteration`` through torch.compile: one or two fused kernels, not ~30."""
-    return torch.compile(primal_dual_iteration, fullgraph=True, dynamic=True)
+def compiled(function: Callable) -> Callable:
+    """``function`` through torch.compile, once per process: the ~30 operations of
+    ``primal_dual_iteration`` or the ~200 of ``median_filter`` become a few fused kernels.
+    Dynamic shapes: one compilation serves every pyramid level and batch size."""
+    return torch.compile(function, fullgraph=True, dynamic=True)
 
 
-def _solve_level(
-    frames: Tensor, flow: Tensor, settings: TVL1Settings, check_every: int, iteration: Iteration
-) -> Tensor:
+def _solve_level(frames: Tensor, flow: Tensor, settings: TVL1Settings, check_every: int, compile: bool) -> Tensor:
     """Refine ``flow`` (B, C, H, W) on one pyramid level of ``frames`` (B, 2, H, W)."""
     first, second = frames[:, :1], frames[:, 1:]
     second_and_gradient = torch.cat((second, *centred_gradient(second)), dim=1)
@@ -262,7 +266,7 @@ def _solve_level(
         if settings.gamma != 0:
             image_gradient = torch.cat((image_gradient, torch.full_like(warped_x, settings.gamma)), dim=1)
         flow, p_x, p_y = _iterate(
-            flow, p_x, p_y, (image_gradient, step_per_rho, rho_constant), settings, check_every, iteration
+            flow, p_x, p_y, (image_gradient, step_per_rho, rho_constant), settings, check_every, compile
         )
     return flow
 
@@ -274,32 +278,51 @@ def _iterate(
     warp_terms: tuple[Tensor, Tensor, Tensor],
     settings: TVL1Settings,
     check_every: int,
-    iteration: Iteration,
+    compile: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One warp's outer and inner iterations, until every pair meets the stopping rule."""
-    batch, height, width = flow.shape[0], flow.shape[-2], flow.shape[-1]
-    constants = (
-        settings.lambda_ * settings.theta, settings.tau / settings.theta, settings.theta,
-        settings.epsilon**2 * height * width,
-    )  # fmt: skip
-    active = torch.ones(batch, dtype=torch.bool, device=flow.device)
-    everyone = True  # every pair still going, as last read on the host: no masking needed
+    """One warp's outer and inner iterations, until every pair meets the stopping rule.
+
+    At each host check, pairs that have stopped leave the working batch (their flow and
+    dual field are kept aside), so a batch costs the sum of its pairs' iterations, not
+    B times the slowest pair's; between checks they are masked.
+    """
+    iteration = compiled(primal_dual_iteration) if compile else primal_dual_iteration
+    median = compiled(median_filter) if compile else median_filter
+    constants = (settings.lambda_ * settings.theta, settings.tau / settings.theta, settings.theta, settings.epsilon)
+    state = (flow, p_x, p_y)
+    results, rows = state, None  # the whole batch, and which of its pairs ``state`` holds (None: all)
+    active = torch.ones(flow.shape[0], dtype=torch.bool, device=flow.device)
+    everyone = True  # every pair in ``state`` still going, as last read on the host: no masking needed
     for done in range(settings.outer_iterations * settings.inner_iterations):
         if done % settings.inner_iterations == 0 and settings.median_filtering > 1:
             # The flow, not u3, is filtered; a pair that has stopped is left as it is.
-            filtered = median_filter(flow[:, :2], settings.median_filtering)
+            flow = state[0]
+            filtered = median(flow[:, :2], settings.median_filtering, _median_network(settings.median_filtering**2))
             if not everyone:
                 filtered = torch.where(active[:, None, None, None], filtered, flow[:, :2])
-            flow = torch.cat((filtered, flow[:, 2:]), dim=1) if flow.shape[1] > 2 else filtered
-        flow, p_x, p_y, active = iteration(flow, p_x, p_y, None if everyone else active, *warp_terms, *constants)
+            state = (torch.cat((filtered, flow[:, 2:]), dim=1) if flow.shape[1] > 2 else filtered, *state[1:])
+        *state, active = iteration(*state, None if everyone else active, *warp_terms, *constants)
+        everyone = False
         if (done + 1) % check_every == 0:
             going_on = int(active.sum())  # the host sync
-            if going_on == 0:
-                break
-            everyone = going_on == batch
-        else:
-            everyone = False
-    return flow, p_x, p_y
+            if going_on < len(active):
+                if rows is None:
+                    results, rows = tuple(state), torch.arange(len(active), device=active.device)
+                else:
+                    for whole, part in zip(results, state):
+                        whole.index_copy_(0, rows, part)
+                if going_on == 0:
+                    return results
+                kept = active.nonzero().squeeze(1)
+                rows, state = rows[kept], [part[kept] for part in state]
+                warp_terms = tuple(term[kept] for term in warp_terms)
+                active = active[kept]
+            everyone = True
+    if rows is None:
+        return tuple(state)
+    for whole, part in zip(results, state):
+        whole.index_copy_(0, rows, part)
+    return results
 
 
 def check_frame_pairs(prev: Tensor, nxt: Tensor) -> None:
@@ -327,7 +350,8 @@ def tvl1_flow(
 
     Frames are grayscale on a 0..255 scale (uint8, or float like OpenCV's 8-bit input);
     the flow is computed on their device. ``compile``: the inner iteration through
-    torch.compile (needs a C++ compiler on a CPU, Triton on a GPU). ``check_every``:
+    torch.compile, and the median filter (needs a C++ compiler on a CPU, Triton on a GPU;
+    the first call compiles, for tens of seconds). ``check_every``:
     iterations between host reads of the stopping rule (module docstring); by default
     1 on a CPU, where reading costs nothing, and 10 elsewhere.
     """
@@ -336,7 +360,6 @@ def tvl1_flow(
         check_every = 1 if prev.device.type == "cpu" else 10
     if check_every < 1:
         raise ValueError(f"tvl1_torch: check_every must be >= 1, got {check_every}")
-    iteration = compiled_iteration() if compile else primal_dual_iteration
     frames = torch.stack((prev, nxt), dim=1).float()
     sizes = pyramid_sizes(frames.shape[-2], frames.shape[-1], settings.nscales, settings.scale_step)
     pyramid = [frames]
@@ -345,7 +368,7 @@ def tvl1_flow(
     channels = 3 if settings.gamma != 0 else 2
     flow = frames.new_zeros(frames.shape[0], channels, *sizes[-1])
     for level in reversed(range(len(sizes))):
-        flow = _solve_level(pyramid[level], flow, settings, check_every, iteration)
+        flow = _solve_level(pyramid[level], flow, settings, check_every, compile)
         if level > 0:
             flow = resize_bilinear(flow, sizes[level - 1])
             # u3 (illumination) is not a displacement: it keeps its scale.
@@ -357,7 +380,7 @@ __all__ = [
     "TVL1Settings",
     "centred_gradient",
     "check_frame_pairs",
-    "compiled_iteration",
+    "compiled",
     "median_filter",
     "primal_dual_iteration",
     "pyramid_sizes",

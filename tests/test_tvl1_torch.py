@@ -12,8 +12,9 @@ from flow.algorithms import create_algorithm
 from flow.meta import read_meta
 from flow.tvl1_torch import (
     TVL1Settings,
+    _median_network,
     centred_gradient,
-    compiled_iteration,
+    compiled,
     median_filter,
     primal_dual_iteration,
     pyramid_sizes,
@@ -228,16 +229,18 @@ def test_compiled_iteration_matches_eager(frames):
     """torch.compile on a CPU (a C++ compiler; ~30-90 s of compiling): the same iteration,
     and the same flow up to float rounding, which the solver amplifies a little."""
     prev, nxt = torch.from_numpy(frames[:2, :48, :64]), torch.from_numpy(frames[1:3, :48, :64])
-    compiled, eager = tvl1_flow(prev, nxt, compile=True), tvl1_flow(prev, nxt)
-    for ours, reference in zip(compiled.numpy(), eager.numpy()):
+    compiled_flow, eager_flow = tvl1_flow(prev, nxt, compile=True), tvl1_flow(prev, nxt)
+    for ours, reference in zip(compiled_flow.numpy(), eager_flow.numpy()):
         assert _epe(ours, reference) < 0.05
     generator = torch.Generator().manual_seed(0)
     flow, p_x, p_y, image_gradient = torch.randn(4, 2, 2, 48, 64, generator=generator)
     step_per_rho, rho_constant = -torch.rand(2, 2, 1, 48, 64, generator=generator)
     arguments = (flow, p_x, p_y, torch.tensor([True, False]), image_gradient, step_per_rho, rho_constant,
-                 0.045, 0.25 / 0.3, 0.3, 0.3)  # fmt: skip
-    for ours, reference in zip(compiled_iteration()(*arguments), primal_dual_iteration(*arguments)):
+                 0.045, 0.25 / 0.3, 0.3, 0.01)  # fmt: skip
+    for ours, reference in zip(compiled(primal_dual_iteration)(*arguments), primal_dual_iteration(*arguments)):
         torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    network = _median_network(25)
+    assert torch.equal(compiled(median_filter)(flow, 5, network), median_filter(flow, 5))
 
 
 @pytest.mark.gpu
