@@ -360,6 +360,8 @@ def tvl1_flow(
         check_every = 1 if prev.device.type == "cpu" else 10
     if check_every < 1:
         raise ValueError(f"tvl1_torch: check_every must be >= 1, got {check_every}")
+    if prev.shape[0] == 0:
+        return prev.new_zeros((*prev.shape, 2), dtype=torch.float32)
     frames = torch.stack((prev, nxt), dim=1).float()
     sizes = pyramid_sizes(frames.shape[-2], frames.shape[-1], settings.nscales, settings.scale_step)
     pyramid = [frames]

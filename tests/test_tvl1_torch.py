@@ -147,6 +147,7 @@ def test_deterministic_and_independent_of_how_often_the_stopping_rule_is_read(fr
     assert np.array_equal(tvl1_flow(prev, nxt).numpy(), batch_flow)
     # Pairs that have stopped are masked, so reading the rule less often changes nothing.
     assert np.array_equal(tvl1_flow(prev, nxt, check_every=7).numpy(), batch_flow)
+    assert tvl1_flow(prev[:0], nxt[:0]).shape == (0, HEIGHT, WIDTH, 2)
 
 
 def test_frames_of_different_sizes_are_refused(frames):
