@@ -194,7 +194,7 @@ def test_cuda_without_a_gpu_is_refused():
 
 
 def test_flow_extract_with_tvl1_torch(tmp_path):
-    video = write_moving_video(tmp_path / "videos" / "Slide" / "v_Slide_g01.avi", frames=4, speed=2)
+    write_moving_video(tmp_path / "videos" / "Slide" / "v_Slide_g01.avi", frames=4, speed=2)  # 2 px right a frame
     out = tmp_path / "flow"
     # A noise texture never meets the stopping rule: fewer iterations keep this test short.
     command = [sys.executable, "-m", "flow", "extract", str(tmp_path / "videos"), str(out), "--algorithm",
@@ -210,7 +210,7 @@ def test_flow_extract_with_tvl1_torch(tmp_path):
     assert meta.params["compile"] is False and meta.params["warps"] == 2
     flow = stored_flow(folder)  # (pairs, 2, H, W) after dequantizing
     inner = flow[:, :, 8:-8, 8:-8]
-    assert video.exists() and abs(float(np.median(inner[:, 0])) - 2) < 0.3 and abs(float(np.median(inner[:, 1]))) < 0.3
+    assert abs(float(np.median(inner[:, 0])) - 2) < 0.3 and abs(float(np.median(inner[:, 1]))) < 0.3
 
 
 def test_illumination_term_matches_opencv():
