@@ -161,13 +161,16 @@ class RAFT(FlowAlgorithm):
     """RAFT (Teed & Deng 2020) from torchvision, with weights from a local state-dict file.
 
     Nothing is downloaded: ``weights`` names a file saved with ``torch.save(model.state_dict())``
-    (e.g. torchvision's Raft_Large_Weights checkpoint fetched once by hand).
+    (e.g. torchvision's Raft_Large_Weights checkpoint fetched once by hand). ``batch`` runs
+    B pairs in one forward. ``precision``: ``fp32`` (the default) or ``bf16`` (the network
+    under bf16 autocast; the flow comes back as float32), recorded in meta.json.
     """
 
     name = "raft"
     needs_color = True
     parallel_copies = False
-    defaults = {"model": "large", "weights": None, "device": "cpu", "num_flow_updates": 12}
+    defaults = {"model": "large", "weights": None, "device": "cpu", "num_flow_updates": 12, "precision": "fp32"}
+    _PRECISIONS = ("fp32", "bf16")
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -178,36 +181,82 @@ class RAFT(FlowAlgorithm):
         model, weights = self._params["model"], self._params["weights"]
         if model not in builders:
             raise ValueError(f"raft: model must be one of {sorted(builders)}, got {model!r}")
+        if self._params["precision"] not in self._PRECISIONS:
+            precision = self._params["precision"]
+            raise ValueError(f"raft: precision must be one of {list(self._PRECISIONS)}, got {precision!r}")
         if not weights:
             raise ValueError("raft: weights=PATH, a local state-dict file, is required (nothing is downloaded)")
         self._torch = torch
-        self._device = torch.device(self._params["device"])
+        self._device = torch_device(self.name, self._params["device"])
         network = builders[model](weights=None, progress=False)
         network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         self._network = network.eval().to(self._device)
 
-    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        self._check(prev, nxt)
+    def batch(self, prev: Any, nxt: Any) -> Any:
+        """Flow of B pairs in one forward: (B, H, W, 3) uint8 RGB frames (tensors on any device,
+        arrays, or sequences of (H, W, 3) frames of one size) -> (B, H, W, 2) float32 tensor on
+        ``device``."""
         torch = self._torch
-        height, width = prev.shape[:2]
+        first = frame_batch(self.name, "prev", prev, color=True, device=self._device)
+        second = frame_batch(self.name, "nxt", nxt, color=True, device=self._device)
+        if first.shape != second.shape:
+            sizes = f"{tuple(first.shape)} vs {tuple(second.shape)}"
+            raise ValueError(f"{self.name}: frame batches differ in size, {sizes}")
+        height, width = first.shape[1:3]
         # RAFT works at 1/8 resolution and its correlation pyramid needs 128 px: pad right
         # and bottom (replicating the border) to a multiple of 8, at least 128, crop back.
         pad = (0, _padded(width) - width, 0, _padded(height) - height)
         images = [
-            torch.nn.functional.pad(
-                torch.from_numpy(frame).to(self._device).permute(2, 0, 1)[None].float() / 127.5 - 1.0,
-                pad,
-                mode="replicate",
-            )
-            for frame in (prev, nxt)
+            torch.nn.functional.pad(frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0, pad, mode="replicate")
+            for frames in (first, second)
         ]
-        with torch.inference_mode():
+        bf16 = self._params["precision"] == "bf16"
+        with torch.inference_mode(), torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=bf16):
             flow = self._network(*images, num_flow_updates=self._params["num_flow_updates"])[-1]
-        return flow[0, :, :height, :width].permute(1, 2, 0).float().cpu().numpy()
+        return flow[:, :, :height, :width].permute(0, 2, 3, 1).float()
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        self._check(prev, nxt)
+        return self.batch(prev[None], nxt[None])[0].cpu().numpy()
 
 
 def _padded(size: int) -> int:
     return max(128, size + -size % 8)
+
+
+def torch_device(algorithm: str, text: str) -> Any:
+    """``text`` as a torch.device, refusing nonsense and CUDA where torch sees none."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError as error:
+        raise ValueError(f"{algorithm}: device {text!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{algorithm}: device={text}, but torch sees no CUDA device")
+    return device
+
+
+def frame_batch(algorithm: str, name: str, frames: Any, color: bool, device: Any) -> Any:
+    """A batch of uint8 frames, (B, H, W) or with ``color`` (B, H, W, 3), as a tensor on ``device``.
+
+    ``frames``: a tensor on any device, an array, or a sequence of frames of one size;
+    frames of different sizes, other dtypes and shapes are refused (``name`` says which input).
+    """
+    import torch
+
+    if not isinstance(frames, (torch.Tensor, np.ndarray)):
+        sizes = sorted({tuple(frame.shape) for frame in frames})
+        if not sizes:
+            raise ValueError(f"{algorithm}: empty batch ({name})")
+        if len(sizes) > 1:
+            raise ValueError(f"{algorithm}: frames of different sizes in one batch ({name}): {sizes}")
+        frames = torch.stack([torch.as_tensor(frame) for frame in frames])
+    frames = torch.as_tensor(frames)
+    if frames.dtype != torch.uint8 or frames.ndim != 3 + color or (color and frames.shape[3] != 3):
+        kind = "(B, H, W, 3) RGB" if color else "(B, H, W)"
+        raise ValueError(f"{algorithm} expects a {kind} uint8 batch ({name}), got {frames.dtype} {tuple(frames.shape)}")
+    return frames.to(device)
 
 
 @register
@@ -230,12 +279,7 @@ class TVL1Torch(FlowAlgorithm):
         from flow.tvl1_torch import TVL1Settings
 
         self._settings = TVL1Settings(**{key: self._params[key] for key in TVL1.defaults})
-        try:
-            self._device = torch.device(self._params["device"])
-        except RuntimeError as error:
-            raise ValueError(f"tvl1_torch: device {self._params['device']!r}: {error}") from None
-        if self._device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("tvl1_torch: device=cuda, but torch sees no CUDA device")
+        self._device = torch_device(self.name, self._params["device"])
         compile_choice = str(self._params["compile"]).lower()
         if compile_choice not in ("auto", "true", "false"):
             raise ValueError(f"tvl1_torch: compile must be auto, true or false, got {self._params['compile']!r}")
@@ -252,19 +296,7 @@ class TVL1Torch(FlowAlgorithm):
             return tvl1_flow(first, second, self._settings, compile=self._params["compile"])
 
     def _as_batch(self, name: str, frames: Any) -> Any:
-        torch = self._torch
-        if not isinstance(frames, (torch.Tensor, np.ndarray)):
-            sizes = sorted({tuple(frame.shape) for frame in frames})
-            if not sizes:
-                raise ValueError(f"{self.name}: empty batch ({name})")
-            if len(sizes) > 1:
-                raise ValueError(f"{self.name}: frames of different sizes in one batch ({name}): {sizes}")
-            frames = torch.stack([torch.as_tensor(frame) for frame in frames])
-        frames = torch.as_tensor(frames)
-        if frames.dtype != torch.uint8 or frames.ndim != 3:
-            shape = tuple(frames.shape)
-            raise ValueError(f"{self.name} expects a (B, H, W) uint8 batch ({name}), got {frames.dtype} {shape}")
-        return frames.to(self._device)
+        return frame_batch(self.name, name, frames, color=False, device=self._device)
 
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         self._check(prev, nxt)

@@ -72,3 +72,51 @@ def test_raft_runs_from_a_local_state_dict(tmp_path):
     assert flow.shape == (60, 70, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
     with pytest.raises(ValueError, match="weights"):
         create_algorithm("raft", model="small")
+
+
+@pytest.fixture(scope="module")
+def raft_small_weights(tmp_path_factory):
+    """Random RAFT-small weights saved as torchvision's state dict, the real format."""
+    import torch
+    from torchvision.models.optical_flow import raft_small
+
+    torch.manual_seed(0)
+    weights = tmp_path_factory.mktemp("raft") / "raft_small.pt"
+    torch.save(raft_small(weights=None).state_dict(), weights)
+    return str(weights)
+
+
+def _moving_rgb_frames(count: int, height: int = 60, width: int = 70) -> np.ndarray:
+    noise = np.random.default_rng(0).random((height + 8, width + 2 * count, 3)).astype(np.float32)
+    texture = (cv2.GaussianBlur(noise, (0, 0), 2.0) * 255).astype(np.uint8)
+    return np.stack([texture[k % 8 : k % 8 + height, 2 * k : 2 * k + width] for k in range(count)])
+
+
+def test_raft_batch_gives_each_pairs_flow(raft_small_weights):
+    import torch
+
+    raft = create_algorithm("raft", model="small", weights=raft_small_weights, num_flow_updates=2)
+    frames = _moving_rgb_frames(4)
+    batched = raft.batch(frames[:-1], list(frames[1:]))  # arrays or lists of frames, as tvl1_torch takes
+    assert batched.shape == (3, 60, 70, 2) and batched.dtype == torch.float32 and batched.device.type == "cpu"
+    for k in range(3):  # oneDNN picks its kernels by batch size: equal to float32 rounding
+        np.testing.assert_allclose(batched[k].numpy(), raft(frames[k], frames[k + 1]), atol=1e-3)
+    with pytest.raises(ValueError, match="frames of different sizes in one batch"):
+        raft.batch([frames[0], frames[1, :50]], frames[1:3])
+    with pytest.raises(ValueError, match="differ in size"):
+        raft.batch(frames[:2], frames[:2, :50])
+    with pytest.raises(ValueError, match=r"\(B, H, W, 3\) RGB uint8"):
+        raft.batch(frames[:2, ..., 0], frames[1:3, ..., 0])
+
+
+def test_raft_bf16_autocast_stays_close_to_fp32(raft_small_weights):
+    fp32 = create_algorithm("raft", model="small", weights=raft_small_weights, num_flow_updates=2)
+    bf16 = create_algorithm("raft", model="small", weights=raft_small_weights, num_flow_updates=2, precision="bf16")
+    assert (fp32.params()["precision"], bf16.params()["precision"]) == ("fp32", "bf16")
+    frames = _moving_rgb_frames(3)
+    reference, approximate = fp32.batch(frames[:-1], frames[1:]), bf16.batch(frames[:-1], frames[1:])
+    assert approximate.dtype == reference.dtype
+    end_point_error = (approximate - reference).norm(dim=-1)
+    assert 0 < end_point_error.mean() < 0.05 * reference.norm(dim=-1).mean()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        create_algorithm("raft", model="small", weights=raft_small_weights, precision="fp16")
