@@ -172,8 +172,12 @@ def test_cli_summary_and_errors(tmp_path, capsys):
         assert option in capsys.readouterr().err
 
 
-TINY_ARGS = dict(videos_per_class=2, num_classes=2, num_frames=4, size=(32, 32))
+TINY_ARGS = {"videos_per_class": 2, "num_classes": 2, "num_frames": 4, "size": (32, 32)}
 TINY_CLI = ["--layout", "hmdb51", "--videos-per-class", "2", "--classes", "2", "--frames", "4", "--size", "32x32"]
+
+
+def files(root: Path) -> list[str]:
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
 
 
 class Killed(BaseException):
@@ -208,7 +212,6 @@ def test_rerun_after_a_kill_finishes_the_same_dataset(tmp_path, monkeypatch):
     stamps = [path.stat().st_mtime_ns for path in done]
     finished = generate(tmp_path / "a", "hmdb51", **TINY_ARGS)
     assert [path.stat().st_mtime_ns for path in done] == stamps  # resumed, not redone
-    files = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())  # noqa: E731
     assert files(finished.root) == files(reference.root)
     for path in files(reference.root):
         assert (finished.root / path).read_bytes() == (reference.root / path).read_bytes(), path
@@ -235,7 +238,6 @@ def test_overwrite_replaces_a_dataset_of_other_settings(tmp_path, capsys):
     replaced = json.loads((tmp_path / "a" / "synthetic.json").read_text())
     assert (len(replaced["classes"]), replaced["seed"]) == (3, 1)
     fresh = generate(tmp_path / "fresh", "hmdb51", **{**TINY_ARGS, "num_classes": 3, "seed": 1})
-    files = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))  # noqa: E731
     assert files(tmp_path / "a") == files(fresh.root)
 
 
