@@ -7,7 +7,6 @@ downloads, short clips), training for a couple of steps instead of fast_dev_run 
 writes no checkpoint).
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
