@@ -25,7 +25,8 @@ from flow.extract import (
     list_videos,
 )
 from flow.frames import DECODERS
-from flow.sharding import Shard, parse_shard, shard_from_env
+from flow.torch_codec import JPEG_ENCODERS
+from flow.sharding import Shard, parse_shard, process_device, shard_from_env
 from flow.store import FolderFlowStore
 
 EXIT_FAILURES, EXIT_USAGE, EXIT_STOPPED = 1, 2, 3
@@ -90,7 +91,18 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                         help="worker processes; >1 also isolates decoder crashes")
     parser.add_argument("--threads", type=_number(int, 0), default=0,
                         help="flow threads per worker, each on its own frame pairs; 0 (default): "
-                        "the usable cores divided by the workers")
+                        "the usable cores divided by the workers. With --batch: decoding threads, and as "
+                        "many JPEG-writing threads (0: half the usable cores)")
+    parser.add_argument("--batch", type=_number(int, 0), default=0, metavar="N",
+                        help="compute N frame pairs of several videos in one call (algorithms with a batched "
+                        "form: raft, tvl1_torch; the way to use a GPU); 0 (default): one video at a time")
+    parser.add_argument("--device", metavar="DEVICE",
+                        help="torch device of the algorithms that take one (raft, tvl1_torch): cpu, cuda, "
+                        "cuda:1; the same as --param device=DEVICE. Under torchrun, cuda is each "
+                        "process's own GPU, cuda:LOCAL_RANK")
+    parser.add_argument("--jpeg", default="opencv", choices=JPEG_ENCODERS,
+                        help="JPEG encoder of the batched path: opencv (default; CPU threads, the per-video "
+                        "path's bytes) or torchvision (on the device: nvjpeg on CUDA)")
     parser.add_argument("--decoder", default="pyav", choices=sorted(DECODERS),
                         help="video decoder (pyav: gray frames straight from the luma plane, faster)")
     parser.add_argument("--shard", type=_shard, metavar="I/N",
@@ -109,12 +121,29 @@ def _run_extract(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         shard = args.shard or shard_from_env()
     except ValueError as error:
         parser.error(f"cannot take the shard from the environment ({error}); pass --shard I/N")
+    params = dict(args.param)
+    if args.device is not None:
+        if "device" not in ALGORITHMS[args.algorithm].defaults:
+            parser.error(f"argument --device: {args.algorithm} runs on no torch device")
+        if params.setdefault("device", args.device) != args.device:
+            parser.error(f"argument --device: {args.device} differs from --param device={params['device']}")
+    if "device" in params:
+        try:
+            params["device"] = process_device(params["device"])
+        except ValueError as error:
+            parser.error(f"cannot take this process's GPU from the environment ({error}); pass --device cuda:N")
+    if args.batch and args.workers > 1:
+        parser.error("argument --workers: --batch runs in one process (one per GPU; split the videos "
+                     "with --shard or torchrun/SLURM)")
     try:
         config = ExtractionConfig(
-            algorithm=args.algorithm, params=dict(args.param), short_side=args.short_side, step=args.step,
+            algorithm=args.algorithm, params=params, short_side=args.short_side, step=args.step,
             bound=args.bound, quality=args.quality, backward=args.backward, rgb=args.rgb,
-            decoder=args.decoder, threads=args.threads,
+            decoder=args.decoder, threads=args.threads, batch=args.batch, jpeg=args.jpeg,
         )  # fmt: skip
+    except ValueError as error:
+        parser.error(str(error))
+    try:
         # Built once here so a bad parameter is one usage error, not a failure per worker.
         create_algorithm(config.algorithm, **config.params)
     except (TypeError, ValueError) as error:

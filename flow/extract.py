@@ -38,6 +38,7 @@ from flow.meta import META_FILE, FlowMeta, write_meta
 from flow.paths import safe_join
 from flow.stages import Writer, flow_fields, prefetched, usable_cores
 from flow.summary import Failure, Summary, VideoResult
+from flow.torch_codec import JPEG_ENCODERS
 
 __all__ = [
     "ExtractionConfig", "FatalError", "VideoError", "check_writable", "extract_many", "extract_video",
@@ -64,6 +65,11 @@ class ExtractionConfig:
 
     ``threads``: flow threads per worker, each computing its own frame pairs; 0 means the
     usable cores divided by the workers. ``decoder``: a name in ``flow.frames.DECODERS``.
+
+    ``batch``: 0 extracts one video at a time (the per-video path); N >= 1 computes N pairs
+    of several videos in one call of the algorithm's ``batch`` (``flow/batched.py``), and
+    ``threads`` are then the decoding threads (and as many writing threads); ``jpeg`` names
+    that path's encoder (``flow.torch_codec.JPEG_ENCODERS``).
     """
 
     algorithm: str = "tvl1"
@@ -77,6 +83,8 @@ class ExtractionConfig:
     layout: FrameLayout = OURS
     decoder: str = "pyav"
     threads: int = 0
+    batch: int = 0
+    jpeg: str = "opencv"
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -93,6 +101,14 @@ class ExtractionConfig:
             raise ValueError(f"JPEG quality must be in 0..100, got {self.quality}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: the usable cores over the workers), got {self.threads}")
+        if self.batch < 0:
+            raise ValueError(f"batch must be >= 0 (0: one video at a time), got {self.batch}")
+        if self.batch and not hasattr(ALGORITHMS[self.algorithm], "batch"):
+            batched = sorted(name for name, cls in ALGORITHMS.items() if hasattr(cls, "batch"))
+            raise ValueError(f"flow algorithm {self.algorithm!r} has no batched form; batch needs one of "
+                             f"{', '.join(batched)}")
+        if self.jpeg not in JPEG_ENCODERS:
+            raise ValueError(f"unknown JPEG encoder {self.jpeg!r}; known: {', '.join(JPEG_ENCODERS)}")
 
     def flow_threads(self, workers: int = 1) -> int:
         """Threads computing flow in each of ``workers`` workers: 1 for solvers that parallelise inside."""
@@ -242,17 +258,27 @@ def extract_video(
                 paths = layout.flow_paths(out_dir, index, backward)
                 writer.put(partial(_write_flow, paths, field_, config.bound, config.quality))
 
+    return finish_video(out_dir, config, algorithms[0].params(), frames, num_frames, source or str(video_path),
+                        writer.written, time.perf_counter() - started, flow_seconds)
+
+
+def finish_video(
+    out_dir: Path, config: ExtractionConfig, params: dict, frames: VideoFrames, num_frames: int, source: str,
+    bytes_written: int, seconds: float, flow_seconds: float,
+) -> VideoResult:
+    """Write meta.json into a video's folder whose files are all written (which makes it complete)."""
     width, height = frames.size
+    layout = config.layout
     write_meta(out_dir, FlowMeta(
-        algorithm=config.algorithm, params=algorithms[0].params(), bound=config.bound,
+        algorithm=config.algorithm, params=params, bound=config.bound,
         jpeg_quality=config.quality, width=width, height=height, num_frames=num_frames,
-        num_flows=num_frames - 1, fps=frames.fps, source=source or str(video_path),
+        num_flows=num_frames - 1, fps=frames.fps, source=source,
         start_index=layout.start_index, step=config.step, backward=config.backward,
         rgb=config.rgb, layout=layout.templates(), decoder=config.decoder,
     ))  # fmt: skip
     return VideoResult(
-        pairs=num_frames - 1, num_frames=num_frames, bytes_written=writer.written,
-        seconds=time.perf_counter() - started, flow_seconds=flow_seconds, width=width, height=height,
+        pairs=num_frames - 1, num_frames=num_frames, bytes_written=bytes_written,
+        seconds=seconds, flow_seconds=flow_seconds, width=width, height=height,
     )  # fmt: skip
 
 
@@ -284,16 +310,22 @@ class _Worker:
     def __call__(self, job: _Job) -> VideoResult | str:
         try:
             return extract_video(job.video, job.out_dir, self.config, self.algorithms, source=job.listed)
-        except VideoError as error:
-            reason = str(error)
-        except OSError as error:
-            if error.errno in _FATAL_ERRNOS:
-                raise FatalError(f"cannot write {error.filename or job.out_dir}: {error.strerror}") from None
-            reason = f"{type(error).__name__}: {error}"
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
-            reason = f"{type(error).__name__}: {first_line(error)}"
+            reason = failure_reason(error, job.out_dir)
         _discard_partial(job.out_dir, self.config.layout)
         return reason
+
+
+def failure_reason(error: Exception, out_dir: Path) -> str:
+    """Why a video failed, for the failures list; raises FatalError for errors every later
+    video would hit too (a full disk)."""
+    if isinstance(error, VideoError):
+        return str(error)
+    if isinstance(error, OSError):
+        if error.errno in _FATAL_ERRNOS:
+            raise FatalError(f"cannot write {error.filename or out_dir}: {error.strerror}") from None
+        return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def _discard_partial(folder: Path, layout: FrameLayout) -> None:
@@ -396,7 +428,11 @@ def _pool_outcomes(jobs: Sequence[_Job], config: ExtractionConfig, workers: int)
 
 
 def _outcomes(jobs: Sequence[_Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
-    if workers > 1:
+    if config.batch:
+        from flow.batched import batched_outcomes  # imports torch
+
+        yield from batched_outcomes(jobs, config)
+    elif workers > 1:
         yield from _pool_outcomes(jobs, config, workers)
     else:
         # In-process: no start-up cost; the flow threads use all the cores on one video at a time.
@@ -420,6 +456,9 @@ def extract_many(
     written to ``failures_file``, one ``path<TAB>reason`` line each, when given).
     Raises FatalError when the output cannot be written at all.
     """
+    if config.batch and workers > 1:
+        raise ValueError(f"batched extraction runs in one process (one per GPU: split the videos with shards), "
+                         f"got {workers} workers")
     started = time.perf_counter()
     out_root = Path(out_root)
     check_writable(out_root)

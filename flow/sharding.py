@@ -5,7 +5,8 @@ contiguous blocks) keeps the shards balanced when long and short videos cluster,
 as they do when a dataset is sorted by class.
 
 When no ``--shard`` is given, a job launched as a SLURM array task or by torchrun
-finds its shard in the environment, so one command line serves every task.
+finds its shard in the environment, so one command line serves every task; under
+torchrun, ``--device cuda`` is also each process's own GPU (``process_device``).
 """
 
 from __future__ import annotations
@@ -77,3 +78,13 @@ def shard_from_env(env: Mapping[str, str] | None = None) -> Shard:
     if "RANK" in env and "WORLD_SIZE" in env:
         return Shard(_int_var(env, "RANK"), _int_var(env, "WORLD_SIZE"))
     return Shard()
+
+
+def process_device(device: str, env: Mapping[str, str] | None = None) -> str:
+    """The GPU a process takes for ``device``: ``cuda`` is ``cuda:LOCAL_RANK`` under torchrun,
+    whose processes on a node all see every GPU; anything else, or no torchrun, is unchanged
+    (a SLURM task given one GPU sees it as ``cuda``)."""
+    env = os.environ if env is None else env
+    if device != "cuda" or "LOCAL_RANK" not in env:
+        return device
+    return f"cuda:{_int_var(env, 'LOCAL_RANK')}"

@@ -1,6 +1,6 @@
 import pytest
 
-from flow.sharding import Shard, parse_shard, shard_from_env
+from flow.sharding import Shard, parse_shard, process_device, shard_from_env
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
@@ -65,3 +65,12 @@ def test_torchrun_rank_and_world_size():
 def test_bad_environment_value_names_the_variable():
     with pytest.raises(ValueError, match="WORLD_SIZE"):
         shard_from_env({"RANK": "0", "WORLD_SIZE": "many"})
+
+
+def test_torchrun_processes_take_their_own_gpu():
+    assert process_device("cuda", {"LOCAL_RANK": "3", "RANK": "11"}) == "cuda:3"
+    assert process_device("cuda:1", {"LOCAL_RANK": "3"}) == "cuda:1"  # chosen by hand: kept
+    assert process_device("cpu", {"LOCAL_RANK": "3"}) == "cpu"
+    assert process_device("cuda", {}) == "cuda"
+    with pytest.raises(ValueError, match="LOCAL_RANK"):
+        process_device("cuda", {"LOCAL_RANK": "first"})
