@@ -302,7 +302,7 @@ def test_batched_usage_errors_exit_2(tmp_path, video_root, capsys, arguments, me
 def test_batched_on_cuda_writes_the_files_of_the_cpu(tmp_path, video_root, algorithm):
     """The GPU path (pinned batches, flow and quantization on the device) writes what the CPU
     path writes: byte for byte for the exact stand-in; for tvl1_torch within a level."""
-    config = batched(algorithm=algorithm, rgb=False)
+    config = batched(algorithm=algorithm, rgb=False, backward=False)
     files = {}
     for device in ("cpu", "cuda"):
         summary = run(video_root, tmp_path / device, replace(config, params={"device": device}))
