@@ -4,11 +4,23 @@ from pathlib import Path
 
 import cv2
 import pytest
+import torch
 import wandb
 
 from datamodules.synthetic import SyntheticDataset, generate
 from flow.extract import ExtractionConfig, extract_many
 from lightning_modules import loggers as loggers_module
+
+NO_CUDA = "no CUDA device (torch.cuda.is_available() is False)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every ``gpu``-marked test where CUDA is absent, with the reason (``-ra`` lists it)."""
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.skip(reason=NO_CUDA))
 
 
 def generate_with_flow(root: Path, layout: str, **kwargs) -> tuple[SyntheticDataset, Path]:
