@@ -227,15 +227,15 @@ def test_flow_extract_with_raft_on_cuda_matches_the_cpu(raft_weights, ucf101_tin
 
 
 def extract_with_raft(video_root: Path, video: str, out: Path, weights: Path, device: str) -> np.ndarray:
-    """``python -m flow extract`` of one video with RAFT on ``device``: its flow, dequantized."""
+    """``python -m flow extract --device DEVICE`` of one video with RAFT: its flow, dequantized."""
     listed = out.parent / f"{out.name}.txt"
     listed.write_text(video + "\n")
     code = flow_main(["extract", str(video_root), str(out), "--list", str(listed), "--algorithm", "raft",
-                      "--param", f"weights={weights}", "--param", f"device={device}",
+                      "--param", f"weights={weights}", "--device", device,
                       "--short-side", "0", "--no-progress"])
     assert code == 0
     store = FolderFlowStore(out)
     video_id = video.rsplit(".", 1)[0]
     meta = store.meta(video_id)
-    assert meta is not None and meta.params["device"] == device
+    assert meta is not None and torch.device(meta.params["device"]).type == device
     return dequantize(store.read_flow(video_id, list(range(meta.num_flows))), meta.bound)
