@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from flow.codec import decode_jpeg, encode_jpeg, quantize
-from flow.torch_codec import create_jpeg_encoder, quantize_tensor
+from flow.torch_codec import create_jpeg_encoder, quantize_tensor, quantize_with_torch
 
 
 def values_at_every_rounding_tie(bound: float) -> np.ndarray:
@@ -17,27 +17,34 @@ def values_at_every_rounding_tie(bound: float) -> np.ndarray:
     return np.concatenate([near[np.isfinite(near)], spread, special])
 
 
+# quantize_with_torch is the CUDA path, run here on the CPU; quantize_tensor on a CPU is OpenCV's pass.
+QUANTIZERS = [quantize_with_torch, quantize_tensor]
+
+
+@pytest.mark.parametrize("quantizer", QUANTIZERS)
 @pytest.mark.parametrize("bound", [20.0, 15.0, 1.0, 3.3, 127.5, 1e-3])
-def test_quantize_on_a_tensor_gives_the_bytes_of_the_numpy_path(bound):
+def test_quantize_on_a_tensor_gives_the_bytes_of_the_numpy_path(quantizer, bound):
     flow = values_at_every_rounding_tie(bound)
-    levels = quantize_tensor(torch.from_numpy(flow), bound)
+    levels = quantizer(torch.from_numpy(flow), bound)
     assert levels.dtype == torch.uint8
     np.testing.assert_array_equal(levels.numpy(), quantize(flow, bound))
 
 
-def test_quantize_on_a_tensor_keeps_the_shape_clips_and_rounds_half_to_even():
+@pytest.mark.parametrize("quantizer", QUANTIZERS)
+def test_quantize_on_a_tensor_keeps_the_shape_clips_and_rounds_half_to_even(quantizer):
     flow = torch.tensor([[[0.0, 1.0], [2.0, -1.0]], [[-200.0, 200.0], [-127.5, 127.5]]])
     # bound 127.5: one level per pixel, offset 127.5, so 0 and 1 px sit exactly on ties.
-    assert quantize_tensor(flow, 127.5).tolist() == [[[128, 128], [130, 126]], [[0, 255], [0, 255]]]
-    assert quantize_tensor(torch.zeros(2, 0, 3, 2)).shape == (2, 0, 3, 2)
-    assert quantize_tensor(torch.ones(4, dtype=torch.float64), 20).tolist() == quantize(np.ones(4), 20).tolist()
+    assert quantizer(flow, 127.5).tolist() == [[[128, 128], [130, 126]], [[0, 255], [0, 255]]]
+    assert quantizer(torch.zeros(2, 0, 3, 2)).shape == (2, 0, 3, 2)
+    assert quantizer(torch.ones(4, dtype=torch.float64), 20).tolist() == quantize(np.ones(4), 20).tolist()
 
 
-def test_nan_and_a_bad_bound_are_refused():
+@pytest.mark.parametrize("quantizer", QUANTIZERS)
+def test_nan_and_a_bad_bound_are_refused(quantizer):
     with pytest.raises(ValueError, match="NaN"):
-        quantize_tensor(torch.tensor([0.0, float("nan")]))
+        quantizer(torch.tensor([0.0, float("nan")]))
     with pytest.raises(ValueError, match="bound"):
-        quantize_tensor(torch.zeros(3), 0.0)
+        quantizer(torch.zeros(3), 0.0)
 
 
 def smooth_planes() -> np.ndarray:
@@ -69,7 +76,9 @@ def test_unknown_encoders_and_qualities_are_refused():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_quantize_and_nvjpeg_on_cuda():
     flow = values_at_every_rounding_tie(20.0)
-    np.testing.assert_array_equal(quantize_tensor(torch.from_numpy(flow).cuda()).cpu().numpy(), quantize(flow))
+    levels = quantize_tensor(torch.from_numpy(flow).cuda())
+    assert levels.device.type == "cuda"
+    np.testing.assert_array_equal(levels.cpu().numpy(), quantize(flow))
     planes = smooth_planes()
     encoder = create_jpeg_encoder("torchvision", 95)
     encoded = [encoder.finish(payload) for payload in encoder.prepare(torch.from_numpy(planes).cuda())]
