@@ -51,13 +51,28 @@ def adapt_first_conv(model: nn.Module, name: str, in_channels: int) -> None:
     replace_module(model, name, new)
 
 
+def device_of(module: nn.Module) -> torch.device:
+    """Where ``module``'s parameters are (a new classifier goes there too)."""
+    return next(module.parameters(), torch.empty(0)).device
+
+
+def linear_classifier(num_features: int, num_classes: int, device: torch.device | None = None) -> nn.Module:
+    """A fresh linear classifier; for 0 classes none (``nn.Identity``), as timm's
+    ``reset_classifier(0)``: the network then returns the vector its classifier would read."""
+    if num_classes == 0:
+        return nn.Identity()
+    return nn.Linear(num_features, num_classes, device=device)
+
+
 class Backbone(nn.Module):
     """A feature extractor followed by dropout and a linear classifier.
 
-    The interface every network of the project offers, so heads, fusion and the
-    Lightning modules work with any of them:
-    ``forward_features(x) -> N x num_features``, ``forward_head(features) -> N x classes``,
-    ``reset_classifier(num_classes)``, ``input_spec``.
+    The interface every network of the project offers (timm's), so heads, fusion and the
+    Lightning modules work with any of them: ``forward_features(x)``,
+    ``forward_head(features, pre_logits=False) -> N x classes`` (``pre_logits=True``: the
+    N x ``num_features`` vector the classifier reads), ``get_classifier()``,
+    ``reset_classifier(num_classes)`` (0: no classifier, the network returns its pre-logits),
+    ``num_features``, ``input_spec``.
 
     Args:
         features: maps an input batch to pooled features, N x ``num_features``
@@ -75,16 +90,20 @@ class Backbone(nn.Module):
         self.num_features = num_features
         self.input_spec = input_spec
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(num_features, num_classes)
+        self.fc = linear_classifier(num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # N x num_features
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(features))  # N x num_classes
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.dropout(features)  # N x num_features
+        return x if pre_logits else self.fc(x)  # N x num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes, device=self.fc.weight.device)
+        self.fc = linear_classifier(self.num_features, num_classes, device_of(self))

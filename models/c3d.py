@@ -10,6 +10,7 @@ on one time step and pools space only.
 import torch
 from torch import Tensor, nn
 
+from models.adapt import device_of, linear_classifier
 from models.input_spec import InputSpec, symmetric_rgb
 
 
@@ -34,6 +35,7 @@ class C3D(nn.Module):
     def __init__(self, num_classes: int = 400, dropout: float = 0.5) -> None:
         super().__init__()
         self.input_spec: InputSpec = symmetric_rgb(frames=16, size=112)
+        self.num_features = 4096
         self.features = nn.Sequential(
             *_conv(3, 64), nn.MaxPool3d(2, 2),                # N x 64 x 8 x 56 x 56
             *_conv(64, 128), nn.MaxPool3d(2, 2),                        # N x 128 x 4 x 28 x 28
@@ -44,17 +46,22 @@ class C3D(nn.Module):
         )
         self.pre_logits = nn.Sequential(*_fc(512 * 4 * 4, 4096, dropout),  # fc6: N x 4096
                                         *_fc(4096, 4096, dropout))         # fc7: N x 4096
-        self.fc = nn.Linear(4096, num_classes)
+        self.fc = linear_classifier(self.num_features, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """N x 3 x 16 x 112 x 112 -> N x 512 x 1 x 4 x 4."""
         return self.features(x)
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.fc(self.pre_logits(torch.flatten(features, 1)))  # N x num_classes
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """N x num_classes; ``pre_logits``: fc7's N x 4096."""
+        x = self.pre_logits(torch.flatten(features, 1))
+        return x if pre_logits else self.fc(x)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(4096, num_classes, device=self.fc.weight.device)
+        self.fc = linear_classifier(self.num_features, num_classes, device_of(self))

@@ -12,6 +12,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from models.adapt import device_of, linear_classifier
 from models.input_spec import InputSpec
 from models.stream2d import GoogLeNetStream, ResNetStream
 
@@ -48,8 +49,9 @@ class ConvNetLSTM(nn.Module):
         self.readout = readout
         self.frame_features = stream.features  # the stream's own classifier is dropped
         self.lstm = nn.LSTM(stream.num_features, hidden_size, batch_first=True)
+        self.num_features = hidden_size
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden_size, num_classes)
+        self.fc = linear_classifier(hidden_size, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """N x 3 x T x H x W clip -> N x T x hidden_size LSTM outputs."""
@@ -59,15 +61,25 @@ class ConvNetLSTM(nn.Module):
         outputs, _ = self.lstm(features.view(n, t, -1))     # N x T x 512
         return outputs
 
-    def forward_head(self, features: Tensor, *, per_time: bool = False) -> Tensor:
-        """LSTM outputs -> N x num_classes (or N x num_classes x T with `per_time`)."""
-        logits = self.fc(self.dropout(features)).transpose(1, 2)  # N x num_classes x T
+    def forward_head(self, features: Tensor, pre_logits: bool = False, *, per_time: bool = False) -> Tensor:
+        """LSTM outputs -> N x num_classes (or N x num_classes x T with `per_time`).
+
+        ``pre_logits``: the same readout of the LSTM outputs without the classifier,
+        N x hidden_size; the classifier is linear, so it gives the logits from them.
+        """
+        x = self.dropout(features)  # N x T x hidden_size
+        if not pre_logits:
+            x = self.fc(x)  # the classifier at every step, then the readout, as the paper
+        x = x.transpose(1, 2)  # N x num_classes x T
         if per_time:
-            return logits
-        return logits.mean(dim=2) if self.readout == "mean" else logits[:, :, -1]
+            return x
+        return x.mean(dim=2) if self.readout == "mean" else x[:, :, -1]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.lstm.hidden_size, num_classes, device=self.fc.weight.device)
+        self.fc = linear_classifier(self.num_features, num_classes, device_of(self))

@@ -12,6 +12,7 @@ how the pooled grid meets that layer; averaging it keeps the count at the paper'
 import torch
 from torch import Tensor, nn
 
+from models.adapt import device_of, linear_classifier
 from models.input_spec import InputSpec, flow_unit, symmetric_rgb
 from models.stream2d import GoogLeNetStream
 
@@ -81,8 +82,9 @@ class FusedTwoStream3D(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool3d(3, stride=2, padding=1),                # N x 512 x 3 x 4 x 4
         )
+        self.num_features = 512
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = linear_classifier(self.num_features, num_classes)
 
     def _tower(self, tower: nn.Sequential, x: Tensor) -> Tensor:
         """Run a 2D tower on every time point: N x C x T x H x W -> N x 1024 x T x h x w."""
@@ -97,11 +99,15 @@ class FusedTwoStream3D(nn.Module):
         both = torch.cat([self._tower(self.rgb_tower, rgb), self._tower(self.flow_tower, stacks)], dim=1)
         return self.fusion(both)  # N x 2048 x 5 x 7 x 7 -> N x 512 x 3 x 4 x 4
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.fc(self.dropout(features.mean(dim=(2, 3, 4))))  # N x num_classes
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.dropout(features.mean(dim=(2, 3, 4)))  # N x 512
+        return x if pre_logits else self.fc(x)  # N x num_classes
 
     def forward(self, rgb: Tensor, flow: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(rgb, flow))
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(512, num_classes, device=self.fc.weight.device)
+        self.fc = linear_classifier(self.num_features, num_classes, device_of(self))

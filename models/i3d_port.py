@@ -16,15 +16,11 @@ same way under ``endpoints.``, so a port key is ours without that prefix.
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from models.weights import load_checked, mark_trained
-
-if TYPE_CHECKING:
-    from models.inception_i3d import InceptionI3D
 
 _PREFIX = "endpoints."
 
@@ -39,12 +35,16 @@ def _from_port(key: str) -> str:
     return key if key.startswith("logits.") else _PREFIX + key
 
 
-def export_port_state_dict(model: "InceptionI3D") -> dict[str, Tensor]:
-    """The model's state dict with the port's key names (save it with `torch.save`)."""
+# The functions take an `models.inception_i3d.InceptionI3D` (its modules are named as the port's
+# keys, it has ``num_classes``); typed as nn.Module because that file imports this one.
+
+
+def export_port_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """An `InceptionI3D`'s state dict with the port's key names (save it with `torch.save`)."""
     return {_to_port(key): value for key, value in model.state_dict().items()}
 
 
-def load_port_weights(model: "InceptionI3D", source: str | Path | Mapping[str, Tensor], *,
+def load_port_weights(model: nn.Module, source: str | Path | Mapping[str, Tensor], *,
                       replace_classifier: bool = False) -> None:
     """Load a port-format state dict into `model`, strictly.
 
@@ -53,7 +53,7 @@ def load_port_weights(model: "InceptionI3D", source: str | Path | Mapping[str, T
     both shapes (`models.weights.load_checked`).
 
     Args:
-        model: the network, built with the file's input channels.
+        model: the `InceptionI3D`, built with the file's input channels.
         source: a path to a ``.pt`` file (read with ``weights_only=True``) or a state dict.
         replace_classifier: when the file's logits layer has another number of classes than
             the model, keep the model's fresh logits layer and load everything else (fine-tuning

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import GoogLeNet
 
-from models.adapt import adapt_first_conv
+from models.adapt import adapt_first_conv, device_of
 from models.i3d_port import load_port_weights
 from models.inflate import inflate_batchnorm, inflate_conv
 from models.input_spec import InputSpec, flow_unit, symmetric_rgb
@@ -141,6 +141,11 @@ class Mixed(nn.Module):
         return torch.cat(branches, dim=1)
 
 
+def logits_layer(num_features: int, num_classes: int) -> nn.Module:
+    """The logits layer, a biased 1x1x1 conv (the port's ``logits.conv3d``); none for 0 classes."""
+    return Unit3D(num_features, num_classes, norm_act=False) if num_classes else nn.Identity()
+
+
 class InceptionI3D(nn.Module):
     """Inception I3D; shapes below for a 64 x 224 x 224 clip.
 
@@ -167,6 +172,7 @@ class InceptionI3D(nn.Module):
             spec = replace(spec, channels=in_channels)
         self.input_spec: InputSpec = spec
         self.num_classes = num_classes
+        self.num_features = 1024
         self.endpoints = nn.ModuleDict({
             "Conv3d_1a_7x7": Unit3D(spec.channels, 64, 7, 2),         # N x 64 x 32 x 112 x 112
             "MaxPool3d_2a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2)),  # N x 64 x 32 x 56 x 56
@@ -186,7 +192,7 @@ class InceptionI3D(nn.Module):
             "Mixed_5c": Mixed(832, 384, 192, 384, 48, 128, 128),      # N x 1024 x 8 x 7 x 7
         })
         self.dropout = nn.Dropout(dropout)
-        self.logits = Unit3D(1024, num_classes, norm_act=False)
+        self.logits = logits_layer(self.num_features, num_classes)
         if weights is not None:
             load_port_weights(self, weights, replace_classifier=True)
 
@@ -214,18 +220,22 @@ class InceptionI3D(nn.Module):
         """N x C x T x H x W clip -> N x 1024 x T/8 x H/32 x W/32 (Mixed_5c)."""
         return self.forward_endpoints(x, ["Mixed_5c"])["Mixed_5c"]
 
-    def forward_head(self, features: Tensor, *, per_time: bool = False) -> Tensor:
+    def forward_head(self, features: Tensor, pre_logits: bool = False, *, per_time: bool = False) -> Tensor:
         """Mixed_5c features -> logits averaged over time, N x num_classes.
 
         Args:
             features: N x 1024 x t x h x w.
+            pre_logits: the same averages of the pooled features without the logits layer,
+                N x 1024: the 1x1x1 logits conv is linear, so it gives the logits from them.
             per_time: return N x num_classes x t' logits before the time average instead
                 (t' = t - 1 at the paper's sizes, as the port returns them).
         """
         # The paper's 2x7x7 average pool, shrunk when a short or small clip leaves less.
         kernel = [min(k, s) for k, s in zip((2, 7, 7), features.shape[2:])]
         x = F.avg_pool3d(features, kernel, stride=1)  # N x 1024 x 7 x 1 x 1
-        x = self.logits(self.dropout(x))              # N x num_classes x 7 x 1 x 1
+        x = self.dropout(x)
+        if not pre_logits:
+            x = self.logits(x)                        # N x num_classes x 7 x 1 x 1
         # Inputs larger than 224 leave several positions: average them like time.
         x = x.mean(dim=(3, 4))                        # N x num_classes x 7
         return x if per_time else x.mean(dim=2)
@@ -233,10 +243,14 @@ class InceptionI3D(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def get_classifier(self) -> nn.Module:
+        return self.logits
+
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the logits layer by a freshly initialised one with `num_classes` outputs."""
+        """Replace the logits layer by a freshly initialised one with `num_classes` outputs
+        (0: none, the network then returns its N x 1024 pre-logits)."""
         self.num_classes = num_classes
-        self.logits = Unit3D(1024, num_classes, norm_act=False)
+        self.logits = logits_layer(self.num_features, num_classes).to(device_of(self))
         mark_trained(self, None)  # whatever the weights were, the logits are new
 
 

