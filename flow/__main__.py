@@ -17,17 +17,12 @@ from PIL import Image
 from flow.algorithms import ALGORITHMS, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, dequantize
 from flow.colorwheel import flow_to_color
-from flow.extract import (
-    VIDEO_EXTENSIONS,
-    ExtractionConfig,
-    FatalError,
-    extract_many,
-    list_videos,
-)
+from flow.extract import ExtractionConfig, FatalError, extract_many
 from flow.frames import DECODERS
-from flow.torch_codec import JPEG_ENCODERS
 from flow.sharding import Shard, parse_shard, process_device, shard_from_env
 from flow.store import FolderFlowStore
+from flow.torch_codec import JPEG_ENCODERS
+from flow.videos import VIDEO_EXTENSIONS, list_videos
 
 EXIT_FAILURES, EXIT_USAGE, EXIT_STOPPED = 1, 2, 3
 

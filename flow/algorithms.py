@@ -9,6 +9,7 @@ Objects are built once per worker and reused across frame pairs, because some
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import cv2
@@ -49,6 +50,9 @@ class FlowAlgorithm(ABC):
     # up (OpenCV's CPU solvers). False where one call already fills the device (RAFT
     # with torch's threads or a GPU, OpenCV's CUDA solvers): one instance is used.
     parallel_copies: ClassVar[bool] = True
+    # The library thread pool a call runs on ("opencv" or "torch": its intra-op threads), which
+    # a worker process sizes by ``threads_per_worker`` so that workers share the cores.
+    thread_pool: ClassVar[str] = "opencv"
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
@@ -60,6 +64,16 @@ class FlowAlgorithm(ABC):
 
     def params(self) -> dict:
         return dict(self._params)
+
+    def threads_per_worker(self, cores: int) -> int:
+        """Threads of ``thread_pool`` for a worker process whose share of the machine is
+        ``cores``. OpenCV's solvers: 1, as the worker's flow threads, each running its own
+        instance (``parallel_copies``), are their parallelism."""
+        return 1
+
+    def size_worker_threads(self, cores: int) -> None:
+        """Set ``thread_pool``'s size for this process, a worker with ``cores`` cores."""
+        THREAD_POOLS[self.thread_pool](self.threads_per_worker(cores))
 
     def _check(self, prev: np.ndarray, nxt: np.ndarray) -> None:
         trailing = (3,) if self.needs_color else ()
@@ -74,6 +88,15 @@ class FlowAlgorithm(ABC):
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         """Flow from ``prev`` to ``nxt`` as (H, W, 2) float32 pixels, x then y."""
 
+
+def _set_torch_threads(count: int) -> None:
+    import torch  # only algorithms running on torch declare its pool, and they import it anyway
+
+    torch.set_num_threads(count)
+
+
+# How to size each library's thread pool in this process, by ``FlowAlgorithm.thread_pool``.
+THREAD_POOLS: dict[str, Callable[[int], None]] = {"opencv": cv2.setNumThreads, "torch": _set_torch_threads}
 
 ALGORITHMS: dict[str, type[FlowAlgorithm]] = {}
 
@@ -169,6 +192,7 @@ class RAFT(FlowAlgorithm):
     name = "raft"
     needs_color = True
     parallel_copies = False
+    thread_pool = "torch"
     defaults = {"model": "large", "weights": None, "device": "cpu", "num_flow_updates": 12, "precision": "fp32"}
     _PRECISIONS = ("fp32", "bf16")
 
@@ -218,6 +242,10 @@ class RAFT(FlowAlgorithm):
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         self._check(prev, nxt)
         return self.batch(prev[None], nxt[None])[0].cpu().numpy()
+
+    def threads_per_worker(self, cores: int) -> int:
+        """The worker's share of the cores: one large network call fills them."""
+        return cores
 
 
 def _padded(size: int) -> int:
@@ -270,6 +298,7 @@ class TVL1Torch(FlowAlgorithm):
 
     name = "tvl1_torch"
     parallel_copies = False
+    thread_pool = "torch"
     defaults = {**TVL1.defaults, "device": "cpu", "compile": "auto"}
 
     def __init__(self, **params: Any):
@@ -294,6 +323,12 @@ class TVL1Torch(FlowAlgorithm):
         first, second = self._as_batch("prev", prev), self._as_batch("nxt", nxt)
         with self._torch.inference_mode():
             return tvl1_flow(first, second, self._settings, compile=self._params["compile"])
+
+    def threads_per_worker(self, cores: int) -> int:
+        """One: its many small operations gain little from torch's threads, and beside other
+        jobs they lose badly (measured on a busy 2-core machine: 10 s a pair with 2 torch
+        threads, 0.58 s with one)."""
+        return 1
 
     def _as_batch(self, name: str, frames: Any) -> Any:
         return frame_batch(self.name, name, frames, color=False, device=self._device)

@@ -41,7 +41,7 @@ import torch
 
 import flow.extract as extract
 from flow.algorithms import FlowAlgorithm, create_algorithm
-from flow.extract import ExtractionConfig, Outcome, VideoError, _clear_folder, _discard_partial, _Job, open_video
+from flow.extract import ExtractionConfig, Job, Outcome, VideoError, clear_folder, discard_partial, open_video
 from flow.frames import VideoFrames
 from flow.stages import QUEUE_DEPTH, opencv_threads, prefetched, usable_cores
 from flow.torch_codec import JpegEncoder, create_jpeg_encoder, quantize_tensor
@@ -56,7 +56,7 @@ class _Video:
     ``pairs`` before it reports the end of the video; the flow thread owns the rest, and
     ``pending``, ``bytes_written`` and ``write_error`` change under the writers' lock."""
 
-    job: _Job
+    job: Job
     started: float = field(default_factory=time.perf_counter)
     frames: VideoFrames | None = None
     num_frames: int = 0
@@ -193,7 +193,7 @@ class BatchedRun:
                 continue
         return False
 
-    def _decode_all(self, jobs: Iterator[_Job], lock: threading.Lock, running: list[int]) -> None:
+    def _decode_all(self, jobs: Iterator[Job], lock: threading.Lock, running: list[int]) -> None:
         try:
             while not self._stop.is_set():
                 with lock:
@@ -223,7 +223,7 @@ class BatchedRun:
             if len(head) < 2:
                 raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
             job.out_dir.mkdir(parents=True, exist_ok=True)
-            _clear_folder(job.out_dir, layout)
+            clear_folder(job.out_dir, layout)
             previous = None
             for k, frame in enumerate(chain(head, decoded)):
                 if self._stop.is_set():
@@ -242,7 +242,7 @@ class BatchedRun:
                         self._put(_Pair(video, k - 1, backward, first, second))
                 previous = current
 
-    def _start_decoding(self, jobs: Sequence[_Job]) -> None:
+    def _start_decoding(self, jobs: Sequence[Job]) -> None:
         count = max(1, min(self.threads, len(jobs)))
         queue, lock, running = iter(jobs), threading.Lock(), [count]
         for n in range(count):
@@ -293,7 +293,7 @@ class BatchedRun:
 
     # --- the flow thread --------------------------------------------------------------
 
-    def outcomes(self, jobs: Sequence[_Job]) -> Iterator[Outcome]:
+    def outcomes(self, jobs: Sequence[Job]) -> Iterator[Outcome]:
         """Extract ``jobs``; yields ``(job, VideoResult | reason)`` as videos complete."""
         if not jobs:
             return
@@ -411,12 +411,12 @@ class BatchedRun:
                 )  # fmt: skip
             except OSError as error:
                 self._fail(video, error)
-        _discard_partial(job.out_dir, self.config.layout)
+        discard_partial(job.out_dir, self.config.layout)
         assert video.failure is not None
         return video.failure
 
 
-def batched_outcomes(jobs: Sequence[_Job], config: ExtractionConfig) -> Iterator[Outcome]:
+def batched_outcomes(jobs: Sequence[Job], config: ExtractionConfig) -> Iterator[Outcome]:
     """``extract_many``'s outcomes on the batched path: ``(job, VideoResult | reason)`` per video."""
     try:
         run = BatchedRun(config)

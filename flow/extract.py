@@ -5,21 +5,18 @@ so a run killed at any point leaves nothing that looks complete, and the next ru
 redoes exactly the unfinished videos. Per-video problems (corrupt or truncated files,
 too few frames) are reported and skipped; a full disk or an unwritable output root
 stops the run, because every later video would fail the same way.
+
+Listing videos and naming them is ``flow/videos.py``; running videos on worker
+processes that may crash is ``flow/pool.py``.
 """
 
 from __future__ import annotations
 
 import errno
-import multiprocessing
-import re
-import string
 import sys
 import tempfile
 import time
-from collections import deque
-from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,16 +33,17 @@ from flow.frames import DECODERS, VideoError, VideoFrames, first_line
 from flow.layout import OURS, FrameLayout
 from flow.meta import META_FILE, FlowMeta, write_meta
 from flow.paths import safe_join
+from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import Writer, flow_fields, prefetched, usable_cores
 from flow.summary import Failure, Summary, VideoResult
 from flow.torch_codec import JPEG_ENCODERS
+from flow.videos import VIDEO_EXTENSIONS, list_videos, video_id
 
+# The listing names stay importable from here, where callers have always found them.
 __all__ = [
-    "ExtractionConfig", "FatalError", "VideoError", "check_writable", "extract_many", "extract_video",
-    "list_videos", "open_video", "video_id", "write_file",
+    "VIDEO_EXTENSIONS", "ExtractionConfig", "FatalError", "Job", "VideoError", "check_writable", "clear_folder",
+    "extract_many", "extract_video", "list_videos", "open_video", "video_id", "write_file",
 ]  # fmt: skip
-
-VIDEO_EXTENSIONS = ("avi", "mp4", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "flv", "wmv")
 
 # Errors that every later video would hit too: stop the run instead of failing each one.
 _FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -132,69 +130,12 @@ def write_file(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def video_id(relative: str) -> str:
-    """``ApplyEyeMakeup/v_X.avi`` -> ``ApplyEyeMakeup/v_X``: the folder name under the output root."""
-    path = Path(relative)
-    return path.with_suffix("").as_posix() if path.suffix else path.as_posix()
-
-
-def _list_entry(line: str, extensions: Sequence[str]) -> str:
-    """The video path on one list line.
-
-    Annotation lines carry more columns (``v_X.avi 1``; HMDB adds a trailing space).
-    A line ending in a video extension is kept whole, so names with spaces survive;
-    a tab always ends the path, which lets a failures file be fed back as a list.
-    """
-    entry = line.split("\t", 1)[0].strip()
-    if entry.lower().endswith(tuple("." + ext for ext in extensions)):
-        return entry
-    return entry.split()[0] if entry else ""
-
-
-def list_videos(
-    video_root: Path | str, list_file: Path | str | None = None, extensions: Sequence[str] = VIDEO_EXTENSIONS
-) -> list[str]:
-    """Video paths relative to ``video_root`` (POSIX, sorted, unique).
-
-    From ``list_file`` when given (one path per line, extra columns ignored), otherwise
-    every file under the root whose extension is in ``extensions`` (case-insensitive).
-    """
-    extensions = tuple(ext.lower().lstrip(".") for ext in extensions)
-    if list_file is not None:
-        try:
-            lines = Path(list_file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            raise ValueError(f"cannot read video list {list_file}: {error}") from None
-        entries = {_list_entry(line, extensions) for line in lines}
-        entries.discard("")
-        return sorted(entries)
-    root = Path(video_root)
-    if not root.is_dir():
-        raise ValueError(f"video root {root} is not a directory")
-    suffixes = {"." + ext for ext in extensions}
-    return sorted(
-        path.relative_to(root).as_posix()
-        for path in root.rglob("*")
-        if path.suffix.lower() in suffixes and path.is_file()
-    )
-
-
-def _template_pattern(template: str) -> str:
-    """``flow_x_{:05d}.jpg`` -> a regex matching any number in the field."""
-    return "".join(re.escape(literal) + (r"\d+" if name is not None else "")
-                   for literal, name, _, _ in string.Formatter().parse(template))
-
-
-def _clear_folder(folder: Path, layout: FrameLayout) -> None:
-    """Remove what an earlier (possibly killed) run wrote: meta.json first, then our files.
-
-    Only names our layout produces are removed, so a folder that also holds other
-    things (a video's id may equal a directory of the dataset) loses nothing else.
-    """
+def clear_folder(folder: Path, layout: FrameLayout) -> None:
+    """Remove what an earlier (possibly killed) run wrote: meta.json first, then the files
+    ``layout`` names (``FrameLayout.owns``), nothing else."""
     (folder / META_FILE).unlink(missing_ok=True)
-    ours = re.compile("|".join(_template_pattern(t) for t in layout.templates().values()))
     for path in folder.iterdir():
-        if ours.fullmatch(path.name) and path.is_file():
+        if layout.owns(path.name) and path.is_file():
             path.unlink()
 
 
@@ -236,7 +177,7 @@ def extract_video(
         if len(head) < 2:
             raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
         out_dir.mkdir(parents=True, exist_ok=True)
-        _clear_folder(out_dir, layout)
+        clear_folder(out_dir, layout)
         with Writer() as writer:
 
             def pairs() -> Iterator[tuple[tuple[int, bool], np.ndarray, np.ndarray]]:
@@ -293,10 +234,15 @@ def check_writable(out_root: Path) -> None:
 
 
 @dataclass(frozen=True)
-class _Job:
+class Job:
+    """One video to extract."""
+
     listed: str  # the path as listed, for reports
     video: Path
     out_dir: Path
+
+
+Outcome = tuple[Job, VideoResult | str]
 
 
 class _Worker:
@@ -307,12 +253,12 @@ class _Worker:
         self.config = config
         self.algorithms = config.create_algorithms(workers)
 
-    def __call__(self, job: _Job) -> VideoResult | str:
+    def __call__(self, job: Job) -> VideoResult | str:
         try:
             return extract_video(job.video, job.out_dir, self.config, self.algorithms, source=job.listed)
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
             reason = failure_reason(error, job.out_dir)
-        _discard_partial(job.out_dir, self.config.layout)
+        discard_partial(job.out_dir, self.config.layout)
         return reason
 
 
@@ -328,106 +274,42 @@ def failure_reason(error: Exception, out_dir: Path) -> str:
     return f"{type(error).__name__}: {first_line(error)}"
 
 
-def _discard_partial(folder: Path, layout: FrameLayout) -> None:
+def discard_partial(folder: Path, layout: FrameLayout) -> None:
     """Free the space of a failed video's partial files; best effort (the disk may be the problem)."""
     try:
         if folder.is_dir():
-            _clear_folder(folder, layout)
+            clear_folder(folder, layout)
             if not any(folder.iterdir()):
                 folder.rmdir()
     except OSError:
         pass
 
 
-_worker: _Worker | None = None
-Outcome = tuple[_Job, VideoResult | str]
-
-
-def _init_worker(config: ExtractionConfig, workers: int) -> None:
-    global _worker
-    # Workers and their flow threads are the parallelism; OpenCV's own threads would only
-    # oversubscribe the cores.
+def _process_worker(config: ExtractionConfig, workers: int) -> _Worker:
+    """The extractor of one of ``workers`` worker processes (built in that process)."""
+    # Workers and their flow threads are the parallelism: OpenCV's own threads (decoding,
+    # JPEG) would only oversubscribe the cores; the algorithm sizes the pool its calls run on.
     cv2.setNumThreads(1)
-    _worker = _Worker(config, workers)
-    torch = sys.modules.get("torch")
-    if torch is not None:  # imported by RAFT: its threads share the cores with the other workers
-        torch.set_num_threads(max(1, usable_cores() // workers))
+    worker = _Worker(config, workers)
+    worker.algorithms[0].size_worker_threads(max(1, usable_cores() // workers))
+    return worker
 
 
-def _run_in_worker(job: _Job) -> VideoResult | str:
-    assert _worker is not None, "worker process not initialised"
-    return _worker(job)
-
-
-def _pool_round(
-    pending: deque[_Job], config: ExtractionConfig, workers: int
-) -> Generator[Outcome, None, list[_Job]]:
-    """Run pending jobs on one pool until done or the pool breaks; returns the jobs lost in a crash."""
-    context = multiprocessing.get_context(
-        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    )
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config, workers))
-    in_flight: dict[Future, _Job] = {}
-    crashed: list[_Job] = []
+def _pool_outcomes(jobs: Sequence[Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
+    """Jobs on ``workers`` processes (``flow.pool``): a video that crashes its process (a
+    decoder's segfault on a malformed file) fails alone, the others go on."""
+    outcomes = pool_outcomes(jobs, partial(_process_worker, config, workers), workers, _MAX_LONE_CRASHES)
     try:
-        while (pending or in_flight) and not crashed:
-            # A short queue per worker keeps 300,000 futures out of memory and makes stopping quick.
-            while pending and len(in_flight) < 2 * workers:
-                try:
-                    in_flight[pool.submit(_run_in_worker, pending[0])] = pending[0]
-                except BrokenProcessPool:
-                    crashed.append(pending[0])
-                    break
-                finally:
-                    pending.popleft()
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = in_flight.pop(future)
-                try:
-                    outcome = future.result()
-                except BrokenProcessPool:
-                    crashed.append(job)
-                    continue
-                yield job, outcome
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return crashed + list(in_flight.values())
+        for job, outcome in outcomes:
+            if isinstance(outcome, Crashed):
+                outcome = "the worker process crashed while extracting this video"
+            yield job, outcome
+    except RepeatedCrashes as error:
+        raise FatalError(f"worker processes crashed on {error.count} videos in a row, the last "
+                         f"{error.job.listed}; see the messages above") from None
 
 
-def _pool_outcomes(jobs: Sequence[_Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
-    """Run jobs on worker processes, yielding outcomes as they finish.
-
-    A decoder can crash its process on a malformed file, which breaks the whole pool.
-    The jobs in flight at a crash are then rerun one per pool, so only a video that
-    crashes alone is failed, and the rest continue on a fresh pool. Workers that crash
-    on video after video with nothing finishing between (they cannot start, say) stop
-    the run instead of failing every video.
-    """
-    pending: deque[_Job] = deque(jobs)
-    suspects: deque[_Job] = deque()
-    lone_crashes = 0
-    while pending or suspects:
-        alone = bool(suspects)
-        rounds = _pool_round(deque([suspects.popleft()]) if alone else pending, config, 1 if alone else workers)
-        while True:
-            try:
-                outcome = next(rounds)
-            except StopIteration as stop:
-                crashed = stop.value
-                break
-            lone_crashes = 0
-            yield outcome
-        if alone and crashed:
-            lone_crashes += 1
-            if lone_crashes >= _MAX_LONE_CRASHES:
-                raise FatalError(f"worker processes crashed on {lone_crashes} videos in a row, the last "
-                                 f"{crashed[0].listed}; see the messages above")
-            yield crashed[0], "the worker process crashed while extracting this video"
-        else:
-            suspects.extend(crashed)
-
-
-def _outcomes(jobs: Sequence[_Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
+def _outcomes(jobs: Sequence[Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
     if config.batch:
         from flow.batched import batched_outcomes  # imports torch
 
@@ -463,12 +345,12 @@ def extract_many(
     out_root = Path(out_root)
     check_writable(out_root)
     summary = Summary(failures_file=Path(failures_file) if failures_file else None)
-    jobs: list[_Job] = []
+    jobs: list[Job] = []
     owners: dict[str, str] = {}
     for listed in videos:
         vid = video_id(listed)
         try:
-            job = _Job(listed, safe_join(video_root, listed), safe_join(out_root, vid))
+            job = Job(listed, safe_join(video_root, listed), safe_join(out_root, vid))
         except ValueError as error:
             summary.failures.append(Failure(listed, str(error)))
             continue

@@ -10,6 +10,7 @@ them (``flow_x_%05d.jpg``) are accepted and converted.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -25,6 +26,12 @@ def to_format_template(template: str) -> str:
     if count != 1:
         raise ValueError(f"template {template!r} must hold exactly one %d-style field")
     return converted
+
+
+def _template_pattern(template: str) -> str:
+    """``flow_x_{:05d}.jpg`` -> a regex matching any number in the field."""
+    return "".join(re.escape(literal) + (r"\d+" if name is not None else "")
+                   for literal, name, _, _ in string.Formatter().parse(template))
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,15 @@ class FrameLayout:
 
     def templates(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in TEMPLATE_NAMES}
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is a file name one of the templates produces, for any number.
+
+        What clearing a half-written folder may remove: a folder that also holds other
+        things (a video's id may equal a directory of the dataset) loses nothing else.
+        """
+        pattern = "|".join(_template_pattern(template) for template in self.templates().values())
+        return re.fullmatch(pattern, name) is not None  # re caches the compiled pattern
 
     def _number(self, k: int) -> int:
         if k < 0:

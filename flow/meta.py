@@ -53,26 +53,37 @@ def _type_ok(value: object, expected: type) -> bool:
     return isinstance(value, expected)
 
 
-def write_meta(folder: Path, meta: FlowMeta) -> None:
-    """Write ``folder/meta.json`` atomically: a reader sees the old state or the whole file."""
-    folder = Path(folder)
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{META_FILE}.", suffix=".tmp")
+def write_json_atomic(path: Path | str, data: object, indent: int | None = None) -> None:
+    """Write ``data`` as JSON to ``path`` atomically and durably: a reader (another process,
+    another rank) sees the old state or the whole file, also after a crash.
+
+    The file is readable by everyone (0644), as a plain write would leave it under the
+    usual umask: a shared dataset's files are read by other users.
+    """
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(asdict(meta), file, indent=2)
+            json.dump(data, file, indent=indent)
             file.write("\n")
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp, folder / META_FILE)
+        os.chmod(temp, 0o644)  # mkstemp creates 0600
+        os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
     # Make the rename itself durable, so a crash cannot leave a folder that looked complete.
-    dir_fd = os.open(folder, os.O_RDONLY)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_meta(folder: Path, meta: FlowMeta) -> None:
+    """Write ``folder/meta.json`` atomically: a reader sees the old state or the whole file."""
+    write_json_atomic(Path(folder) / META_FILE, asdict(meta), indent=2)
 
 
 def read_meta(folder: Path) -> FlowMeta | None:

@@ -20,10 +20,10 @@ from flow.extract import (
     VideoError,
     extract_many,
     extract_video,
-    list_videos,
 )  # fmt: skip
 from flow.meta import META_FILE, read_meta
 from flow.store import FolderFlowStore
+from flow.videos import list_videos
 
 FOURCC = {".avi": "XVID", ".mp4": "mp4v"}
 
@@ -189,20 +189,6 @@ def test_an_error_on_the_last_write_is_raised_and_nothing_is_complete(tmp_path, 
     assert not (tmp_path / "v" / META_FILE).exists()
 
 
-def test_list_videos_walks_the_root_sorted_by_extension(tmp_path):
-    for name in ["b/v2.mp4", "a/v1.AVI", "a/v0.avi", "a/notes.txt", "c/d/v3.mkv"]:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"x")
-    assert list_videos(tmp_path) == ["a/v0.avi", "a/v1.AVI", "b/v2.mp4", "c/d/v3.mkv"]
-    assert list_videos(tmp_path, extensions=["mp4"]) == ["b/v2.mp4"]
-
-
-def test_list_file_takes_the_path_of_annotation_lines(tmp_path):
-    listing = tmp_path / "list.txt"
-    listing.write_bytes(b"B/v_B_g01.avi 2\r\nA/v_A_g01.avi 1\r\n\r\nA/with space.avi\r\nC/x.avi 1 \r\nD/y.mp4\tcannot open\r\n")
-    assert list_videos(tmp_path, listing) == ["A/v_A_g01.avi", "A/with space.avi", "B/v_B_g01.avi", "C/x.avi", "D/y.mp4"]
-
-
 def test_bad_videos_are_reported_and_the_good_ones_extracted(tmp_path):
     root = tmp_path / "videos"
     good = [write_moving_video(root / "a" / "good1.avi"), write_moving_video(root / "b" / "good2.mp4")]
@@ -297,14 +283,19 @@ def test_two_workers_write_the_same_files_as_one(tmp_path):
     assert results[1] == results[2]
 
 
-def crash_on_marked_videos(job):
-    """Stands in for the worker function: dies like a segfaulting decoder on videos named 'crash'."""
-    if "crash" in job.listed:
-        os._exit(11)
-    return _real_run_in_worker(job)
+def worker_crashing_on_marked_videos(config, workers):
+    """Stands in for a worker process's extractor: dies like a segfaulting decoder on videos named 'crash'."""
+    extract = _real_process_worker(config, workers)
+
+    def run(job):
+        if "crash" in job.listed:
+            os._exit(11)
+        return extract(job)
+
+    return run
 
 
-_real_run_in_worker = flow.extract._run_in_worker
+_real_process_worker = flow.extract._process_worker
 
 
 def test_a_crashing_worker_fails_only_its_video(tmp_path, monkeypatch):
@@ -312,7 +303,7 @@ def test_a_crashing_worker_fails_only_its_video(tmp_path, monkeypatch):
     for name in ["a.avi", "b_crash.avi", "c.avi"]:
         write_moving_video(root / name, frames=3)
     # Workers import this test module to unpickle the function: they crash for real.
-    monkeypatch.setattr(flow.extract, "_run_in_worker", crash_on_marked_videos)
+    monkeypatch.setattr(flow.extract, "_process_worker", worker_crashing_on_marked_videos)
     summary = extract_many(root, list_videos(root), tmp_path / "out", FAST, workers=2, progress=False)
     assert summary.done == 2 and [f.video for f in summary.failures] == ["b_crash.avi"]
     assert "crashed" in summary.failures[0].reason
@@ -369,9 +360,24 @@ def test_a_raft_worker_takes_its_share_of_the_cores_for_torch(tmp_path, monkeypa
     monkeypatch.setattr(flow.extract, "usable_cores", lambda: 4)
     torch_threads, opencv_threads = torch.get_num_threads(), cv2.getNumThreads()
     try:
-        flow.extract._init_worker(config, workers=2)
+        flow.extract._process_worker(config, workers=2)
         assert torch.get_num_threads() == 2 and cv2.getNumThreads() == 1
     finally:
         torch.set_num_threads(torch_threads)
         cv2.setNumThreads(opencv_threads)
-        monkeypatch.setattr(flow.extract, "_worker", None)
+
+
+@pytest.mark.parametrize(("algorithm", "torch_threads"), [("tvl1_torch", 1), ("dis", None)])
+def test_a_worker_sizes_the_thread_pool_its_algorithm_declares(monkeypatch, algorithm, torch_threads):
+    import torch
+
+    monkeypatch.setattr(flow.extract, "usable_cores", lambda: 4)
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(3)
+    try:
+        flow.extract._process_worker(ExtractionConfig(algorithm=algorithm), workers=2)
+        # tvl1_torch: one torch thread (not the worker's 2 cores); OpenCV's solvers leave torch alone.
+        assert torch.get_num_threads() == (torch_threads or 3) and cv2.getNumThreads() == 1
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from flow.layout import DENSEFLOW, MMACTION2, OURS, FrameLayout
-from flow.meta import META_FILE, FlowMeta, read_meta, write_meta
+from flow.meta import META_FILE, FlowMeta, read_meta, write_json_atomic, write_meta
 from flow.paths import safe_join
 
 
@@ -50,6 +50,33 @@ def test_meta_round_trip_and_atomic_write(tmp_path):
     assert os.listdir(tmp_path) == [META_FILE]  # no temporary file left behind
     assert read_meta(tmp_path) == meta
     assert read_meta(tmp_path).frame_layout() == DENSEFLOW
+
+
+def test_meta_json_is_readable_by_other_users(tmp_path):
+    # A shared dataset's flow is read by other users; the temporary file's 0600 would hide it.
+    write_meta(tmp_path, _meta())
+    assert (tmp_path / META_FILE).stat().st_mode & 0o777 == 0o644
+
+
+def test_json_written_atomically_replaces_the_old_file_or_leaves_it(tmp_path):
+    path = tmp_path / "cache.json"
+    write_json_atomic(path, {"a": [1, 2]})
+    write_json_atomic(path, {"b": 3}, indent=2)
+    assert json.loads(path.read_text()) == {"b": 3} and path.read_text().endswith("\n")
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"not json": object()})
+    assert json.loads(path.read_text()) == {"b": 3}
+    assert os.listdir(tmp_path) == ["cache.json"]  # no temporary file left behind, after a failure either
+
+
+@pytest.mark.parametrize("layout", [OURS, DENSEFLOW, MMACTION2, FrameLayout(flow_x="x.{:d}.jpg", flow_y="y+{:03d}.jpg")])
+def test_a_layout_owns_the_names_its_templates_make_and_nothing_else(layout):
+    for k in (0, 7, 123456):
+        assert all(layout.owns(path.name) for path in layout.flow_paths(Path("f"), k, backward=True))
+        assert layout.owns(layout.flow_paths(Path("f"), k)[0].name) and layout.owns(layout.rgb_path(Path("f"), k).name)
+    for other in [META_FILE, "notes.txt", "flow_x_.jpg", "flow_x_0001.jpg.tmp", "img_00001.png", "xflow_x_00001.jpg",
+                  "x.1.jpgx", "y+1a.jpg"]:
+        assert not layout.owns(other), other
 
 
 def test_meta_ignores_unknown_keys_and_fills_defaults(tmp_path):

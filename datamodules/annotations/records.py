@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from flow.videos import video_id
 
 
 class AnnotationError(ValueError):
@@ -47,10 +49,8 @@ class Annotations:
     records: list[VideoRecord] = field(default_factory=list)
 
 
-def strip_extension(path: str) -> str:
-    """``Class/v_X.avi`` -> ``Class/v_X`` (only the last suffix, so ``a.b/c.mp4`` keeps ``a.b``)."""
-    pure = PurePosixPath(path)
-    return str(pure.with_suffix("")) if pure.suffix else path
+# ``Class/v_X.avi`` -> ``Class/v_X``: the one video-id rule, shared with flow extraction.
+strip_extension = video_id
 
 
 def read_lines(path: Path | str) -> Iterator[tuple[int, str]]:

@@ -1,0 +1,144 @@
+"""A process pool whose worker dying fails only the job it was running.
+
+A decoder can crash its process on a malformed file (a segfault in FFmpeg), which breaks
+a whole ``ProcessPoolExecutor``: every job in flight comes back as ``BrokenProcessPool``.
+``pool_outcomes`` reruns those jobs one per fresh pool, so only a job that crashes its
+process alone is reported (as ``Crashed``) and the others continue on a fresh pool.
+Results are streamed as they finish, in no particular order.
+
+Each process builds its job function once (``make_worker``, a picklable callable run in
+the process), so state that is expensive to set up (flow solvers, thread settings) is
+reused across that process's jobs. An exception the job function raises is raised to
+the caller, which stops the run; per-job errors a run should survive are the function's
+to turn into results.
+
+Ctrl-C: the pool is shut down on the way out (queued jobs cancelled, running ones
+awaited), and the interrupt propagates.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Crashed", "RepeatedCrashes", "pool_outcomes"]
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+# Jobs queued per process: enough to keep each busy, few enough that 300,000 jobs never
+# become 300,000 futures, and that stopping is quick.
+_QUEUED_PER_PROCESS = 2
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """The outcome of a job whose process died while running it alone."""
+
+    message: str = "the worker process crashed while running this job"
+
+
+class RepeatedCrashes(RuntimeError):
+    """Processes crashed on ``count`` jobs in a row, each run alone, with nothing finishing
+    between: they cannot work at all (they fail to start, say), so the run stops."""
+
+    def __init__(self, count: int, job: Any):
+        super().__init__(f"worker processes crashed on {count} jobs in a row, the last {job!r}")
+        self.count, self.job = count, job
+
+
+# This process's job function when it is a pool's worker; set once by ``_start_worker``.
+_job_function: Callable[[Any], Any] | None = None
+
+
+def _start_worker(make_worker: Callable[[], Callable[[Any], Any]]) -> None:
+    global _job_function
+    _job_function = make_worker()
+
+
+def _run_job(job: Any) -> Any:
+    assert _job_function is not None, "worker process not initialised"
+    return _job_function(job)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # Not fork: the parent may hold threads (and torch's), which a forked child inherits half of.
+    return multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+class _PoolRound(Generic[Job, Result]):
+    """One pool running ``pending`` jobs until they are done or it breaks.
+
+    Iterating yields ``(job, result)`` as jobs finish; afterwards ``lost`` holds the jobs
+    the pool did not finish because a process crashed (those in flight, unordered).
+    """
+
+    def __init__(self, pending: deque[Job], make_worker: Callable[[], Callable[[Job], Result]], processes: int):
+        self.pending, self.make_worker, self.processes = pending, make_worker, processes
+        self.lost: list[Job] = []
+
+    def __iter__(self) -> Iterator[tuple[Job, Result]]:
+        pool = ProcessPoolExecutor(self.processes, mp_context=_context(), initializer=_start_worker,
+                                   initargs=(self.make_worker,))
+        in_flight: dict[Future, Job] = {}
+        pending, lost = self.pending, self.lost
+        try:
+            while (pending or in_flight) and not lost:
+                while pending and len(in_flight) < _QUEUED_PER_PROCESS * self.processes:
+                    try:
+                        in_flight[pool.submit(_run_job, pending[0])] = pending[0]
+                    except BrokenProcessPool:
+                        lost.append(pending[0])
+                        break
+                    finally:
+                        pending.popleft()
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        lost.append(job)
+                        continue
+                    yield job, result
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        lost.extend(in_flight.values())
+
+
+def pool_outcomes(
+    jobs: Iterable[Job],
+    make_worker: Callable[[], Callable[[Job], Result]],
+    processes: int,
+    max_lone_crashes: int = 10,
+) -> Iterator[tuple[Job, Result | Crashed]]:
+    """Run ``jobs`` on ``processes`` worker processes: ``(job, result)`` as each finishes.
+
+    ``make_worker`` runs once in each process and returns the function that runs a job
+    there; both must be picklable by reference (module-level). A job whose process
+    crashes is rerun alone on a fresh pool; crashing alone gives ``(job, Crashed())``.
+    ``max_lone_crashes`` lone crashes in a row raise ``RepeatedCrashes``.
+    """
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
+    pending: deque[Job] = deque(jobs)
+    suspects: deque[Job] = deque()
+    lone_crashes = 0
+    while pending or suspects:
+        alone = bool(suspects)
+        round_ = _PoolRound(deque([suspects.popleft()]) if alone else pending, make_worker, 1 if alone else processes)
+        for outcome in round_:
+            lone_crashes = 0
+            yield outcome
+        if alone and round_.lost:
+            lone_crashes += 1
+            if lone_crashes >= max_lone_crashes:
+                raise RepeatedCrashes(lone_crashes, round_.lost[0])
+            yield round_.lost[0], Crashed()
+        else:
+            suspects.extend(round_.lost)
