@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from tqdm import tqdm
 
 from datamodules.annotations.records import Annotations, VideoRecord, strip_extension
 from flow.layout import FrameLayout
+from flow.meta import write_json_atomic
 from flow.paths import safe_join
 from flow.store import FolderFlowStore
 
@@ -222,19 +222,6 @@ def default_cache_dir(video_root: Path | str, frames_root: Path | str | None = N
     return fallback
 
 
-def _write_json(path: Path, data: object) -> None:
-    """Atomic, so that ranks building the same index at once never read half a file."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(data, file)
-        os.chmod(temp, 0o644)  # mkstemp's 0600 would hide a shared dataset's cache from other users
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         with open(path, encoding="utf-8") as file:
@@ -355,8 +342,8 @@ def build_index(
     if index is None:
         index, stamps = _build(annotations, video_root, frames_root, cache_dir, options, layout)
         _write_problems(index, cache_dir / f"index-{key}.problems.tsv")
-        _write_json(cache_file, {"version": CACHE_VERSION, "key": key, "stamps": stamps,
-                                 "index": {**asdict(index), "from_cache": False}})
+        write_json_atomic(cache_file, {"version": CACHE_VERSION, "key": key, "stamps": stamps,
+                                       "index": {**asdict(index), "from_cache": False}})
     _warn_dropped(index)
     return index
 
@@ -390,5 +377,5 @@ def _build(
         # Re-read: another process may have added counts meanwhile.
         merged = _read_json(counts_file) or {}
         merged.update({path: [size, mtime, count] for path, size, mtime, count in probes})
-        _write_json(counts_file, merged)
+        write_json_atomic(counts_file, merged)
     return _assemble(annotations.classes, entries), stamps
