@@ -1,13 +1,13 @@
 """Video data: annotations, index, decoding, sampling, transforms, datasets, DataModules."""
 
-from datamodules.datamodule import (
+from datamodules.datamodule import VideoDataModule
+from datamodules.datasets import DataFailureError, VideoDataset
+from datamodules.legacy import (
     HMDB51DataModule,
     KineticsDataModule,
     ListDataModule,
     UCF101DataModule,
-    VideoDataModule,
 )
-from datamodules.datasets import DataFailureError, VideoDataset
 from datamodules.multi import MultiDataModule
 from datamodules.synthetic import generate
 

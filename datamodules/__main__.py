@@ -1,5 +1,6 @@
-"""``python -m datamodules check --dataset ucf101 --annotations DIR --video-root DIR [...]``,
-or ``python -m datamodules check --config configs/X.yaml`` for the data a training config reads."""
+"""``python -m datamodules check --dataset NAME --annotations PATH --video-root DIR [...]``,
+or ``python -m datamodules check --config configs/X.yaml [--data.init_args.KEY VALUE ...]``
+for the data a training config reads (with the same overrides ``cli.py`` would take)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import argparse
 import sys
 
 from datamodules import check as check_module
-from datamodules.check import DATASETS, check, checks_from_config
+from datamodules.annotations import DATASETS
+from datamodules.check import check, check_datamodule, datamodule_from_config
 from flow.layout import NAMED_LAYOUTS
 
 
@@ -17,11 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser("check", help="check a downloaded dataset against its annotations",
                                   description=check_module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    command.add_argument("--config", help="a training config (configs/X.yaml): check its data section instead")
-    command.add_argument("--dataset", choices=DATASETS)
+    command.add_argument("--config", help="a training config (configs/X.yaml): check its data section instead; "
+                                          "--data.* overrides as for cli.py may follow")
+    command.add_argument("--dataset", choices=list(DATASETS))
     command.add_argument("--annotations",
                          help="UCF-101: ucfTrainTestlist/; HMDB-51: the split files' folder; "
-                              "Kinetics: a CSV or a folder of CSVs; list: an mmaction2 list file")
+                              "Kinetics: a CSV or a folder of train/val/test CSVs; list: an mmaction2 list file; "
+                              "SSv2: the folder of labels.json, train.json, validation.json, test.json")
     command.add_argument("--video-root", help="the folder the listed videos are relative to")
     command.add_argument("--frames-root", help="one folder of flow/RGB frames per video; checks flow when given")
     command.add_argument("--split", type=int, default=1, help="UCF-101 / HMDB-51 split (1-3)")
@@ -30,13 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--flow-layout", choices=list(NAMED_LAYOUTS), default="ours",
                          help="file names in flow folders without meta.json")
     command.add_argument("--cache-dir", help="where the index is cached (default <frames or video root>/.index_cache)")
-    args = parser.parse_args(argv)
+    args, overrides = parser.parse_known_args(argv)
+    if overrides and not (args.config and all(not o.startswith("-") or o.startswith("--data.") for o in overrides)):
+        command.error(f"unrecognized arguments: {' '.join(overrides)} (--data.* overrides go with --config)")
     if args.config:
         try:
-            checks = checks_from_config(args.config)
-        except (OSError, KeyError, ValueError) as error:
+            datamodule = datamodule_from_config(args.config, overrides)
+        except (OSError, KeyError, ValueError, TypeError) as error:
             command.error(f"--config {args.config}: {error}")
-        return max(check(**arguments) for arguments in checks)
+        return check_datamodule(datamodule)
     missing = [flag for flag, value in (("--dataset", args.dataset), ("--annotations", args.annotations),
                                         ("--video-root", args.video_root)) if value is None]
     if missing:

@@ -1,5 +1,17 @@
-"""LightningDataModules: one base over annotations -> index -> VideoDataset, one subclass per
-annotation format (UCF-101, HMDB-51, Kinetics, mmaction2 lists).
+"""``VideoDataModule``: one LightningDataModule over annotations -> index -> VideoDataset.
+
+A dataset is an ``AnnotationSource`` (``datamodules/annotations/<name>.py``: classes,
+splits, records, which split each stage reads, whether a horizontal flip keeps the
+label); the DataModule takes one as ``annotations`` and is otherwise the same for every
+dataset. In a config::
+
+    data:
+      class_path: datamodules.VideoDataModule
+      init_args:
+        annotations:
+          class_path: datamodules.annotations.UCF101
+          init_args: {annotation_dir: data/ucf101/ucfTrainTestlist, split: 1}
+        video_root: data/ucf101/UCF-101
 
 What the network expects (normalisation, 2L channels, T frames, crop size) comes from its
 ``InputSpec``: passed as ``rgb_spec`` / ``flow_spec``, set with ``set_input_specs``, or
@@ -15,9 +27,11 @@ UCF-101/HMDB-51 ``split`` outside 1-3. The index is built in ``prepare_data`` (l
 only; Lightning holds the other ranks at a barrier until it is done), so their ``setup``
 just loads it from the cache.
 
-Validation. The two-stream paper has no validation split: UCF-101 and HMDB-51 validate
-on the test split, one centre view per video (no 25x10); Kinetics on its val CSV; lists
-on ``val_list`` (else ``test_list``).
+Validation. The source says which split each stage reads (``stage_split``). The
+two-stream paper has no validation split: UCF-101 and HMDB-51 validate on the test
+split, one centre view per video (no 25x10); Kinetics on its val CSV; lists on
+``val_list`` (else ``test_list``); Something-Something v2 validates and tests on its
+validation set.
 
 Distributed evaluation. Test and predict loaders shard with
 ``UnpaddedDistributedSampler`` when ``torch.distributed`` is initialised, so every video
@@ -34,11 +48,8 @@ appends it (dataloader_idx 1) for a model whose ``extra_test_loaders`` names it.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import cached_property
-from pathlib import Path
 from typing import Literal, get_args
 
 import pytorch_lightning as pl
@@ -46,17 +57,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.annotations import (
-    Annotations,
-    read_class_index,
-    read_hmdb51,
-    read_kinetics,
-    read_list_file,
-    read_ucf101,
-)
-from datamodules.annotations.kinetics import VideoLayout
-from datamodules.annotations.records import read_lines
-from datamodules.datasets import Sampling, VideoDataset, check_bidirectional
+from datamodules.annotations.source import AnnotationSource, require_path
+from datamodules.datasets import VideoDataset, check_bidirectional
 from datamodules.decoding import create_reader
 from datamodules.distributed import UnpaddedDistributedSampler
 from datamodules.index import VideoIndex, build_index
@@ -67,7 +69,7 @@ from datamodules.modality import (
     modality_keys,
     resolve_specs,
 )
-from datamodules.sampling import TEST_CLIPS, TEST_POSITIONS, Stage
+from datamodules.sampling import TEST_CLIPS, TEST_POSITIONS, Sampling, Stage
 from datamodules.transforms import Augment, TestCrops
 from flow.layout import NAMED_LAYOUTS
 from flow.store import FolderFlowStore
@@ -77,37 +79,13 @@ Split = Literal["train", "val", "test"]
 Decoder = Literal["auto", "decord", "torchcodec", "rawframes"]
 
 
-def require_path(setting: str, path: str | Path | None, folder: bool = False) -> None:
-    """Fail with one line naming ``setting`` when a given ``path`` is absent or of the wrong kind.
-
-    Args:
-        setting: the init argument the path came from, as the user wrote it in the config.
-        path: the path to check; None (an optional setting left out) passes.
-        folder: a folder is expected, else a file.
-    """
-    if path is None:
-        return
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{setting}: {path} does not exist")
-    if folder and not Path(path).is_dir():
-        raise NotADirectoryError(f"{setting}: {path} is not a folder")
-    if not folder and Path(path).is_dir():
-        raise IsADirectoryError(f"{setting}: {path} is a folder, not a file")
-
-
-def require_split(split: int) -> None:
-    """The official splits of UCF-101 and HMDB-51 are 1, 2 and 3."""
-    if split not in (1, 2, 3):
-        raise ValueError(f"split: the official splits are 1, 2 and 3, got {split}")
-
-
 class VideoDataModule(pl.LightningDataModule):
     """Train, val, test and predict loaders of one annotated video dataset.
 
-    Subclasses say where the class list and the train/val/test records come from
-    (``read_classes``, ``read_annotations``); everything else is shared.
-
     Args:
+        annotations: the dataset's annotation files (``datamodules.annotations``: UCF101,
+            HMDB51, Kinetics, ListFiles, SSv2), which give the classes and the records
+            of each stage.
         video_root: folder the annotated video paths are relative to.
         frames_root: one folder per video id with flow fields (and RGB frames for the
             rawframes decoder) and meta.json; required for flow modalities and rawframes.
@@ -122,6 +100,9 @@ class VideoDataModule(pl.LightningDataModule):
             before cropping (the flow extractor's default is the same 256, so flow is
             usually stored at size); None keeps the stored size.
         multiscale_crop: training crops by TSN's multi-scale corner crop, not a random crop.
+        flip: random horizontal flips in training (and mirrored test crops may be asked
+            for); None: as the annotations say (off where a flip changes the label, e.g.
+            Something-Something's "from left to right").
         flow_mean_subtraction: subtract each flow field's mean vector (camera motion);
             None: on for 2D stacks (two-stream paper), off for 3D clips (I3D).
         bidirectional_flow: 2D stacks (flow, two_stream) of L/2 backward and L/2 forward
@@ -131,14 +112,15 @@ class VideoDataModule(pl.LightningDataModule):
             videos whose meta.json says they have none.
         test_positions: 2D test positions equally spaced over the video (paper: 25).
         test_crops: crops per test position or clip: ten (corners, centre, their flips),
-            three (along the long side) or centre; None: ten for 2D, three for 3D.
+            five (corners, centre), three (along the long side) or centre; None: ten for
+            2D (five without flips), three for 3D.
         test_clips: 3D test clips per video.
         whole_video_test: 3D test on the whole video as one clip (I3D); needs test_batch_size 1.
         svm_positions: positions (2D) or clips (3D) per training video that
             ``svm_train_dataloader`` scores for SVM fusion; never the whole video. The paper
             does not say how it scored the SVM's training videos; the SVM only needs
             per-video scores, so fewer views than the test protocol keep it cheap.
-        svm_crops: crops per SVM position or clip: centre, three or ten.
+        svm_crops: crops per SVM position or clip: centre, three, five or ten.
         batch_size: videos per training and validation batch.
         test_batch_size: videos per test and predict batch (each carries all its views).
         num_workers: DataLoader worker processes.
@@ -160,6 +142,7 @@ class VideoDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
+        annotations: AnnotationSource,
         video_root: str,
         frames_root: str | None = None,
         modality: Modality = "rgb",
@@ -169,6 +152,7 @@ class VideoDataModule(pl.LightningDataModule):
         crop_size: int | None = None,
         short_side: int | None = 256,
         multiscale_crop: bool = False,
+        flip: bool | None = None,
         flow_mean_subtraction: bool | None = None,
         bidirectional_flow: bool = False,
         test_positions: int = TEST_POSITIONS,
@@ -191,6 +175,9 @@ class VideoDataModule(pl.LightningDataModule):
         flow_spec: InputSpec | None = None,
     ):
         super().__init__()
+        if not isinstance(annotations, AnnotationSource):
+            raise TypeError(f"annotations: expected an AnnotationSource (datamodules.annotations.UCF101, ...), "
+                            f"got {type(annotations).__name__}")
         check_modality(modality)
         keys = modality_keys(modality)
         if frames_root is None and ("flow" in keys or decoder == "rawframes"):
@@ -212,7 +199,13 @@ class VideoDataModule(pl.LightningDataModule):
         self.modality, self.keys = modality, keys
         self.num_fields, self.frames, self.crop_size = num_fields, frames, crop_size
         self.short_side, self.multiscale_crop, self.flow_mean_subtraction = short_side, multiscale_crop, flow_mean_subtraction
-        self.test_crops = test_crops or ("three" if is_clip(modality) else "ten")
+        self.annotations = annotations
+        self.flip = annotations.mirrorable if flip is None else flip
+        self.test_crops = test_crops or ("three" if is_clip(modality) else "ten" if self.flip else "five")
+        for setting, crops in (("test_crops", self.test_crops), ("svm_crops", svm_crops)):
+            if crops == "ten" and not self.flip:
+                raise ValueError(f"{setting}: 'ten' mirrors five of its crops, but flip is off (the labels of "
+                                 f"{type(annotations).__name__} name directions): use five, three or centre")
         self.sampling = Sampling(test_positions, test_clips, stride, whole_video_test)
         self.svm_sampling = Sampling(svm_positions, svm_positions, stride, whole_video=False)
         self.svm_crops = svm_crops
@@ -227,23 +220,13 @@ class VideoDataModule(pl.LightningDataModule):
         self._indices: dict[Split, VideoIndex] = {}
         self.datasets: dict[str, VideoDataset] = {}
 
-    # What a subclass supplies.
-
-    @abstractmethod
-    def read_classes(self) -> list[str]:
-        """Class names in label order, read cheaply (no video is touched)."""
-
-    @abstractmethod
-    def read_annotations(self, split: Split) -> Annotations:
-        """The records of ``split``; "val" may return the test records (see module docstring)."""
-
     # Classes and specs.
 
     @cached_property
     def classes(self) -> list[str]:
         """Class names in label order (label k is ``classes[k]``), e.g. for the names in reports;
         read from the annotation files alone, so available right after ``__init__``."""
-        return self.read_classes()
+        return self.annotations.classes()
 
     @property
     def num_classes(self) -> int:
@@ -263,7 +246,7 @@ class VideoDataModule(pl.LightningDataModule):
         """The usable videos of ``split`` (cached on disk by ``build_index``)."""
         if split not in self._indices:
             self._indices[split] = build_index(
-                self.read_annotations(split), self.video_root, self.frames_root,
+                self.annotations.records(self.annotations.stage_split(split)), self.video_root, self.frames_root,
                 needs_video="rgb" in self.keys and self.decoder != "rawframes",
                 needs_flow="flow" in self.keys, cache_dir=self.cache_dir, layout=self.flow_layout,
             )  # fmt: skip
@@ -285,7 +268,7 @@ class VideoDataModule(pl.LightningDataModule):
         if "rgb" in self.keys:
             # Resizing happens once, in Augment, where the flow's scale is tracked too.
             reader = create_reader("rawframes", store=store) if self.decoder == "rawframes" else create_reader(self.decoder)
-        augment = Augment(stage, self.input_specs, self.short_side, self.multiscale_crop,
+        augment = Augment(stage, self.input_specs, self.short_side, self.multiscale_crop, flip=self.flip,
                           test_crops=crops, subtract_flow_mean=self.flow_mean_subtraction)
         return VideoDataset(self.index(split), self.modality, stage, augment, reader, store, sampling,
                             self.max_failure_rate, tag, self.bidirectional_flow)
@@ -363,134 +346,3 @@ class VideoDataModule(pl.LightningDataModule):
         training videos, for ``TwoStreamClassifier``'s SVM fusion: in order, sharded without
         padding under DDP like the test loader, so each video is scored exactly once."""
         return self.loader(self._dataset("svm_train"), "test")
-
-
-class UCF101DataModule(VideoDataModule):
-    """UCF-101 with its official splits (``ucfTrainTestlist``); validates on the test split.
-
-    Args:
-        annotation_dir: folder with classInd.txt, trainlist0k.txt, testlist0k.txt.
-        split: 1, 2 or 3.
-    """
-
-    def __init__(self, annotation_dir: str, split: int = 1, **kwargs):
-        super().__init__(**kwargs)
-        require_split(split)
-        require_path("annotation_dir", annotation_dir, folder=True)
-        for name in ("classInd.txt", f"trainlist{split:02d}.txt", f"testlist{split:02d}.txt"):
-            require_path("annotation_dir", Path(annotation_dir) / name)
-        self.annotation_dir, self.split = annotation_dir, split
-
-    def read_classes(self) -> list[str]:
-        return read_class_index(Path(self.annotation_dir) / "classInd.txt")
-
-    def read_annotations(self, split: Split) -> Annotations:
-        return read_ucf101(self.annotation_dir, self.split, "train" if split == "train" else "test")
-
-
-class HMDB51DataModule(VideoDataModule):
-    """HMDB-51 with its official splits (``testTrainMulti_7030_splits``); validates on the test split.
-
-    Args:
-        split_dir: folder with the ``<class>_test_split<k>.txt`` files.
-        split: 1, 2 or 3.
-    """
-
-    def __init__(self, split_dir: str, split: int = 1, **kwargs):
-        super().__init__(**kwargs)
-        require_split(split)
-        require_path("split_dir", split_dir, folder=True)
-        self.split_dir, self.split = split_dir, split
-
-    def read_classes(self) -> list[str]:
-        return self.read_annotations("test").classes  # 51 small files: cheap
-
-    def read_annotations(self, split: Split) -> Annotations:
-        return read_hmdb51(self.split_dir, self.split, "train" if split == "train" else "test")
-
-
-class KineticsDataModule(VideoDataModule):
-    """Kinetics from its CSVs; validates and tests on ``val_csv`` unless ``test_csv`` is given.
-
-    Args:
-        train_csv: the train CSV (``label,youtube_id,time_start,time_end,split``).
-        val_csv: the validation CSV.
-        test_csv: a labelled test CSV; None: the validation CSV.
-        label_map: class names one per line in label order (e.g. kinetics-i3d's
-            label_map_400_i3d.txt); None: the sorted labels of train_csv.
-        video_layout: clips under ``<split>/<label>/`` (split_label), flat, or auto (either).
-    """
-
-    def __init__(
-        self,
-        train_csv: str,
-        val_csv: str,
-        test_csv: str | None = None,
-        label_map: str | None = None,
-        video_layout: VideoLayout = "auto",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        for setting, path in (("train_csv", train_csv), ("val_csv", val_csv), ("test_csv", test_csv),
-                              ("label_map", label_map)):
-            require_path(setting, path)
-        self.csvs = {"train": train_csv, "val": val_csv, "test": test_csv or val_csv}
-        self.label_map, self.video_layout = label_map, video_layout
-
-    def read_classes(self) -> list[str]:
-        if self.label_map is not None:
-            return [text for _, text in read_lines(self.label_map)]
-        return read_kinetics(self.csvs["train"]).classes
-
-    def read_annotations(self, split: Split) -> Annotations:
-        annotations = read_kinetics(self.csvs[split], label_map=self.label_map, video_layout=self.video_layout)
-        if annotations.classes == self.classes:
-            return annotations
-        # Without a label map each CSV's sorted labels would number classes on its own:
-        # relabel by the train CSV's classes so that every split agrees.
-        labels = {name: label for label, name in enumerate(self.classes)}
-        unknown = sorted(set(annotations.classes) - set(labels))
-        if unknown:
-            raise ValueError(f"{self.csvs[split]} has classes absent from {self.csvs['train']}: {unknown[:5]}")
-        records = [replace(r, label=labels[annotations.classes[r.label]]) if r.label >= 0 else r
-                   for r in annotations.records]
-        return Annotations(self.classes, records)
-
-
-class ListDataModule(VideoDataModule):
-    """mmaction2-style list files: "<video> <label>" or "<frame_dir> <num_frames> <label>".
-
-    Args:
-        train_list: the training list.
-        val_list: the validation list; None: test_list.
-        test_list: the test list; None: val_list.
-        class_names: a file with one class name per line in label order; None: the
-            classes are the label numbers of train_list.
-        list_kind: video (paths to video files) or rawframes (frame folders under frames_root).
-    """
-
-    def __init__(
-        self,
-        train_list: str,
-        val_list: str | None = None,
-        test_list: str | None = None,
-        class_names: str | None = None,
-        list_kind: Literal["video", "rawframes"] = "video",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if val_list is None and test_list is None:
-            raise ValueError("give val_list, test_list or both")
-        for setting, path in (("train_list", train_list), ("val_list", val_list), ("test_list", test_list),
-                              ("class_names", class_names)):
-            require_path(setting, path)
-        self.lists = {"train": train_list, "val": val_list or test_list, "test": test_list or val_list}
-        self.class_names, self.list_kind = class_names, list_kind
-
-    def read_classes(self) -> list[str]:
-        if self.class_names is not None:
-            return [text for _, text in read_lines(self.class_names)]
-        return read_list_file(self.lists["train"], self.list_kind).classes
-
-    def read_annotations(self, split: Split) -> Annotations:
-        return read_list_file(self.lists[split], self.list_kind, self.classes)

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,8 +50,7 @@ from datamodules.decoding import FrameReader, RawFrameReader, VideoDecodeError
 from datamodules.index import VideoIndex
 from datamodules.modality import check_modality, is_clip, modality_keys
 from datamodules.sampling import (
-    TEST_CLIPS,
-    TEST_POSITIONS,
+    Sampling,
     Stage,
     bidirectional_stack_positions,
     clip_positions,
@@ -81,24 +79,6 @@ class DataFailureError(RuntimeError):
 class FrameSizeMismatch(ValueError):
     """The keys of one video's sample (RGB frames, flow fields) differ in frame size: the
     data's fault, so the video counts as unreadable (a ValueError, one of READ_ERRORS)."""
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How many positions a test sample takes and how clips are spaced.
-
-    Args:
-        test_positions: 2D test positions (the two-stream paper: 25).
-        test_clips: 3D test clips (e.g. 10, with 3 crops each).
-        stride: frames between the frames of a 3D clip.
-        whole_video: 3D test on every ``stride``-th frame of the video as one clip (I3D);
-            clips then differ in length, so the test batch size must be 1.
-    """
-
-    test_positions: int = TEST_POSITIONS
-    test_clips: int = TEST_CLIPS
-    stride: int = 1
-    whole_video: bool = False
 
 
 def check_bidirectional(modality: str, specs: Mapping[str, InputSpec]) -> None:

@@ -22,6 +22,7 @@ back to their start, as I3D pads short clips by looping: no index is ever out of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -29,6 +30,24 @@ import numpy as np
 Stage = Literal["train", "val", "test"]
 TEST_POSITIONS = 25  # the two-stream paper's test protocol
 TEST_CLIPS = 10  # a common 3D protocol (10 clips x 3 crops)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How many positions a test sample takes and how clips are spaced.
+
+    Args:
+        test_positions: 2D test positions (the two-stream paper: 25).
+        test_clips: 3D test clips (e.g. 10, with 3 crops each).
+        stride: frames between the frames of a 3D clip.
+        whole_video: 3D test on every ``stride``-th frame of the video as one clip (I3D);
+            clips then differ in length, so the test batch size must be 1.
+    """
+
+    test_positions: int = TEST_POSITIONS
+    test_clips: int = TEST_CLIPS
+    stride: int = 1
+    whole_video: bool = False
 
 
 def window_starts(

@@ -34,7 +34,7 @@ from models.input_spec import InputSpec
 
 Box = tuple[int, int, int, int]  # top, left, height, width
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)  # TSN's multi-scale crop, relative to the short side
-TestCrops = Literal["ten", "three", "centre"]
+TestCrops = Literal["ten", "five", "three", "centre"]
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,10 @@ class Augment:
     """Draws the views of a sample once and turns every key into the network's input.
 
     Train: a random crop (or TSN's multi-scale crop) and a random horizontal flip.
-    Val: the centre crop. Test: ten crops (2D protocol), three crops along the long side
-    (3D protocol) or the centre crop, for every sampled position.
+    Val: the centre crop. Test: ten crops (2D protocol), five (ten without the mirrored
+    ones), three crops along the long side (3D protocol) or the centre crop, for every
+    sampled position. Without ``flip`` nothing is ever mirrored (labels that name a
+    direction, Something-Something's "from left to right"): ten crops are refused.
 
     Args:
         stage: "train", "val" or "test".
@@ -175,8 +177,8 @@ class Augment:
             must agree on the crop size.
         short_side: resize frames so their shorter side has this length first (None: keep).
         multiscale: training crops by TSN's multi-scale corner crop instead of a random crop.
-        flip: random horizontal flip in training.
-        test_crops: "ten", "three" or "centre" crops per position at test.
+        flip: random horizontal flip in training, and mirrored test crops may be asked for.
+        test_crops: "ten", "five", "three" or "centre" crops per position at test.
         scales: side lengths of multi-scale crops, relative to the short side.
         subtract_flow_mean: subtract each flow field's mean vector; None: on for 2D
             networks (two-stream paper), off for 3D ones (I3D).
@@ -195,8 +197,11 @@ class Augment:
     ):
         if stage not in ("train", "val", "test"):
             raise ValueError(f"unknown stage {stage!r}; expected 'train', 'val' or 'test'")
-        if test_crops not in ("ten", "three", "centre"):
-            raise ValueError(f"unknown test_crops {test_crops!r}; expected 'ten', 'three' or 'centre'")
+        if test_crops not in ("ten", "five", "three", "centre"):
+            raise ValueError(f"unknown test_crops {test_crops!r}; expected 'ten', 'five', 'three' or 'centre'")
+        if test_crops == "ten" and not flip:
+            raise ValueError("test_crops 'ten' mirrors five of its crops, but flip is off (labels that name a "
+                             "direction): use 'five', 'three' or 'centre'")
         sizes = {spec.size for spec in specs.values()}
         if len(sizes) != 1:
             raise ValueError(f"the networks of one sample must take one crop size, got {sorted(sizes)}")
@@ -221,7 +226,8 @@ class Augment:
         if self.test_crops == "three":
             return [View(box) for box in three_crop_boxes(height, width, crop)]
         boxes = five_crop_boxes(height, width, crop, crop)
-        return [View(box) for box in boxes] + [View(mirror(box, width), True) for box in boxes]
+        mirrored = [View(mirror(box, width), True) for box in boxes] if self.test_crops == "ten" else []
+        return [View(box) for box in boxes] + mirrored
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
         """(h, w) of height x width frames after the short-side resize."""

@@ -67,6 +67,8 @@ def test_kinetics_folder_of_csvs_with_a_missing_clip(tmp_path):
 
 def test_unreadable_annotations_exit_non_zero(tmp_path, capsys):
     (tmp_path / "classInd.txt").write_text("1 A\nB\n")
+    for name in ("trainlist01.txt", "testlist01.txt"):
+        (tmp_path / name).write_text("A/v_A_g01_c01.avi 1\n")
     assert check("ucf101", tmp_path, tmp_path, cache_dir=tmp_path / "cache") == 2
     assert "classInd.txt:2:" in capsys.readouterr().err
     assert check("kinetics", tmp_path / "nothing.csv", tmp_path, cache_dir=tmp_path / "cache") == 2
@@ -93,3 +95,25 @@ def test_check_a_training_config(ucf101_tiny, tmp_path, capsys):
     assert out.count("subset  listed") == 2 and "flow missing" in out
     with pytest.raises(SystemExit):
         main(["check", "--dataset", "ucf101"])
+
+
+def test_check_a_config_uses_its_datamodule_with_command_line_overrides(ucf101_tiny, tmp_path, capsys):
+    """``check --config`` builds the config's own DataModule and source, and takes the same
+    ``--data.*`` overrides as ``cli.py`` (the YAML's roots here do not exist)."""
+    data, frames = ucf101_tiny
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data": {"class_path": "datamodules.VideoDataModule", "init_args": {
+        "annotations": {"class_path": "datamodules.annotations.UCF101",
+                        "init_args": {"annotation_dir": str(data.annotation_dir)}},
+        "video_root": str(tmp_path / "absent"), "modality": "rgb", "cache_dir": str(tmp_path / "cache")}}}))
+    with pytest.raises(SystemExit):
+        main(["check", "--config", str(config)])
+    assert "video_root" in capsys.readouterr().err
+    assert main(["check", "--config", str(config), "--data.init_args.video_root", str(data.video_root),
+                 "--data.init_args.annotations.init_args.split", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert int(rows["train"][0]) + int(rows["test"][0]) == len(data.videos) and rows["test"][3] == "0"
+    assert "UCF101" in out
+    with pytest.raises(SystemExit):
+        main(["check", "--dataset", "ucf101", "--data.init_args.video_root", "x"])

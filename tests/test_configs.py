@@ -15,19 +15,30 @@ import yaml
 from pytorch_lightning.callbacks import Callback
 
 from cli import cli_main
+from tests.conftest import TINY, generate_with_flow
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def dataset_settings(kind: str, data, frames: Path, cache: Path) -> dict[str, Any]:
-    paths = {
-        "UCF101DataModule": {"annotation_dir": str(data.annotation_dir)},
-        "HMDB51DataModule": {"split_dir": str(data.annotation_dir)},
-        "KineticsDataModule": {"train_csv": str(data.annotation_dir / "train.csv"),
-                               "val_csv": str(data.annotation_dir / "val.csv"),
-                               "label_map": str(data.annotation_dir / "label_map.txt")},
+@pytest.fixture(scope="module")
+def ssv2_tiny(tmp_path_factory) -> tuple:
+    return generate_with_flow(tmp_path_factory.mktemp("ssv2"), "ssv2", videos_per_class=4, **TINY)
+
+
+def source_settings(kind: str, data) -> dict[str, Any]:
+    """The annotation source's init_args for a generated dataset."""
+    return {
+        "UCF101": {"annotation_dir": str(data.annotation_dir)},
+        "HMDB51": {"split_dir": str(data.annotation_dir)},
+        "Kinetics": {"train_csv": str(data.annotation_dir / "train.csv"),
+                     "val_csv": str(data.annotation_dir / "val.csv"),
+                     "label_map": str(data.annotation_dir / "label_map.txt")},
+        "SSv2": {"annotation_dir": str(data.annotation_dir)},
     }[kind]
-    return {**paths, "video_root": str(data.video_root), "frames_root": str(frames), "cache_dir": str(cache),
+
+
+def dataset_settings(data, frames: Path, cache: Path) -> dict[str, Any]:
+    return {"video_root": str(data.video_root), "frames_root": str(frames), "cache_dir": str(cache),
             "num_workers": 0, "batch_size": 2, "pin_memory": False, "test_positions": 2}
 
 
@@ -52,9 +63,12 @@ def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
     data = config["data"]
     modules = data["init_args"]["datamodules"] if data["class_path"].endswith("MultiDataModule") else [data]
     for module in modules:
-        kind = module["class_path"].rsplit(".", 1)[1]
+        assert module["class_path"] == "datamodules.VideoDataModule", f"{name}: {module['class_path']}"
+        source = module["init_args"]["annotations"]
+        kind = source["class_path"].rsplit(".", 1)[1]
         dataset, frames = datasets[kind]
-        module["init_args"].update(dataset_settings(kind, dataset, frames, tmp_path / "cache"),
+        source["init_args"].update(source_settings(kind, dataset))
+        module["init_args"].update(dataset_settings(dataset, frames, tmp_path / "cache"),
                                    crop_size=crop, short_side=256 if crop == 224 else None)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -63,9 +77,8 @@ def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(path.stem for path in CONFIGS.glob("*.yaml")))
-def test_config_fast_dev_run(name: str, ucf101_tiny, hmdb51_tiny, kinetics_tiny, tmp_path) -> None:
-    datasets = {"UCF101DataModule": ucf101_tiny, "HMDB51DataModule": hmdb51_tiny,
-                "KineticsDataModule": kinetics_tiny}
+def test_config_fast_dev_run(name: str, ucf101_tiny, hmdb51_tiny, kinetics_tiny, ssv2_tiny, tmp_path) -> None:
+    datasets = {"UCF101": ucf101_tiny, "HMDB51": hmdb51_tiny, "Kinetics": kinetics_tiny, "SSv2": ssv2_tiny}
     cli = cli_main(["fit", "--config", str(tiny_config(name, datasets, tmp_path))])
     assert cli.trainer.state.finished, f"{name}: fit did not finish"
     assert cli.trainer.global_step == 1
@@ -74,9 +87,27 @@ def test_config_fast_dev_run(name: str, ucf101_tiny, hmdb51_tiny, kinetics_tiny,
 def test_missing_dataset_root_is_one_line_naming_the_setting(ucf101_tiny, tmp_path, capsys) -> None:
     missing = tmp_path / "no_such_folder"
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.init_args.video_root", str(missing)])
+        cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.init_args.video_root", str(missing),
+                  "--data.init_args.annotations.init_args.annotation_dir", str(ucf101_tiny[0].annotation_dir)])
     message = str(exit_info.value.code)
     assert "video_root" in message and str(missing) in message and "\n" not in message
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"),
+                  "--data.init_args.annotations.init_args.annotation_dir", str(missing)])
+    message = str(exit_info.value.code)
+    assert "annotation_dir" in message and str(missing) in message and "\n" not in message
+
+
+def test_every_config_says_the_dataset_once_and_l_once() -> None:
+    """One DataModule with an annotation source; L comes from the network (``in_channels``),
+    so no data section repeats it as ``num_fields``."""
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())["data"]
+        modules = data["init_args"]["datamodules"] if data["class_path"].endswith("MultiDataModule") else [data]
+        for module in modules:
+            assert module["class_path"] == "datamodules.VideoDataModule", path.name
+            assert module["init_args"]["annotations"]["class_path"].startswith("datamodules.annotations."), path.name
+            assert "num_fields" not in module["init_args"], path.name
 
 
 class InterruptAfterOneStep(Callback):
@@ -88,7 +119,7 @@ class InterruptAfterOneStep(Callback):
 
 
 def test_ctrl_c_leaves_a_usable_last_checkpoint(ucf101_tiny, hmdb51_tiny, kinetics_tiny, tmp_path) -> None:
-    datasets = {"UCF101DataModule": ucf101_tiny, "HMDB51DataModule": hmdb51_tiny, "KineticsDataModule": kinetics_tiny}
+    datasets = {"UCF101": ucf101_tiny, "HMDB51": hmdb51_tiny, "Kinetics": kinetics_tiny}
     config = yaml.safe_load(tiny_config("quickstart", datasets, tmp_path).read_text())
     config["trainer"].pop("fast_dev_run")
     config["trainer"]["max_epochs"] = 3

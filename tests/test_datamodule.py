@@ -17,8 +17,10 @@ from datamodules import (
     KineticsDataModule,
     ListDataModule,
     UCF101DataModule,
+    VideoDataModule,
     generate,
 )
+from datamodules.annotations import HMDB51, UCF101, Kinetics, ListFiles
 from datamodules.distributed import UnpaddedDistributedSampler
 from flow.extract import ExtractionConfig, extract_many
 from models.input_spec import flow_pixels, imagenet_rgb
@@ -39,27 +41,28 @@ def settings(root, **overrides) -> dict:
             "num_workers": 0, "pin_memory": False, "cache_dir": str(root / "cache"), **overrides}
 
 
-def ucf_dm(ucf, **overrides) -> UCF101DataModule:
+def ucf_dm(ucf, **overrides) -> VideoDataModule:
     data, root = ucf
-    return UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
-                            frames_root=str(root / "frames"), **settings(root, **overrides))
+    return VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root),
+                           frames_root=str(root / "frames"), **settings(root, **overrides))
 
 
 def test_num_classes_right_after_init(ucf, tmp_path):
     data, root = ucf
     assert ucf_dm(ucf, modality="flow").num_classes == 4
     hmdb = generate(tmp_path / "hmdb", "hmdb51", num_classes=3, videos_per_class=2, num_frames=2, size=(16, 16))
-    assert HMDB51DataModule(split_dir=str(hmdb.annotation_dir), video_root=str(hmdb.video_root)).num_classes == 3
+    assert VideoDataModule(HMDB51(str(hmdb.annotation_dir)), video_root=str(hmdb.video_root)).num_classes == 3
     kinetics = generate(tmp_path / "kinetics", "kinetics", num_classes=5, videos_per_class=2, num_frames=2,
                         size=(16, 16))
     csvs = {"train_csv": str(kinetics.annotation_dir / "train.csv"), "val_csv": str(kinetics.annotation_dir / "val.csv")}
-    assert KineticsDataModule(**csvs, video_root=str(kinetics.video_root)).num_classes == 5
-    with_map = KineticsDataModule(**csvs, label_map=str(kinetics.annotation_dir / "label_map.txt"),
-                                  video_root=str(kinetics.video_root))
+    assert VideoDataModule(Kinetics(**csvs), video_root=str(kinetics.video_root)).num_classes == 5
+    with_map = VideoDataModule(Kinetics(**csvs, label_map=str(kinetics.annotation_dir / "label_map.txt")),
+                               video_root=str(kinetics.video_root))
     assert with_map.classes == kinetics.classes
     listed = tmp_path / "train.txt"
     listed.write_text("A/a.avi 0\nB/b.avi 6\n")
-    assert ListDataModule(train_list=str(listed), test_list=str(listed), video_root=str(tmp_path)).num_classes == 7
+    source = ListFiles(train_list=str(listed), test_list=str(listed))
+    assert VideoDataModule(source, video_root=str(tmp_path)).num_classes == 7
 
 
 def test_loaders_iterate_whole_epochs(ucf):
@@ -108,13 +111,20 @@ def test_network_input_specs_win(ucf):
 def test_settings_parse_as_a_cli_configuration(ucf):
     data, root = ucf
     parser = ArgumentParser()
-    parser.add_class_arguments(UCF101DataModule, "data")
-    config = parser.parse_args(["--data.annotation_dir", str(data.annotation_dir), "--data.video_root", "v",
-                                "--data.modality", "flow_clip", "--data.flow_spec",
+    parser.add_class_arguments(VideoDataModule, "data")
+    config = parser.parse_args(["--data.annotations", "datamodules.annotations.UCF101",
+                                "--data.annotations.annotation_dir", str(data.annotation_dir),
+                                "--data.video_root", "v", "--data.modality", "flow_clip", "--data.flow_spec",
                                 '{"modality": "flow", "channels": 2, "dims": 3, "frames": 8}'])
-    assert config.data.modality == "flow_clip" and config.data.split == 1 and config.data.num_fields == 10
+    assert config.data.modality == "flow_clip" and config.data.num_fields == 10
+    assert config.data.annotations.init_args.split == 1
     help_text = " ".join(parser.format_help().split())
-    assert "flow fields L per 2D stack" in help_text and "UCF-101 with its official splits" in help_text
+    assert "flow fields L per 2D stack" in help_text and "annotation files" in help_text
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+    built = instantiate(parser.parse_args([
+        "--data.annotations", "datamodules.annotations.UCF101",
+        "--data.annotations.annotation_dir", str(data.annotation_dir), "--data.video_root", str(data.video_root)]))
+    assert isinstance(built.data.annotations, UCF101) and built.data.num_classes == 4
 
 
 def test_test_video_ids_name_the_test_samples(ucf):
@@ -148,7 +158,7 @@ def test_svm_train_loader_scores_every_training_video_once_with_few_views(ucf):
     clips = ucf_dm(ucf, modality="rgb_clip", frames=4, svm_positions=2, test_clips=7).make_svm_dataset()
     assert clips[0]["rgb"].shape == (2, 3, 4, 32, 32)
     with pytest.raises(ValueError, match="svm_crops"):
-        ucf_dm(ucf, modality="rgb", svm_crops="five")
+        ucf_dm(ucf, modality="rgb", svm_crops="nine")
 
 
 def fake_rank(monkeypatch, rank: int, world_size: int) -> None:
@@ -199,7 +209,7 @@ def test_missing_ucf_paths_name_the_setting(ucf, tmp_path, setting):
     paths = {"annotation_dir": str(data.annotation_dir), "video_root": str(data.video_root),
              "frames_root": str(root / "frames"), setting: missing(tmp_path)}
     with pytest.raises(FileNotFoundError, match=names_missing(setting, tmp_path)):
-        UCF101DataModule(**paths, modality="two_stream")
+        VideoDataModule(UCF101(paths.pop("annotation_dir")), **paths, modality="two_stream")
 
 
 def test_missing_annotation_file_and_wrong_split_name_the_setting(ucf, tmp_path):
@@ -208,21 +218,21 @@ def test_missing_annotation_file_and_wrong_split_name_the_setting(ucf, tmp_path)
     shutil.copytree(data.annotation_dir, partial)
     (partial / "trainlist03.txt").unlink()
     with pytest.raises(FileNotFoundError, match=r"^annotation_dir: .*trainlist03.txt does not exist$"):
-        UCF101DataModule(annotation_dir=str(partial), video_root=str(data.video_root), split=3)
+        UCF101(str(partial), split=3)
     with pytest.raises(ValueError, match="^split: .* got 4$"):
-        UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root), split=4)
+        UCF101(str(data.annotation_dir), split=4)
     with pytest.raises(ValueError, match="^split: .* got 0$"):
-        HMDB51DataModule(split_dir=str(data.annotation_dir), video_root=str(data.video_root), split=0)
+        HMDB51(str(data.annotation_dir), split=0)
     with pytest.raises(FileNotFoundError, match="^split_dir: "):
-        HMDB51DataModule(split_dir=missing(tmp_path), video_root=str(data.video_root))
+        HMDB51(missing(tmp_path))
     with pytest.raises(NotADirectoryError, match="^video_root: .* is not a folder$"):
-        UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.annotation_dir / "classInd.txt"))
+        VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.annotation_dir / "classInd.txt"))
 
 
 def test_only_the_roots_the_modality_reads_must_exist(ucf, tmp_path):
     data, root = ucf
-    flow_only = UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=missing(tmp_path),
-                                 frames_root=str(root / "frames"), modality="flow")
+    flow_only = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=missing(tmp_path),
+                                frames_root=str(root / "frames"), modality="flow")
     assert flow_only.num_classes == 4
 
 
@@ -232,7 +242,7 @@ def test_missing_kinetics_files_name_the_setting(tmp_path, setting):
         (tmp_path / name).write_text("label,youtube_id,time_start,time_end,split\n")
     files = {"train_csv": str(tmp_path / "train_csv"), "val_csv": str(tmp_path / "val_csv"), setting: missing(tmp_path)}
     with pytest.raises(FileNotFoundError, match=names_missing(setting, tmp_path)):
-        KineticsDataModule(**files, video_root=str(tmp_path))
+        Kinetics(**files)
 
 
 @pytest.mark.parametrize("setting", ["train_list", "val_list", "test_list", "class_names"])
@@ -241,7 +251,7 @@ def test_missing_list_files_name_the_setting(tmp_path, setting):
     files = {"train_list": str(tmp_path / "list.txt"), "test_list": str(tmp_path / "list.txt"),
              setting: missing(tmp_path)}
     with pytest.raises(FileNotFoundError, match=names_missing(setting, tmp_path)):
-        ListDataModule(**files, video_root=str(tmp_path))
+        ListFiles(**files)
 
 
 @pytest.fixture
@@ -285,15 +295,15 @@ def test_meta_less_mmaction2_flow_folders(ucf, tmp_path):
         meta.unlink()
     for image in frames.rglob("flow_*.jpg"):
         image.rename(image.with_name(image.name.replace("flow_", "")))
-    dm = UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
-                          frames_root=str(frames), modality="flow", flow_layout="mmaction2",
-                          **settings(tmp_path))
+    dm = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root),
+                         frames_root=str(frames), modality="flow", flow_layout="mmaction2",
+                         **settings(tmp_path))
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["flow"].shape[1:] == (8, 32, 32)
     with pytest.raises(ValueError, match="flow_layout"):
-        UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
-                         frames_root=str(frames), modality="flow", flow_layout="tsn")
+        VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root),
+                        frames_root=str(frames), modality="flow", flow_layout="tsn")
 
 
 def test_bidirectional_flow_settings_fail_early(ucf):
@@ -313,3 +323,43 @@ def test_bidirectional_flow_without_backward_extraction_fails_at_setup_naming_vi
     first = dm.index("train").video_ids[0]
     with pytest.raises(ValueError, match=rf"lack \(meta.json backward=false\), e.g. {re.escape(first)}.*--backward"):
         dm.setup("fit")
+
+
+def test_old_datamodule_names_still_work_and_say_what_to_write(ucf, tmp_path):
+    data, root = ucf
+    with pytest.warns(FutureWarning, match="datamodules.VideoDataModule.*datamodules.annotations.UCF101"):
+        old = UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root), split=2)
+    assert isinstance(old.annotations, UCF101) and old.annotations.split == 2 and old.num_classes == 4
+    with pytest.raises(ValueError, match="^split: .* got 0$"):
+        HMDB51DataModule(split_dir=str(data.annotation_dir), video_root=str(data.video_root), split=0)
+    (tmp_path / "list.txt").write_text("A/a.avi 0\n")
+    with pytest.warns(FutureWarning, match="annotations.ListFiles"):
+        listed = ListDataModule(train_list=str(tmp_path / "list.txt"), test_list=str(tmp_path / "list.txt"),
+                                video_root=str(tmp_path))
+    assert listed.num_classes == 1
+    with pytest.raises(FileNotFoundError, match="^train_csv: "):
+        KineticsDataModule(train_csv=missing(tmp_path), val_csv=missing(tmp_path), video_root=str(tmp_path))
+
+
+def test_a_datamodule_without_annotations_fails_at_once(ucf):
+    """The old base built from a config and failed later inside len(None)."""
+    data, _ = ucf
+    with pytest.raises(TypeError, match="annotations: expected an AnnotationSource"):
+        VideoDataModule(str(data.annotation_dir), video_root=str(data.video_root))
+    with pytest.raises(TypeError):
+        VideoDataModule(video_root=str(data.video_root))
+
+
+def test_flip_follows_the_annotations_and_can_be_turned_off(ucf):
+    dm = ucf_dm(ucf, modality="rgb")
+    assert dm.flip and dm.test_crops == "ten"
+    dm = ucf_dm(ucf, modality="rgb", flip=False)
+    assert not dm.flip and dm.test_crops == "five"
+    dm.setup("fit")
+    assert not dm.datasets["train"].augment.flip
+    dm.setup("test")
+    assert dm.datasets["test"][0]["rgb"].shape[0] == 2 * 5  # test_positions x five unmirrored crops
+    with pytest.raises(ValueError, match="^test_crops: 'ten' mirrors"):
+        ucf_dm(ucf, modality="rgb", flip=False, test_crops="ten")
+    with pytest.raises(ValueError, match="^svm_crops: 'ten' mirrors"):
+        ucf_dm(ucf, modality="rgb", flip=False, svm_crops="ten")

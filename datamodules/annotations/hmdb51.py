@@ -19,6 +19,7 @@ from datamodules.annotations.records import (
     read_lines,
     strip_extension,
 )
+from datamodules.annotations.source import AnnotationSource, require_path, require_split
 
 _FLAGS = {"train": "1", "test": "2"}
 
@@ -45,3 +46,33 @@ def read_hmdb51(split_dir: Path | str, split: int, subset: Literal["train", "tes
                 video = f"{name}/{parts[0]}"
                 records.append(VideoRecord(strip_extension(video), video, label))
     return Annotations(classes, records)
+
+
+class HMDB51(AnnotationSource):
+    """HMDB-51 with its official splits (``testTrainMulti_7030_splits``); validates on the test split.
+
+    Args:
+        split_dir: folder with the ``<class>_test_split<k>.txt`` files.
+        split: 1, 2 or 3.
+    """
+
+    def __init__(self, split_dir: str, split: int = 1):
+        require_split(split)
+        require_path("split_dir", split_dir, folder=True)
+        self.split_dir, self.split = split_dir, split
+
+    @classmethod
+    def from_path(cls, path: Path | str, split: int = 1, label_map: Path | str | None = None,
+                  list_kind: str = "video") -> HMDB51:
+        return cls(str(path), split)
+
+    def classes(self) -> list[str]:
+        return self.records("test").classes  # 51 small files: cheap
+
+    def splits(self) -> tuple[str, ...]:
+        return ("train", "test")
+
+    def records(self, split: str) -> Annotations:
+        if split not in self.splits():
+            raise self._unknown(split)
+        return read_hmdb51(self.split_dir, self.split, split)

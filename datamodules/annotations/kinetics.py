@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,12 @@ from datamodules.annotations.records import (
     VideoRecord,
     read_lines,
     strip_extension,
+)
+from datamodules.annotations.source import (
+    AnnotationSource,
+    distinct_splits,
+    require_path,
+    split_reading,
 )
 
 VideoLayout = Literal["split_label", "flat", "auto"]
@@ -107,3 +114,78 @@ def read_kinetics(
         first, *others = _candidates(name, label_text, split, video_layout)
         records.append(VideoRecord(strip_extension(first), first, label, alternatives=tuple(others)))
     return Annotations(classes, records)
+
+
+class Kinetics(AnnotationSource):
+    """Kinetics from its CSVs; validates and tests on ``val_csv`` unless ``test_csv`` is given.
+
+    Args:
+        train_csv: the train CSV (``label,youtube_id,time_start,time_end,split``).
+        val_csv: the validation CSV.
+        test_csv: a labelled test CSV; None: the validation CSV.
+        label_map: class names one per line in label order (e.g. kinetics-i3d's
+            label_map_400_i3d.txt); None: the sorted labels of train_csv.
+        video_layout: clips under ``<split>/<label>/`` (split_label), flat, or auto (either).
+    """
+
+    def __init__(
+        self,
+        train_csv: str,
+        val_csv: str,
+        test_csv: str | None = None,
+        label_map: str | None = None,
+        video_layout: VideoLayout = "auto",
+    ):
+        for setting, path in (("train_csv", train_csv), ("val_csv", val_csv), ("test_csv", test_csv),
+                              ("label_map", label_map)):
+            require_path(setting, path)
+        self.csvs = {"train": train_csv, "val": val_csv, "test": test_csv or val_csv}
+        self.label_map, self.video_layout = label_map, video_layout
+        self._classes: list[str] | None = None
+
+    @classmethod
+    def from_path(cls, path: Path | str, split: int = 1, label_map: Path | str | None = None,
+                  list_kind: str = "video") -> Kinetics:
+        """A CSV (read as every split), or a folder whose ``train*.csv``, ``val*.csv`` and
+        ``test*.csv`` are the splits."""
+        path = Path(path)
+        label_map = str(label_map) if label_map is not None else None
+        if not path.is_dir():
+            return cls(str(path), str(path), label_map=label_map)
+        files = {role: next((str(f) for f in sorted(path.glob(f"{role}*.csv"))), None)
+                 for role in ("train", "val", "test")}
+        if files["train"] is None or files["val"] is None:
+            raise FileNotFoundError(f"{path}: expected train*.csv and val*.csv (found "
+                                    f"{', '.join(f.name for f in sorted(path.glob('*.csv'))) or 'no CSV'})")
+        return cls(files["train"], files["val"], files["test"], label_map)
+
+    def classes(self) -> list[str]:
+        if self._classes is None:
+            if self.label_map is not None:
+                self._classes = [text for _, text in read_lines(self.label_map)]
+            else:
+                self._classes = read_kinetics(self.csvs["train"]).classes
+        return self._classes
+
+    def splits(self) -> tuple[str, ...]:
+        return distinct_splits(self.csvs)
+
+    def stage_split(self, stage: str) -> str:
+        return split_reading(self.csvs, stage)
+
+    def records(self, split: str) -> Annotations:
+        if split not in self.csvs:
+            raise self._unknown(split)
+        annotations = read_kinetics(self.csvs[split], label_map=self.label_map, video_layout=self.video_layout)
+        classes = self.classes()
+        if annotations.classes == classes:
+            return annotations
+        # Without a label map each CSV's sorted labels would number classes on its own:
+        # relabel by the train CSV's classes so that every split agrees.
+        labels = {name: label for label, name in enumerate(classes)}
+        unknown = sorted(set(annotations.classes) - set(labels))
+        if unknown:
+            raise ValueError(f"{self.csvs[split]} has classes absent from {self.csvs['train']}: {unknown[:5]}")
+        records = [replace(r, label=labels[annotations.classes[r.label]]) if r.label >= 0 else r
+                   for r in annotations.records]
+        return Annotations(classes, records)

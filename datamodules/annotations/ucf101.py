@@ -19,6 +19,7 @@ from datamodules.annotations.records import (
     read_lines,
     strip_extension,
 )
+from datamodules.annotations.source import AnnotationSource, require_path, require_split
 
 
 def read_class_index(path: Path | str) -> list[str]:
@@ -75,3 +76,35 @@ def read_ucf101(annotation_dir: Path | str, split: int, subset: Literal["train",
             label = folder_label
         records.append(VideoRecord(strip_extension(video), video, label))
     return Annotations(classes, records)
+
+
+class UCF101(AnnotationSource):
+    """UCF-101 with its official splits (``ucfTrainTestlist``); validates on the test split.
+
+    Args:
+        annotation_dir: folder with classInd.txt, trainlist0k.txt, testlist0k.txt.
+        split: 1, 2 or 3.
+    """
+
+    def __init__(self, annotation_dir: str, split: int = 1):
+        require_split(split)
+        require_path("annotation_dir", annotation_dir, folder=True)
+        for name in ("classInd.txt", f"trainlist{split:02d}.txt", f"testlist{split:02d}.txt"):
+            require_path("annotation_dir", Path(annotation_dir) / name)
+        self.annotation_dir, self.split = annotation_dir, split
+
+    @classmethod
+    def from_path(cls, path: Path | str, split: int = 1, label_map: Path | str | None = None,
+                  list_kind: str = "video") -> UCF101:
+        return cls(str(path), split)
+
+    def classes(self) -> list[str]:
+        return read_class_index(Path(self.annotation_dir) / "classInd.txt")
+
+    def splits(self) -> tuple[str, ...]:
+        return ("train", "test")
+
+    def records(self, split: str) -> Annotations:
+        if split not in self.splits():
+            raise self._unknown(split)
+        return read_ucf101(self.annotation_dir, self.split, split)

@@ -1,4 +1,4 @@
-"""``python -m datamodules.synthetic OUT --layout ucf101|hmdb51|kinetics [...]``."""
+"""``python -m datamodules.synthetic OUT --layout ucf101|hmdb51|kinetics|ssv2 [...]``."""
 
 import argparse
 import time

@@ -73,7 +73,9 @@ def format_name(words: tuple[str, ...], layout: str) -> str:
     """Name a class the way the layout's real dataset does.
 
     UCF-101 uses CamelCase (``MoveLeft``), HMDB-51 lower snake case
-    (``move_left``), Kinetics lower case with spaces (``move left``).
+    (``move_left``), Kinetics lower case with spaces (``move left``),
+    Something-Something v2 a template without its brackets (``Something move left``,
+    from the template ``[Something] move left``, like its "Something falling like a rock").
     """
     if layout == "ucf101":
         return "".join(word.capitalize() for word in words)
@@ -81,7 +83,9 @@ def format_name(words: tuple[str, ...], layout: str) -> str:
         return "_".join(words)
     if layout == "kinetics":
         return " ".join(words)
-    raise ValueError(f"layout must be one of ucf101, hmdb51, kinetics; got {layout!r}")
+    if layout == "ssv2":
+        return "Something " + " ".join(words)
+    raise ValueError(f"layout must be one of ucf101, hmdb51, kinetics, ssv2; got {layout!r}")
 
 
 def make_classes(num_classes: int, layout: str) -> list[ClassSpec]:

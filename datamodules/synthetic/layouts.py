@@ -18,12 +18,20 @@ bytes (compare with shared/data/annotations/), so the real readers run unchanged
   in the real CSV) and ``label_map.txt`` (one label per line, class-index order).
   Times are nominal 10 s windows as in the real CSV; the clip itself lasts
   ``num_frames / fps``.
+- ``ssv2``: ``20bn-something-something-v2/<id>.webm`` (VP9), flat, numeric ids;
+  ``labels/`` with ``labels.json`` (template without brackets -> string id, ids in
+  alphabetical order), ``train.json`` and ``validation.json`` (rows ``id``, ``label``:
+  the template filled in, ``template`` with ``[something]`` brackets, ``placeholders``)
+  and ``test.json`` (rows with ``id`` only); about 70/15/15 per class.
 """
 
+import json
 import math
 import string
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from datamodules.synthetic.classes import ClassSpec
 
@@ -156,7 +164,51 @@ class Kinetics(Layout):
             write_lines(folder / f"{split}.csv", lines, "\n")
 
 
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (UCF101(), HMDB51(), Kinetics())}
+class SSv2(Layout):
+    name, fourcc, default_size, min_videos = "ssv2", "VP90", (320, 240), 3
+    video_dir, annotation_subdir = "20bn-something-something-v2", "labels"
+    objects = ("a box", "a cup", "a pen", "a phone", "a spoon")
+
+    def plan(self, classes: list[ClassSpec], videos_per_class: int, seed: int) -> list[Clip]:
+        held_out = max(1, round(0.15 * videos_per_class))
+        roles = ["validation"] * held_out + ["test"] * held_out
+        roles += ["train"] * (videos_per_class - len(roles))
+        # Unique numeric ids in random order, as the real ones (1..220847).
+        rng = np.random.default_rng([seed, 4])
+        ids = rng.choice(np.arange(1, 220848), size=len(classes) * videos_per_class, replace=False)
+        clips = []
+        for index, _ in enumerate(classes):
+            for video in range(videos_per_class):
+                video_id = int(ids[index * videos_per_class + video])
+                clips.append(Clip(f"{video_id}.webm", index, video, (roles[video],)))
+        return clips
+
+    def write_annotations(self, out: Path, classes: list[ClassSpec], clips: list[Clip]) -> None:
+        folder = out / self.annotation_subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "labels.json", {spec.name: str(i) for i, spec in enumerate(classes)})
+        for split in ("train", "validation", "test"):
+            rows = []
+            for clip in clips:
+                if clip.splits[0] != split:
+                    continue
+                video_id = Path(clip.path).stem
+                if split == "test":
+                    rows.append({"id": video_id})
+                    continue
+                words = classes[clip.class_index].words
+                placeholder = self.objects[clip.background % len(self.objects)]
+                rows.append({"id": video_id, "label": f"{placeholder} {' '.join(words)}",
+                             "template": "[Something] " + " ".join(words), "placeholders": [placeholder]})
+            write_json(folder / f"{split}.json", rows)
+
+
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (UCF101(), HMDB51(), Kinetics(), SSv2())}
+
+
+def write_json(path: Path, data: object) -> None:
+    """JSON as the real SSv2 files are written: one line, ``", "`` separators."""
+    path.write_text(json.dumps(data), encoding="utf-8")
 
 
 def quote(label: str) -> str:
