@@ -7,7 +7,7 @@ from lightning_modules.classifier import (
 )
 from lightning_modules.metrics import classification_metrics, score_metrics
 from lightning_modules.multi_task import MultiTaskClassifier
-from lightning_modules.optim import PaperSGD, classifier_names, parameter_groups
+from lightning_modules.optim import PaperSGD, classifier_name, parameter_groups
 from lightning_modules.two_stream import TwoStreamClassifier
 from lightning_modules.video_scores import (
     VideoScoreCollector,
@@ -24,7 +24,7 @@ __all__ = [
     "VideoClassifier",
     "VideoScoreCollector",
     "classification_metrics",
-    "classifier_names",
+    "classifier_name",
     "forward_views",
     "load_network_weights",
     "load_video_scores",

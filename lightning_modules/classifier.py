@@ -4,8 +4,9 @@ Training sees one sample (a frame, a flow stack or a clip) per video; validation
 centre view per video; test every view of every video (25 x 10 for 2D streams), pushed
 through the network in chunks, softmax averaged over the views. Test metrics are
 computed once, on the per-video scores gathered from all ranks, so every video counts
-exactly once under DDP; the scores are saved for later fusion
-(``lightning_modules.video_scores`` has the file format).
+exactly once under DDP; the scores are saved for later fusion. Collecting, gathering,
+logging and the score file are ``lightning_modules.video_test``'s; a module says how a
+batch of test videos is scored (``video_scores``).
 """
 
 from collections.abc import Callable
@@ -19,16 +20,16 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_modules.metrics import classification_metrics, score_metrics
+from lightning_modules.metrics import classification_metrics
 from lightning_modules.optim import (
     PaperSGD,
-    classifier_names,
+    classifier_name,
     configure_optimizers,
     parameter_groups,
     split_head,
 )
 from lightning_modules.provenance import TRAINED_HERE, mark_loaded
-from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
+from lightning_modules.video_test import VideoTest
 from lightning_modules.views import forward_views, video_scores
 from models.weights import mark_trained
 
@@ -78,28 +79,30 @@ class StreamsModule(pl.LightningModule):
         optimizer: builds the optimizer from parameter groups.
         scheduler: builds the learning-rate scheduler from the optimizer; None: constant.
         label_smoothing: label smoothing of the cross-entropy.
-        lr_scales: stream name -> learning-rate scale of that stream.
+        lr_scales: stream name -> learning-rate scale of that stream (default 1).
         backbone_lr_scale: learning-rate scale of every stream's backbone relative to its head.
         freeze_backbone: train the heads only.
         view_chunk_size: test views per forward pass.
         score_file: per-video test scores file, relative to ``trainer.log_dir``; None: not written.
     """
 
-    def __init__(self, streams: dict[str, tuple[str, str]], optimizer: OptimizerCallable,
-                 scheduler: LRSchedulerCallable | None, label_smoothing: float, lr_scales: dict[str, float],
-                 backbone_lr_scale: float, freeze_backbone: bool, view_chunk_size: int,
-                 score_file: str | None) -> None:
+    def __init__(self, streams: dict[str, tuple[str, str]], *, optimizer: OptimizerCallable = PaperSGD,
+                 scheduler: LRSchedulerCallable | None = None, label_smoothing: float = 0.0,
+                 lr_scales: dict[str, float] | None = None, backbone_lr_scale: float = 1.0,
+                 freeze_backbone: bool = False, view_chunk_size: int = 32,
+                 score_file: str | None = "test_scores.npz") -> None:
         super().__init__()
         if view_chunk_size < 1:
             raise ValueError(f"view_chunk_size must be >= 1, got {view_chunk_size}")
         self.streams = streams
         self.optimizer, self.scheduler = optimizer, scheduler
         self.label_smoothing = label_smoothing
-        self.lr_scales, self.backbone_lr_scale, self.freeze_backbone = lr_scales, backbone_lr_scale, freeze_backbone
-        self.view_chunk_size, self.score_file = view_chunk_size, score_file
+        self.lr_scales, self.backbone_lr_scale = dict(lr_scales or {}), backbone_lr_scale
+        self.freeze_backbone = freeze_backbone
+        self.view_chunk_size = view_chunk_size
         self.train_metrics, self.val_metrics = nn.ModuleDict(), nn.ModuleDict()
-        self.collectors: dict[str, VideoScoreCollector] = {}
-        self.test_results: dict[str, dict[str, np.ndarray]] = {}
+        self.video_test = VideoTest(score_file)
+        self.test_results: dict[str, dict[str, np.ndarray]] = {}  # per group, after a test (reports read it)
         # Set by training and by loading a checkpoint (lightning_modules.provenance).
         self.weights_origin: str | None = None
         self.register_load_state_dict_post_hook(mark_loaded)
@@ -132,9 +135,9 @@ class StreamsModule(pl.LightningModule):
             network = self.stream_network(stream)
             for p in split_head(network)[1]:
                 p.requires_grad_(False)
-            head = classifier_names(network)
+            head = classifier_name(network)
             for name, _ in network.named_modules():
-                related = any(name == h or name.startswith(h + ".") or h.startswith(name + ".") for h in head)
+                related = name == head or name.startswith(head + ".") or head.startswith(name + ".")
                 if name and not related:
                     self._frozen.append(f"{attr}.{name}")
 
@@ -189,7 +192,7 @@ class StreamsModule(pl.LightningModule):
                                                 self.backbone_lr_scale, self.freeze_backbone)]
         return configure_optimizers(groups, self.optimizer, self.scheduler)
 
-    # Test: per-video scores.
+    # Test: per-video scores (lightning_modules.video_test collects, logs and saves them).
 
     def video_scores(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Per-video softmax averaged over the views, N x C per stream (batches carry N x V x ...)."""
@@ -197,49 +200,16 @@ class StreamsModule(pl.LightningModule):
                 for name, (_, key) in self.streams.items()}
 
     def on_test_epoch_start(self) -> None:
-        self.collectors = {"": VideoScoreCollector()}
+        self.video_test.start()
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.collectors[""].add(batch["index"], batch["label"], self.video_scores(batch))
+        self.video_test.add(batch["index"], batch["label"], self.video_scores(batch))
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return {"index": batch["index"], **self.video_scores(batch)}
 
     def on_test_epoch_end(self) -> None:
-        """Gather every rank's videos, log the metrics once over all of them, write the scores."""
-        self.test_results = {group: collector.gather() for group, collector in self.collectors.items()}
-        for group, results in self.test_results.items():
-            streams = [key[len("scores_"):] for key in results if key.startswith("scores_")]
-            for stream in streams:
-                names = ([group] if group else []) + ([stream] if len(streams) > 1 else [])
-                self.log_test_metrics(results[f"scores_{stream}"], results["labels"], *names)
-            path = self.score_path(group)
-            if path is not None and results["index"].size and self.trainer.is_global_zero:
-                save_video_scores(path, results, self.test_video_ids(results, group))
-
-    def log_test_metrics(self, scores: np.ndarray, labels: np.ndarray, *names: str) -> dict[str, float]:
-        """Log ``test/<names>/acc`` etc. of complete per-video scores (identical on every rank)."""
-        if not len(labels):
-            return {}
-        values = score_metrics(scores, labels, prefix="/".join(("test", *names, "")))
-        self.log_dict(values)
-        return values
-
-    def score_path(self, group: str = "") -> Path | None:
-        if self.score_file is None:
-            return None
-        path = Path(self.score_file)
-        if group:
-            path = path.with_name(f"{path.stem}_{group}{path.suffix}")
-        # log_dir broadcasts from rank 0, so every rank asks.
-        return path if path.is_absolute() else Path(self.trainer.log_dir or self.trainer.default_root_dir) / path
-
-    def test_video_ids(self, results: dict[str, np.ndarray], group: str = "") -> list[str]:
-        """The datamodule's ``test_video_ids`` (dataset order); the indices as text without them."""
-        ids = getattr(self.trainer.datamodule, "test_video_ids", None)
-        if ids is None:
-            ids = [str(i) for i in range(int(results["index"].max()) + 1)]
-        return list(ids)
+        self.test_results = self.video_test.finish(self)
 
     # Checkpoints.
 
@@ -263,7 +233,7 @@ class VideoClassifier(StreamsModule):
     Args:
         network: a network class (e.g. ``models.ResNetStream``) configured without its
             number of classes; called with ``num_classes`` it maps a batch of inputs to
-            N x C logits and offers ``input_spec`` and ``reset_classifier`` (the latter only
+            N x C logits and offers ``input_spec`` and ``get_classifier`` (the latter only
             for ``backbone_lr_scale`` or ``freeze_backbone``).
         num_classes: classes to predict; linked from the data's class list by the CLI.
         optimizer: builds the optimizer from the parameter groups (default: SGD, momentum
@@ -271,8 +241,8 @@ class VideoClassifier(StreamsModule):
         scheduler: builds the learning-rate scheduler; None: constant learning rate.
         label_smoothing: label smoothing of the cross-entropy.
         backbone_lr_scale: the backbone's learning rate relative to the head's (e.g. 0.1 for
-            an ImageNet-pretrained spatial stream). The head is whatever the network's
-            ``reset_classifier`` replaces (``fc``, I3D's ``logits``).
+            an ImageNet-pretrained spatial stream). The head is the module the network's
+            ``get_classifier()`` returns (``fc``, I3D's ``logits``).
         freeze_backbone: train the head only: the paper's "last layer only" spatial
             fine-tuning. The backbone also stays in eval mode (batch-norm statistics,
             dropout) while training.
@@ -298,8 +268,9 @@ class VideoClassifier(StreamsModule):
     ) -> None:
         built = network(num_classes)
         key = stream_key(built, stream)
-        super().__init__({key: ("network", key)}, optimizer, scheduler, label_smoothing, {}, backbone_lr_scale,
-                         freeze_backbone, view_chunk_size, score_file)
+        super().__init__({key: ("network", key)}, optimizer=optimizer, scheduler=scheduler,
+                         label_smoothing=label_smoothing, backbone_lr_scale=backbone_lr_scale,
+                         freeze_backbone=freeze_backbone, view_chunk_size=view_chunk_size, score_file=score_file)
         self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
         self.network = built
         self.add_metrics({key: num_classes})

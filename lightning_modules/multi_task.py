@@ -4,15 +4,16 @@ The loss is the sum over heads of each head's cross-entropy on its own dataset's
 samples (the batch key ``dataset`` says which), so a UCF-101 label never reaches the
 HMDB-51 head. Metrics, test scores and score files are per dataset.
 
-The heads are the network's own head (whatever its ``reset_classifier`` replaces),
-one fresh copy per dataset held in ``heads``; the network keeps no head of its own,
-and each forward puts the wanted head in its slot for ``forward_head``.
+The network loses its classifier (``reset_classifier(0)``), so ``network(x)`` returns the
+pre-logits (``forward_head(..., pre_logits=True)``, N x ``num_features``); the heads are a
+``ModuleList`` of linear classifiers on them, one per dataset (``heads.<d>.weight``).
+Checkpoints saved when an Inception I3D's heads were copies of its 1x1x1 logits conv
+(``heads.<d>.conv3d.weight``) load into these linear heads.
 """
 
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
@@ -23,8 +24,7 @@ from lightning_modules.classifier import (
     StreamsModule,
     stream_key,
 )
-from lightning_modules.optim import PaperSGD, classifier_names, configure_optimizers
-from lightning_modules.video_scores import VideoScoreCollector
+from lightning_modules.optim import PaperSGD, configure_optimizers
 from lightning_modules.views import forward_views, video_scores
 from models.weights import mark_trained
 
@@ -63,32 +63,21 @@ class MultiTaskClassifier(StreamsModule):
     ) -> None:
         if len(num_classes) != len(dataset_names) or len(set(dataset_names)) != len(dataset_names):
             raise ValueError(f"need one distinct name per dataset: {dataset_names} for {num_classes}")
-        network = network(num_classes[0])  # its head is replaced by one per dataset below
+        network = network(num_classes[0])  # its classifier is replaced by one head per dataset below
+        if not isinstance(getattr(network, "num_features", None), int):
+            raise TypeError(f"{type(network).__name__} has no num_features (the size of its pre-logits), which the "
+                            "heads of MultiTaskClassifier read")
         key = stream_key(network, stream)
-        super().__init__({key: ("network", key)}, optimizer, scheduler, label_smoothing, {}, backbone_lr_scale,
-                         False, view_chunk_size, score_file)
+        super().__init__({key: ("network", key)}, optimizer=optimizer, scheduler=scheduler,
+                         label_smoothing=label_smoothing, backbone_lr_scale=backbone_lr_scale,
+                         view_chunk_size=view_chunk_size, score_file=score_file)
         self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
-        (slot,) = classifier_names(network)
-        heads = []
-        for classes in num_classes:
-            network.reset_classifier(classes)
-            heads.append(network.get_submodule(slot))
-        parent, _, self._slot = slot.rpartition(".")
-        self._parent = parent
-        delattr(network.get_submodule(parent), self._slot)  # only the heads below hold weights
+        heads = nn.ModuleList(nn.Linear(network.num_features, classes) for classes in num_classes)
+        network.reset_classifier(0)  # network(x): the pre-logits the heads read
         mark_trained(network, None)  # the heads are new, whatever weights the network came with
-        self.network, self.heads = network, nn.ModuleList(heads)
+        self.network, self.heads = network, heads
         self.key, self.dataset_names = key, list(dataset_names)
         self.add_metrics(dict(zip(dataset_names, num_classes)))
-
-    def head_logits(self, features: Tensor, dataset: int) -> Tensor:
-        """The network's ``forward_head`` with dataset ``dataset``'s head in the slot."""
-        parent = self.network.get_submodule(self._parent)
-        setattr(parent, self._slot, self.heads[dataset])
-        try:
-            return self.network.forward_head(features)
-        finally:
-            delattr(parent, self._slot)
 
     def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Outputs]:
         labels, datasets = batch["label"], batch["dataset"]
@@ -96,7 +85,9 @@ class MultiTaskClassifier(StreamsModule):
         losses, outputs = {}, {}
         for d, name in enumerate(self.dataset_names):
             # Every head sees every sample (so DDP finds all heads used) but learns from its own only.
-            logits = self.head_logits(features, d)
+            # Each head draws its own dropout mask of the pre-logits, as when the heads took turns in
+            # the network's classifier slot: the same random numbers, the same training.
+            logits = self.heads[d](self.network.forward_head(features, pre_logits=True))
             own = datasets == d
             per_sample = F.cross_entropy(logits, labels.where(own, 0), reduction="none",
                                          label_smoothing=self.label_smoothing)
@@ -110,7 +101,16 @@ class MultiTaskClassifier(StreamsModule):
         return configure_optimizers(groups, self.optimizer, self.scheduler)
 
     def features_to_logits(self, x: Tensor, dataset: int) -> Tensor:
-        return self.head_logits(self.network.forward_features(x), dataset)
+        """Dataset ``dataset``'s logits of the inputs ``x``."""
+        return self.heads[dataset](self.network(x))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [key for key in state if key.startswith("heads.") and ".conv3d." in key]:
+            # An I3D head saved as a 1x1x1 conv: the same linear map on the pooled features.
+            value = state.pop(key)
+            state[key.replace(".conv3d.", ".")] = value.flatten(1) if value.dim() == 5 else value
+        super().on_load_checkpoint(checkpoint)
 
     def video_scores(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Per-video scores of each dataset's videos in the batch, by that dataset's head (N_d x C_d)."""
@@ -124,20 +124,13 @@ class MultiTaskClassifier(StreamsModule):
         return scores
 
     def on_test_epoch_start(self) -> None:
-        self.collectors = {name: VideoScoreCollector() for name in self.dataset_names}
+        self.video_test.start(self.dataset_names)  # in the datamodule's order: test_video_ids[d] names group d
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         for name, scores in self.video_scores(batch).items():
             own = batch["dataset"] == self.dataset_names.index(name)
-            self.collectors[name].add(batch["index"][own], batch["label"][own], {self.key: scores})
+            self.video_test.add(batch["index"][own], batch["label"][own], {self.key: scores}, group=name)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, dict[str, Tensor]]:
         return {name: {"index": batch["index"][batch["dataset"] == self.dataset_names.index(name)], "scores": scores}
                 for name, scores in self.video_scores(batch).items()}
-
-    def test_video_ids(self, results: dict[str, np.ndarray], group: str = "") -> list[str]:
-        """Dataset ``group``'s test video ids (the datamodule keeps one list per dataset)."""
-        ids = getattr(self.trainer.datamodule, "test_video_ids", None)
-        if ids is None:
-            return super().test_video_ids(results, group)
-        return list(ids[self.dataset_names.index(group)])

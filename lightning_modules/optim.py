@@ -1,13 +1,10 @@
 """Optimizer defaults and parameter groups: a pretrained backbone may learn slower than its new head.
 
-The head is found without knowing the network: it is whatever ``reset_classifier``
-replaces (``fc`` of a ``Backbone``, ``logits`` of Inception I3D...). That is read off a
-copy whose tensors live on the meta device, so no weights are copied or changed.
+The head is what the network declares with ``get_classifier()`` (timm's interface:
+``fc`` of a ``Backbone``, ``logits`` of Inception I3D...).
 """
 
-import copy
 from collections.abc import Iterable
-from itertools import chain
 from typing import Any
 
 import torch
@@ -31,29 +28,21 @@ class PaperSGD(torch.optim.SGD):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
-def _meta(tensor: torch.Tensor) -> torch.Tensor:
-    meta = tensor.detach().to("meta")
-    return nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
-
-
-def classifier_names(network: nn.Module) -> list[str]:
-    """Qualified names of the modules that ``network.reset_classifier`` replaces: its head."""
-    if not callable(getattr(network, "reset_classifier", None)):
-        raise TypeError(f"{type(network).__name__} has no reset_classifier(), so its head cannot be told apart")
-    memo: dict[int, Any] = {id(t): _meta(t) for t in chain(network.parameters(), network.buffers())}
-    shadow = copy.deepcopy(network, memo)  # shares no storage: every tensor maps to a meta tensor
-    before = {id(module) for module in shadow.modules()}
-    shadow.reset_classifier(1)
-    new = [name for name, module in shadow.named_modules() if id(module) not in before]
-    top = [name for name in new if not any(name.startswith(other + ".") for other in new)]
-    if not top:
-        raise ValueError(f"{type(network).__name__}.reset_classifier() replaced no module; cannot find its head")
-    return top
+def classifier_name(network: nn.Module) -> str:
+    """Qualified name of the module ``network.get_classifier()`` declares: its head."""
+    if not callable(getattr(network, "get_classifier", None)):
+        raise TypeError(f"{type(network).__name__} has no get_classifier(), so its head cannot be told apart from "
+                        "its backbone (backbone_lr_scale and freeze_backbone need it)")
+    classifier = network.get_classifier()
+    for name, module in network.named_modules():
+        if module is classifier and name:
+            return name
+    raise ValueError(f"{type(network).__name__}.get_classifier() returned no submodule of the network")
 
 
 def split_head(network: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(head parameters, backbone parameters) of the network; see ``classifier_names``."""
-    head = {id(p) for name in classifier_names(network) for p in network.get_submodule(name).parameters()}
+    """(head parameters, backbone parameters) of the network; see ``classifier_name``."""
+    head = {id(p) for p in network.get_submodule(classifier_name(network)).parameters()}
     params = list(network.parameters())
     return [p for p in params if id(p) in head], [p for p in params if id(p) not in head]
 

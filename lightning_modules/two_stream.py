@@ -39,6 +39,7 @@ from lightning_modules.fusion_table import (
 )
 from lightning_modules.optim import PaperSGD
 from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
+from lightning_modules.video_test import log_test_metrics, video_ids
 
 STREAMS = ("spatial", "temporal")
 
@@ -90,9 +91,10 @@ class TwoStreamClassifier(StreamsModule):
     ) -> None:
         spatial, temporal = spatial(num_classes), temporal(num_classes)
         streams = {"spatial": ("spatial", stream_key(spatial, None)), "temporal": ("temporal", stream_key(temporal, None))}
-        super().__init__(streams, optimizer, scheduler, label_smoothing,
-                         {"spatial": spatial_lr_scale, "temporal": temporal_lr_scale}, backbone_lr_scale,
-                         freeze_backbone, view_chunk_size, score_file)
+        super().__init__(streams, optimizer=optimizer, scheduler=scheduler, label_smoothing=label_smoothing,
+                         lr_scales={"spatial": spatial_lr_scale, "temporal": temporal_lr_scale},
+                         backbone_lr_scale=backbone_lr_scale, freeze_backbone=freeze_backbone,
+                         view_chunk_size=view_chunk_size, score_file=score_file)
         self.save_hyperparameters(ignore=["spatial", "temporal", "optimizer", "scheduler"])
         for checkpoint, network in ((spatial_checkpoint, spatial), (temporal_checkpoint, temporal)):
             if checkpoint is not None:
@@ -167,9 +169,9 @@ class TwoStreamClassifier(StreamsModule):
         rows = two_stream_rows(*streams, self.fusion_weights, decision)
         for row, key in (("fusion by averaging", "fusion_avg"), ("fusion by SVM", "fusion_svm")):
             if rows[row] is not None:
-                self.log_test_metrics(rows[row], labels, key)
+                log_test_metrics(self, rows[row], labels, key)
         self.table = {row: None if scores is None else accuracy(scores, labels) for row, scores in rows.items()}
-        path = self.score_path("svm_train")  # on every rank: finding the log dir is a collective
+        path = self.video_test.score_path(self.trainer, "svm_train")  # on every rank: finding the log dir is a collective
         if self.trainer.is_global_zero:
             self.save_svm_train_scores(path)
             print(format_table(rows, labels))
@@ -179,7 +181,4 @@ class TwoStreamClassifier(StreamsModule):
         offline (``python -m lightning_modules.fusion_table``)."""
         if path is None or self.svm_train is None or not self.svm_train["index"].size:
             return
-        ids = getattr(self.trainer.datamodule, "train_video_ids", None)
-        if ids is None:
-            ids = [str(i) for i in range(int(self.svm_train["index"].max()) + 1)]
-        save_video_scores(path, self.svm_train, list(ids))
+        save_video_scores(path, self.svm_train, video_ids(self.trainer, self.svm_train, "train_video_ids"))

@@ -5,8 +5,12 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_modules.classifier import VideoClassifier, load_network_weights
-from lightning_modules.optim import classifier_names
+from lightning_modules.classifier import (
+    StreamsModule,
+    VideoClassifier,
+    load_network_weights,
+)
+from lightning_modules.optim import classifier_name, parameter_groups
 from lightning_modules.video_scores import load_video_scores
 from lightning_modules.views import video_scores
 from models.adapt import Backbone
@@ -120,7 +124,7 @@ def test_nan_loss_stops_the_run(tmp_path):
 
 def test_backbone_learning_rate_scale_and_frozen_backbone():
     net = tiny_network()
-    assert classifier_names(net) == ["fc"]
+    assert classifier_name(net) == "fc"
     model = VideoClassifier(lambda k: net, NUM_CLASSES, backbone_lr_scale=0.1)
     opt = model.configure_optimizers()["optimizer"]
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.001])
@@ -142,3 +146,40 @@ def test_checkpoint_with_other_classes_is_a_clear_error(tmp_path):
         VideoClassifier.load_from_checkpoint(path, network=tiny_builder, num_classes=5)
     net = load_network_weights(tiny_network(), path)  # weights_only loading of a Lightning checkpoint
     torch.testing.assert_close(net.fc.weight, t.lightning_module.network.fc.weight)
+
+
+class ResetsInPlace(Backbone):
+    """A network whose reset_classifier re-initialises its classifier rather than replacing it."""
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc.reset_parameters()
+
+
+def test_the_head_is_the_declared_classifier_whatever_reset_classifier_does():
+    net = ResetsInPlace(nn.Sequential(nn.Flatten()), 12, NUM_CLASSES, 0.0, InputSpec("rgb", 3, size=2))
+    head, backbone = parameter_groups(net, backbone_lr_scale=0.1)
+    assert head["params"] == list(net.fc.parameters()) and backbone["params"] == []
+    before = net.fc.weight.detach().clone()
+    parameter_groups(net, backbone_lr_scale=0.1)
+    assert torch.equal(net.fc.weight, before)  # finding the head changes nothing
+
+
+def test_a_network_without_get_classifier_is_named():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, NUM_CLASSES))
+    with pytest.raises(TypeError, match="Sequential has no get_classifier"):
+        parameter_groups(net, backbone_lr_scale=0.1)
+    assert len(parameter_groups(net)) == 1  # one learning rate needs no head
+
+
+def test_the_base_takes_keywords_with_defaults():
+    class OneStream(StreamsModule):
+        def __init__(self, **kwargs):
+            super().__init__({"rgb": ("network", "rgb")}, **kwargs)
+            self.network = tiny_network()
+
+    module = OneStream()
+    assert (module.label_smoothing, module.lr_scales, module.view_chunk_size) == (0.0, {}, 32)
+    assert module.video_test.score_file == "test_scores.npz"
+    assert OneStream(view_chunk_size=4, score_file=None).video_test.score_file is None
+    with pytest.raises(TypeError):
+        StreamsModule({"rgb": ("network", "rgb")}, torch.optim.SGD)

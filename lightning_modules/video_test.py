@@ -1,0 +1,88 @@
+"""A module's per-video test: scores collected per group of videos, gathered once across ranks,
+test metrics logged on the gathered arrays, and the ``.npz`` score files.
+
+Kept out of the LightningModules, which only say how a batch of test videos is scored
+(their ``video_scores``). A group is the videos scored and saved together: ``""`` for one
+dataset (``test_scores.npz``, rows named by the datamodule's ``test_video_ids``), a dataset's
+name for ``MultiTaskClassifier`` (``test_scores_<name>.npz``; the d-th group's rows named by
+``test_video_ids[d]``, the multi-dataset datamodule keeping one list per dataset). The file
+format is ``lightning_modules.video_scores``'s. Every rank runs ``finish`` (the gather is
+collective, and so is finding ``trainer.log_dir``); only rank zero writes.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from torch import Tensor
+
+from lightning_modules.metrics import score_metrics
+from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
+
+Results = dict[str, np.ndarray]  # index, labels, scores_<stream>: see lightning_modules.video_scores
+
+
+def log_test_metrics(module: pl.LightningModule, scores: np.ndarray, labels: np.ndarray,
+                     *names: str) -> dict[str, float]:
+    """Log ``test/<names>/acc`` etc. of complete per-video scores (identical on every rank)."""
+    if not len(labels):
+        return {}
+    values = score_metrics(scores, labels, prefix="/".join(("test", *names, "")))
+    module.log_dict(values)
+    return values
+
+
+def video_ids(trainer: pl.Trainer, results: Results, attribute: str = "test_video_ids",
+              dataset: int | None = None) -> list[str]:
+    """The datamodule's ``attribute`` (``test_video_ids``, ``train_video_ids``: ids in dataset order),
+    its ``dataset``-th list for a datamodule with one per dataset; the indices as text without it."""
+    ids = getattr(trainer.datamodule, attribute, None)
+    if ids is None:
+        return [str(i) for i in range(int(results["index"].max()) + 1)]
+    return list(ids if dataset is None else ids[dataset])
+
+
+class VideoTest:
+    """``start`` at the test epoch's start, ``add`` each batch's per-video scores, ``finish`` at its end.
+
+    Args:
+        score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``; a named
+            group's file gets ``_<group>`` before the suffix; None: not written.
+    """
+
+    def __init__(self, score_file: str | None = "test_scores.npz") -> None:
+        self.score_file = score_file
+        self.collectors: dict[str, VideoScoreCollector] = {}
+
+    def start(self, groups: Sequence[str] = ("",)) -> None:
+        self.collectors = {group: VideoScoreCollector() for group in groups}
+
+    def add(self, index: Tensor, labels: Tensor, scores: dict[str, Tensor], group: str = "") -> None:
+        """Per-video ``scores`` (stream -> N x C) of the videos at ``index`` (dataset positions)."""
+        self.collectors[group].add(index, labels, scores)
+
+    def finish(self, module: pl.LightningModule) -> dict[str, Results]:
+        """Gather every rank's videos, log the metrics once over all of them (per group and
+        stream), write each group's score file; the gathered results per group."""
+        trainer = module.trainer
+        results = {group: collector.gather() for group, collector in self.collectors.items()}
+        for position, (group, gathered) in enumerate(results.items()):
+            streams = [key[len("scores_"):] for key in gathered if key.startswith("scores_")]
+            for stream in streams:
+                names = ([group] if group else []) + ([stream] if len(streams) > 1 else [])
+                log_test_metrics(module, gathered[f"scores_{stream}"], gathered["labels"], *names)
+            path = self.score_path(trainer, group)
+            if path is not None and gathered["index"].size and trainer.is_global_zero:
+                ids = video_ids(trainer, gathered, dataset=position if group else None)
+                save_video_scores(path, gathered, ids)
+        return results
+
+    def score_path(self, trainer: pl.Trainer, group: str = "") -> Path | None:
+        """Where ``group``'s scores go; call it on every rank (``trainer.log_dir`` broadcasts)."""
+        if self.score_file is None:
+            return None
+        path = Path(self.score_file)
+        if group:
+            path = path.with_name(f"{path.stem}_{group}{path.suffix}")
+        return path if path.is_absolute() else Path(trainer.log_dir or trainer.default_root_dir) / path
