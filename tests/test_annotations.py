@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from datamodules.annotations import (
+    DATASETS,
+    HMDB51,
+    UCF101,
     AnnotationError,
+    AnnotationSource,
+    Kinetics,
+    ListFiles,
     kinetics_splits,
     read_class_index,
     read_hmdb51,
@@ -163,3 +169,33 @@ def test_list_files(tmp_path):
     short = _write(tmp_path / "short.txt", ["a/clip1 120 0", "a.mp4 0"])
     with pytest.raises(AnnotationError, match=r"short\.txt:2: expected '<frame_dir> <num_frames> <label>'"):
         read_list_file(short, "rawframes")
+
+
+def test_sources_offer_classes_splits_and_records_of_the_real_files():
+    ucf = UCF101(str(REAL / "ucf101"), split=2)
+    assert ucf.splits() == ("train", "test") and len(ucf.classes()) == 101
+    assert ucf.records("test").records == read_ucf101(REAL / "ucf101", 2, "test").records
+    assert (ucf.stage_split("train"), ucf.stage_split("val"), ucf.stage_split("test")) == ("train", "test", "test")
+    hmdb = HMDB51(str(REAL / "hmdb51"))
+    assert len(hmdb.classes()) == 51 and len(hmdb.records("train").records) == 3570
+    with pytest.raises(KeyError, match="has splits train, test, not 'val'"):
+        ucf.records("val")
+    # check --dataset kinetics --annotations FOLDER: the real folder holds the val CSV alone.
+    kinetics = Kinetics.from_path(REAL / "kinetics400", label_map=REAL / "kinetics400" / "label_map_400_i3d.txt")
+    assert kinetics.splits() == ("val",) and kinetics.stage_split("train") == "val"
+    assert len(kinetics.records("val").records) == 19906
+    assert all(issubclass(source, AnnotationSource) for source in DATASETS.values())
+
+
+def test_kinetics_and_list_sources_read_a_shared_file_once(tmp_path):
+    header = "label,youtube_id,time_start,time_end,split"
+    train = _write(tmp_path / "train.csv", [header, "b,yid0000001,0,10,train", "a,yid0000002,0,10,train"])
+    val = _write(tmp_path / "val.csv", [header, "b,yid0000003,0,10,val"])
+    source = Kinetics(str(train), str(val))
+    assert source.splits() == ("train", "val") and source.stage_split("test") == "val"
+    # Without a label map the val CSV's own classes ("b" alone) are relabelled by train's.
+    assert source.classes() == ["a", "b"] and [r.label for r in source.records("val").records] == [1]
+    listed = _write(tmp_path / "list.txt", ["a.mp4 0", "b.mp4 1"])
+    lists = ListFiles(str(listed), test_list=str(listed))
+    assert lists.splits() == ("train",) and lists.stage_split("val") == lists.stage_split("test") == "train"
+    assert ListFiles.from_path(listed).splits() == ("train",)

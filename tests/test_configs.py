@@ -37,6 +37,18 @@ def source_settings(kind: str, data) -> dict[str, Any]:
     }[kind]
 
 
+LAYOUTS = {"UCF101": "ucf101", "HMDB51": "hmdb51", "Kinetics": "kinetics", "SSv2": "ssv2"}
+
+
+def dataset_for(kind: str, datasets: dict[str, tuple], tmp_path: Path) -> tuple:
+    """The tiny dataset of an annotation source: from ``datasets`` (keyed by the source's
+    class name, or by the old ``<Name>DataModule``), else generated under ``tmp_path``."""
+    for key in (kind, f"{kind}DataModule"):
+        if key in datasets:
+            return datasets[key]
+    return generate_with_flow(tmp_path / f"{LAYOUTS[kind]}_tiny", LAYOUTS[kind], videos_per_class=4, **TINY)
+
+
 def dataset_settings(data, frames: Path, cache: Path) -> dict[str, Any]:
     return {"video_root": str(data.video_root), "frames_root": str(frames), "cache_dir": str(cache),
             "num_workers": 0, "batch_size": 2, "pin_memory": False, "test_positions": 2}
@@ -66,7 +78,7 @@ def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
         assert module["class_path"] == "datamodules.VideoDataModule", f"{name}: {module['class_path']}"
         source = module["init_args"]["annotations"]
         kind = source["class_path"].rsplit(".", 1)[1]
-        dataset, frames = datasets[kind]
+        dataset, frames = dataset_for(kind, datasets, tmp_path)
         source["init_args"].update(source_settings(kind, dataset))
         module["init_args"].update(dataset_settings(dataset, frames, tmp_path / "cache"),
                                    crop_size=crop, short_side=256 if crop == 224 else None)
