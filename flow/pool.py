@@ -68,7 +68,8 @@ def _run_job(job: Any) -> Any:
 
 def _context() -> multiprocessing.context.BaseContext:
     # Not fork: the parent may hold threads (and torch's), which a forked child inherits half of.
-    return multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 class _PoolRound(Generic[Job, Result]):

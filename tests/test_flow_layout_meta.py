@@ -74,8 +74,9 @@ def test_a_layout_owns_the_names_its_templates_make_and_nothing_else(layout):
     for k in (0, 7, 123456):
         assert all(layout.owns(path.name) for path in layout.flow_paths(Path("f"), k, backward=True))
         assert layout.owns(layout.flow_paths(Path("f"), k)[0].name) and layout.owns(layout.rgb_path(Path("f"), k).name)
-    for other in [META_FILE, "notes.txt", "flow_x_.jpg", "flow_x_0001.jpg.tmp", "img_00001.png", "xflow_x_00001.jpg",
-                  "x.1.jpgx", "y+1a.jpg"]:
+    others = [META_FILE, "notes.txt", "flow_x_.jpg", "flow_x_0001.jpg.tmp", "img_00001.png", "xflow_x_00001.jpg",
+              "x.1.jpgx", "y+1a.jpg"]
+    for other in others:
         assert not layout.owns(other), other
 
 
