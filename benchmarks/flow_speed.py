@@ -35,9 +35,15 @@ last pair alone, meta.json) weigh on a short clip as they never do on a whole vi
 Each table row is printed as soon as it is measured (``benchmarks/table.py``), times and
 rates at 3 significant digits; ``--json FILE`` writes the tables unrounded with the machine.
 
-Run:  python benchmarks/flow_speed.py            (full: 5-8 minutes on 2 cores)
+4. GPU flow engine (``benchmarks/flow_engine.py``): batched ``tvl1_torch`` and RAFT, bare
+   and end to end, pairs/s, with their EPE to OpenCV's TV-L1 and to a known flow, on
+   ``--device auto|cpu|cuda`` (``--engine-only``: this table alone).
+
+Run:  python benchmarks/flow_speed.py            (full: 6-9 minutes on 2 cores)
       python benchmarks/flow_speed.py --quick    (smoke run: 3-frame clips at short side 128, < 1 minute)
       python benchmarks/flow_speed.py --json flow.json
+      python benchmarks/flow_speed.py --engine-only --raft-weights random   (the engine table alone;
+                                    on a GPU: batches 8 and 32, RAFT in fp32 and bf16)
 Add ``--raft-weights PATH`` to include RAFT (``--raft-model small|large``, ``--raft-device cuda``
 on a GPU); ``--raft-weights random`` times it with a random initialisation saved in the
 same format (speed does not depend on the weights; its flow is then meaningless).
@@ -59,6 +65,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from flow_engine import BenchmarkError, add_engine_arguments, check_engine_arguments, engine_table
 from table import Report, Table, add_json_option, describe_machine, percent, progress, ratio
 
 from flow.algorithms import FlowAlgorithm, create_algorithm
@@ -71,10 +78,6 @@ ALGORITHMS = ("tvl1", "dis", "farneback")
 SLOW_MS = 100.0
 FULL = {"frames": None, "repeats": 2, "short_side": ExtractionConfig.short_side, "throughput_seconds": 20.0}
 QUICK = {"frames": 3, "repeats": 1, "short_side": 128, "throughput_seconds": 2.0}
-
-
-class BenchmarkError(Exception):
-    """The benchmark cannot run as asked; the message says what to do."""
 
 
 def sample_videos() -> list[Path]:
@@ -258,8 +261,13 @@ def measure_storage(flows: list[np.ndarray], bound: float, quality: int) -> Stor
     )
 
 
-def machine() -> dict[str, object]:
-    return describe_machine(opencv=cv2.__version__, opencv_threads=cv2.getNumThreads(), numpy=np.__version__)
+def machine(device: str = "cpu") -> dict[str, object]:
+    gpu = {}
+    if device == "cuda":
+        import torch
+
+        gpu = {"gpu": torch.cuda.get_device_name()}
+    return describe_machine(opencv=cv2.__version__, opencv_threads=cv2.getNumThreads(), numpy=np.__version__, **gpu)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -283,8 +291,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--raft-model", default="large", choices=["small", "large"])
     parser.add_argument("--raft-device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few frames, one pass")
+    add_engine_arguments(parser)
     add_json_option(parser)
     args = parser.parse_args(argv)
+    check_engine_arguments(parser, args)
     defaults = QUICK if args.quick else FULL
     for name, default in defaults.items():
         if getattr(args, name) is None:
@@ -344,19 +354,25 @@ def run(args: argparse.Namespace) -> None:
         if not video.is_file():
             raise BenchmarkError(f"no such video: {video}")
     algorithms: list[tuple[str, dict]] = [(name, {}) for name in args.algorithms.split(",") if name]
-    if not algorithms and not args.raft_weights:
+    if not algorithms and not args.raft_weights and not args.engine_only:
         raise BenchmarkError("--algorithms names none")
     qualities = [int(quality) for quality in args.qualities.split(",")]
     worker_counts = [int(count) for count in args.workers.split(",")]
 
-    report = Report("flow_speed", machine(), args.json)
+    report = Report("flow_speed", machine(args.device), args.json)
     with tempfile.TemporaryDirectory(prefix="flow_speed_") as scratch:
         scratch = Path(scratch)
+        weights, random_weights = None, args.raft_weights == "random"
         if args.raft_weights:
-            weights = random_raft_weights(args.raft_model, scratch) if args.raft_weights == "random" else args.raft_weights
+            weights = str(random_raft_weights(args.raft_model, scratch) if random_weights else args.raft_weights)
             if not Path(weights).is_file():
                 raise BenchmarkError(f"no such RAFT weights file: {weights}")
-            algorithms.append(("raft", {"weights": str(weights), "model": args.raft_model, "device": args.raft_device}))
+            if not args.engine_only:
+                algorithms.append(("raft", {"weights": weights, "model": args.raft_model, "device": args.raft_device}))
+        if args.engine_only:
+            engine_table(report, args, videos, scratch, weights, random_weights)
+            report.finish()
+            return
         base = ExtractionConfig(short_side=args.short_side, bound=args.bound)
         reader = open_video(videos[0], base)
         report.note(f"input: {videos[0].name}, {'x'.join(map(str, reader.source_size))} -> "
@@ -395,6 +411,8 @@ def run(args: argparse.Namespace) -> None:
         report.note(f"(quantization alone: levels {2 * args.bound / 255:.3f} px apart, error <= "
                     f"{args.bound / 255:.3f} px; targets: overhead <= 10%, q95 at B=20 >= 55x with mean error "
                     "<= 0.1 px)")
+        if args.engine:
+            engine_table(report, args, videos, scratch, weights, random_weights)
         report.finish()
 
 

@@ -1,5 +1,5 @@
 """Smoke test of benchmarks/flow_speed.py: its --quick mode runs on a tiny generated video (rows as
-measured, --json)."""
+measured, --json), and so does its GPU flow engine table (benchmarks/flow_engine.py)."""
 
 import json
 import subprocess
@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "flow_speed.py"
 HEADERS = (
@@ -49,7 +50,7 @@ def test_quick_run_prints_the_tables(tmp_path, frames):
     video = _tiny_video(tmp_path / "tiny.mp4")
     # One pass over the three copies of the video per worker count keeps the test short.
     result = _run("--quick", "--video", str(video), "--frames", frames, "--short-side", "0", "--throughput-seconds",
-                  "0", "--json", str(tmp_path / "flow.json"), merged=True)
+                  "0", "--engine", "", "--json", str(tmp_path / "flow.json"), merged=True)
     assert result.returncode == 0, result.stdout
     for header in HEADERS:
         assert header in result.stdout
@@ -69,7 +70,7 @@ def test_quick_run_prints_the_tables(tmp_path, frames):
 def test_fast_algorithms_run_on_whole_videos_by_default(tmp_path):
     video = _tiny_video(tmp_path / "tiny.mp4", frames=9)
     result = _run("--video", str(video), "--algorithms", "dis", "--short-side", "0", "--repeats", "1",
-                  "--throughput-seconds", "0", "--workers", "1")
+                  "--throughput-seconds", "0", "--workers", "1", "--engine", "")
     assert result.returncode == 0, result.stderr
     assert "| dis | 8 |" in result.stdout  # all 9 frames, not a clip
 
@@ -84,7 +85,8 @@ def test_missing_video_is_reported(tmp_path):
 def test_raft_is_timed_with_random_weights_in_the_real_format(tmp_path):
     video = _tiny_video(tmp_path / "tiny.mp4", frames=4)
     result = _run("--quick", "--video", str(video), "--algorithms", "dis", "--raft-weights", "random",
-                  "--raft-model", "small", "--short-side", "0", "--throughput-seconds", "0", "--workers", "1")
+                  "--raft-model", "small", "--short-side", "0", "--throughput-seconds", "0", "--workers", "1",
+                  "--engine", "")
     assert result.returncode == 0, result.stderr
     assert "| raft | 2 |" in result.stdout
 
@@ -94,3 +96,63 @@ def test_missing_raft_weights_are_reported(tmp_path):
     result = _run("--quick", "--video", str(video), "--raft-weights", str(tmp_path / "absent.pt"))
     assert result.returncode != 0
     assert "no such RAFT weights file" in result.stderr
+
+
+ENGINE_HEADER = ("| algorithm | device | batch | pairs | bare pairs/s | tool pairs/s | tool vs bare | "
+                 "time/pair vs OpenCV tvl1 | EPE to OpenCV tvl1 px | EPE to truth px |")
+
+
+def _engine_run(tmp_path: Path, device: str) -> tuple[str, dict]:
+    """The engine table alone, quick, on 64x48 clips of a tiny video, with random RAFT-small weights."""
+    video = _tiny_video(tmp_path / "tiny.mp4", frames=4)
+    result = _run("--quick", "--engine-only", "--device", device, "--video", str(video), "--engine-size", "64x48",
+                  "--short-side", "0", "--raft-weights", "random", "--raft-model", "small", "--batch", "2",
+                  "--engine-pairs", "4", "--json", str(tmp_path / "engine.json"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout, json.loads((tmp_path / "engine.json").read_text())
+
+
+@pytest.mark.slow
+def test_engine_rows_on_the_cpu(tmp_path):
+    stdout, document = _engine_run(tmp_path, "cpu")
+    assert ENGINE_HEADER in stdout
+    assert "| tvl1_torch | cpu | 2 | 4 |" in stdout  # 2 copies of the 3-frame clip, 2 pairs each
+    assert "random weights" in stdout and "one thread per instance" in stdout
+    (table,) = document["tables"]  # --engine-only: the engine table alone
+    assert "64x48" in table["title"]
+    opencv, tvl1_torch, raft = table["rows"]
+    assert [row["algorithm"] for row in table["rows"]] == ["tvl1 (OpenCV)", "tvl1_torch", "raft-small fp32"]
+    assert opencv["batch"] is None and opencv["time/pair vs OpenCV tvl1"] == 1.0
+    for row in table["rows"]:
+        assert row["bare pairs/s"] > 0 and row["tool pairs/s"] > 0
+        assert row["tool vs bare"] == pytest.approx(row["tool pairs/s"] / row["bare pairs/s"])
+    # tvl1_torch is OpenCV's solver: close to its flow, as close to the truth.
+    assert tvl1_torch["EPE to OpenCV tvl1 px"] < 0.25
+    assert tvl1_torch["EPE to truth px"] <= 1.1 * opencv["EPE to truth px"]
+    assert raft["EPE to OpenCV tvl1 px"] is None and raft["EPE to truth px"] is None  # random weights
+    assert document["finished"] and "gpu" not in document["machine"]
+
+
+def test_engine_arguments_are_checked(tmp_path):
+    video = _tiny_video(tmp_path / "tiny.mp4", frames=4)
+    for args, message in [(["--engine", "farneback"], "--engine: unknown"), (["--engine-size", "64"], "WxH"),
+                          (["--batch", "0"], "--batch"), (["--raft-precisions", "fp16"], "--raft-precisions")]:
+        result = _run("--quick", "--engine-only", "--video", str(video), *args)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_engine_on_cuda_without_a_gpu_is_refused(tmp_path):
+    result = _run("--quick", "--engine-only", "--device", "cuda", "--video", str(tmp_path / "any.mp4"))
+    assert result.returncode != 0 and "torch sees no CUDA device" in result.stderr
+
+
+@pytest.mark.gpu
+def test_engine_rows_on_cuda(tmp_path):
+    _, document = _engine_run(tmp_path, "cuda")
+    (table,) = document["tables"]
+    assert document["machine"]["gpu"] in table["title"]
+    assert [row["device"] for row in table["rows"]] == ["cpu", "cuda", "cuda", "cuda"]  # raft: fp32, bf16
+    assert [row["algorithm"] for row in table["rows"]][2:] == ["raft-small fp32", "raft-small bf16"]
+    tvl1_torch = table["rows"][1]
+    assert tvl1_torch["EPE to OpenCV tvl1 px"] < 0.25 and tvl1_torch["bare pairs/s"] > 0

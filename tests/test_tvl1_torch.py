@@ -9,6 +9,7 @@ import torch
 from test_flow_extract import stored_flow, write_moving_video
 
 from flow.algorithms import create_algorithm
+from flow.known_flow import ffmpeg_frames, mandelbrot_pair
 from flow.meta import read_meta
 from flow.tvl1_torch import (
     TVL1Settings,
@@ -26,17 +27,9 @@ from flow.tvl1_torch import (
 WIDTH, HEIGHT = 160, 120
 
 
-def ffmpeg_frames(source: str, frames: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
-    """(N, H, W) uint8 gray frames of one of FFmpeg's generated videos, with real motion."""
-    command = ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"{source}=size={width}x{height}:rate=25",
-               "-frames:v", str(frames), "-f", "rawvideo", "-pix_fmt", "gray", "-"]  # fmt: skip
-    raw = subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
-    return np.frombuffer(raw, np.uint8).reshape(frames, height, width).copy()
-
-
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
-    return ffmpeg_frames("testsrc2", 4)
+    return ffmpeg_frames("testsrc2", 4, WIDTH, HEIGHT)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -123,17 +116,12 @@ def test_matches_opencv_on_real_frames(frames, batch_flow):
 
 def test_as_close_to_a_known_flow_as_opencv():
     """A real frame and the same frame rotated by 2 degrees, zoomed by 3% and moved by a
-    pixel or so: flow of up to 6 px, known everywhere."""
-    prev = ffmpeg_frames("mandelbrot", 1)[0]
-    matrix = cv2.getRotationMatrix2D((WIDTH / 2, HEIGHT / 2), 2.0, 1.03) + [[0, 0, 1.5], [0, 0, -0.8]]
-    nxt = cv2.warpAffine(prev, matrix, (WIDTH, HEIGHT), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    ys, xs = np.mgrid[:HEIGHT, :WIDTH]
-    truth = np.stack([matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2] - xs,
-                      matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2] - ys], axis=-1)  # fmt: skip
-    inside = (slice(16, -16), slice(16, -16))  # what left or entered the frame is not known
-    opencv = cv2.optflow.DualTVL1OpticalFlow_create().calc(prev, nxt, None)
-    ours = tvl1_flow(torch.from_numpy(prev)[None], torch.from_numpy(nxt)[None])[0].numpy()
-    assert _epe(ours[inside], truth[inside]) <= 1.1 * _epe(opencv[inside], truth[inside])
+    pixel or so: flow of up to 6 px, known everywhere (flow/known_flow.py, which the
+    benchmark uses too)."""
+    known = mandelbrot_pair(WIDTH, HEIGHT)
+    opencv = cv2.optflow.DualTVL1OpticalFlow_create().calc(known.prev, known.nxt, None)
+    ours = tvl1_flow(torch.from_numpy(known.prev)[None], torch.from_numpy(known.nxt)[None])[0].numpy()
+    assert known.error(ours) <= 1.1 * known.error(opencv)
 
 
 def test_a_batch_is_its_pairs_one_by_one(frames, batch_flow):
