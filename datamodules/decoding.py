@@ -13,6 +13,9 @@ reports when the video is opened: asking for frame 300 of a 298-frame video give
 Frames are upright: decord (0.6) and torchcodec (from 0.11) apply a phone video's display
 rotation, and flow extraction does the same (``flow.orientation``), so a video's RGB frames,
 its extracted frames (rawframes) and its flow fields all agree.
+
+Frames come as decoded: the short-side resize happens once, in ``transforms.Augment``,
+where the scale applied to the flow is tracked too.
 """
 
 from __future__ import annotations
@@ -25,11 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import cv2
 import decord
 import numpy as np
 
-from datamodules.transforms import short_side_size
 from flow.store import FolderFlowStore
 
 log = logging.getLogger(__name__)
@@ -44,36 +45,16 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"cannot decode {self.path}: {reason}")
 
 
-def resize_short_side(frames: np.ndarray, short_side: int) -> np.ndarray:
-    """Resize uint8 (T, H, W, 3) frames so that min(H, W) == short_side, keeping the aspect.
-
-    INTER_AREA because this mostly shrinks full-resolution videos, where it avoids aliasing.
-    """
-    height, width = frames.shape[1:3]
-    if min(height, width) == short_side:
-        return frames
-    new_h, new_w = short_side_size(height, width, short_side)
-    return np.stack([cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA) for frame in frames])
-
-
 class FrameReader(ABC):
-    """Shared logic: index checks, clamping, decoding each distinct frame once, resizing.
+    """Shared logic: index checks, clamping, decoding each distinct frame once.
 
     Subclasses open a source, report its length and decode a sorted list of distinct indices.
     No decoder is kept between calls: decord leaks memory when readers are cached across
     samples, and DataLoader workers would otherwise hold one open file per video.
-
-    Args:
-        short_side: resize frames so their shorter side has this length (None: as decoded).
     """
 
     # Exceptions a backend raises for an unreadable source; turned into VideoDecodeError.
     errors: tuple[type[BaseException], ...] = (RuntimeError, ValueError, OSError)
-
-    def __init__(self, short_side: int | None = None):
-        if short_side is not None and short_side < 1:
-            raise ValueError(f"short_side must be positive, got {short_side}")
-        self.short_side = short_side
 
     @abstractmethod
     def _open(self, path: str) -> Any: ...
@@ -120,7 +101,7 @@ class FrameReader(ABC):
         order = order.reshape(-1)
         if not np.array_equal(order, np.arange(distinct.size)):  # skip a ~15 MB copy for in-order clips
             frames = frames[order]
-        return frames if self.short_side is None else resize_short_side(frames, self.short_side)
+        return frames
 
 
 class DecordReader(FrameReader):
@@ -149,8 +130,7 @@ class TorchcodecReader(FrameReader):
 
     errors = FrameReader.errors + (IndexError,)
 
-    def __init__(self, short_side: int | None = None):
-        super().__init__(short_side)
+    def __init__(self):
         try:
             import torchcodec
             from torchcodec.decoders import VideoDecoder
@@ -182,8 +162,7 @@ class RawFrameReader(FrameReader):
     """Pre-extracted JPEG frames (``img_00001.jpg``...) read through the flow store;
     ``path`` is the video id."""
 
-    def __init__(self, store: FolderFlowStore, short_side: int | None = None):
-        super().__init__(short_side)
+    def __init__(self, store: FolderFlowStore):
         self.store = store
 
     def _open(self, path: str) -> str:

@@ -30,6 +30,7 @@ import torchvision.transforms.v2.functional as F
 
 from datamodules.sampling import Stage
 from flow.codec import DEFAULT_BOUND, dequantize
+from flow.frames import resized_size
 from models.input_spec import InputSpec
 
 Box = tuple[int, int, int, int]  # top, left, height, width
@@ -51,12 +52,6 @@ class View:
         if self.size is None:
             return 1.0, 1.0
         return self.size[1] / self.box[3], self.size[0] / self.box[2]
-
-
-def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """(h, w) with min(h, w) == short_side and the aspect ratio kept (rounded)."""
-    scale = short_side / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _check_fits(height: int, width: int, crop_h: int, crop_w: int) -> None:
@@ -233,7 +228,9 @@ class Augment:
         """(h, w) of height x width frames after the short-side resize."""
         if self.short_side is None or min(height, width) == self.short_side:
             return height, width
-        return short_side_size(height, width, self.short_side)
+        # The extractor's rule (flow/frames.py), so frames resized here match flow stored at a short side.
+        new_w, new_h = resized_size(width, height, self.short_side)
+        return new_h, new_w
 
     def _resize(self, frames: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
         """Short-side resize of (P, T, C, H, W); returns the frames and the (sx, sy) it applied."""

@@ -64,9 +64,12 @@ def test_indices_past_the_real_length_are_clamped(video):
     assert frame_ids(frames) == [10, FRAMES - 1, FRAMES - 1]
 
 
-def test_short_side_resize(video):
-    frames = DecordReader(short_side=24).read_frames(video, [3])
-    assert frames.shape == (1, 24, 32, 3) and frame_ids(frames) == [3]
+def test_frames_come_as_decoded(video):
+    """Readers do not resize (Augment does, once, tracking the flow's scale): no short_side."""
+    frames = DecordReader().read_frames(video, [3])
+    assert frames.shape[1:3] == (HEIGHT, WIDTH) and frame_ids(frames) == [3]
+    with pytest.raises(TypeError):
+        DecordReader(short_side=24)
 
 
 def test_torchcodec_reads_the_same_frames(video):
