@@ -58,8 +58,11 @@ class VideoCLI(LightningCLI):
         parser.add_lightning_class_args(GPUSettings, "gpu_settings")
 
     def before_instantiate_classes(self) -> None:
+        config = self.config.get(str(self.subcommand), self.config)
+        if config.trainer.get("precision") is None:
+            config.trainer.precision = default_precision(config.trainer.get("accelerator") or "auto")
         try:
-            place_checkpoints(self.config.get(str(self.subcommand), self.config))
+            place_checkpoints(config)
         except ValueError as error:
             sys.exit(f"error: {error}")
 
@@ -92,6 +95,21 @@ class VideoCLI(LightningCLI):
 
     # LightningCLI calls before_<subcommand>() before it runs the subcommand.
     before_fit = before_validate = before_test = before_predict = before_run
+
+
+def default_precision(accelerator: str, cuda: bool | None = None, bf16: bool | None = None) -> str:
+    """Mixed precision where the run will be on a GPU, fp32 everywhere else.
+
+    Decided from the accelerator the run asks for, not from whether the machine has a
+    GPU: ``accelerator: cpu`` (the quickstart) on a GPU machine stays fp32, because bf16
+    autocast on a CPU is slow and trains tiny networks less stably. bf16 needs Ampere or
+    newer; older GPUs get fp16 with loss scaling.
+    """
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if str(accelerator) not in ("gpu", "cuda") and not (str(accelerator) == "auto" and cuda):
+        return "32-true"
+    bf16 = (cuda and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
+    return "bf16-mixed" if bf16 else "16-mixed"
 
 
 def experiment_name(config: Namespace) -> str:
@@ -136,9 +154,8 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        # bf16 on a GPU, fp32 on CPU.
-        trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true",
-                          "callbacks": [RefuseUntrainedEvaluation()]},
+        # precision: None means default_precision(accelerator), chosen before instantiation.
+        trainer_defaults={"precision": None, "callbacks": [RefuseUntrainedEvaluation()]},
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

@@ -191,3 +191,25 @@ def test_streams_trained_apart_test_without_a_checkpoint(datasets, tmp_path) -> 
     assert "the temporal stream (ResNetStream) was" in refusal(args)
     tested = cli_main([*args, "--model.init_args.temporal_checkpoint", temporal])
     assert "test/fusion_avg/acc" in tested.trainer.logged_metrics
+
+
+@pytest.mark.parametrize(("accelerator", "cuda", "bf16", "expected"), [
+    ("cpu", True, True, "32-true"),  # the quickstart on a GPU machine stays fp32
+    ("auto", False, False, "32-true"),
+    ("auto", True, True, "bf16-mixed"),
+    ("gpu", True, True, "bf16-mixed"),
+    ("cuda", True, False, "16-mixed"),  # pre-Ampere GPUs have no bf16
+])
+def test_default_precision_follows_the_accelerator_asked_for(accelerator, cuda, bf16, expected) -> None:
+    from cli import default_precision
+
+    assert default_precision(accelerator, cuda=cuda, bf16=bf16) == expected
+
+
+def test_cpu_config_runs_fp32_on_a_gpu_machine(datasets, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = experiment_config("quickstart", datasets, tmp_path)
+    cli = cli_main(["--config", str(config)], run=False)
+    assert cli.trainer.precision == "32-true"
+    explicit = cli_main(["--config", str(config), "--trainer.precision", "bf16-mixed"], run=False)
+    assert explicit.trainer.precision == "bf16-mixed"
