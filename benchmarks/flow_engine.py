@@ -13,6 +13,8 @@ Per row:
 - tool pairs/s: ``flow.extract.extract_many`` end to end on the same clips (decode,
   resize, flow, quantize, JPEG, write) with ``batch`` (``flow/batched.py``); bare and tool
   passes alternate ``--repeats`` times and each keeps its fastest;
+- CPU ms per pair of those passes (all threads of the process): on a busy machine the
+  wall clock says how much of the cores the process got, CPU time what the work costs;
 - time per pair against OpenCV's TV-L1 (bare, one thread, on the CPU): the goal on a CPU
   is tvl1_torch within 3x;
 - EPE to OpenCV TV-L1: mean end-point error against OpenCV's flow on the pairs of the
@@ -55,7 +57,8 @@ ENGINE_DEFAULTS = {
 }  # fmt: skip
 ENGINE_ALGORITHMS = ("tvl1_torch", "raft")
 COLUMNS = ["algorithm", "device", "batch", "pairs", "bare pairs/s", "tool pairs/s", "tool vs bare",
-           "time/pair vs OpenCV tvl1", "EPE to OpenCV tvl1 px", "EPE to truth px"]  # fmt: skip
+           "bare CPU ms/pair", "tool CPU ms/pair", "time/pair vs OpenCV tvl1", "EPE to OpenCV tvl1 px",
+           "EPE to truth px"]  # fmt: skip
 
 
 class BenchmarkError(Exception):
@@ -229,15 +232,32 @@ def timed_batches(algorithm: FlowAlgorithm, batches: list[tuple], device: str) -
     return seconds, [flow.cpu().numpy() for output in outputs for flow in output]
 
 
-def best_rates(repeats: int, pairs: int, bare_pass: Callable[[], float], tool_pass: Callable[[int], float]
-               ) -> tuple[float, float]:  # fmt: skip
-    """Bare and tool pairs/s, each the best of ``repeats`` alternating passes (a busy machine
-    slows some); ``bare_pass`` returns its seconds, ``tool_pass(n)`` its pairs/s."""
-    bare = tool = 0.0
+@dataclass
+class Rates:
+    """Bare and tool pairs/s, each the best of several passes, and the CPU ms per pair (all
+    threads of the process) of those passes: on a busy machine the wall clock says how
+    much of the cores the process got, CPU time what the work costs."""
+
+    bare: float = 0.0
+    tool: float = 0.0
+    bare_cpu_ms: float = float("nan")
+    tool_cpu_ms: float = float("nan")
+
+
+def best_rates(repeats: int, pairs: int, bare_pass: Callable[[], float], tool_pass: Callable[[int], float]) -> Rates:
+    """``repeats`` alternating bare and tool passes; ``bare_pass`` returns its seconds,
+    ``tool_pass(n)`` its pairs/s."""
+    rates = Rates()
     for n in range(repeats):
-        bare = max(bare, pairs / bare_pass())
-        tool = max(tool, tool_pass(n))
-    return bare, tool
+        cpu = time.process_time()
+        bare = pairs / bare_pass()
+        if bare > rates.bare:
+            rates.bare, rates.bare_cpu_ms = bare, 1000 * (time.process_time() - cpu) / pairs
+        cpu = time.process_time()
+        tool = tool_pass(n)
+        if tool > rates.tool:
+            rates.tool, rates.tool_cpu_ms = tool, 1000 * (time.process_time() - cpu) / pairs
+    return rates
 
 
 def tool_rate(clips: Clips, config: ExtractionConfig, out: Path) -> float:
@@ -253,10 +273,15 @@ def mean_epe(flows: list[np.ndarray], references: list[np.ndarray]) -> float:
     return float(np.mean([end_point_error(flow, reference) for flow, reference in zip(flows, references)]))
 
 
+def rate_cells(rates: Rates, opencv: Rates) -> list[object]:
+    """The row's cells from "bare pairs/s" to "time/pair vs OpenCV tvl1"."""
+    return [rates.bare, rates.tool, ratio(rates.tool / rates.bare), rates.bare_cpu_ms, rates.tool_cpu_ms,
+            ratio(opencv.bare / rates.bare)]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Measured:
-    bare: float  # pairs/s
-    tool: float
+    rates: Rates
     to_opencv: float | None = None  # px; None: not measured
     to_truth: float | None = None
 
@@ -276,13 +301,13 @@ def measure_row(config: ExtractionConfig, repeats: int, clips: Clips, reference:
         seconds, flows[:] = timed_batches(algorithm, batches, device)
         return seconds
 
-    bare, tool = best_rates(repeats, clips.pairs, bare_pass, lambda n: tool_rate(clips, config, out / str(n)))
+    rates = best_rates(repeats, clips.pairs, bare_pass, lambda n: tool_rate(clips, config, out / str(n)))
     if known is None:
-        return Measured(bare, tool)
+        return Measured(rates)
     if clips is not reference:
         flows = timed_batches(algorithm, device_batches(reference.frames(color), config.batch, device), device)[1]
     pair = known.rgb() if color else (known.prev, known.nxt)
-    return Measured(bare, tool, mean_epe(flows, references), known.error(algorithm(*pair)))
+    return Measured(rates, mean_epe(flows, references), known.error(algorithm(*pair)))
 
 
 @dataclass(frozen=True)
@@ -333,20 +358,19 @@ def engine_table(report: Report, args: argparse.Namespace, videos: list[Path], s
     # OpenCV's TV-L1, the reference: one thread, the per-video tool path.
     with cpu_threads(1):
         progress(f"engine: OpenCV tvl1, {reference.pairs} pairs on one thread ...")
-        opencv = create_algorithm("tvl1")
+        solver = create_algorithm("tvl1")
         references: list[np.ndarray] = []
 
         def opencv_pass() -> float:
             started = time.perf_counter()
-            references[:] = [opencv(first, second) for first, second in reference.gray]
+            references[:] = [solver(first, second) for first, second in reference.gray]
             return time.perf_counter() - started
 
         config = ExtractionConfig(short_side=args.short_side, bound=args.bound, threads=1)
-        opencv_rate, rate = best_rates(args.repeats, reference.pairs, opencv_pass,
-                                       lambda n: tool_rate(reference, config, scratch / "engine_out" / f"opencv{n}"))
-        truth = known.error(opencv(known.prev, known.nxt))
-    table.add("tvl1 (OpenCV)", "cpu", None, reference.pairs, opencv_rate, rate, ratio(rate / opencv_rate),
-              ratio(1.0), 0.0, truth)
+        opencv = best_rates(args.repeats, reference.pairs, opencv_pass,
+                            lambda n: tool_rate(reference, config, scratch / "engine_out" / f"opencv{n}"))
+        truth = known.error(solver(known.prev, known.nxt))
+    table.add("tvl1 (OpenCV)", "cpu", None, reference.pairs, *rate_cells(opencv, opencv), 0.0, truth)
 
     with cpu_threads(1 if device == "cpu" else None):
         for n, row in enumerate(rows):
@@ -355,8 +379,8 @@ def engine_table(report: Report, args: argparse.Namespace, videos: list[Path], s
                                       bound=args.bound, batch=row.batch)  # fmt: skip
             m = measure_row(config, args.repeats, clips, reference, references, known if row.accuracy else None,
                             scratch / "engine_out" / str(n))  # fmt: skip
-            table.add(row.label, device, row.batch, clips.pairs, m.bare, m.tool, ratio(m.tool / m.bare),
-                      ratio(opencv_rate / m.bare), m.to_opencv, m.to_truth)  # fmt: skip
+            table.add(row.label, device, row.batch, clips.pairs, *rate_cells(m.rates, opencv), m.to_opencv,
+                      m.to_truth)  # fmt: skip
             if device == "cuda":
                 torch.cuda.empty_cache()
     notes = [f"input: the first frames of {', '.join(v.name for v in videos)} re-encoded at {size[0]}x{size[1]}, "

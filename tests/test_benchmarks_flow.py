@@ -98,8 +98,8 @@ def test_missing_raft_weights_are_reported(tmp_path):
     assert "no such RAFT weights file" in result.stderr
 
 
-ENGINE_HEADER = ("| algorithm | device | batch | pairs | bare pairs/s | tool pairs/s | tool vs bare | "
-                 "time/pair vs OpenCV tvl1 | EPE to OpenCV tvl1 px | EPE to truth px |")
+ENGINE_HEADER = ("| algorithm | device | batch | pairs | bare pairs/s | tool pairs/s | tool vs bare | bare CPU ms/pair | "
+                 "tool CPU ms/pair | time/pair vs OpenCV tvl1 | EPE to OpenCV tvl1 px | EPE to truth px |")
 
 
 def _engine_run(tmp_path: Path, device: str) -> tuple[str, dict]:
@@ -126,6 +126,7 @@ def test_engine_rows_on_the_cpu(tmp_path):
     for row in table["rows"]:
         assert row["bare pairs/s"] > 0 and row["tool pairs/s"] > 0
         assert row["tool vs bare"] == pytest.approx(row["tool pairs/s"] / row["bare pairs/s"])
+        assert row["bare CPU ms/pair"] > 0 and row["tool CPU ms/pair"] > 0
     # tvl1_torch is OpenCV's solver: close to its flow, as close to the truth.
     assert tvl1_torch["EPE to OpenCV tvl1 px"] < 0.25
     assert tvl1_torch["EPE to truth px"] <= 1.1 * opencv["EPE to truth px"]
