@@ -134,6 +134,18 @@ def test_engine_rows_on_the_cpu(tmp_path):
     assert document["finished"] and "gpu" not in document["machine"]
 
 
+@pytest.mark.slow
+def test_the_default_run_ends_with_the_engine_table(tmp_path):
+    video = _tiny_video(tmp_path / "tiny.mp4", frames=4)
+    result = _run("--quick", "--video", str(video), "--algorithms", "dis", "--short-side", "0", "--throughput-seconds",
+                  "0", "--workers", "1", "--engine-size", "64x48", "--json", str(tmp_path / "flow.json"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    titles = [table["title"] for table in json.loads((tmp_path / "flow.json").read_text())["tables"]]
+    assert len(titles) == 4 and titles[-1].startswith("GPU flow engine")
+    assert "| tvl1_torch | cpu | 2 |" in result.stdout
+    assert "raft: not measured; pass --raft-weights" in result.stdout  # raft is in --engine by default
+
+
 def test_engine_arguments_are_checked(tmp_path):
     video = _tiny_video(tmp_path / "tiny.mp4", frames=4)
     for args, message in [(["--engine", "farneback"], "--engine: unknown"), (["--engine-size", "64"], "WxH"),
