@@ -1,6 +1,6 @@
 """How fast the data side produces training and test samples, per DataLoader worker.
 
-Measures samples/s of the project's own dataset (``UCF101DataModule.make_dataset``, i.e.
+Measures samples/s of the project's own dataset (``VideoDataModule.make_dataset``, i.e.
 ``datamodules.datasets.VideoDataset`` exactly as training builds it) for:
 
 - an RGB frame (2D spatial train sample: decode 1 frame, short side 256, random 224 crop,
@@ -70,7 +70,8 @@ import torchvision
 from table import Cell, Report, Table, add_json_option, describe_machine, progress, ratio, shape, significant
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from datamodules.datamodule import UCF101DataModule
+from datamodules.annotations import UCF101
+from datamodules.datamodule import VideoDataModule
 from datamodules.datasets import VideoDataset
 from datamodules.modality import modality_keys
 from datamodules.synthetic import generate
@@ -148,7 +149,7 @@ def prepare_data(root: Path, settings: Settings, workers: int) -> None:
         progress(f"extracted DIS flow of {summary.done} videos in {time.perf_counter() - started:.0f} s")
 
 
-def describe_data(root: Path, module: UCF101DataModule) -> str:
+def describe_data(root: Path, module: VideoDataModule) -> str:
     videos = list_videos(root / VIDEO_DIR)
     reader = decord.VideoReader(str(root / VIDEO_DIR / videos[0]), num_threads=1)
     height, width = reader[0].shape[:2]
@@ -170,12 +171,12 @@ def machine() -> dict[str, object]:
 # Datasets.
 
 
-def data_module(root: Path, settings: Settings, modality: str, decoder: str) -> UCF101DataModule:
+def data_module(root: Path, settings: Settings, modality: str, decoder: str) -> VideoDataModule:
     """The DataModule training would use; RGB-only modalities get no frames root, as in training."""
     frames_root = str(root / FLOW_DIR) if "flow" in modality_keys(modality) else None
-    return UCF101DataModule(str(root / ANNOTATION_DIR), video_root=str(root / VIDEO_DIR), frames_root=frames_root,
-                            modality=modality, frames=settings.clip, test_positions=settings.test_positions,
-                            decoder=decoder, cache_dir=str(root / "index_cache"))
+    return VideoDataModule(UCF101(str(root / ANNOTATION_DIR)), video_root=str(root / VIDEO_DIR),
+                           frames_root=frames_root, modality=modality, frames=settings.clip,
+                           test_positions=settings.test_positions, decoder=decoder, cache_dir=str(root / "index_cache"))
 
 
 class PassThrough:

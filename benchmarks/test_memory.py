@@ -6,7 +6,7 @@ at a time, so the network's activations depend on the chunk, never on the number
 views. This script measures that on the CPU. For each configuration a fresh process:
 
 1. loads torch, a ``models.ResNetStream`` (random weights, eval mode) and the project's
-   test dataset (``UCF101DataModule.make_dataset("test")``). Its resident size is the
+   test dataset (``VideoDataModule.make_dataset("test")``). Its resident size is the
    *baseline*: an idle test process;
 2. builds one test sample (``dataset[0]``): 25 positions x 10 crops of a flow stack with
    L=10 (20 channels, 224x224 crops from flow stored at short side 256), or of an RGB
@@ -182,17 +182,18 @@ def measure(root: Path, settings: Settings, row: Row, threads: int) -> Measureme
     """Load, build one test sample, score it; the memory and time of each step."""
     import torch
 
-    from datamodules.datamodule import UCF101DataModule
+    from datamodules.annotations import UCF101
+    from datamodules.datamodule import VideoDataModule
     from lightning_modules.views import forward_views
     from models import ResNetStream
 
     torch.set_num_threads(threads)
     channels = 2 * FLOW_FIELDS if row.modality == "flow" else 3
     network = ResNetStream(NUM_CLASSES, depth=row.depth, in_channels=channels, modality=row.modality).eval()
-    module = UCF101DataModule(str(root / ANNOTATION_DIR), video_root=str(root / VIDEO_DIR),
-                              frames_root=str(root / FLOW_DIR), modality=row.modality, crop_size=settings.crop,
-                              short_side=settings.short_side, test_positions=settings.positions,
-                              cache_dir=str(root / "index_cache"))
+    module = VideoDataModule(UCF101(str(root / ANNOTATION_DIR)), video_root=str(root / VIDEO_DIR),
+                             frames_root=str(root / FLOW_DIR), modality=row.modality, crop_size=settings.crop,
+                             short_side=settings.short_side, test_positions=settings.positions,
+                             cache_dir=str(root / "index_cache"))
     module.set_input_specs({row.modality: network.input_spec})
     dataset = module.make_dataset("test")
     load_peak, baseline = peak_mib(), rss_mib()
