@@ -62,9 +62,13 @@ class VideoCLI(LightningCLI):
         if config.trainer.get("precision") is None:
             config.trainer.precision = default_precision(config.trainer.get("accelerator") or "auto")
         try:
-            place_checkpoints(config)
+            folder = place_experiment_files(config)
         except ValueError as error:
             sys.exit(f"error: {error}")
+        # config.yaml beside the checkpoints and scores, not in the logger's folder (W&B's is
+        # runs/ itself, shared by every experiment). An absolute name wins in os.path.join.
+        self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": str(folder / "config.yaml")}
+        self.experiment_folder = folder
 
     def instantiate_classes(self) -> None:
         # A missing dataset root or annotation file is a config typo: one line naming the
@@ -92,6 +96,8 @@ class VideoCLI(LightningCLI):
             sys.exit(f"error: --ckpt_path {config.ckpt_path}: {error}")
         except UntrainedNetworkError as error:
             sys.exit(f"error: {error}")
+        # Made only now that the run goes ahead: SaveConfigCallback writes config.yaml here.
+        self.experiment_folder.mkdir(parents=True, exist_ok=True)
 
     # LightningCLI calls before_<subcommand>() before it runs the subcommand.
     before_fit = before_validate = before_test = before_predict = before_run
@@ -124,16 +130,32 @@ def experiment_name(config: Namespace) -> str:
     return Path(str(files[0])).stem
 
 
-def place_checkpoints(config: Namespace) -> None:
-    """Put the checkpoints whose folder is not set in the experiment's folder.
+def place_experiment_files(config: Namespace) -> Path:
+    """Put what an experiment writes in its folder, ``runs/<experiment>``, and return it (absolute).
 
-    Derived from the config alone, so every DDP rank and every later process agrees;
-    never the logger's per-run folder (W&B makes a new one each run)."""
+    Checkpoints whose folder is not set go to ``checkpoints/`` there; relative score files
+    (``model.init_args.score_file``) and config.yaml go there too. Derived from the config
+    alone, so every DDP rank and every later process agrees; never the logger's folder: W&B
+    makes a new one each run, and its ``log_dir`` is ``runs/`` itself, where two
+    experiments' test scores would overwrite each other.
+    """
+    root = Path(config.trainer.get("default_root_dir") or ".")
+    try:
+        folder = root / "runs" / experiment_name(config)
+    except ValueError:
+        if config.checkpoint.dirpath is None:
+            raise
+        folder = Path(config.checkpoint.dirpath).parent
     if config.checkpoint.dirpath is None:
-        root = Path(config.trainer.get("default_root_dir") or ".")
-        config.checkpoint.dirpath = str(root / "runs" / experiment_name(config) / "checkpoints")
+        config.checkpoint.dirpath = str(folder / "checkpoints")
     if config.last_checkpoint.dirpath is None:
         config.last_checkpoint.dirpath = config.checkpoint.dirpath
+    folder = folder.resolve()
+    init_args = config.model.get("init_args") if isinstance(config.get("model"), Namespace) else None
+    score_file = init_args.get("score_file") if init_args is not None else None
+    if score_file is not None and not Path(score_file).is_absolute():
+        init_args.score_file = str(folder / score_file)
+    return folder
 
 
 def _missing_path(error: BaseException | None) -> OSError | None:

@@ -83,7 +83,8 @@ class StreamsModule(pl.LightningModule):
         backbone_lr_scale: learning-rate scale of every stream's backbone relative to its head.
         freeze_backbone: train the heads only.
         view_chunk_size: test views per forward pass.
-        score_file: per-video test scores file, relative to ``trainer.log_dir``; None: not written.
+        score_file: per-video test scores file, relative to ``trainer.log_dir``
+            (cli.py makes it absolute, in the experiment folder); None: not written.
     """
 
     def __init__(self, streams: dict[str, tuple[str, str]], *, optimizer: OptimizerCallable = PaperSGD,
@@ -247,7 +248,8 @@ class VideoClassifier(StreamsModule):
             fine-tuning. The backbone also stays in eval mode (batch-norm statistics,
             dropout) while training.
         view_chunk_size: test views per forward pass (memory bound of 25 x 10 testing).
-        score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``;
+        score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``
+            (cli.py makes it absolute, in the experiment folder);
             None: not written.
         stream: batch key the network reads (``rgb`` or ``flow``); None: its
             ``input_spec.modality``. Also names the scores in the score file (``scores_rgb``).

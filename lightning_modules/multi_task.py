@@ -44,7 +44,8 @@ class MultiTaskClassifier(StreamsModule):
         backbone_lr_scale: the shared network's learning rate relative to the heads'.
         view_chunk_size: test views per forward pass.
         score_file: per-video test scores, one file per dataset
-            (``test_scores_<name>.npz``), relative to ``trainer.log_dir``; None: not written.
+            (``test_scores_<name>.npz``), relative to ``trainer.log_dir``
+            (cli.py makes it absolute, in the experiment folder); None: not written.
         stream: batch key the network reads; None: its ``input_spec.modality``.
     """
 

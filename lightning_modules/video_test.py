@@ -47,7 +47,8 @@ class VideoTest:
     """``start`` at the test epoch's start, ``add`` each batch's per-video scores, ``finish`` at its end.
 
     Args:
-        score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``; a named
+        score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``
+            (cli.py makes it absolute, in the experiment folder); a named
             group's file gets ``_<group>`` before the suffix; None: not written.
     """
 

@@ -146,6 +146,10 @@ def test_under_wandb_a_new_process_finds_the_best_checkpoint(datasets, wandb_env
     assert Path(tested.trainer.ckpt_path).name.startswith("epoch")
     # Nothing in W&B's per-run folders: every checkpoint is in the experiment's.
     assert {path.parent for path in tmp_path.resolve().rglob("*.ckpt")} == {checkpoints}
+    # Scores and config in the experiment's folder too: W&B's log_dir is runs/ itself, where
+    # every experiment's test_scores.npz would overwrite the previous one's.
+    assert {path.parent for path in tmp_path.resolve().rglob("test_scores*.npz")} == {checkpoints.parent}
+    assert {path.parent for path in tmp_path.resolve().rglob("config.yaml")} == {checkpoints.parent}
     tested.trainer.logger.experiment.finish()
 
 

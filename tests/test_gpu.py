@@ -109,7 +109,7 @@ def scored_on(config: Path, checkpoint: Path, *device: str) -> ScoredRun:
     with working_directory(config.parent):
         cli = cli_main(["test", "--config", str(config), "--ckpt_path", str(checkpoint), *device])
     recorder = next(c for c in cli.trainer.callbacks if isinstance(c, RecordLayerOutputs))
-    return ScoredRun(load_video_scores(Path(cli.trainer.log_dir) / "test_scores.npz"), recorder.seen)
+    return ScoredRun(load_video_scores(config.parent / "runs" / config.stem / "test_scores.npz"), recorder.seen)
 
 
 def assert_valid_scores(scores: dict[str, np.ndarray], streams: list[str], num_classes: int) -> None:

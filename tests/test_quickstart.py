@@ -18,7 +18,7 @@ from lightning_modules.video_scores import load_video_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "quickstart.yaml")
-SCORES = Path("runs/quickstart/run")
+SCORES = Path("runs/quickstart")  # the experiment folder, beside checkpoints/
 LAST = "runs/quickstart/checkpoints/last.ckpt"
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def test_ddp_on_cpu_gives_the_same_scores(quickstart) -> None:
     cwd, tested = quickstart
     single = load_video_scores(cwd / SCORES / "test_scores.npz")
     ddp = cli(cwd, "test", "--ckpt_path", LAST, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-              "--trainer.logger.init_args.version", "ddp")
+              "--trainer.logger.init_args.version", "ddp", "--model.init_args.score_file", "ddp/test_scores.npz")
     scores = load_video_scores(cwd / "runs/quickstart/ddp/test_scores.npz")
     assert scores["video_ids"].tolist() == single["video_ids"].tolist()
     for key in ("labels", "index"):
