@@ -93,6 +93,11 @@ def read_meta(folder: Path) -> FlowMeta | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    return parse_meta(text, path)
+
+
+def parse_meta(text: str, path: Path | str) -> FlowMeta:
+    """A ``meta.json``'s text as FlowMeta; errors name ``path`` (a file, or a pack's member)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

@@ -1,7 +1,8 @@
 """The one interface the datamodules read flow and frames through.
 
-``FolderFlowStore`` reads one folder of JPEGs per video (ours, denseflow's, mmaction2's).
-A packed store (one file per video, or shards) can later offer the same methods.
+``FolderFlowStore`` reads one folder of JPEGs per video (ours, denseflow's, mmaction2's);
+``flow.packed.PackedFlowStore`` one uncompressed zip per video, through the same methods
+(it overrides only how a video's files are listed and read).
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from flow.meta import FlowMeta, read_meta
 from flow.paths import safe_join
 
 
-def _read_image(path: Path, color: bool) -> np.ndarray:
-    # Reading the bytes ourselves (as fast as cv2.imread) tells a missing file from a
-    # corrupt one, which cv2.imread reports alike as None plus a log line.
-    data = np.fromfile(path, dtype=np.uint8)
+def decode_image(data: np.ndarray, path: Path, color: bool) -> np.ndarray:
+    """A JPEG's bytes decoded; an error names ``path`` (a file, or a pack's member)."""
     try:
         return decode_jpeg(data, color=color)
     except ValueError as error:
@@ -53,11 +52,27 @@ class FolderFlowStore:
     def meta(self, video_id: str) -> FlowMeta | None:
         # Cached once present: a complete folder no longer changes.
         if video_id not in self._metas:
-            meta = read_meta(self.folder(video_id))
+            meta = self._read_meta(video_id)
             if meta is None:
                 return None
             self._metas[video_id] = meta
         return self._metas[video_id]
+
+    def _read_meta(self, video_id: str) -> FlowMeta | None:
+        return read_meta(self.folder(video_id))
+
+    def _names(self, video_id: str) -> set[str]:
+        """The file names of a video's folder."""
+        folder = self.folder(video_id)
+        try:
+            return set(os.listdir(folder))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no folder for video {video_id!r}: {folder}") from None
+
+    def _read_image(self, video_id: str, path: Path, color: bool) -> np.ndarray:
+        # Reading the bytes ourselves (as fast as cv2.imread) tells a missing file from a
+        # corrupt one, which cv2.imread reports alike as None plus a log line.
+        return decode_image(np.fromfile(path, dtype=np.uint8), path, color)
 
     def is_complete(self, video_id: str) -> bool:
         return self.meta(video_id) is not None
@@ -72,11 +87,7 @@ class FolderFlowStore:
 
     def _count(self, video_id: str, name_of: Callable[[Path, int], Path]) -> int:
         """Files numbered consecutively from the start index (one directory listing)."""
-        folder = self.folder(video_id)
-        try:
-            names = set(os.listdir(folder))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no folder for video {video_id!r}: {folder}") from None
+        folder, names = self.folder(video_id), self._names(video_id)
         count = 0
         while name_of(folder, count).name in names:
             count += 1
@@ -111,7 +122,7 @@ class FolderFlowStore:
         planes = {}
         for k in dict.fromkeys(indices):  # each distinct field read once, in order
             x_path, y_path = layout.flow_paths(folder, k, backward)
-            x, y = _read_image(x_path, color=False), _read_image(y_path, color=False)
+            x, y = (self._read_image(video_id, path, color=False) for path in (x_path, y_path))
             if x.shape != y.shape:
                 raise ValueError(f"{y_path}: size {y.shape} differs from {x_path.name}'s {x.shape}")
             planes[k] = (x, y)
@@ -124,7 +135,8 @@ class FolderFlowStore:
             raise ValueError(f"video {video_id!r} has no RGB frames (its meta.json says rgb=false)")
         self._check_indices(video_id, indices, meta.num_frames if meta else None)
         folder, layout = self.folder(video_id), self.layout_of(video_id)
-        frames = {k: _read_image(layout.rgb_path(folder, k), color=True) for k in dict.fromkeys(indices)}
+        frames = {k: self._read_image(video_id, layout.rgb_path(folder, k), color=True)
+                  for k in dict.fromkeys(indices)}
         return _stack([frames[k] for k in indices], folder)
 
 

@@ -1,0 +1,148 @@
+"""The packed store (one uncompressed zip per video) and folder <-> pack conversion."""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datamodules.synthetic import generate
+from flow.codec import encode_flow
+from flow.extract import ExtractionConfig, extract_many
+from flow.layout import DENSEFLOW
+from flow.pack_convert import convert_many, find_folders, pack_video, unpack_video
+from flow.packed import PackedFlowStore, pack_path, write_pack
+from flow.store import FolderFlowStore
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> tuple[Path, list[str]]:
+    """Real DIS flow, forward and backward, and RGB frames of two tiny synthetic videos."""
+    root = tmp_path_factory.mktemp("packed")
+    data = generate(root / "ucf101", "ucf101", num_classes=2, videos_per_class=3, num_frames=6, size=(48, 32))
+    videos = [str(path.relative_to(data.video_root)) for path in data.videos[:2]]
+    config = ExtractionConfig(algorithm="dis", short_side=0, backward=True, rgb=True)
+    assert extract_many(data.video_root, videos, root / "flow", config, progress=False).failed == 0
+    return root / "flow", find_folders(root / "flow")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+def test_folder_to_pack_to_folder_is_byte_identical(folders, tmp_path):
+    flow_root, ids = folders
+    assert len(ids) == 2
+    summary = convert_many("pack", flow_root, tmp_path / "packed", report=pytest.fail)
+    assert (summary.converted, summary.skipped, summary.failed) == (2, 0, 0)
+    for video_id in ids:  # a standard zip: members under the folder's names, meta.json last
+        with zipfile.ZipFile(pack_path(tmp_path / "packed", video_id)) as archive:
+            names = archive.namelist()
+            assert names[-1] == "meta.json" and archive.testzip() is None
+            assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+    summary = convert_many("unpack", tmp_path / "packed", tmp_path / "back", report=pytest.fail)
+    assert summary.converted == 2
+    assert _files(tmp_path / "back") == _files(flow_root)
+    # Resumable: a second run of either direction finds everything complete.
+    assert convert_many("pack", flow_root, tmp_path / "packed").skipped == 2
+    assert convert_many("unpack", tmp_path / "packed", tmp_path / "back").skipped == 2
+
+
+def test_conversion_runs_on_worker_processes(folders, tmp_path):
+    flow_root, _ = folders
+    assert convert_many("pack", flow_root, tmp_path / "packed", workers=2, report=pytest.fail).converted == 2
+    assert convert_many("unpack", tmp_path / "packed", tmp_path / "back", workers=2, report=pytest.fail).converted == 2
+    assert _files(tmp_path / "back") == _files(flow_root)
+
+
+def test_reader_returns_what_the_folder_store_returns(folders, tmp_path):
+    flow_root, ids = folders
+    convert_many("pack", flow_root, tmp_path, report=pytest.fail)
+    folder_store, packed = FolderFlowStore(flow_root), PackedFlowStore(tmp_path)
+    for video_id in ids:
+        assert packed.meta(video_id) == folder_store.meta(video_id)
+        assert packed.num_flows(video_id) == folder_store.num_flows(video_id) > 0
+        assert packed.num_rgb(video_id) == folder_store.num_rgb(video_id) > 0
+        indices = [2, 0, 2, packed.num_flows(video_id) - 1]
+        for backward in (False, True):
+            expected = folder_store.read_flow(video_id, indices, backward=backward)
+            np.testing.assert_array_equal(packed.read_flow(video_id, indices, backward=backward), expected)
+        np.testing.assert_array_equal(packed.read_rgb(video_id, [1, 0]), folder_store.read_rgb(video_id, [1, 0]))
+        with pytest.raises(IndexError, match="out of range"):
+            packed.read_flow(video_id, [packed.num_flows(video_id)])
+
+
+def test_pack_of_a_folder_without_meta_json_uses_the_given_layout(tmp_path):
+    folder = tmp_path / "denseflow" / "v"
+    folder.mkdir(parents=True)
+    for k in range(3):
+        for path, data in zip(DENSEFLOW.flow_paths(folder, k), encode_flow(np.full((8, 8, 2), float(k)), 20.0)):
+            path.write_bytes(data)
+    (folder / "notes.txt").write_text("not a frame")  # files of no layout stay behind
+    assert pack_video(folder, tmp_path / "p" / "v.zip", layout=DENSEFLOW)
+    store = PackedFlowStore(tmp_path / "p", layout=DENSEFLOW, bound=20.0)
+    assert store.meta("v") is None and store.num_flows("v") == 3
+    expected = FolderFlowStore(folder.parent, DENSEFLOW, 20.0).read_flow("v", [1])
+    np.testing.assert_array_equal(store.read_flow("v", [1]), expected)
+    assert "notes.txt" not in zipfile.ZipFile(tmp_path / "p" / "v.zip").namelist()
+
+
+def test_a_crash_mid_write_leaves_no_pack_the_reader_trusts(tmp_path):
+    def members():
+        yield "flow_x_00001.jpg", b"\xff\xd8"
+        raise KeyboardInterrupt  # the process stops while the zip is half-written
+
+    with pytest.raises(KeyboardInterrupt):
+        write_pack(tmp_path / "v.zip", members(), b"{}")
+    assert list(tmp_path.iterdir()) == []
+    # A .tmp left by a killed process (no chance to clean up) is no pack either.
+    (tmp_path / "v.zip.tmp").write_bytes(b"PK\x03\x04 half")
+    store = PackedFlowStore(tmp_path)
+    assert store.meta("v") is None and not store.exists("v")
+    with pytest.raises(FileNotFoundError, match="no pack for video 'v'"):
+        store.read_flow("v", [0])
+
+
+@pytest.mark.parametrize("video_id", ["../outside", "/abs/v", "a/../../b"])
+def test_video_ids_leaving_the_root_are_refused(tmp_path, video_id):
+    with pytest.raises(ValueError, match="must"):
+        PackedFlowStore(tmp_path / "root").read_flow(video_id, [0])
+
+
+def test_member_names_leaving_the_folder_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a plain file name"):
+        write_pack(tmp_path / "v.zip", [("../evil.jpg", b"x")], None)
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as archive:  # a pack made by another tool
+        archive.writestr("../evil.jpg", b"x")
+    with pytest.raises(ValueError, match="not a plain file name"):
+        unpack_video(tmp_path / "bad.zip", tmp_path / "out" / "bad")
+    assert not (tmp_path / "out" / "evil.jpg").exists()
+
+
+def test_a_damaged_pack_is_an_error_naming_the_file(folders, tmp_path):
+    flow_root, ids = folders
+    video_id = ids[0]
+    convert_many("pack", flow_root, tmp_path, report=pytest.fail)
+    path = pack_path(tmp_path, video_id)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated: no central directory
+    with pytest.raises(ValueError, match=f"{path}: not a readable zip"):
+        PackedFlowStore(tmp_path).read_flow(video_id, [0])
+    # A flipped byte inside a JPEG member: its CRC says so, no wrong image comes back.
+    with zipfile.ZipFile(pack_path(tmp_path, ids[1])) as archive:
+        info = archive.getinfo("flow_x_00002.jpg")
+    path = pack_path(tmp_path, ids[1])
+    damaged = bytearray(path.read_bytes())
+    damaged[info.header_offset + 30 + len(info.filename) + 100] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    store = PackedFlowStore(tmp_path)
+    store.read_flow(ids[1], [0])  # other members still read
+    with pytest.raises(ValueError, match=f"{path}: member 'flow_x_00002.jpg' fails its CRC check"):
+        store.read_flow(ids[1], [1])
+
+
+def test_a_compressed_member_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "v.zip", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("flow_x_00001.jpg", b"x" * 100)
+    with pytest.raises(ValueError, match="is compressed"):
+        PackedFlowStore(tmp_path).num_flows("v")
