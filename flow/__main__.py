@@ -1,7 +1,8 @@
-"""``python -m flow extract ...`` and ``python -m flow visualize ...``.
+"""``python -m flow extract ...``, ``python -m flow visualize ...``, ``python -m flow pack|unpack ...``.
 
 Exit status of ``extract``: 0 all videos done or skipped, 1 some videos failed (listed
 in the failures file), 2 bad arguments, 3 the run stopped (output unwritable, disk full).
+``pack`` and ``unpack``: 0 all done or skipped, 1 some failed (printed), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, dequantize
 from flow.colorwheel import flow_to_color
 from flow.extract import ExtractionConfig, FatalError, extract_many
 from flow.frames import DECODERS
+from flow.layout import NAMED_LAYOUTS
+from flow.pack_convert import convert_many
 from flow.sharding import Shard, parse_shard, process_device, shard_from_env
 from flow.store import FolderFlowStore
 from flow.torch_codec import JPEG_ENCODERS
@@ -225,11 +228,43 @@ def _run_visualize(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return 0
 
 
+def _add_convert(commands: argparse._SubParsersAction, direction: str) -> None:
+    packing = direction == "pack"
+    source, target = ("FOLDERS", "PACKED") if packing else ("PACKED", "FOLDERS")
+    parser = commands.add_parser(
+        direction,
+        help="convert flow folders into packs (one zip per video)" if packing
+        else "convert packs (one zip per video) back into flow folders",
+        description=f"Convert every video under {source} into {target}/<video id>"
+        f"{'.zip' if packing else '/'}, files byte-identical. Complete outputs are skipped, so a "
+        "killed run is resumed by running the same command again.",
+    )
+    parser.add_argument("source", type=Path, metavar=source)
+    parser.add_argument("target", type=Path, metavar=target)
+    parser.add_argument("--workers", type=_number(int, 1), default=1, help="worker processes")
+    if packing:
+        parser.add_argument("--flow-layout", default="ours", choices=sorted(NAMED_LAYOUTS),
+                            help="file names of folders without meta.json (denseflow's, mmaction2's)")
+    parser.set_defaults(run=_run_convert, direction=direction)
+
+
+def _run_convert(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not args.source.is_dir():
+        parser.error(f"{args.source} is not a folder")
+    layout = NAMED_LAYOUTS[args.flow_layout] if args.direction == "pack" else None
+    summary = convert_many(args.direction, args.source, args.target, workers=args.workers, layout=layout,
+                           report=lambda line: print(line, file=sys.stderr))
+    print(summary.format())
+    return EXIT_FAILURES if summary.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flow", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_extract(commands)
     _add_visualize(commands)
+    _add_convert(commands, "pack")
+    _add_convert(commands, "unpack")
     args = parser.parse_args(argv)
     return args.run(args, commands.choices[args.command])
 

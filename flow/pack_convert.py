@@ -84,7 +84,7 @@ def find_folders(root: Path | str) -> list[str]:
     root = Path(root)
     found = []
     for dirpath, _, files in os.walk(root):
-        if any(name == META_FILE or name.endswith(".jpg") for name in files):
+        if dirpath != str(root) and any(name == META_FILE or name.endswith(".jpg") for name in files):
             found.append(Path(dirpath).relative_to(root).as_posix())
     return sorted(found)
 

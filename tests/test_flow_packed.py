@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from datamodules.synthetic import generate
+from flow.__main__ import main
 from flow.codec import encode_flow
 from flow.extract import ExtractionConfig, extract_many
 from flow.layout import DENSEFLOW
@@ -146,3 +147,17 @@ def test_a_compressed_member_is_refused(tmp_path):
         archive.writestr("flow_x_00001.jpg", b"x" * 100)
     with pytest.raises(ValueError, match="is compressed"):
         PackedFlowStore(tmp_path).num_flows("v")
+
+
+def test_command_line_packs_and_unpacks(folders, tmp_path, capsys):
+    flow_root, _ = folders
+    assert main(["pack", str(flow_root), str(tmp_path / "packed"), "--workers", "2"]) == 0
+    assert "2 converted" in capsys.readouterr().out
+    assert main(["unpack", str(tmp_path / "packed"), str(tmp_path / "back")]) == 0
+    assert _files(tmp_path / "back") == _files(flow_root)
+    bad = tmp_path / "packed" / "Broken" / "v.zip"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a zip")
+    assert main(["unpack", str(tmp_path / "packed"), str(tmp_path / "back")]) == 1
+    captured = capsys.readouterr()
+    assert "2 already complete, 1 failed" in captured.out and f"{bad}: not a readable zip" in captured.err
