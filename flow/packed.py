@@ -138,22 +138,39 @@ class PackedFlowStore(FolderFlowStore):
     to packs without meta.json, made from denseflow or mmaction2 folders); ``folder``
     returns the pack's path. Only packs under their final name are read: a ``.tmp`` is
     a pack being written.
+
+    With ``folders=True`` a video without a pack is read from its folder instead (a
+    root holding both during a conversion; see ``open_flow_store``).
     """
 
-    def __init__(self, root: Path | str, layout: FrameLayout | None = None, bound: float = DEFAULT_BOUND):
+    def __init__(self, root: Path | str, layout: FrameLayout | None = None, bound: float = DEFAULT_BOUND,
+                 folders: bool = False):
         super().__init__(root, layout, bound)
+        self.folders = folders
         self._indexes: OrderedDict[str, _PackIndex] = OrderedDict()
+        self._packed: set[str] = set()
+
+    def is_packed(self, video_id: str) -> bool:
+        """Whether the video is read from a pack (always, without ``folders``)."""
+        if not self.folders or video_id in self._packed:
+            return True
+        # A pack once seen stays (it is complete); a folder is looked at again each
+        # time, as a conversion may pack it meanwhile.
+        if pack_path(self.root, video_id).is_file():
+            self._packed.add(video_id)
+            return True
+        return False
 
     def folder(self, video_id: str) -> Path:
-        return pack_path(self.root, video_id)
+        return pack_path(self.root, video_id) if self.is_packed(video_id) else super().folder(video_id)
 
     def exists(self, video_id: str) -> bool:
-        return self.folder(video_id).is_file()
+        return pack_path(self.root, video_id).is_file() or (self.folders and super().exists(video_id))
 
     def _index(self, video_id: str) -> _PackIndex:
         index = self._indexes.get(video_id)
         if index is None:
-            path = self.folder(video_id)
+            path = pack_path(self.root, video_id)
             try:
                 index = _PackIndex(path)
             except FileNotFoundError:
@@ -166,6 +183,8 @@ class PackedFlowStore(FolderFlowStore):
         return index
 
     def _read_meta(self, video_id: str) -> FlowMeta | None:
+        if not self.is_packed(video_id):
+            return super()._read_meta(video_id)
         if not self.exists(video_id):
             return None
         index = self._index(video_id)
@@ -174,12 +193,27 @@ class PackedFlowStore(FolderFlowStore):
         return parse_meta(index.read(META_FILE).decode("utf-8"), f"{index.path}:{META_FILE}")
 
     def _names(self, video_id: str) -> set[str]:
+        if not self.is_packed(video_id):
+            return super()._names(video_id)
         return set(self._index(video_id).members)
 
     def member(self, video_id: str, name: str) -> bytes:
-        """The bytes of one member (a file of the video's folder layout)."""
+        """The bytes of one member of the video's pack (a file of its folder layout)."""
         return self._index(video_id).read(name)
 
     def _read_image(self, video_id: str, path: Path, color: bool) -> np.ndarray:
+        if not self.is_packed(video_id):
+            return super()._read_image(video_id, path, color)
         data = self.member(video_id, path.name)
         return decode_image(np.frombuffer(data, dtype=np.uint8), path, color)  # path: <pack>/<member>
+
+
+def open_flow_store(root: Path | str, layout: FrameLayout | None = None,
+                    bound: float = DEFAULT_BOUND) -> FolderFlowStore:
+    """The store of the flow under ``root``, chosen per video from what is on disk.
+
+    A root may hold both packs and folders during a conversion (``python -m flow pack``
+    running). A pack under its final name is complete by construction (written as
+    ``.tmp``, then renamed), so it wins; otherwise the video's folder is read.
+    """
+    return PackedFlowStore(root, layout, bound, folders=True)

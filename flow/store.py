@@ -74,6 +74,10 @@ class FolderFlowStore:
         # corrupt one, which cv2.imread reports alike as None plus a log line.
         return decode_image(np.fromfile(path, dtype=np.uint8), path, color)
 
+    def exists(self, video_id: str) -> bool:
+        """Whether the video has stored frames at all (complete or not)."""
+        return self.folder(video_id).is_dir()
+
     def is_complete(self, video_id: str) -> bool:
         return self.meta(video_id) is not None
 

@@ -12,7 +12,7 @@ from flow.codec import encode_flow
 from flow.extract import ExtractionConfig, extract_many
 from flow.layout import DENSEFLOW
 from flow.pack_convert import convert_many, find_folders, pack_video, unpack_video
-from flow.packed import PackedFlowStore, pack_path, write_pack
+from flow.packed import PackedFlowStore, open_flow_store, pack_path, write_pack
 from flow.store import FolderFlowStore
 
 
@@ -161,3 +161,24 @@ def test_command_line_packs_and_unpacks(folders, tmp_path, capsys):
     assert main(["unpack", str(tmp_path / "packed"), str(tmp_path / "back")]) == 1
     captured = capsys.readouterr()
     assert "2 already complete, 1 failed" in captured.out and f"{bad}: not a readable zip" in captured.err
+
+
+def test_open_flow_store_prefers_a_pack_else_the_folder(folders, tmp_path):
+    flow_root, (packed_id, folder_id) = folders
+    mixed = tmp_path / "mixed"
+    convert_many("unpack", _packed(flow_root, tmp_path / "packs"), mixed, report=pytest.fail)
+    pack_video(flow_root / packed_id, pack_path(mixed, packed_id))  # both: the pack wins
+    (pack_path(mixed, folder_id).with_suffix(".zip.tmp")).write_bytes(b"PK half-written")  # not a pack
+    store, folder_store = open_flow_store(mixed), FolderFlowStore(flow_root)
+    assert store.folder(packed_id) == pack_path(mixed, packed_id) and store.is_packed(packed_id)
+    assert store.folder(folder_id) == mixed / folder_id and not store.is_packed(folder_id)
+    for video_id in (packed_id, folder_id):
+        assert store.exists(video_id) and store.meta(video_id) == folder_store.meta(video_id)
+        np.testing.assert_array_equal(store.read_flow(video_id, [1, 0]), folder_store.read_flow(video_id, [1, 0]))
+        np.testing.assert_array_equal(store.read_rgb(video_id, [2]), folder_store.read_rgb(video_id, [2]))
+    assert not store.exists("Missing/v") and store.meta("Missing/v") is None
+
+
+def _packed(flow_root: Path, packs: Path) -> Path:
+    convert_many("pack", flow_root, packs, report=pytest.fail)
+    return packs
