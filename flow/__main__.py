@@ -18,7 +18,7 @@ from PIL import Image
 from flow.algorithms import ALGORITHMS, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, dequantize
 from flow.colorwheel import flow_to_color
-from flow.extract import ExtractionConfig, FatalError, extract_many
+from flow.extract import STORES, ExtractionConfig, FatalError, extract_many
 from flow.frames import DECODERS
 from flow.layout import NAMED_LAYOUTS
 from flow.pack_convert import convert_many
@@ -110,6 +110,9 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                         help="comma-separated video file extensions to look for")
     parser.add_argument("--failures", type=Path, metavar="FILE",
                         help="where to list failed videos (default OUT_ROOT/failures_shard<I>of<N>.txt)")
+    parser.add_argument("--store", default="folders", choices=STORES,
+                        help="folders: one folder of JPEGs per video (default); packed: one zip per video, "
+                        "OUT_ROOT/<video id>.zip (see python -m flow pack)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_extract)
 
@@ -137,7 +140,7 @@ def _run_extract(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         config = ExtractionConfig(
             algorithm=args.algorithm, params=params, short_side=args.short_side, step=args.step,
             bound=args.bound, quality=args.quality, backward=args.backward, rgb=args.rgb,
-            decoder=args.decoder, threads=args.threads, batch=args.batch, jpeg=args.jpeg,
+            decoder=args.decoder, threads=args.threads, batch=args.batch, jpeg=args.jpeg, store=args.store,
         )  # fmt: skip
     except ValueError as error:
         parser.error(str(error))

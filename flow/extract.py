@@ -32,6 +32,8 @@ from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, encode_flow, encode_
 from flow.frames import DECODERS, VideoError, VideoFrames, first_line
 from flow.layout import OURS, FrameLayout
 from flow.meta import META_FILE, FlowMeta, write_meta
+from flow.pack_convert import pack_video
+from flow.packed import pack_path
 from flow.paths import safe_join
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import Writer, flow_fields, prefetched, usable_cores
@@ -46,6 +48,8 @@ __all__ = [
 ]  # fmt: skip
 
 # Errors that every later video would hit too: stop the run instead of failing each one.
+STORES = ("folders", "packed")
+
 _FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 # Videos in a row whose worker crashed even when run alone, before the run gives up.
@@ -68,6 +72,10 @@ class ExtractionConfig:
     of several videos in one call of the algorithm's ``batch`` (``flow/batched.py``), and
     ``threads`` are then the decoding threads (and as many writing threads); ``jpeg`` names
     that path's encoder (``flow.torch_codec.JPEG_ENCODERS``).
+
+    ``store``: ``folders`` (one folder of JPEGs per video) or ``packed`` (one zip per
+    video, ``flow/packed.py``; the video's folder is the staging area, packed and removed
+    once complete).
     """
 
     algorithm: str = "tvl1"
@@ -83,6 +91,7 @@ class ExtractionConfig:
     threads: int = 0
     batch: int = 0
     jpeg: str = "opencv"
+    store: str = "folders"
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -105,6 +114,11 @@ class ExtractionConfig:
             batched = sorted(name for name, cls in ALGORITHMS.items() if hasattr(cls, "batch"))
             raise ValueError(f"flow algorithm {self.algorithm!r} has no batched form; batch needs one of "
                              f"{', '.join(batched)}")
+        if self.store not in STORES:
+            raise ValueError(f"unknown store {self.store!r}; known: {', '.join(STORES)}")
+        if self.store == "packed" and self.batch:
+            raise ValueError("store 'packed' is not available with batch yet: extract into folders, "
+                             "then python -m flow pack")
         if self.jpeg not in JPEG_ENCODERS:
             raise ValueError(f"unknown JPEG encoder {self.jpeg!r}; known: {', '.join(JPEG_ENCODERS)}")
 
@@ -255,7 +269,11 @@ class _Worker:
 
     def __call__(self, job: Job) -> VideoResult | str:
         try:
-            return extract_video(job.video, job.out_dir, self.config, self.algorithms, source=job.listed)
+            result = extract_video(job.video, job.out_dir, self.config, self.algorithms, source=job.listed)
+            if self.config.store == "packed":
+                pack_video(job.out_dir, pack_path(job.out_dir.parent, job.out_dir.name), self.config.layout)
+                discard_partial(job.out_dir, self.config.layout)  # the staging folder, now packed
+            return result
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
             reason = failure_reason(error, job.out_dir)
         discard_partial(job.out_dir, self.config.layout)
@@ -358,7 +376,8 @@ def extract_many(
             summary.failures.append(Failure(listed, f"same video id {vid!r} as {owners[vid]}"))
             continue
         owners[vid] = listed
-        if (job.out_dir / META_FILE).is_file():
+        done = pack_path(out_root, vid) if config.store == "packed" else job.out_dir / META_FILE
+        if done.is_file():
             summary.skipped += 1
         else:
             jobs.append(job)

@@ -1,5 +1,6 @@
 """The packed store (one uncompressed zip per video) and folder <-> pack conversion."""
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -15,15 +16,22 @@ from flow.pack_convert import convert_many, find_folders, pack_video, unpack_vid
 from flow.packed import PackedFlowStore, open_flow_store, pack_path, write_pack
 from flow.store import FolderFlowStore
 
+CONFIG = ExtractionConfig(algorithm="dis", short_side=0, backward=True, rgb=True)
+
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> tuple[Path, list[str]]:
-    """Real DIS flow, forward and backward, and RGB frames of two tiny synthetic videos."""
+def videos(tmp_path_factory) -> tuple[Path, list[str]]:
+    """Two tiny synthetic videos: their root and paths."""
+    data = generate(tmp_path_factory.mktemp("videos"), "ucf101", num_classes=2, videos_per_class=3, num_frames=6,
+                    size=(48, 32))
+    return data.video_root, [str(path.relative_to(data.video_root)) for path in data.videos[:2]]
+
+
+@pytest.fixture(scope="module")
+def folders(videos, tmp_path_factory) -> tuple[Path, list[str]]:
+    """Real DIS flow, forward and backward, and RGB frames of the two videos."""
     root = tmp_path_factory.mktemp("packed")
-    data = generate(root / "ucf101", "ucf101", num_classes=2, videos_per_class=3, num_frames=6, size=(48, 32))
-    videos = [str(path.relative_to(data.video_root)) for path in data.videos[:2]]
-    config = ExtractionConfig(algorithm="dis", short_side=0, backward=True, rgb=True)
-    assert extract_many(data.video_root, videos, root / "flow", config, progress=False).failed == 0
+    assert extract_many(*videos, root / "flow", CONFIG, progress=False).failed == 0
     return root / "flow", find_folders(root / "flow")
 
 
@@ -182,3 +190,17 @@ def test_open_flow_store_prefers_a_pack_else_the_folder(folders, tmp_path):
 def _packed(flow_root: Path, packs: Path) -> Path:
     convert_many("pack", flow_root, packs, report=pytest.fail)
     return packs
+
+
+def test_extract_writes_packs_directly(videos, folders, tmp_path):
+    flow_root, ids = folders
+    config = dataclasses.replace(CONFIG, store="packed")
+    summary = extract_many(*videos, tmp_path / "packed", config, progress=False)
+    assert (summary.done, summary.failed) == (2, 0)
+    assert sorted(path.relative_to(tmp_path / "packed").as_posix() for path in (tmp_path / "packed").rglob("*")
+                  if path.is_file() and not path.name.startswith("failures")) == sorted(f"{i}.zip" for i in ids)
+    convert_many("unpack", tmp_path / "packed", tmp_path / "back", report=pytest.fail)
+    assert _files(tmp_path / "back") == _files(flow_root)  # the folder extraction's bytes
+    assert extract_many(*videos, tmp_path / "packed", config, progress=False).skipped == 2
+    with pytest.raises(ValueError, match="not available with batch"):
+        dataclasses.replace(config, algorithm="tvl1_torch", batch=2)
