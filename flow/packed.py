@@ -167,6 +167,11 @@ class PackedFlowStore(FolderFlowStore):
     def exists(self, video_id: str) -> bool:
         return pack_path(self.root, video_id).is_file() or (self.folders and super().exists(video_id))
 
+    def stamp_paths(self, video_id: str) -> list[Path]:
+        # Both while folders are read too: the pack may appear beside a folder (or neither yet).
+        pack = pack_path(self.root, video_id)
+        return [pack, FolderFlowStore.folder(self, video_id)] if self.folders else [pack]
+
     def _index(self, video_id: str) -> _PackIndex:
         index = self._indexes.get(video_id)
         if index is None:

@@ -78,6 +78,11 @@ class FolderFlowStore:
         """Whether the video has stored frames at all (complete or not)."""
         return self.folder(video_id).is_dir()
 
+    def stamp_paths(self, video_id: str) -> list[Path]:
+        """The paths whose modification times change when the video's stored frames do
+        (what the datamodules' index cache checks)."""
+        return [self.folder(video_id)]
+
     def is_complete(self, video_id: str) -> bool:
         return self.meta(video_id) is not None
 

@@ -185,6 +185,8 @@ def test_open_flow_store_prefers_a_pack_else_the_folder(folders, tmp_path):
         np.testing.assert_array_equal(store.read_flow(video_id, [1, 0]), folder_store.read_flow(video_id, [1, 0]))
         np.testing.assert_array_equal(store.read_rgb(video_id, [2]), folder_store.read_rgb(video_id, [2]))
     assert not store.exists("Missing/v") and store.meta("Missing/v") is None
+    assert store.stamp_paths(folder_id) == [pack_path(mixed, folder_id), mixed / folder_id]
+    assert PackedFlowStore(mixed).stamp_paths(folder_id) == [pack_path(mixed, folder_id)]
 
 
 def _packed(flow_root: Path, packs: Path) -> Path:
