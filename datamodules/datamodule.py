@@ -72,7 +72,7 @@ from datamodules.modality import (
 from datamodules.sampling import TEST_CLIPS, TEST_POSITIONS, Sampling, Stage
 from datamodules.transforms import Augment, TestCrops
 from flow.layout import NAMED_LAYOUTS
-from flow.store import FolderFlowStore
+from flow.packed import open_flow_store
 from models.input_spec import InputSpec
 
 Split = Literal["train", "val", "test"]
@@ -263,7 +263,7 @@ class VideoDataModule(pl.LightningDataModule):
 
     def _make(self, split: Split, stage: Stage, sampling: Sampling, crops: TestCrops, tag: int | None) -> VideoDataset:
         """The videos of ``split`` sampled and augmented as in ``stage``."""
-        store = FolderFlowStore(self.frames_root, self.flow_layout) if self.frames_root is not None else None
+        store = open_flow_store(self.frames_root, self.flow_layout) if self.frames_root is not None else None
         reader = None
         if "rgb" in self.keys:
             # Resizing happens once, in Augment, where the flow's scale is tracked too.

@@ -41,12 +41,13 @@ from tqdm import tqdm
 from datamodules.annotations.records import Annotations, VideoRecord, strip_extension
 from flow.layout import FrameLayout
 from flow.meta import write_json_atomic
+from flow.packed import open_flow_store
 from flow.paths import safe_join
 from flow.store import FolderFlowStore
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: stamps cover packs (an index built before never saw them)
 FRAME_COUNTS_FILE = "frame_counts.json"
 _WORKERS = min(16, 4 * (os.cpu_count() or 1))  # stats and probes wait on the disk more than the CPU
 
@@ -104,7 +105,8 @@ class _Entry:
     meta_frames: int | None = None
     meta_step: int = 1
     probe: tuple[str, int, int, int] | None = None  # (path, size, mtime_ns, count), new to the count cache
-    stamp: tuple[str, int | None] | None = None  # the frames folder's mtime, taken before reading it
+    # The mtimes of the frames folder (and pack), taken before reading them: see stamp_paths.
+    stamps: list[tuple[str, int | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -142,14 +144,13 @@ class _Inspector:
     def _inspect_flow(self, entry: _Entry, has_video: bool) -> bool:
         """Fill flow and frame counts from the frames folder; False when the entry is dropped."""
         store = self.store
-        folder = store.folder(entry.video_id)
-        entry.stamp = (str(folder), _mtime(folder))
+        entry.stamps = [(str(path), _mtime(path)) for path in store.stamp_paths(entry.video_id)]
         try:
             meta, broken = store.meta(entry.video_id), False
         except ValueError as error:  # a malformed meta.json: the folder is not trusted
             log.warning("%s", error)
             meta, broken = None, True
-        exists = folder.is_dir()
+        exists = store.exists(entry.video_id)
         if not has_video and not exists:
             entry.problem = "missing"  # a rawframe list's folder is the video
             return False
@@ -363,7 +364,7 @@ def _build(
     known_counts = _read_json(counts_file) or {}
     inspector = _Inspector(
         video_root,
-        FolderFlowStore(frames_root, layout=layout) if frames_root is not None else None,
+        open_flow_store(frames_root, layout=layout) if frames_root is not None else None,
         options["needs_video"], options["needs_flow"], options["probe_frames"], options["verify_frames"],
         known_counts,
     )
@@ -371,7 +372,7 @@ def _build(
         # disable=None: a bar on terminals, silence in logs and CI.
         entries = list(tqdm(pool.map(inspector, records), total=len(records),
                             desc="indexing videos", unit="video", disable=None))
-    stamps.update(entry.stamp for entry in entries if entry.stamp is not None)
+    stamps.update(stamp for entry in entries for stamp in entry.stamps)
     probes = [entry.probe for entry in entries if entry.probe is not None]
     if probes:
         # Re-read: another process may have added counts meanwhile.

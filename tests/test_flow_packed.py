@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from datamodules.annotations import read_list_file
+from datamodules.index import build_index
 from datamodules.synthetic import generate
 from flow.__main__ import main
 from flow.codec import encode_flow
@@ -206,3 +208,23 @@ def test_extract_writes_packs_directly(videos, folders, tmp_path):
     assert extract_many(*videos, tmp_path / "packed", config, progress=False).skipped == 2
     with pytest.raises(ValueError, match="not available with batch"):
         dataclasses.replace(config, algorithm="tvl1_torch", batch=2)
+
+
+def test_the_datamodules_index_reads_packs_and_notices_new_ones(videos, folders, tmp_path):
+    video_root, paths = videos
+    flow_root, ids = folders
+    listed = tmp_path / "list.txt"
+    listed.write_text("".join(f"{path} {label}\n" for label, path in enumerate(paths)))
+    frames = tmp_path / "frames"
+    pack_video(flow_root / ids[0], pack_path(frames, ids[0]))  # the other video: no flow yet
+
+    def index():
+        return build_index(read_list_file(listed), video_root, frames, needs_flow=True, cache_dir=tmp_path / "cache")
+
+    with pytest.warns(UserWarning, match="1 of 2 videos dropped"):
+        first = index()
+    assert first.video_ids == [ids[0]] and first.incomplete_flow == [ids[1]]
+    assert first.num_flows == [FolderFlowStore(flow_root).num_flows(ids[0])]
+    pack_video(flow_root / ids[1], pack_path(frames, ids[1]))  # the cache notices the new pack
+    second = index()
+    assert not second.from_cache and second.video_ids == ids and second.incomplete_flow == []
