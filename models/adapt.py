@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from models.input_spec import InputSpec
+from models.weights import mark_trained
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,14 @@ def linear_classifier(num_features: int, num_classes: int, device: torch.device 
     return nn.Linear(num_features, num_classes, device=device)
 
 
+def replacement_classifier(network: nn.Module, num_classes: int) -> nn.Module:
+    """The fresh linear classifier ``network.reset_classifier`` installs. Its weights are
+    random whatever the network's were, so the network stops counting as trained for
+    evaluation (``models.weights.trained_weights``)."""
+    mark_trained(network, None)
+    return linear_classifier(network.num_features, num_classes, device_of(network))
+
+
 class Backbone(nn.Module):
     """A feature extractor followed by dropout and a linear classifier.
 
@@ -106,4 +115,4 @@ class Backbone(nn.Module):
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = linear_classifier(self.num_features, num_classes, device_of(self))
+        self.fc = replacement_classifier(self, num_classes)

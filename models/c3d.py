@@ -10,7 +10,7 @@ on one time step and pools space only.
 import torch
 from torch import Tensor, nn
 
-from models.adapt import device_of, linear_classifier
+from models.adapt import linear_classifier, replacement_classifier
 from models.input_spec import InputSpec, symmetric_rgb
 
 
@@ -64,4 +64,4 @@ class C3D(nn.Module):
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = linear_classifier(self.num_features, num_classes, device_of(self))
+        self.fc = replacement_classifier(self, num_classes)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from models.adapt import device_of, linear_classifier
+from models.adapt import linear_classifier, replacement_classifier
 from models.input_spec import InputSpec
 from models.stream2d import GoogLeNetStream, ResNetStream
 
@@ -82,4 +82,4 @@ class ConvNetLSTM(nn.Module):
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = linear_classifier(self.num_features, num_classes, device_of(self))
+        self.fc = replacement_classifier(self, num_classes)

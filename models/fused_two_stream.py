@@ -12,7 +12,7 @@ how the pooled grid meets that layer; averaging it keeps the count at the paper'
 import torch
 from torch import Tensor, nn
 
-from models.adapt import device_of, linear_classifier
+from models.adapt import linear_classifier, replacement_classifier
 from models.input_spec import InputSpec, flow_unit, symmetric_rgb
 from models.stream2d import GoogLeNetStream
 
@@ -110,4 +110,4 @@ class FusedTwoStream3D(nn.Module):
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = linear_classifier(self.num_features, num_classes, device_of(self))
+        self.fc = replacement_classifier(self, num_classes)

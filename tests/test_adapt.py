@@ -19,6 +19,7 @@ from models import (
     ResNetStream,
 )
 from models.adapt import adapt_first_conv
+from models.weights import mark_trained, trained_weights
 from tests.test_classifier import tiny_network
 
 CLASSES = 5
@@ -73,6 +74,15 @@ def test_no_classes_no_classifier_the_network_returns_its_pre_logits(name: str) 
     torch.testing.assert_close(network(*x), expected)
     network.reset_classifier(3)
     assert network(*x).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_a_replaced_classifier_is_not_trained(name: str) -> None:
+    """Trained weights under a new, random classifier must not evaluate without a checkpoint."""
+    network = NETWORKS[name][0](CLASSES)
+    mark_trained(network, "trained.ckpt")
+    network.reset_classifier(CLASSES)
+    assert trained_weights(network) is None
 
 
 def test_a_new_classifier_goes_where_the_network_is() -> None:
