@@ -98,6 +98,12 @@ class VideoCLI(LightningCLI):
             sys.exit(f"error: {error}")
         # Made only now that the run goes ahead: SaveConfigCallback writes config.yaml here.
         self.experiment_folder.mkdir(parents=True, exist_ok=True)
+        # Set on the object, not as the module's score_file: a checkpoint's saved
+        # hyper-parameters override the config when --ckpt_path is a file, and an absolute
+        # path saved at fit time would send a later test's scores to the fit's folder.
+        video_test = getattr(self.model, "video_test", None)
+        if video_test is not None:
+            video_test.directory = self.experiment_folder
 
     # LightningCLI calls before_<subcommand>() before it runs the subcommand.
     before_fit = before_validate = before_test = before_predict = before_run
@@ -133,8 +139,8 @@ def experiment_name(config: Namespace) -> str:
 def place_experiment_files(config: Namespace) -> Path:
     """Put what an experiment writes in its folder, ``runs/<experiment>``, and return it (absolute).
 
-    Checkpoints whose folder is not set go to ``checkpoints/`` there; relative score files
-    (``model.init_args.score_file``) and config.yaml go there too. Derived from the config
+    Checkpoints whose folder is not set go to ``checkpoints/`` there; config.yaml and the
+    relative score files go there too (``before_run``). Derived from the config
     alone, so every DDP rank and every later process agrees; never the logger's folder: W&B
     makes a new one each run, and its ``log_dir`` is ``runs/`` itself, where two
     experiments' test scores would overwrite each other.
@@ -150,12 +156,7 @@ def place_experiment_files(config: Namespace) -> Path:
         config.checkpoint.dirpath = str(folder / "checkpoints")
     if config.last_checkpoint.dirpath is None:
         config.last_checkpoint.dirpath = config.checkpoint.dirpath
-    folder = folder.resolve()
-    init_args = config.model.get("init_args") if isinstance(config.get("model"), Namespace) else None
-    score_file = init_args.get("score_file") if init_args is not None else None
-    if score_file is not None and not Path(score_file).is_absolute():
-        init_args.score_file = str(folder / score_file)
-    return folder
+    return folder.resolve()
 
 
 def _missing_path(error: BaseException | None) -> OSError | None:

@@ -84,7 +84,7 @@ class StreamsModule(pl.LightningModule):
         freeze_backbone: train the heads only.
         view_chunk_size: test views per forward pass.
         score_file: per-video test scores file, relative to ``trainer.log_dir``
-            (cli.py makes it absolute, in the experiment folder); None: not written.
+            (under cli.py: the experiment's folder); None: not written.
     """
 
     def __init__(self, streams: dict[str, tuple[str, str]], *, optimizer: OptimizerCallable = PaperSGD,
@@ -249,7 +249,7 @@ class VideoClassifier(StreamsModule):
             dropout) while training.
         view_chunk_size: test views per forward pass (memory bound of 25 x 10 testing).
         score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``
-            (cli.py makes it absolute, in the experiment folder);
+            (under cli.py: the experiment's folder);
             None: not written.
         stream: batch key the network reads (``rgb`` or ``flow``); None: its
             ``input_spec.modality``. Also names the scores in the score file (``scores_rgb``).

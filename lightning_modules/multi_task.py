@@ -45,7 +45,7 @@ class MultiTaskClassifier(StreamsModule):
         view_chunk_size: test views per forward pass.
         score_file: per-video test scores, one file per dataset
             (``test_scores_<name>.npz``), relative to ``trainer.log_dir``
-            (cli.py makes it absolute, in the experiment folder); None: not written.
+            (under cli.py: the experiment's folder); None: not written.
         stream: batch key the network reads; None: its ``input_spec.modality``.
     """
 

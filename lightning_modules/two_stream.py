@@ -65,7 +65,7 @@ class TwoStreamClassifier(StreamsModule):
         view_chunk_size: test views per forward pass.
         score_file: per-video test scores of both streams (``scores_spatial``,
             ``scores_temporal``), relative to ``trainer.log_dir``
-            (cli.py makes it absolute, in the experiment folder); None: not written.
+            (under cli.py: the experiment's folder); None: not written.
         spatial_checkpoint: a VideoClassifier checkpoint whose network weights the spatial
             stream takes (for testing streams trained apart); None: keep the given weights.
         temporal_checkpoint: likewise for the temporal stream.

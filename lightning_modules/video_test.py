@@ -48,12 +48,15 @@ class VideoTest:
 
     Args:
         score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``
-            (cli.py makes it absolute, in the experiment folder); a named
+            (under cli.py: the experiment's folder); a named
             group's file gets ``_<group>`` before the suffix; None: not written.
     """
 
     def __init__(self, score_file: str | None = "test_scores.npz") -> None:
         self.score_file = score_file
+        # Where a relative score_file goes; None: trainer.log_dir. cli.py sets the experiment's
+        # folder, because a logger's log_dir can be shared by experiments (W&B's is runs/).
+        self.directory: Path | None = None
         self.collectors: dict[str, VideoScoreCollector] = {}
 
     def start(self, groups: Sequence[str] = ("",)) -> None:
@@ -86,4 +89,8 @@ class VideoTest:
         path = Path(self.score_file)
         if group:
             path = path.with_name(f"{path.stem}_{group}{path.suffix}")
-        return path if path.is_absolute() else Path(trainer.log_dir or trainer.default_root_dir) / path
+        if path.is_absolute():
+            return path
+        if self.directory is not None:
+            return Path(self.directory) / path
+        return Path(trainer.log_dir or trainer.default_root_dir) / path

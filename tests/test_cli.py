@@ -103,6 +103,17 @@ def test_test_in_a_new_call_loads_last_and_best(fitted_quickstart) -> None:
 
 
 @pytest.mark.slow
+def test_scores_go_to_the_testing_experiments_folder(fitted_quickstart) -> None:
+    """Also when --ckpt_path is a file, whose saved hyper-parameters Lightning lays over the
+    config: nothing saved at fit time may send the scores to the fit's folder."""
+    folder, config = fitted_quickstart
+    last = folder.resolve() / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
+    cli_main(["test", "--config", config, "--ckpt_path", str(last), "--experiment", "retested"])
+    assert (folder / "runs" / "retested" / "test_scores.npz").is_file()
+    assert (folder / "runs" / "retested" / "test_scores_svm_train.npz").is_file()
+
+
+@pytest.mark.slow
 def test_cli_exit_status_in_a_real_process(fitted_quickstart) -> None:
     folder, config = fitted_quickstart
 

@@ -82,8 +82,8 @@ def test_ddp_on_cpu_gives_the_same_scores(quickstart) -> None:
     cwd, tested = quickstart
     single = load_video_scores(cwd / SCORES / "test_scores.npz")
     ddp = cli(cwd, "test", "--ckpt_path", LAST, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-              "--trainer.logger.init_args.version", "ddp", "--model.init_args.score_file", "ddp/test_scores.npz")
-    scores = load_video_scores(cwd / "runs/quickstart/ddp/test_scores.npz")
+              "--trainer.logger.init_args.version", "ddp", "--experiment", "quickstart_ddp")
+    scores = load_video_scores(cwd / "runs/quickstart_ddp/test_scores.npz")
     assert scores["video_ids"].tolist() == single["video_ids"].tolist()
     for key in ("labels", "index"):
         np.testing.assert_array_equal(scores[key], single[key])
