@@ -19,6 +19,7 @@ awaited), and the interrupt propagates.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -58,6 +59,10 @@ _job_function: Callable[[Any], Any] | None = None
 
 def _start_worker(make_worker: Callable[[], Callable[[Any], Any]]) -> None:
     global _job_function
+    # Ctrl-C reaches the terminal's whole process group. A worker interrupted while it
+    # holds the result queue's lock leaves shutdown(wait=True) waiting forever (seen in
+    # tests); the parent decides instead, and terminates the workers (_PoolRound).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _job_function = make_worker()
 
 
@@ -107,6 +112,12 @@ class _PoolRound(Generic[Job, Result]):
                         lost.append(job)
                         continue
                     yield job, result
+        except BaseException:
+            # Ctrl-C, a fatal error in the caller, or the caller stopping early: end the jobs
+            # in flight now rather than wait for them (a rerun redoes half-written output).
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         lost.extend(in_flight.values())
