@@ -8,6 +8,7 @@ from lightning_modules.classifier import (
 from lightning_modules.metrics import classification_metrics, score_metrics
 from lightning_modules.multi_task import MultiTaskClassifier
 from lightning_modules.optim import PaperSGD, classifier_name, parameter_groups
+from lightning_modules.step_timing import StepTiming
 from lightning_modules.two_stream import TwoStreamClassifier
 from lightning_modules.video_scores import (
     VideoScoreCollector,
@@ -19,6 +20,7 @@ from lightning_modules.views import forward_views, video_scores
 __all__ = [
     "MultiTaskClassifier",
     "PaperSGD",
+    "StepTiming",
     "StreamsModule",
     "TwoStreamClassifier",
     "VideoClassifier",
