@@ -16,6 +16,17 @@ its extracted frames (rawframes) and its flow fields all agree.
 
 Frames come as decoded: the short-side resize happens once, in ``transforms.Augment``,
 where the scale applied to the flow is tracked too.
+
+``decoder: torchcodec_cuda`` decodes with torchcodec on the GPU (NVDEC) and hands the same
+host uint8 frames back (colour conversion may differ from the CPU's by a level). A process
+forked after CUDA was initialised cannot use CUDA, and DataLoader workers are forked on
+Linux by default, after Lightning has put the model on the GPU: such a reader says so
+(``worker_start_method = "spawn"``, for the DataLoader's ``multiprocessing_context``), and
+refuses to decode in a forked worker (``DecoderUnusable``) rather than failing every video.
+Each spawned worker holds its own CUDA context (a few hundred MiB of GPU memory). Under
+torchrun it decodes on ``cuda:LOCAL_RANK`` (``flow.sharding.process_device``). A video NVDEC
+cannot decode (codec, profile) is decoded on the CPU by torchcodec, with one warning per
+process naming the reason.
 """
 
 from __future__ import annotations
@@ -23,14 +34,16 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import decord
 import numpy as np
 
+from flow.sharding import process_device
 from flow.store import FolderFlowStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +58,12 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"cannot decode {self.path}: {reason}")
 
 
+class DecoderUnusable(RuntimeError):
+    """A decoder setting that cannot work in this process (no CUDA device, CUDA in a forked
+    DataLoader worker, a torchcodec without CUDA support): a configuration error, never taken
+    for an unreadable video (it is none of ``datasets.READ_ERRORS``, so it stops the run)."""
+
+
 class FrameReader(ABC):
     """Shared logic: index checks, clamping, decoding each distinct frame once.
 
@@ -55,6 +74,8 @@ class FrameReader(ABC):
 
     # Exceptions a backend raises for an unreadable source; turned into VideoDecodeError.
     errors: tuple[type[BaseException], ...] = (RuntimeError, ValueError, OSError)
+    # The start method DataLoader workers need (``multiprocessing_context``); None: any.
+    worker_start_method: str | None = None
 
     @abstractmethod
     def _open(self, path: str) -> Any: ...
@@ -72,7 +93,7 @@ class FrameReader(ABC):
         try:
             source = self._open(str(path))
             yield source
-        except VideoDecodeError:
+        except (VideoDecodeError, DecoderUnusable):
             raise
         except self.errors as error:
             raise VideoDecodeError(path, f"{type(error).__name__}: {error}") from error
@@ -126,11 +147,16 @@ TORCHCODEC_MIN_VERSION = (0, 11)
 
 class TorchcodecReader(FrameReader):
     """PyTorch's decoder (FFmpeg underneath); ``seek_mode="exact"`` scans the file, so its
-    length is the true frame count rather than the header's estimate."""
+    length is the true frame count rather than the header's estimate.
+
+    Args:
+        device: ``cpu``, or ``cuda`` / ``cuda:N`` for torchcodec's NVDEC decoder (the data
+            setting ``decoder: torchcodec_cuda``); frames come back to the host either way.
+    """
 
     errors = FrameReader.errors + (IndexError,)
 
-    def __init__(self):
+    def __init__(self, device: str = "cpu"):
         try:
             import torchcodec
             from torchcodec.decoders import VideoDecoder
@@ -147,15 +173,80 @@ class TorchcodecReader(FrameReader):
                 f"sideways); the torchcodec frame reader needs torchcodec >= "
                 f"{'.'.join(map(str, TORCHCODEC_MIN_VERSION))}: `pip install '.[torchcodec]'`")
         self._decoder_class = VideoDecoder
+        self.device = device
+        if device != "cpu":
+            check_cuda_decoding(device)
+            self.worker_start_method = "spawn"
+
+    def _create(self, path: str, device: str) -> Any:
+        return self._decoder_class(path, device=device, dimension_order="NHWC", num_ffmpeg_threads=1,
+                                   seek_mode="exact")
 
     def _open(self, path: str) -> Any:
-        return self._decoder_class(path, device="cpu", dimension_order="NHWC", num_ffmpeg_threads=1, seek_mode="exact")
+        if self.device == "cpu":
+            return self._create(path, "cpu")
+        refuse_forked_cuda()
+        try:
+            decoder = self._create(path, process_device(self.device))
+        except self.errors as error:
+            # An unreadable video fails on the CPU too; one the CPU reads is the GPU decoder's
+            # failure, which would fail every video: stop instead of replacing them all.
+            try:
+                self._create(path, "cpu")
+            except self.errors:
+                raise error from None
+            raise DecoderUnusable(
+                f"decoder {CUDA_READER!r}: torchcodec's CUDA decoder cannot open {path} ({error}), which its CPU "
+                f"decoder reads. Is this torchcodec built with CUDA (PyPI's wheels are CPU-only: install it from "
+                f"PyTorch's CUDA index)? Were the DataLoader workers forked (use 'spawn')? `decoder: torchcodec` "
+                f"decodes on the CPU") from error
+        warn_once_on_cpu_fallback(decoder)
+        return decoder
 
     def _length(self, source: Any) -> int:
         return len(source)
 
     def _decode(self, source: Any, indices: list[int]) -> np.ndarray:
-        return source.get_frames_at(indices).data.numpy()
+        return source.get_frames_at(indices).data.cpu().numpy()
+
+
+CUDA_READER = "torchcodec_cuda"  # the data setting `decoder` that decodes on the GPU
+_warned_cpu_fallback = False  # one warning per process (each DataLoader worker warns once)
+
+
+def check_cuda_decoding(device: str) -> None:
+    """Refuses a CUDA decoding ``device`` this process cannot use, naming the setting."""
+    import torch
+
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ValueError(f"torchcodec reader device must be cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise DecoderUnusable(
+            f"decoder {CUDA_READER!r} decodes on a CUDA GPU, but torch sees none (torch.cuda.is_available() is "
+            f"False); use `decoder: torchcodec` (or auto) to decode on the CPU")
+
+
+def refuse_forked_cuda() -> None:
+    """Stops a CUDA decoder in a process forked after CUDA was initialised, which cannot use CUDA."""
+    import torch
+
+    in_bad_fork = getattr(torch.cuda, "_is_in_bad_fork", lambda: False)
+    if in_bad_fork():
+        raise DecoderUnusable(
+            f"decoder {CUDA_READER!r} cannot decode in a DataLoader worker forked after CUDA was initialised "
+            f"(Linux's default start method): start the workers with 'spawn' (DataLoader "
+            f"multiprocessing_context=reader.worker_start_method) or decode in the main process (num_workers: 0)")
+
+
+def warn_once_on_cpu_fallback(decoder: Any) -> None:
+    """Warns (once per process) when torchcodec decodes a video on the CPU although asked for CUDA."""
+    global _warned_cpu_fallback
+    status = getattr(decoder, "cpu_fallback", None)  # torchcodec >= 0.9
+    if _warned_cpu_fallback or status is None or not bool(status):
+        return
+    _warned_cpu_fallback = True
+    log.warning("decoder %s: torchcodec decodes some videos on the CPU, not with NVDEC (%s); their frames are "
+                "the same, only slower", CUDA_READER, status)
 
 
 class RawFrameReader(FrameReader):
@@ -175,16 +266,17 @@ class RawFrameReader(FrameReader):
         return self.store.read_rgb(source, indices)
 
 
-READERS: dict[str, type[FrameReader]] = {
+READERS: dict[str, Callable[..., FrameReader]] = {
     "decord": DecordReader,
     "torchcodec": TorchcodecReader,
+    CUDA_READER: partial(TorchcodecReader, device="cuda"),
     "rawframes": RawFrameReader,
 }
 
 
 def create_reader(name: str, **kwargs: Any) -> FrameReader:
-    """The frame reader named by the data setting ``decoder``: decord, torchcodec, rawframes,
-    or auto: torchcodec where it imports (it decoded 1.6x faster than decord here, see the
+    """The frame reader named by the data setting ``decoder``: decord, torchcodec,
+    torchcodec_cuda (torchcodec on the GPU; never chosen by auto), rawframes, or auto: torchcodec where it imports (it decoded 1.6x faster than decord here, see the
     README's loader benchmark), else decord, whose wheel needs no system FFmpeg."""
     if name == "auto":
         try:
