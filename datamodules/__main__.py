@@ -10,6 +10,7 @@ import sys
 from datamodules import check as check_module
 from datamodules.annotations import DATASETS
 from datamodules.check import check, check_datamodule, datamodule_from_config
+from datamodules.resize_command import add_resize_command, run_resize
 from flow.layout import NAMED_LAYOUTS
 
 
@@ -34,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--flow-layout", choices=list(NAMED_LAYOUTS), default="ours",
                          help="file names in flow folders without meta.json")
     command.add_argument("--cache-dir", help="where the index is cached (default <frames or video root>/.index_cache)")
+    resize = add_resize_command(commands)
     args, overrides = parser.parse_known_args(argv)
+    if args.command == "resize":
+        if overrides:
+            resize.error(f"unrecognized arguments: {' '.join(overrides)}")
+        return run_resize(args, resize)
     if overrides and not (args.config and all(not o.startswith("-") or o.startswith("--data.") for o in overrides)):
         command.error(f"unrecognized arguments: {' '.join(overrides)} (--data.* overrides go with --config)")
     if args.config:

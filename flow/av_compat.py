@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import struct
+from fractions import Fraction
 
 import av
 from av.sidedata.sidedata import Type as SideDataType
@@ -33,9 +34,16 @@ def open_input(path: str) -> av.container.InputContainer:
     return av.open(path)
 
 
+def frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """The stream's average frame rate, else FFmpeg's guess, exactly (30000/1001); None when
+    neither is known."""
+    rate = stream.average_rate or stream.guessed_rate  # None (<= 18) and 0/1 (19) are both falsy
+    return Fraction(rate.numerator, rate.denominator) if rate else None
+
+
 def frames_per_second(stream: av.video.stream.VideoStream) -> float:
     """The stream's average frame rate, else FFmpeg's guess; 0.0 when neither is known."""
-    rate = stream.average_rate or stream.guessed_rate  # None (<= 18) and 0/1 (19) are both falsy
+    rate = frame_rate(stream)
     return float(rate) if rate else 0.0
 
 

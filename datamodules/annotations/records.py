@@ -8,6 +8,9 @@ from pathlib import Path
 
 from flow.videos import video_id
 
+# The extension of the videos ``python -m datamodules resize`` writes (datamodules/resize.py).
+RESIZED_SUFFIX = ".mp4"
+
 
 class AnnotationError(ValueError):
     """A malformed annotation file; the message names the file and, where known, the line."""
@@ -38,7 +41,12 @@ class VideoRecord:
     alternatives: tuple[str, ...] = ()
 
     def candidates(self) -> tuple[str, ...]:
-        return (self.path, *self.alternatives) if self.path is not None else ()
+        """The relative paths to look for, in order: as listed, the alternatives, then each as
+        ``python -m datamodules resize`` names it (``Class/v_X.avi`` -> ``Class/v_X.mp4``), so a
+        resized root is read with the dataset's own annotation files."""
+        listed = (self.path, *self.alternatives) if self.path is not None else ()
+        resized = (video_id(name) + RESIZED_SUFFIX for name in listed)
+        return tuple(dict.fromkeys((*listed, *resized)))
 
 
 @dataclass
