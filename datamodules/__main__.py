@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--flow-layout", choices=list(NAMED_LAYOUTS), default="ours",
                          help="file names in flow folders without meta.json")
     command.add_argument("--cache-dir", help="where the index is cached (default <frames or video root>/.index_cache)")
+    command.add_argument("--verify", action="store_true",
+                         help="open every flow file (every pack's index and members) and check it against meta.json")
     resize = add_resize_command(commands)
     args, overrides = parser.parse_known_args(argv)
     if args.command == "resize":
@@ -48,14 +50,16 @@ def main(argv: list[str] | None = None) -> int:
             datamodule = datamodule_from_config(args.config, overrides)
         except (OSError, KeyError, ValueError, TypeError) as error:
             command.error(f"--config {args.config}: {error}")
-        return check_datamodule(datamodule)
+        return check_datamodule(datamodule, verify=args.verify)
     missing = [flag for flag, value in (("--dataset", args.dataset), ("--annotations", args.annotations),
                                         ("--video-root", args.video_root)) if value is None]
     if missing:
         command.error(f"give --config, or {', '.join(missing)}")
+    if args.verify and args.frames_root is None:
+        command.error("--verify opens flow files: give --frames-root")
     return check(args.dataset, args.annotations, args.video_root, args.frames_root, args.split,
                  label_map=args.label_map, list_kind=args.list_kind, flow_layout=args.flow_layout,
-                 cache_dir=args.cache_dir)
+                 cache_dir=args.cache_dir, verify=args.verify)
 
 
 if __name__ == "__main__":

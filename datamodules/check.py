@@ -5,8 +5,11 @@ names one of ``datamodules.annotations.DATASETS``; ``--config`` takes the very s
 training config's DataModule holds, command-line overrides included), builds the index
 of every subset the files define (train/test, Kinetics' CSVs, SSv2's JSON files) and
 prints one row per subset: listed and usable videos, classes, missing or unreadable
-videos, rejected paths, missing or incomplete flow, and frame counts where the decoder
-and meta.json disagree. The lists of problem videos are written next to the cached index.
+videos, rejected paths, missing or incomplete flow, counts that disagree (decoder,
+list, meta.json), flow folders following another layout than the reader's, and with
+``--verify`` flow whose files do not open. Below the table, the first problem videos of
+each kind with their reasons; every one is written to a list file beside the cached
+index. Exit status: 0 clean, 1 problems found, 2 unreadable annotations.
 """
 
 from __future__ import annotations
@@ -15,15 +18,29 @@ import csv
 import json
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
 from datamodules.annotations import DATASETS, Annotations, AnnotationSource
-from datamodules.index import VideoIndex, build_index
+from datamodules.index import VideoIndex, build_index, default_cache_dir
+from datamodules.native_stderr import native_reason, native_stderr_captured
+from datamodules.problems import (
+    Problem,
+    dropped_problems,
+    format_problems,
+    layout_advice,
+    problems_file,
+    usable_problems,
+    write_problems,
+)
+from datamodules.verify import verify_many
 from flow.layout import NAMED_LAYOUTS
+from flow.packed import open_flow_store
 
+EXIT_PROBLEMS = 1
 EXIT_BAD_ANNOTATIONS = 2
 
 
@@ -33,17 +50,24 @@ def read_subsets(source: AnnotationSource) -> dict[str, Annotations]:
 
 
 # "flow missing" counts missing or incomplete flow folders; "flow no meta" the folders
-# trusted by their file count; "frames != meta" decoder counts that disagree with meta.json.
+# trusted by their file count (not a problem in itself: other tools write no meta.json);
+# "counts differ" frame and flow counts that disagree (decoder, list, meta.json); "other
+# layout" folders whose files follow another --flow-layout; "flow damaged" files that are
+# missing or do not open ("-": not looked for; without --verify only a folder's missing
+# flow_y partners are seen). "usable" leaves the damaged out.
 COLUMNS = ("subset", "listed", "usable", "classes", "missing", "rejected", "unreadable",
-           "flow missing", "flow no meta", "frames != meta")
+           "flow missing", "flow no meta", "counts differ", "other layout", "flow damaged")
+SHOWN = 5  # problem videos printed per kind and subset; the list file has them all
 
 
-def _row(name: str, annotations: Annotations, index: VideoIndex) -> list[str]:
+def _row(name: str, annotations: Annotations, index: VideoIndex, problems: list[Problem], verified: bool) -> list[str]:
     present = len({label for label in index.labels if label >= 0})
-    counts = (index.missing, index.rejected, index.unreadable, index.incomplete_flow,
-              index.flow_without_meta, index.frame_count_mismatch)
-    return [name, str(index.listed), str(len(index)), f"{present}/{len(annotations.classes)}",
-            *(str(len(items)) for items in counts)]
+    count = Counter(problem.kind for problem in problems)
+    usable = len(index) - count["damaged_flow"]
+    cells = [count["missing"], count["rejected"], count["unreadable"], count["incomplete_flow"],
+             len(index.flow_without_meta), count["count_mismatch"], count["other_layout"]]
+    return [name, str(index.listed), str(usable), f"{present}/{len(annotations.classes)}",
+            *(str(cell) for cell in cells), str(count["damaged_flow"]) if verified or count["damaged_flow"] else "-"]
 
 
 def format_table(rows: list[list[str]]) -> str:
@@ -64,10 +88,11 @@ def check(
     list_kind: str = "video",
     flow_layout: str = "ours",
     cache_dir: Path | str | None = None,
+    verify: bool = False,
     out: TextIO | None = None,
 ) -> int:
     """Check a dataset named as on the command line (``DATASETS``) and print the table;
-    returns the exit status (2: unreadable annotations)."""
+    returns the exit status (0: clean, 1: problems found, 2: unreadable annotations)."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     try:
@@ -76,7 +101,7 @@ def check(
         print(f"error: cannot read the annotations: {error}", file=sys.stderr)
         return EXIT_BAD_ANNOTATIONS
     return check_source(source, video_root, frames_root, flow_layout=flow_layout, cache_dir=cache_dir,
-                        name=f"{dataset}: annotations {annotations}", out=out)
+                        name=f"{dataset}: annotations {annotations}", verify=verify, out=out)
 
 
 def check_source(
@@ -87,36 +112,64 @@ def check_source(
     flow_layout: str = "ours",
     cache_dir: Path | str | None = None,
     name: str | None = None,
+    verify: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """Check every split of ``source`` against the roots and print the table; returns the
-    exit status (2: unreadable annotations)."""
+    """Check every split of ``source`` against the roots, print the table and the first
+    problem videos of each kind with their reasons; returns the exit status (0: clean,
+    1: problems found, 2: unreadable annotations). ``verify`` opens every flow file."""
     out = out or sys.stdout  # looked up per call, so redirected output (and capture) works
     try:
         subsets = read_subsets(source)
     except (OSError, ValueError, KeyError, csv.Error) as error:
         print(f"error: cannot read the annotations: {error}", file=sys.stderr)
         return EXIT_BAD_ANNOTATIONS
-    rows, problem_files = [], []
-    for subset_name, subset in subsets.items():
-        with warnings.catch_warnings():
-            # The table says what the index's warning would; the list files are named below.
-            warnings.simplefilter("ignore", UserWarning)
-            has_frames = frames_root is not None
-            index = build_index(subset, video_root, frames_root, needs_flow=has_frames, cache_dir=cache_dir,
-                                verify_frames=has_frames, layout=NAMED_LAYOUTS[flow_layout])
-        rows.append(_row(subset_name, subset, index))
-        if index.problems_file:
-            problem_files.append(f"  {subset_name}: {index.problems_file}")
-    print(f"{name or type(source).__name__}, videos {video_root}"
-          + (f", frames {frames_root}" if frames_root is not None else ""), file=out)
+    title = name or type(source).__name__
+    layout = NAMED_LAYOUTS[flow_layout]
+    frames = Path(frames_root).resolve() if frames_root is not None else None
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(video_root, frames)
+    identity = (title, repr(sorted(vars(source).items())), Path(video_root).resolve(), frames, flow_layout)
+    rows, details, lists, everything = [], [], [], []
+    # Decoders print their own log lines on fd 2 for every broken video: kept off the
+    # terminal, the reasons go into the lists instead.
+    with native_stderr_captured() as capture:
+        for subset_name, subset in subsets.items():
+            with warnings.catch_warnings():
+                # The table says what the index's warning would; the list files are named below.
+                warnings.simplefilter("ignore", UserWarning)
+                index = build_index(subset, video_root, frames, needs_flow=frames is not None, cache_dir=cache,
+                                    verify_frames=frames is not None, layout=layout)
+            store = open_flow_store(frames, layout) if frames is not None else None
+            problems = (dropped_problems(index, subset, video_root, store, capture)
+                        + usable_problems(index, subset, store))
+            if verify and frames is not None:
+                seen = {problem.video_id for problem in problems if problem.kind == "damaged_flow"}
+                damaged = verify_many(frames, layout, [video_id for video_id in index.video_ids if video_id not in seen])
+                problems += [Problem("damaged_flow", video_id, reason) for video_id, reason in damaged.items()]
+            rows.append(_row(subset_name, subset, index, problems, verified=verify and frames is not None))
+            path = problems_file(cache, subset_name, *identity)
+            write_problems(problems, path)
+            if problems:
+                details += format_problems(subset_name, problems, SHOWN)
+                lists.append(f"  {subset_name}: {path}")
+            everything += problems
+    print(f"{title}, videos {video_root}" + (f", frames {frames_root}" if frames_root is not None else ""), file=out)
     print(format_table(rows), file=out)
-    if problem_files:
-        print("problem lists:", *problem_files, sep="\n", file=out)
-    return 0
+    if verify and frames is None:
+        print("--verify: no frames root, no flow to open", file=out)
+    if not everything:
+        return 0
+    advice = layout_advice(everything, layout)
+    noise = native_reason(capture.text, lines=1)
+    print(*details, *([advice] if advice else []), "problem lists (every video, with its reason):", *lists,
+          sep="\n", file=out)
+    if noise:
+        print(f"(decoder messages kept off the terminal; the last: {noise})", file=out)
+    print(f"{len(everything)} problems found: exit status {EXIT_PROBLEMS}", file=out)
+    return EXIT_PROBLEMS
 
 
-def check_datamodule(datamodule: object, out: TextIO | None = None) -> int:
+def check_datamodule(datamodule: object, out: TextIO | None = None, verify: bool = False) -> int:
     """Check what a DataModule reads, with its own source, roots, layout and cache (a
     ``MultiDataModule``: each of its DataModules); returns the worst exit status."""
     modules = getattr(datamodule, "datamodules", [datamodule])
@@ -124,7 +177,7 @@ def check_datamodule(datamodule: object, out: TextIO | None = None) -> int:
     for dm in modules:
         layout = next(name for name, value in NAMED_LAYOUTS.items() if value == dm.flow_layout)
         statuses.append(check_source(dm.annotations, dm.video_root, dm.frames_root, flow_layout=layout,
-                                     cache_dir=dm.cache_dir, out=out))
+                                     cache_dir=dm.cache_dir, verify=verify, out=out))
     return max(statuses)
 
 

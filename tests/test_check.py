@@ -21,7 +21,7 @@ def _rows(text: str) -> dict[str, list[str]]:
     start = next(i for i, line in enumerate(lines) if line.startswith("subset"))
     rows = {}
     for line in lines[start:]:
-        if line.startswith("problem lists"):
+        if not line.strip() or line.split()[0].endswith(":"):  # the problem lists below the table
             break
         cells = line.split()
         rows[cells[0]] = cells[1:]
@@ -38,9 +38,9 @@ def test_cli_prints_the_table_for_a_generated_dataset(tmp_path):
         [sys.executable, "-m", "datamodules", "check", "--dataset", "ucf101",
          "--annotations", str(data.annotation_dir), "--video-root", str(data.video_root),
          "--frames-root", str(frames), "--split", "1", "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # videos without flow are problems
     rows = _rows(result.stdout)
     assert rows["subset"][:4] == ["listed", "usable", "classes", "missing"]
     listed = {subset: int(rows[subset][0]) for subset in ("train", "test")}
@@ -48,7 +48,10 @@ def test_cli_prints_the_table_for_a_generated_dataset(tmp_path):
     # One video has flow: it is usable, the others lack flow; the decoder agrees with meta.json.
     subset = "train" if video_id in (data.annotation_dir / "trainlist01.txt").read_text() else "test"
     assert rows[subset][1] == "1" and rows[subset][6] == str(listed[subset] - 1) and rows[subset][8] == "0"
-    assert "problem lists:" in result.stdout
+    # The first videos of each kind are printed with their reason, the list file has them all.
+    other = next(path for path in data.videos[1:]).relative_to(data.video_root).with_suffix("").as_posix()
+    assert f"  {other}: no flow folder or pack: {frames.resolve() / other}" in result.stdout
+    assert "problems found: exit status 1" in result.stdout
 
 
 def test_kinetics_folder_of_csvs_with_a_missing_clip(tmp_path):
@@ -58,11 +61,13 @@ def test_kinetics_folder_of_csvs_with_a_missing_clip(tmp_path):
     out = io.StringIO()
     status = check("kinetics", data.annotation_dir, data.video_root, label_map=data.annotation_dir / "label_map.txt",
                    cache_dir=tmp_path / "cache", out=out)
-    assert status == 0
+    assert status == 1
     rows = _rows(out.getvalue())
     assert rows["train"][:4] == ["4", "3", "2/2", "1"] and rows["val"][:4] == ["2", "2", "2/2", "0"]
-    problems = Path(out.getvalue().split("train: ")[1].split()[0]).read_text()
-    assert train_clip.stem in problems
+    problems = Path(out.getvalue().split("  train: ")[1].split()[0]).read_text()
+    # The list names the clip and where it was looked for (the detail column).
+    row = next(line.split("\t") for line in problems.splitlines() if train_clip.stem in line)
+    assert row[0] == "missing" and row[2].startswith(f"no file {data.video_root}") and "other places" in row[2]
 
 
 def test_unreadable_annotations_exit_non_zero(tmp_path, capsys):
@@ -76,7 +81,7 @@ def test_unreadable_annotations_exit_non_zero(tmp_path, capsys):
 
 def test_real_hmdb51_lists_without_videos(tmp_path):
     out = io.StringIO()
-    assert check("hmdb51", REAL / "hmdb51", tmp_path / "videos", split=2, cache_dir=tmp_path / "cache", out=out) == 0
+    assert check("hmdb51", REAL / "hmdb51", tmp_path / "videos", split=2, cache_dir=tmp_path / "cache", out=out) == 1
     rows = _rows(out.getvalue())
     assert rows["train"][:4] == ["3570", "0", "0/51", "3570"] and rows["test"][:4] == ["1530", "0", "0/51", "1530"]
 
@@ -100,7 +105,7 @@ def test_check_a_training_config(ucf101_tiny, tmp_path, capsys):
 def test_check_a_config_uses_its_datamodule_with_command_line_overrides(ucf101_tiny, tmp_path, capsys):
     """``check --config`` builds the config's own DataModule and source, and takes the same
     ``--data.*`` overrides as ``cli.py`` (the YAML's roots here do not exist)."""
-    data, frames = ucf101_tiny
+    data, _ = ucf101_tiny
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"data": {"class_path": "datamodules.VideoDataModule", "init_args": {
         "annotations": {"class_path": "datamodules.annotations.UCF101",

@@ -82,7 +82,7 @@ def test_ids_cannot_leave_the_video_root(ssv2, tmp_path):
     (tmp_path / "outside.webm").write_bytes(ssv2.videos[0].read_bytes())
     (annotations / "train.json").write_text(json.dumps(rows + [escaping]))
     out = io.StringIO()
-    assert check("ssv2", annotations, ssv2.video_root, cache_dir=tmp_path / "cache", out=out) == 0
+    assert check("ssv2", annotations, ssv2.video_root, cache_dir=tmp_path / "cache", out=out) == 1  # a problem found
     train = next(line.split() for line in out.getvalue().splitlines() if line.startswith("train"))
     assert train[1:3] == [str(len(rows) + 1), str(len(rows))] and train[5] == "1"  # listed, usable, rejected
 
