@@ -12,7 +12,8 @@ Four stages overlap, so the device computes while the CPU decodes and writes:
 
 A video's meta.json is written once all of its files are, so ``extract_many`` lists,
 resumes, fails and sums up videos exactly as on the per-video path; given the same flow,
-the files are byte-identical to that path's.
+the files are byte-identical to that path's. With store ``packed`` the files go straight
+into the video's ``.zip.tmp`` (``flow/outputs.py``), renamed once complete.
 
 Bad input: a video that fails to decode, even with pairs already in a batch, fails alone
 (its pairs are dropped, its partial files removed); a batch whose flow call fails is
@@ -41,8 +42,9 @@ import torch
 
 import flow.extract as extract
 from flow.algorithms import FlowAlgorithm, create_algorithm
-from flow.extract import ExtractionConfig, Job, Outcome, VideoError, clear_folder, discard_partial, open_video
+from flow.extract import ExtractionConfig, Job, Outcome, VideoError, open_video
 from flow.frames import VideoFrames
+from flow.outputs import VideoOutput, discard_leftovers
 from flow.stages import QUEUE_DEPTH, opencv_threads, prefetched, usable_cores
 from flow.torch_codec import JpegEncoder, create_jpeg_encoder, quantize_tensor
 
@@ -58,6 +60,7 @@ class _Video:
 
     job: Job
     started: float = field(default_factory=time.perf_counter)
+    output: VideoOutput | None = None  # opened by the decoding thread once two frames are decoded
     frames: VideoFrames | None = None
     num_frames: int = 0
     pairs: int = 0  # pairs queued for flow
@@ -137,8 +140,8 @@ class _Writers:
         self._pool.shutdown(wait=True, cancel_futures=cancel)
 
 
-def _write_field(encoder: JpegEncoder, paths: Sequence[Path], payloads: Sequence[object]) -> int:
-    return sum(extract.write_file(path, encoder.finish(payload)) for path, payload in zip(paths, payloads))
+def _write_field(encoder: JpegEncoder, output: VideoOutput, paths: Sequence[Path], payloads: Sequence[object]) -> int:
+    return sum(output.write(path.name, encoder.finish(payload)) for path, payload in zip(paths, payloads))
 
 
 def _device_of(algorithm: FlowAlgorithm) -> torch.device:
@@ -170,6 +173,7 @@ class BatchedRun:
         self._writers = _Writers(self.threads)
         self._decoders: list[threading.Thread] = []
         self._ended: list[_Video] = []  # decoded (or failed) videos waiting for their last writes
+        self._unfinished: set[_Video] = set()  # started videos without an outcome yet
         self._warned = False
 
     def __enter__(self) -> BatchedRun:
@@ -180,6 +184,11 @@ class BatchedRun:
         for thread in self._decoders:
             thread.join()
         self._writers.close(cancel=exc_info[0] is not None)
+        # A stopped run (a full disk, Ctrl-C) leaves no open pack behind: nothing writes any more.
+        for video in self._unfinished:
+            if video.output is not None:
+                video.output.discard()
+        self._unfinished.clear()
 
     # --- decoding threads -------------------------------------------------------------
 
@@ -201,6 +210,7 @@ class BatchedRun:
                 if job is None:
                     return
                 video = _Video(job)
+                self._unfinished.add(video)  # set.add holds the GIL: safe from the decoding threads
                 try:
                     self._decode(video)
                     error = None
@@ -222,8 +232,7 @@ class BatchedRun:
             head = list(islice(decoded, 2))
             if len(head) < 2:
                 raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
-            job.out_dir.mkdir(parents=True, exist_ok=True)
-            clear_folder(job.out_dir, layout)
+            output = video.output = extract.open_video_output(job.out_dir, config)
             previous = None
             for k, frame in enumerate(chain(head, decoded)):
                 if self._stop.is_set():
@@ -233,7 +242,7 @@ class BatchedRun:
                 video.num_frames = k + 1
                 if config.rgb:
                     path = layout.rgb_path(job.out_dir, k)
-                    self._writers.put(video, partial(extract._write_jpeg, path, frame.rgb, config.quality))
+                    self._writers.put(video, partial(extract._write_jpeg, output, path, frame.rgb, config.quality))
                 current = frame.rgb if self._color else frame.gray
                 if previous is not None:
                     directions = ((False, previous, current), (True, current, previous))
@@ -383,7 +392,8 @@ class BatchedRun:
         for n, pair in enumerate(pairs):
             video = pair.video
             paths = layout.flow_paths(video.job.out_dir, pair.index, pair.backward)
-            self._writers.put(video, partial(_write_field, self.encoder, paths, payloads[2 * n : 2 * n + 2]))
+            write = partial(_write_field, self.encoder, video.output, paths, payloads[2 * n : 2 * n + 2])
+            self._writers.put(video, write)
             video.computed += 1
             video.flow_seconds += seconds / len(pairs)
 
@@ -395,25 +405,35 @@ class BatchedRun:
             if not (done and self._writers.idle(video)):
                 waiting.append(video)
                 continue
+            self._unfinished.discard(video)
             yield video.job, self._finish(video)
         self._ended = waiting
 
     def _finish(self, video: _Video) -> extract.VideoResult | str:
         job = video.job
-        if video.failure is None and video.write_error is not None:
-            self._fail(video, video.write_error)  # type: ignore[arg-type]
-        if video.failure is None:
-            assert video.frames is not None
-            try:
-                return extract.finish_video(
-                    job.out_dir, self.config, self._params, video.frames, video.num_frames, job.listed,
-                    video.bytes_written, time.perf_counter() - video.started, video.flow_seconds,
-                )  # fmt: skip
-            except OSError as error:
-                self._fail(video, error)
-        discard_partial(job.out_dir, self.config.layout)
-        assert video.failure is not None
-        return video.failure
+        complete = False
+        try:
+            if video.failure is None and video.write_error is None:
+                assert video.frames is not None and video.output is not None
+                try:
+                    result = extract.finish_video(
+                        video.output, self.config, self._params, video.frames, video.num_frames, job.listed,
+                        video.bytes_written, time.perf_counter() - video.started, video.flow_seconds,
+                    )  # fmt: skip
+                    complete = True
+                    return result
+                except OSError as error:
+                    video.write_error = error
+            if video.failure is None:
+                self._fail(video, video.write_error)  # type: ignore[arg-type]  # a full disk raises FatalError
+            assert video.failure is not None
+            return video.failure
+        finally:
+            if not complete:
+                # Every write of the video has finished (it is idle): nothing writes into its output any more.
+                if video.output is not None:
+                    video.output.discard()
+                discard_leftovers(job.out_dir, self.config.store, self.config.layout)
 
 
 def batched_outcomes(jobs: Sequence[Job], config: ExtractionConfig) -> Iterator[Outcome]:

@@ -1,8 +1,9 @@
-"""Extracting optical flow from videos into folders of JPEGs: one video, and many.
+"""Extracting optical flow from videos into folders of JPEGs (or packs): one video, and many.
 
-A video's folder is complete when its ``meta.json`` exists; that file is written last,
-so a run killed at any point leaves nothing that looks complete, and the next run
-redoes exactly the unfinished videos. Per-video problems (corrupt or truncated files,
+A video's folder is complete when its ``meta.json`` exists; that file is written last
+(a pack is complete once renamed from ``.zip.tmp``: ``flow/outputs.py``), so a run
+killed at any point leaves nothing that looks complete, and the next run redoes
+exactly the unfinished videos. Per-video problems (corrupt or truncated files,
 too few frames) are reported and skipped; a full disk or an unwritable output root
 stops the run, because every later video would fail the same way.
 
@@ -31,8 +32,8 @@ from flow.algorithms import ALGORITHMS, FlowAlgorithm, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, encode_flow, encode_jpeg
 from flow.frames import DECODERS, VideoError, VideoFrames, first_line
 from flow.layout import OURS, FrameLayout
-from flow.meta import META_FILE, FlowMeta, write_meta
-from flow.pack_convert import pack_video
+from flow.meta import META_FILE, FlowMeta
+from flow.outputs import VideoOutput, clear_folder, discard_leftovers, open_output
 from flow.packed import pack_path
 from flow.paths import safe_join
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
@@ -74,8 +75,8 @@ class ExtractionConfig:
     that path's encoder (``flow.torch_codec.JPEG_ENCODERS``).
 
     ``store``: ``folders`` (one folder of JPEGs per video) or ``packed`` (one zip per
-    video, ``flow/packed.py``; the video's folder is the staging area, packed and removed
-    once complete).
+    video, ``flow/packed.py``, its JPEGs written straight into ``<id>.zip.tmp``, which is
+    renamed once complete).
     """
 
     algorithm: str = "tvl1"
@@ -116,9 +117,6 @@ class ExtractionConfig:
                              f"{', '.join(batched)}")
         if self.store not in STORES:
             raise ValueError(f"unknown store {self.store!r}; known: {', '.join(STORES)}")
-        if self.store == "packed" and self.batch:
-            raise ValueError("store 'packed' is not available with batch yet: extract into folders, "
-                             "then python -m flow pack")
         if self.jpeg not in JPEG_ENCODERS:
             raise ValueError(f"unknown JPEG encoder {self.jpeg!r}; known: {', '.join(JPEG_ENCODERS)}")
 
@@ -144,21 +142,18 @@ def write_file(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def clear_folder(folder: Path, layout: FrameLayout) -> None:
-    """Remove what an earlier (possibly killed) run wrote: meta.json first, then the files
-    ``layout`` names (``FrameLayout.owns``), nothing else."""
-    (folder / META_FILE).unlink(missing_ok=True)
-    for path in folder.iterdir():
-        if layout.owns(path.name) and path.is_file():
-            path.unlink()
+def open_video_output(out_dir: Path, config: ExtractionConfig) -> VideoOutput:
+    """Where the video whose folder is ``out_dir`` is written: that folder, or with store
+    ``packed`` the pack ``<out_dir>.zip`` (``flow/outputs.py``)."""
+    return open_output(out_dir, config.store, config.layout, write_file)
 
 
-def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> int:
-    return write_file(path, encode_jpeg(image, quality))
+def _write_jpeg(output: VideoOutput, path: Path, image: np.ndarray, quality: int) -> int:
+    return output.write(path.name, encode_jpeg(image, quality))
 
 
-def _write_flow(paths: Sequence[Path], field_: np.ndarray, bound: float, quality: int) -> int:
-    return sum(write_file(path, data) for path, data in zip(paths, encode_flow(field_, bound, quality)))
+def _write_flow(output: VideoOutput, paths: Sequence[Path], field_: np.ndarray, bound: float, quality: int) -> int:
+    return sum(output.write(path.name, data) for path, data in zip(paths, encode_flow(field_, bound, quality)))
 
 
 def extract_video(
@@ -168,7 +163,8 @@ def extract_video(
     algorithms: Sequence[FlowAlgorithm] | None = None,
     source: str | None = None,
 ) -> VideoResult:
-    """Extract one video into ``out_dir`` (created; earlier files of ours are replaced).
+    """Extract one video into ``out_dir`` (created; earlier files of ours are replaced), or with
+    ``config.store`` "packed" into the pack ``<out_dir>.zip`` (no folder is made).
 
     Field k is the flow from sampled frame k to k+1; with ``config.backward`` also from
     k+1 back to k. ``algorithms`` (one instance per flow thread, all of one kind) lets a
@@ -190,41 +186,46 @@ def extract_video(
         head = list(islice(decoded, 2))
         if len(head) < 2:
             raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        clear_folder(out_dir, layout)
-        with Writer() as writer:
+        output = open_video_output(out_dir, config)
+        try:
+            with Writer() as writer:
 
-            def pairs() -> Iterator[tuple[tuple[int, bool], np.ndarray, np.ndarray]]:
-                nonlocal num_frames
-                previous = None
-                for k, frame in enumerate(chain(head, decoded)):
-                    num_frames += 1
-                    if config.rgb:
-                        writer.put(partial(_write_jpeg, layout.rgb_path(out_dir, k), frame.rgb, config.quality))
-                    current = frame.rgb if color else frame.gray
-                    if previous is not None:
-                        yield (k - 1, False), previous, current
-                        if config.backward:
-                            yield (k - 1, True), current, previous
-                    previous = current
+                def pairs() -> Iterator[tuple[tuple[int, bool], np.ndarray, np.ndarray]]:
+                    nonlocal num_frames
+                    previous = None
+                    for k, frame in enumerate(chain(head, decoded)):
+                        num_frames += 1
+                        if config.rgb:
+                            path = layout.rgb_path(out_dir, k)
+                            writer.put(partial(_write_jpeg, output, path, frame.rgb, config.quality))
+                        current = frame.rgb if color else frame.gray
+                        if previous is not None:
+                            yield (k - 1, False), previous, current
+                            if config.backward:
+                                yield (k - 1, True), current, previous
+                        previous = current
 
-            for (index, backward), field_, seconds in flow_fields(pairs(), algorithms):
-                flow_seconds += seconds
-                paths = layout.flow_paths(out_dir, index, backward)
-                writer.put(partial(_write_flow, paths, field_, config.bound, config.quality))
+                for (index, backward), field_, seconds in flow_fields(pairs(), algorithms):
+                    flow_seconds += seconds
+                    paths = layout.flow_paths(out_dir, index, backward)
+                    writer.put(partial(_write_flow, output, paths, field_, config.bound, config.quality))
 
-    return finish_video(out_dir, config, algorithms[0].params(), frames, num_frames, source or str(video_path),
-                        writer.written, time.perf_counter() - started, flow_seconds)
+            return finish_video(output, config, algorithms[0].params(), frames, num_frames,
+                                source or str(video_path), writer.written, time.perf_counter() - started,
+                                flow_seconds)
+        except BaseException:
+            output.discard()  # the writer thread has stopped: nothing writes into it any more
+            raise
 
 
 def finish_video(
-    out_dir: Path, config: ExtractionConfig, params: dict, frames: VideoFrames, num_frames: int, source: str,
-    bytes_written: int, seconds: float, flow_seconds: float,
+    output: VideoOutput, config: ExtractionConfig, params: dict, frames: VideoFrames, num_frames: int,
+    source: str, bytes_written: int, seconds: float, flow_seconds: float,
 ) -> VideoResult:
-    """Write meta.json into a video's folder whose files are all written (which makes it complete)."""
+    """Write meta.json into a video's output whose files are all written (which makes it complete)."""
     width, height = frames.size
     layout = config.layout
-    write_meta(out_dir, FlowMeta(
+    output.finish(FlowMeta(
         algorithm=config.algorithm, params=params, bound=config.bound,
         jpeg_quality=config.quality, width=width, height=height, num_frames=num_frames,
         num_flows=num_frames - 1, fps=frames.fps, source=source,
@@ -269,15 +270,11 @@ class _Worker:
 
     def __call__(self, job: Job) -> VideoResult | str:
         try:
-            result = extract_video(job.video, job.out_dir, self.config, self.algorithms, source=job.listed)
-            if self.config.store == "packed":
-                pack_video(job.out_dir, pack_path(job.out_dir.parent, job.out_dir.name), self.config.layout)
-                discard_partial(job.out_dir, self.config.layout)  # the staging folder, now packed
-            return result
+            return extract_video(job.video, job.out_dir, self.config, self.algorithms, source=job.listed)
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
-            reason = failure_reason(error, job.out_dir)
-        discard_partial(job.out_dir, self.config.layout)
-        return reason
+            # Freed first: a full disk stops the run (failure_reason raises), leaving no partial files.
+            discard_leftovers(job.out_dir, self.config.store, self.config.layout)
+            return failure_reason(error, job.out_dir)
 
 
 def failure_reason(error: Exception, out_dir: Path) -> str:
@@ -290,17 +287,6 @@ def failure_reason(error: Exception, out_dir: Path) -> str:
             raise FatalError(f"cannot write {error.filename or out_dir}: {error.strerror}") from None
         return f"{type(error).__name__}: {error}"
     return f"{type(error).__name__}: {first_line(error)}"
-
-
-def discard_partial(folder: Path, layout: FrameLayout) -> None:
-    """Free the space of a failed video's partial files; best effort (the disk may be the problem)."""
-    try:
-        if folder.is_dir():
-            clear_folder(folder, layout)
-            if not any(folder.iterdir()):
-                folder.rmdir()
-    except OSError:
-        pass
 
 
 def _process_worker(config: ExtractionConfig, workers: int) -> _Worker:

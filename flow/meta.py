@@ -53,6 +53,11 @@ def _type_ok(value: object, expected: type) -> bool:
     return isinstance(value, expected)
 
 
+def json_text(data: object, indent: int | None = None) -> str:
+    """The text ``write_json_atomic`` writes (also a pack's meta.json member, byte for byte)."""
+    return json.dumps(data, indent=indent) + "\n"
+
+
 def write_json_atomic(path: Path | str, data: object, indent: int | None = None) -> None:
     """Write ``data`` as JSON to ``path`` atomically and durably: a reader (another process,
     another rank) sees the old state or the whole file, also after a crash.
@@ -64,8 +69,7 @@ def write_json_atomic(path: Path | str, data: object, indent: int | None = None)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=indent)
-            file.write("\n")
+            file.write(json_text(data, indent))
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temp, 0o644)  # mkstemp creates 0600

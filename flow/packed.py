@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -52,28 +53,97 @@ def _check_member_name(name: str, pack: Path) -> None:
         raise ValueError(f"{pack}: member name {name!r} is not a plain file name")
 
 
+def tmp_path(pack: Path | str) -> Path:
+    """Where ``pack`` is written until it is complete (readers never open it)."""
+    pack = Path(pack)
+    return pack.with_name(pack.name + TMP_SUFFIX)
+
+
+class PackWriter:
+    """A pack written member by member into ``<pack>.tmp`` and renamed to ``pack`` by ``commit``.
+
+    Opening overwrites a ``.tmp`` a killed run left. ``add`` may be called from several
+    threads (the batched extraction's writers). ``durable``: the data and the rename are
+    fsync'd, as a folder's meta.json is, so a pack under its final name survives a power
+    cut whole. Used as a context manager, an exception before ``commit`` aborts (the
+    ``.tmp`` is removed).
+    """
+
+    def __init__(self, pack: Path | str, durable: bool = False):
+        self.path = Path(pack)
+        self.tmp = tmp_path(self.path)
+        self.durable = durable
+        self._lock = threading.Lock()
+        self._names: set[str] = set()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit or abort
+        try:
+            self._archive = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_STORED)
+        except BaseException:
+            self.abort()
+            raise
+
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def add(self, name: str, data: bytes) -> int:
+        """Store ``data`` as member ``name`` (not meta.json: ``commit`` writes it, last); returns its size."""
+        _check_member_name(name, self.path)
+        if name == META_FILE:
+            raise ValueError(f"{self.path}: meta.json is written last, pass it to commit")
+        with self._lock:
+            if name in self._names:
+                raise ValueError(f"{self.path}: member {name!r} written twice")
+            self._names.add(name)
+            self._archive.writestr(_member_info(name), data)
+        return len(data)
+
+    def commit(self, meta_json: bytes | None) -> None:
+        """Write ``meta_json`` (when given) as the last member, and give the pack its final name."""
+        with self._lock:
+            if meta_json is not None:
+                self._archive.writestr(_member_info(META_FILE), meta_json)
+            self._archive.close()
+            self._file.flush()
+            if self.durable:
+                os.fsync(self._file.fileno())
+            self._file.close()
+        os.replace(self.tmp, self.path)
+        if self.durable:
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+    def abort(self) -> None:
+        """Close and remove the ``.tmp``; best effort (a full disk fails the central directory)."""
+        for close in (getattr(self, "_archive", None), self._file):
+            try:
+                if close is not None:
+                    close.close()
+            except (OSError, ValueError):
+                pass
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def write_pack(pack: Path | str, members: Iterable[tuple[str, bytes]], meta_json: bytes | None) -> None:
     """Write ``members`` (name, bytes), then ``meta.json`` when given, to ``pack`` atomically.
 
     The zip is written under ``pack + ".tmp"`` and renamed only when complete; on an
     error the temporary file is removed.
     """
-    pack = Path(pack)
-    tmp = pack.with_name(pack.name + TMP_SUFFIX)
-    pack.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name, data in members:
-                _check_member_name(name, pack)
-                if name == META_FILE:
-                    raise ValueError(f"{pack}: meta.json is written last, pass it as meta_json")
-                archive.writestr(_member_info(name), data)
-            if meta_json is not None:
-                archive.writestr(_member_info(META_FILE), meta_json)
-        os.replace(tmp, pack)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with PackWriter(pack) as writer:
+        for name, data in members:
+            writer.add(name, data)
+        writer.commit(meta_json)
 
 
 def _member_info(name: str) -> zipfile.ZipInfo:

@@ -1,21 +1,31 @@
-"""The packed store (one uncompressed zip per video) and folder <-> pack conversion."""
+"""The packed store (one uncompressed zip per video), folder <-> pack conversion, and extraction into packs."""
 
 import dataclasses
+import errno
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_flow_extract import write_moving_video
 
+import flow.extract
+import flow.packed
 from datamodules.annotations import read_list_file
 from datamodules.index import build_index
 from datamodules.synthetic import generate
 from flow.__main__ import main
 from flow.codec import encode_flow
-from flow.extract import ExtractionConfig, extract_many
+from flow.extract import ExtractionConfig, FatalError, extract_many
 from flow.layout import DENSEFLOW
 from flow.pack_convert import convert_many, find_folders, pack_video, unpack_video
-from flow.packed import PackedFlowStore, open_flow_store, pack_path, write_pack
+from flow.packed import (
+    PackedFlowStore,
+    PackWriter,
+    open_flow_store,
+    pack_path,
+    write_pack,
+)
 from flow.store import FolderFlowStore
 
 CONFIG = ExtractionConfig(algorithm="dis", short_side=0, backward=True, rgb=True)
@@ -196,18 +206,135 @@ def _packed(flow_root: Path, packs: Path) -> Path:
     return packs
 
 
-def test_extract_writes_packs_directly(videos, folders, tmp_path):
+def _members(pack: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(pack) as archive:
+        assert archive.namelist()[-1] == "meta.json" and archive.testzip() is None
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _no_file_per_field(monkeypatch) -> None:
+    """Every folder write fails: a packed extraction must not write one file per field."""
+    def write_file(path, data):
+        raise AssertionError(f"a file per field was written: {path}")
+
+    monkeypatch.setattr(flow.extract, "write_file", write_file)
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*")
+                  if not path.name.startswith("failures"))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_extract_writes_packs_directly(videos, folders, tmp_path, monkeypatch, workers):
     flow_root, ids = folders
+    packed = tmp_path / "packed"
+    _no_file_per_field(monkeypatch)
     config = dataclasses.replace(CONFIG, store="packed")
-    summary = extract_many(*videos, tmp_path / "packed", config, progress=False)
+    summary = extract_many(*videos, packed, config, workers=workers, progress=False)
     assert (summary.done, summary.failed) == (2, 0)
-    assert sorted(path.relative_to(tmp_path / "packed").as_posix() for path in (tmp_path / "packed").rglob("*")
-                  if path.is_file() and not path.name.startswith("failures")) == sorted(f"{i}.zip" for i in ids)
-    convert_many("unpack", tmp_path / "packed", tmp_path / "back", report=pytest.fail)
-    assert _files(tmp_path / "back") == _files(flow_root)  # the folder extraction's bytes
-    assert extract_many(*videos, tmp_path / "packed", config, progress=False).skipped == 2
-    with pytest.raises(ValueError, match="not available with batch"):
-        dataclasses.replace(config, algorithm="tvl1_torch", batch=2)
+    # Only the packs (and their class folders): no video folder, no .tmp.
+    assert _listing(packed) == sorted({i.split("/")[0] for i in ids} | {f"{i}.zip" for i in ids})
+    for video_id in ids:  # the folder extraction packed == the direct pack, member by member
+        pack_video(flow_root / video_id, pack_path(tmp_path / "from_folders", video_id))
+        assert _members(pack_path(packed, video_id)) == _members(pack_path(tmp_path / "from_folders", video_id))
+    assert summary.bytes_written == sum(len(data) for i in ids for name, data in _members(pack_path(packed, i)).items()
+                                        if name.endswith(".jpg"))  # fmt: skip
+    assert extract_many(*videos, packed, config, progress=False).skipped == 2
+
+
+def _difference_flow(monkeypatch):
+    from test_flow_batched import DifferenceFlow
+
+    from flow.algorithms import ALGORITHMS
+
+    monkeypatch.setitem(ALGORITHMS, DifferenceFlow.name, DifferenceFlow)
+    return ExtractionConfig(algorithm=DifferenceFlow.name, short_side=0, backward=True, rgb=True, batch=3, threads=2)
+
+
+def test_batched_extract_writes_packs_directly(videos, tmp_path, monkeypatch):
+    batched = _difference_flow(monkeypatch)
+    assert extract_many(*videos, tmp_path / "folders", batched, progress=False).done == 2
+    _no_file_per_field(monkeypatch)
+    summary = extract_many(*videos, tmp_path / "packed", dataclasses.replace(batched, store="packed"), progress=False)
+    assert (summary.done, summary.failed) == (2, 0)
+    ids = find_folders(tmp_path / "folders")
+    for video_id in ids:
+        pack_video(tmp_path / "folders" / video_id, pack_path(tmp_path / "from_folders", video_id))
+        assert _members(pack_path(tmp_path / "packed", video_id)) == _members(
+            pack_path(tmp_path / "from_folders", video_id))
+        assert not (tmp_path / "packed" / video_id).exists()
+    assert not list((tmp_path / "packed").rglob("*.tmp"))
+
+
+def _still_video(video_root: Path) -> str:
+    """A one-frame video: it fails (no flow field) wherever it is extracted."""
+    still = video_root / "Still" / "still.avi"
+    if not still.exists():
+        write_moving_video(still, frames=1)
+    return "Still/still.avi"
+
+
+@pytest.mark.parametrize("batch", [0, 3])
+def test_packed_resume_redoes_a_crashed_tmp_and_a_failure_leaves_none(videos, tmp_path, monkeypatch, batch):
+    video_root, paths = videos
+    config = _difference_flow(monkeypatch) if batch else CONFIG
+    config = dataclasses.replace(config, store="packed")
+    packed = tmp_path / "packed"
+    listed = [*paths, _still_video(video_root)]
+    for video_id in [*find_folders_of(paths), "Still/still"]:  # what a killed run leaves
+        tmp = pack_path(packed, video_id).with_name(pack_path(packed, video_id).name + ".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(b"PK\x03\x04 half-written")
+    summary = extract_many(video_root, listed, packed, config, progress=False)
+    assert (summary.done, summary.failed) == (2, 1)
+    assert "1 frame(s)" in summary.failures[0].reason and summary.failures[0].video == "Still/still.avi"
+    assert not list(packed.rglob("*.tmp")) and not pack_path(packed, "Still/still").exists()
+    for video_id in find_folders_of(paths):
+        assert PackedFlowStore(packed).num_flows(video_id) == 5
+    summary = extract_many(video_root, listed, packed, config, progress=False)
+    assert (summary.skipped, summary.failed) == (2, 1)
+
+
+def find_folders_of(paths: list[str]) -> list[str]:
+    return [str(Path(path).with_suffix("")) for path in paths]
+
+
+@pytest.mark.parametrize("batch", [0, 3])
+def test_a_write_error_fails_its_video_alone_and_a_full_disk_stops_the_run(videos, tmp_path, monkeypatch, batch):
+    video_root, paths = videos
+    config = dataclasses.replace(_difference_flow(monkeypatch) if batch else CONFIG, store="packed")
+    broken = find_folders_of(paths)[0]
+    real_add = flow.packed.PackWriter.add
+
+    def add(writer, name, data):
+        if writer.path == pack_path(tmp_path / "packed", broken) and name == "flow_x_00002.jpg":
+            raise OSError(errno.EIO, "Input/output error", str(writer.tmp))
+        return real_add(writer, name, data)
+
+    monkeypatch.setattr(flow.packed.PackWriter, "add", add)
+    summary = extract_many(video_root, paths, tmp_path / "packed", config, progress=False)
+    assert (summary.done, summary.failed) == (1, 1)
+    assert summary.failures[0].video == paths[0] and "Input/output error" in summary.failures[0].reason
+    assert _listing(tmp_path / "packed") == sorted({p.split("/")[0] for p in paths} | {
+        f"{i}.zip" for i in find_folders_of(paths)[1:]})
+
+    def full_disk(writer, name, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(writer.tmp))
+
+    monkeypatch.setattr(flow.packed.PackWriter, "add", full_disk)
+    with pytest.raises(FatalError, match="No space left on device"):
+        extract_many(video_root, paths, tmp_path / "full", config, progress=False)
+    assert not [path for path in (tmp_path / "full").rglob("*") if path.is_file()]  # no pack, no .tmp
+
+
+def test_a_pack_writer_refuses_a_member_twice_and_meta_json_before_the_end(tmp_path):
+    with pytest.raises(ValueError, match="written twice"), PackWriter(tmp_path / "v.zip") as writer:
+        writer.add("flow_x_00001.jpg", b"1")
+        writer.add("flow_x_00001.jpg", b"2")
+    with pytest.raises(ValueError, match="meta.json is written last"):
+        write_pack(tmp_path / "v.zip", [("meta.json", b"{}")], None)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_datamodules_index_reads_packs_and_notices_new_ones(videos, folders, tmp_path):
