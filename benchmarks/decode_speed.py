@@ -45,7 +45,14 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from table import Report, add_json_option, describe_machine, package_version, progress, ratio
+from table import (
+    Report,
+    add_json_option,
+    describe_machine,
+    package_version,
+    progress,
+    ratio,
+)
 
 from datamodules.decoding import DecoderUnusable, create_reader
 from flow.av_compat import frames_per_second, open_input
@@ -66,7 +73,7 @@ def generate_video(path: Path, encoder_args: Sequence[str], frames: int) -> str 
     """A moving test pattern at 320x240; None, or why it could not be written (a missing encoder)."""
     command = [FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                f"testsrc2=size={SIZE[0]}x{SIZE[1]}:rate=25", "-frames:v", str(frames), *encoder_args, str(path)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return f"FFmpeg could not encode it: {result.stderr.strip().splitlines()[-1:] or result.returncode}"
     return None

@@ -42,6 +42,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.data import extract_batch_size
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 DATA_BOUND_HINT = (
     "the loader is the bottleneck: raise the DataModule's num_workers, pre-resize the videos "
@@ -177,7 +178,7 @@ class StepTiming(pl.Callback):
         self.state.start = mark(self.on_cuda)
         try:
             self.state.samples = int(extract_batch_size(batch))
-        except Exception:  # a batch without tensors: count steps, not samples
+        except MisconfigurationException:  # a batch without tensors: count steps, not samples
             self.state.samples = 0
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
