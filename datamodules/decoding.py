@@ -23,8 +23,10 @@ forked after CUDA was initialised cannot use CUDA, and DataLoader workers are fo
 Linux by default, after Lightning has put the model on the GPU: such a reader says so
 (``worker_start_method = "spawn"``, for the DataLoader's ``multiprocessing_context``), and
 refuses to decode in a forked worker (``DecoderUnusable``) rather than failing every video.
-Each spawned worker holds its own CUDA context (a few hundred MiB of GPU memory). Under
-torchrun it decodes on ``cuda:LOCAL_RANK`` (``flow.sharding.process_device``). A video NVDEC
+Each spawned worker holds its own CUDA context (a few hundred MiB of GPU memory). ``cuda``
+is the GPU this process computes on when the reader is built (a DataModule's ``setup`` runs
+after Lightning has set each rank's device), else ``cuda:LOCAL_RANK`` under torchrun
+(``flow.sharding.process_device``); workers inherit the resolved device. A video NVDEC
 cannot decode (codec, profile) is decoded on the CPU by torchcodec, with one warning per
 process naming the reason.
 """
@@ -176,6 +178,7 @@ class TorchcodecReader(FrameReader):
         self.device = device
         if device != "cpu":
             check_cuda_decoding(device)
+            self.device = cuda_decoding_device(device)
             self.worker_start_method = "spawn"
 
     def _create(self, path: str, device: str) -> Any:
@@ -187,7 +190,7 @@ class TorchcodecReader(FrameReader):
             return self._create(path, "cpu")
         refuse_forked_cuda()
         try:
-            decoder = self._create(path, process_device(self.device))
+            decoder = self._create(path, self.device)
         except self.errors as error:
             # An unreadable video fails on the CPU too; one the CPU reads is the GPU decoder's
             # failure, which would fail every video: stop instead of replacing them all.
@@ -224,6 +227,19 @@ def check_cuda_decoding(device: str) -> None:
         raise DecoderUnusable(
             f"decoder {CUDA_READER!r} decodes on a CUDA GPU, but torch sees none (torch.cuda.is_available() is "
             f"False); use `decoder: torchcodec` (or auto) to decode on the CPU")
+
+
+def cuda_decoding_device(device: str) -> str:
+    """``cuda`` made explicit for the workers the reader is sent to (they start on GPU 0):
+    this process's current GPU where CUDA is initialised (in a Trainer, each rank's own),
+    else ``cuda:LOCAL_RANK`` under torchrun; ``cuda:N`` unchanged."""
+    import torch
+
+    if device != "cuda":
+        return device
+    if torch.cuda.is_initialized():
+        return f"cuda:{torch.cuda.current_device()}"
+    return process_device(device)
 
 
 def refuse_forked_cuda() -> None:

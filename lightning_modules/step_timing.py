@@ -29,7 +29,9 @@ than ``hint_above`` of the time, what to do about it. Values logged during train
 the logging rank's (rank zero's) own.
 
 Time outside training steps is not counted: the first batch of an epoch is measured from
-the epoch's start (worker start-up is real waiting), validation and checkpointing are not.
+the epoch's start (worker start-up is real waiting), validation and end-of-epoch
+checkpointing are not. What the loop does between two steps besides fetching (writing logs,
+a checkpoint every n steps) counts as data wait: the device is idle then too.
 """
 
 from __future__ import annotations

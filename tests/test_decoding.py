@@ -166,13 +166,26 @@ def test_cuda_decoder_without_cuda_names_the_setting(monkeypatch):
         create_reader("torchcodec_cuda")
 
 
-def test_cuda_decoder_asks_workers_to_spawn(cuda_looks_available):
+def test_cuda_decoder_asks_workers_to_spawn(cuda_looks_available, monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     reader = create_reader("torchcodec_cuda")
     assert isinstance(reader, TorchcodecReader) and reader.device == "cuda"
     assert reader.worker_start_method == "spawn"
     assert create_reader("torchcodec").worker_start_method is None and DecordReader().worker_start_method is None
     # A spawned worker gets the reader pickled.
     assert pickle.loads(pickle.dumps(reader)).device == "cuda"
+
+
+def test_cuda_decoder_decodes_on_this_process_gpu(cuda_looks_available, monkeypatch):
+    """Workers start on GPU 0: the reader names the rank's GPU, the one Lightning set (CUDA
+    initialised), else torchrun's LOCAL_RANK."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert create_reader("torchcodec_cuda").device == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert create_reader("torchcodec_cuda").device == "cuda:3"
+    assert TorchcodecReader(device="cuda:2").device == "cuda:2"
 
 
 def test_reader_device_must_be_cpu_or_cuda():
