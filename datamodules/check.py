@@ -26,13 +26,13 @@ import yaml
 
 from datamodules.annotations import DATASETS, Annotations, AnnotationSource
 from datamodules.index import VideoIndex, build_index, default_cache_dir
-from datamodules.native_stderr import native_reason, native_stderr_captured
+from datamodules.native_stderr import native_stderr_captured
 from datamodules.problems import (
     Problem,
     dropped_problems,
     format_problems,
     layout_advice,
-    problems_file,
+    report_file,
     usable_problems,
     write_problems,
 )
@@ -147,7 +147,7 @@ def check_source(
                 damaged = verify_many(frames, layout, [video_id for video_id in index.video_ids if video_id not in seen])
                 problems += [Problem("damaged_flow", video_id, reason) for video_id, reason in damaged.items()]
             rows.append(_row(subset_name, subset, index, problems, verified=verify and frames is not None))
-            path = problems_file(cache, subset_name, *identity)
+            path = report_file(cache, f"{subset_name}.tsv", *identity)
             write_problems(problems, path)
             if problems:
                 details += format_problems(subset_name, problems, SHOWN)
@@ -160,12 +160,14 @@ def check_source(
     if not everything:
         return 0
     advice = layout_advice(everything, layout)
-    noise = native_reason(capture.text, lines=1)
     print(*details, *([advice] if advice else []), "problem lists (every video, with its reason):", *lists,
           sep="\n", file=out)
-    if noise:
-        print(f"(decoder messages kept off the terminal; the last: {noise})", file=out)
-    print(f"{len(everything)} problems found: exit status {EXIT_PROBLEMS}", file=out)
+    if capture.text.strip():
+        log = report_file(cache, "decoder.log", *identity)
+        log.write_text(capture.text, encoding="utf-8")
+        print(f"decoder messages (kept off the terminal): {log}", file=out)
+    print(f"{len(everything)} problem{'s' if len(everything) != 1 else ''} found: exit status {EXIT_PROBLEMS}",
+          file=out)
     return EXIT_PROBLEMS
 
 

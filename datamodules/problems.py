@@ -65,8 +65,8 @@ def _unreadable_reason(path: Path, capture: CapturedStderr | None) -> str:
     try:
         count = probe_num_frames(str(path))
     except Exception as error:  # noqa: BLE001 (decord raises DECORDError, RuntimeError, ...: any is the reason)
-        native = native_reason(capture.new_text()) if capture is not None else ""
-        return f"{path}: " + (native or f"{type(error).__name__}: {error}")
+        reason = (native_reason(capture.new_text()) if capture is not None else "") or f"{type(error).__name__}: {error}"
+        return reason if str(path) in reason else f"{path}: {reason}"
     return f"{path}: the decoder failed while indexing; it reads {count} frames now (rerun the check)"
 
 
@@ -99,7 +99,8 @@ def dropped_problems(index: VideoIndex, annotations: Annotations, video_root: Pa
             where = store.folder(video_id) if store is not None else video_id
             problems.append(Problem("missing", video_id, f"no frames folder or pack: {where}"))
             continue
-        others = f" (nor any of {len(record.alternatives)} other places)" if record.alternatives else ""
+        others = len(record.candidates()) - 1
+        others = f" (nor any of {others} other places)" if others else ""
         problems.append(Problem("missing", video_id, f"no file {video_root / record.path}{others}"))
     problems += [Problem("rejected", listed, "the path leaves the video or frames root") for listed in index.rejected]
     for video_id in index.unreadable:
@@ -148,10 +149,11 @@ def usable_problems(index: VideoIndex, annotations: Annotations, store: FolderFl
     return problems
 
 
-def problems_file(cache_dir: Path | str, subset: str, *identity: object) -> Path:
-    """Where the check writes a subset's problem list: one file per checked dataset and subset."""
+def report_file(cache_dir: Path | str, name: str, *identity: object) -> Path:
+    """Where the check writes a report (``<subset>.tsv``, ``decoder.log``): one file per
+    checked dataset (``identity``: its source, roots, layout) and name."""
     digest = hashlib.sha256("\0".join(map(str, identity)).encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"check-{digest}.{subset}.tsv"
+    return Path(cache_dir) / f"check-{digest}.{name}"
 
 
 def _one_line(text: str) -> str:

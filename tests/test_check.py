@@ -1,4 +1,5 @@
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,9 +8,13 @@ import pytest
 import yaml
 
 from datamodules.__main__ import main
-from datamodules.check import check
+from datamodules.annotations import read_list_file
+from datamodules.annotations.records import AnnotationError
+from datamodules.check import COLUMNS, check
 from datamodules.synthetic import generate
 from flow.meta import FlowMeta, write_meta
+from flow.pack_convert import pack_video
+from flow.packed import pack_path
 from tests.conftest import REAL_ANNOTATIONS
 
 REAL = REAL_ANNOTATIONS
@@ -122,3 +127,202 @@ def test_check_a_config_uses_its_datamodule_with_command_line_overrides(ucf101_t
     assert "UCF101" in out
     with pytest.raises(SystemExit):
         main(["check", "--dataset", "ucf101", "--data.init_args.video_root", "x"])
+
+
+# --- The doctor tells the whole truth (issue 12): real generated data, then corrupted. ---
+
+
+def _copy_dataset(ucf101_tiny, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A private copy of the tiny UCF-101 layout and its flow (12 frames, 11 fields, meta.json)."""
+    data, frames = ucf101_tiny
+    videos, flow = tmp_path / "videos", tmp_path / "flow"
+    shutil.copytree(data.video_root, videos)
+    shutil.copytree(frames, flow, ignore=shutil.ignore_patterns(".index_cache", "failures*"))
+    return data.annotation_dir, videos, flow
+
+
+def _video_ids(flow: Path) -> list[str]:
+    return sorted(path.parent.relative_to(flow).as_posix() for path in flow.rglob("meta.json"))
+
+
+def _check(annotations: Path, videos: Path, flow: Path, cache: Path, *flags: str) -> int:
+    return main(["check", "--dataset", "ucf101", "--annotations", str(annotations), "--video-root", str(videos),
+                 "--frames-root", str(flow), "--cache-dir", str(cache), *flags])
+
+
+def _totals(out: str) -> dict[str, int]:
+    """Table columns summed over the subsets ("-" counts as 0)."""
+    rows = _rows(out)
+    rows.pop("subset")
+    return {name: sum(int(row[i]) if row[i].isdigit() else 0 for row in rows.values())
+            for i, name in enumerate(COLUMNS[1:]) if name != "classes"}
+
+
+def _drop_meta(folder: Path) -> None:
+    (folder / "meta.json").unlink()
+
+
+def test_exit_status_is_0_when_clean_and_1_with_problems(ucf101_tiny, tmp_path, capfd):
+    annotations, videos, flow = _copy_dataset(ucf101_tiny, tmp_path)
+    assert _check(annotations, videos, flow, tmp_path / "cache1", "--verify") == 0
+    out = capfd.readouterr().out
+    assert "problems found" not in out and _totals(out)["usable"] == 16
+    assert _rows(out)["train"][-1] == "0"  # --verify ran: a number, not "-"
+    victim = _video_ids(flow)[3]
+    next(videos.glob(f"{victim}.*")).unlink()
+    assert _check(annotations, videos, flow, tmp_path / "cache2") == 1
+    out = capfd.readouterr().out
+    assert f"  {victim}: no file {videos.resolve() / victim}.avi" in out and "1 problem found" in out
+
+
+def test_an_unreadable_video_gives_its_reason_and_no_decoder_noise(ucf101_tiny, tmp_path, capfd):
+    """decord's C++ log line ("video_reader.cc:83: ERROR opening ...") stays off fd 2; the
+    table's list says why the video is unreadable."""
+    annotations, videos, flow = _copy_dataset(ucf101_tiny, tmp_path)
+    victim = _video_ids(flow)[0]
+    path = next(videos.glob(f"{victim}.*"))
+    path.write_bytes(b"not a video" * 100)
+    assert _check(annotations, videos, flow, tmp_path / "cache") == 1
+    captured = capfd.readouterr()
+    assert "video_reader.cc" not in captured.err and "ERROR opening" not in captured.err, captured.err
+    assert _totals(captured.out)["unreadable"] == 1
+    line = next(line for line in captured.out.splitlines() if line.startswith(f"  {victim}: "))
+    assert str(path.resolve()) in line and "Invalid data found when processing input" in line
+    log = Path(captured.out.split("decoder messages (kept off the terminal): ")[1].split()[0])
+    assert "video_reader.cc" in log.read_text()
+
+
+def test_verify_opens_every_flow_file_and_pack_member(ucf101_tiny, tmp_path, capfd):
+    """meta.json says complete, the files say otherwise: only --verify can tell."""
+    annotations, videos, flow = _copy_dataset(ucf101_tiny, tmp_path)
+    truncated, eoi_cut, deleted, packed = _video_ids(flow)[:4]
+    jpeg = flow / truncated / "flow_x_00003.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:200])  # a copy cut short
+    jpeg = flow / eoi_cut / "flow_y_00007.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:-2])  # only the end marker lost: OpenCV still decodes it
+    (flow / deleted / "flow_y_00005.jpg").unlink()
+    pack = pack_path(flow, packed)
+    pack_video(flow / packed, pack)
+    shutil.rmtree(flow / packed)
+    data = bytearray(pack.read_bytes())
+    member = data.index(b"flow_x_00002.jpg") + len(b"flow_x_00002.jpg") + 200  # inside its JPEG bytes
+    data[member] ^= 0xFF
+    pack.write_bytes(bytes(data))
+
+    assert _check(annotations, videos, flow, tmp_path / "cache") == 0  # meta.json trusted
+    assert _totals(capfd.readouterr().out)["usable"] == 16
+    assert _check(annotations, videos, flow, tmp_path / "cache", "--verify") == 1
+    out = capfd.readouterr().out
+    totals = _totals(out)
+    assert totals["usable"] == 12 and totals["flow damaged"] == 4
+    reasons = {line.split(": ", 1)[0].strip(): line for line in out.splitlines() if line.startswith("  ")}
+    assert "flow_x_00003.jpg" in reasons[truncated]
+    assert "flow_y_00007.jpg: truncated JPEG" in reasons[eoi_cut]
+    assert "1 of the 22 files meta.json's 11 fields need are missing: flow_y_00005.jpg" in reasons[deleted]
+    assert "flow_x_00002.jpg" in reasons[packed] and "CRC" in reasons[packed]
+    assert "damaged flow" in out
+
+
+def test_a_missing_flow_y_beside_its_flow_x_is_seen_without_verify(ucf101_tiny, tmp_path, capfd):
+    annotations, videos, flow = _copy_dataset(ucf101_tiny, tmp_path)
+    victim = _video_ids(flow)[0]
+    _drop_meta(flow / victim)  # a third-party folder: the index counts flow_x names
+    (flow / victim / "flow_y_00004.jpg").unlink()
+    assert _check(annotations, videos, flow, tmp_path / "cache") == 1
+    out = capfd.readouterr().out
+    assert _totals(out)["flow damaged"] == 1 and _totals(out)["flow no meta"] == 1
+    assert "flow_y_00004.jpg is missing beside flow_x_00004.jpg (11 x files, 3 whole fields)" in out
+
+
+def _renumber(folder: Path, shift: int, prefix: str = "flow_") -> None:
+    """Renumber a folder's flow files by ``shift`` and rename ``flow_x_``/``flow_y_`` to
+    ``prefix`` + ``x_``/``y_`` (0-based denseflow, mmaction2's x_ files)."""
+    names = sorted(path.name for path in folder.glob("flow_[xy]_*.jpg"))
+    for name in names if shift <= 0 else reversed(names):
+        axis, number = name[5], int(name[7:12])
+        (folder / name).rename(folder / f"{prefix}{axis}_{number + shift:05d}.jpg")
+
+
+def test_a_one_based_reader_on_a_zero_based_folder_is_flagged_with_the_layout(ucf101_tiny, tmp_path, capfd):
+    """Every field would be read one place late (and the list's count would be one more than
+    the fields read): the check names the layout the folder follows."""
+    annotations, videos, flow = _copy_dataset(ucf101_tiny, tmp_path)
+    victim = _video_ids(flow)[0]
+    _drop_meta(flow / victim)
+    _renumber(flow / victim, -1)  # flow_x_00000.jpg ... flow_x_00010.jpg, as denseflow writes
+    assert _check(annotations, videos, flow, tmp_path / "cache1") == 1
+    out = capfd.readouterr().out
+    assert _totals(out)["other layout"] == 1
+    assert ("the folder holds 11 fields flow_x_00000.jpg..flow_x_00010.jpg (--flow-layout denseflow reads them); "
+            "the reader's layout (flow_x_{:05d}.jpg from 1) reads 10, each one field late") in out
+    assert "flow layout: 1 folders follow --flow-layout denseflow, not the reader's (ours)" in out
+    # Told the right layout, the folder is fine (the others have meta.json, which wins).
+    assert _check(annotations, videos, flow, tmp_path / "cache2", "--flow-layout", "denseflow", "--verify") == 0
+    capfd.readouterr()
+
+
+def test_a_zero_based_reader_on_a_one_based_folder_gets_the_hint(ucf101_tiny, tmp_path, capfd):
+    annotations, videos, flow = _copy_dataset(ucf101_tiny, tmp_path)
+    victim = _video_ids(flow)[0]
+    _drop_meta(flow / victim)
+    assert _check(annotations, videos, flow, tmp_path / "cache", "--flow-layout", "denseflow") == 1
+    out = capfd.readouterr().out
+    assert _totals(out)["flow missing"] == 1
+    assert ("no meta.json and no flow_x_00000.jpg/flow_y_00000.jpg; the folder holds 11 fields "
+            "flow_x_00001.jpg..flow_x_00011.jpg (--flow-layout ours reads them)") in out
+
+
+def test_the_wrong_flow_layout_names_the_x_files_it_found(ucf101_tiny, tmp_path, capfd):
+    annotations, videos, flow = _copy_dataset(ucf101_tiny, tmp_path)
+    victim = _video_ids(flow)[0]
+    _drop_meta(flow / victim)
+    _renumber(flow / victim, 0, prefix="")  # x_00001.jpg, y_00001.jpg: mmaction2's flow
+    assert _check(annotations, videos, flow, tmp_path / "cache1") == 1
+    out = capfd.readouterr().out
+    assert ("no meta.json and no flow_x_00001.jpg/flow_y_00001.jpg; the folder holds 11 fields "
+            "x_00001.jpg..x_00011.jpg (--flow-layout mmaction2 reads them); the reader's layout "
+            "(flow_x_{:05d}.jpg from 1) reads 0") in out
+    assert "give --flow-layout mmaction2" in out
+    assert _check(annotations, videos, flow, tmp_path / "cache2", "--flow-layout", "mmaction2", "--verify") == 0
+    capfd.readouterr()
+
+
+def test_rawframe_list_counts_are_checked_against_the_flow(ucf101_tiny, tmp_path, capfd):
+    """A list's total_frames is the frame count (12) or, in mmaction2's flow lists, the
+    field count (11); anything else disagrees, with meta.json or without."""
+    _, _, flow = _copy_dataset(ucf101_tiny, tmp_path)
+    ids = _video_ids(flow)
+    _drop_meta(flow / ids[3])
+    listed = tmp_path / "rawframes.txt"
+    counts = [12, 11, 20, 5]  # frames, fields, wrong (meta.json), wrong (no meta.json)
+    listed.write_text("".join(f"{video_id} {count} 0\n" for video_id, count in zip(ids, counts)))
+    status = check("list", listed, tmp_path / "videos", flow, list_kind="rawframes", cache_dir=tmp_path / "cache")
+    out = capfd.readouterr().out
+    assert status == 1 and _totals(out)["counts differ"] == 2
+    assert f"{ids[2]}: {flow / ids[2]}: the list says 20 frames; meta.json says 12 frames, 11 fields" in out
+    assert (f"{ids[3]}: {flow / ids[3]}: the list says 5 frames; the folder holds 11 fields "
+            "(expected 4, or 5 for a list of fields)") in out
+
+
+@pytest.mark.parametrize(("kind", "row", "message"), [
+    ("rawframes", "imgs 2 5 0", (r"rows\.txt:2: 3 numbers after the name in 'imgs 2 5 0': mmaction2's offset form "
+                                r"'<frame_dir> <offset> <total_frames> <label>' \(offset 2: .*not supported\) or "
+                                r"multi-label")),
+    ("rawframes", "imgs 5 0 1 3", r"rows\.txt:2: 4 numbers .*multi-label '<frame_dir> <total_frames> <label1>"),
+    ("video", "a.mp4 0 1", r"rows\.txt:2: 2 numbers .*multi-label.* or a rawframes row .*--list-kind rawframes"),
+])
+def test_mmaction2_list_rows_of_other_formats_are_refused_naming_the_line(tmp_path, capfd, kind, row, message):
+    listed = tmp_path / "rows.txt"
+    listed.write_text(("clip 5 0\n" if kind == "rawframes" else "clip.mp4 0\n") + row + "\n")
+    with pytest.raises(AnnotationError, match=message):
+        read_list_file(listed, kind)
+    assert check("list", listed, tmp_path, tmp_path, list_kind=kind, cache_dir=tmp_path / "cache") == 2
+    assert "rows.txt:2: " in capfd.readouterr().err
+
+
+def test_mmaction2_offset_rows_with_offset_0_are_read(tmp_path):
+    listed = tmp_path / "rows.txt"
+    listed.write_text("a/clip 0 120 1\nb/clip 75 0\nc/clip with space 0 30 1\n")
+    records = read_list_file(listed, "rawframes").records
+    assert [(r.video_id, r.num_frames, r.label) for r in records] == [
+        ("a/clip", 120, 1), ("b/clip", 75, 0), ("c/clip with space", 30, 1)]
