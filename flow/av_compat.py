@@ -6,6 +6,8 @@
   TypeError) and always decodes metadata as UTF-8 with ``surrogateescape``, which never fails.
 - Rational attributes (``average_rate``, ``guessed_rate``, ...): ``Fraction`` or None up to
   18; from 19 an ``AVRational`` that is never None (unset: the falsy ``0/1``).
+- Colour tags: frames carry their range and YUV matrix from 14 on (earlier ones assumed),
+  their primaries and transfer characteristic only from 18 (``copy_colour_tags``).
 - The display matrix (a phone video's rotation): FFmpeg >= 7, which every admitted PyAV is
   built on, attaches the stream's matrix to each decoded frame as side data, readable the
   same way from 14 on (``VideoFrame.rotation`` only exists from 15, ``Stream.side_data`` was
@@ -45,6 +47,19 @@ def frames_per_second(stream: av.video.stream.VideoStream) -> float:
     """The stream's average frame rate, else FFmpeg's guess; 0.0 when neither is known."""
     rate = frame_rate(stream)
     return float(rate) if rate else 0.0
+
+
+# A frame's colour description, which decoders follow when they convert to RGB.
+_COLOUR_TAGS = ("color_range", "colorspace", "color_primaries", "color_trc")
+
+
+def copy_colour_tags(frame: av.VideoFrame, context: av.video.codeccontext.VideoCodecContext) -> None:
+    """Tag an encoder with ``frame``'s colour range, matrix, primaries and transfer, those this
+    PyAV exposes on both (before 18 a frame has no primaries or transfer: they stay unset)."""
+    for name in _COLOUR_TAGS:
+        value = getattr(frame, name, None)
+        if value is not None and hasattr(context, name):
+            setattr(context, name, value)
 
 
 def display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:

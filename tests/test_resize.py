@@ -1,6 +1,7 @@
 """python -m datamodules resize: every frame kept, in order, at the source's rate; the short-side
 rule; phone videos upright; failures listed; resumable; the datamodules read the output."""
 
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from test_datamodule import settings
 from test_rotation import probed_rotation, red_corner, rotated_copy, write_marked_video
 
+import datamodules.resize
 from datamodules import VideoDataModule, generate
 from datamodules.__main__ import main
 from datamodules.annotations import UCF101
@@ -123,6 +125,19 @@ def test_a_phone_video_is_written_upright_without_a_rotation(tmp_path, degrees):
     assert result.size == (frame.shape[1], frame.shape[0])
 
 
+@pytest.mark.parametrize("reader", READERS)
+def test_a_full_range_bt709_video_keeps_its_colours(tmp_path, reader):
+    # Untagged, the output's full-range BT.709 values read as limited-range BT.601: 6.8 levels off.
+    source = tmp_path / "camera.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25,format=yuvj420p",
+                    "-frames:v", "5", "-c:v", "mpeg4", "-q:v", "1", "-colorspace", "bt709", "-color_primaries", "bt709",
+                    "-color_trc", "bt709", str(source)], check=True, capture_output=True)  # fmt: skip
+    resize_video(source, tmp_path / "resized.mp4", config(short_side=0))
+    decoder = create_reader(reader)
+    original, resized = (decoder.read_frames(path, range(5)).astype(int) for path in (source, tmp_path / "resized.mp4"))
+    assert np.abs(resized - original).mean() < 2
+
+
 def test_odd_short_side_is_refused_for_h264_and_taken_by_mpeg4(tmp_path):
     with pytest.raises(ValueError, match="short_side 33 is odd; codec h264"):
         config(short_side=33, codec="h264")
@@ -182,6 +197,15 @@ def test_worker_processes_resize_and_report_like_one(video_root, tmp_path):
                           failures_file=tmp_path / "failures.txt", progress=False)
     assert (summary.done, summary.failed, summary.frames) == (2, 2, FRAMES + 12)
     assert len((tmp_path / "failures.txt").read_text().splitlines()) == 2
+
+
+def test_a_full_disk_stops_the_run_with_exit_status_3(video_root, tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "small"))
+
+    monkeypatch.setattr(datamodules.resize, "_encode", full_disk)
+    assert main(["resize", str(video_root), str(tmp_path / "small"), "--no-progress"]) == 3
+    assert not list((tmp_path / "small").rglob("*.mp4*"))
 
 
 def test_a_failed_video_leaves_nothing_behind(tmp_path):
