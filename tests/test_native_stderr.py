@@ -38,9 +38,8 @@ def test_native_writes_are_captured_while_python_stderr_reaches_the_terminal():
 def test_fd2_is_restored_after_an_error_and_nesting_is_refused():
     before = os.fstat(2)
     with pytest.raises(ValueError, match="inside"), native_stderr_captured():
-        with pytest.raises(RuntimeError, match="already active"):
-            with native_stderr_captured():
-                pass
+        with pytest.raises(RuntimeError, match="already active"), native_stderr_captured():
+            pass
         raise ValueError("inside")
     after = os.fstat(2)
     assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)
