@@ -1,6 +1,8 @@
 """``python -m datamodules check --dataset NAME --annotations PATH --video-root DIR [...]``,
 or ``python -m datamodules check --config configs/X.yaml [--data.init_args.KEY VALUE ...]``
-for the data a training config reads (with the same overrides ``cli.py`` would take)."""
+for the data a training config reads (with the same overrides ``cli.py`` would take);
+``python -m datamodules resize VIDEO_ROOT OUT [...]`` re-encodes videos smaller
+(``datamodules/resize_command.py``)."""
 
 from __future__ import annotations
 
