@@ -62,8 +62,12 @@ def native_stderr_captured() -> Iterator[CapturedStderr]:
         original = sys.stderr
         if original is not None:
             original.flush()
-        saved = os.dup(2)
         with tempfile.TemporaryFile() as sink:
+            try:
+                saved = os.dup(2)
+            except OSError:  # no fd 2 at all (a daemon): nothing reaches a terminal anyway
+                yield CapturedStderr(sink.fileno())
+                return
             os.dup2(sink.fileno(), 2)
             replaced = original is not None and _writes_to_fd2(original)
             if replaced:

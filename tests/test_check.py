@@ -292,13 +292,16 @@ def test_rawframe_list_counts_are_checked_against_the_flow(ucf101_tiny, tmp_path
     field count (11); anything else disagrees, with meta.json or without."""
     _, _, flow = _copy_dataset(ucf101_tiny, tmp_path)
     ids = _video_ids(flow)
-    _drop_meta(flow / ids[3])
+    for video_id in ids[3:5]:
+        _drop_meta(flow / video_id)
+    _renumber(flow / ids[4], -1)  # 0-based: a 1-based reader counts 10 fields where the list says 11
     listed = tmp_path / "rawframes.txt"
-    counts = [12, 11, 20, 5]  # frames, fields, wrong (meta.json), wrong (no meta.json)
+    counts = [12, 11, 20, 5, 11]  # frames, fields, wrong (meta.json), wrong (no meta.json), shifted
     listed.write_text("".join(f"{video_id} {count} 0\n" for video_id, count in zip(ids, counts)))
     status = check("list", listed, tmp_path / "videos", flow, list_kind="rawframes", cache_dir=tmp_path / "cache")
     out = capfd.readouterr().out
-    assert status == 1 and _totals(out)["counts differ"] == 2
+    assert status == 1 and _totals(out)["counts differ"] == 2 and _totals(out)["other layout"] == 1
+    assert f"{ids[4]}: {flow / ids[4]}: the folder holds 11 fields flow_x_00000.jpg" in out
     assert f"{ids[2]}: {flow / ids[2]}: the list says 20 frames; meta.json says 12 frames, 11 fields" in out
     assert (f"{ids[3]}: {flow / ids[3]}: the list says 5 frames; the folder holds 11 fields "
             "(expected 4, or 5 for a list of fields)") in out
