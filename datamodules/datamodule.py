@@ -40,6 +40,12 @@ sampler only if it is a ``torch.utils.data.DistributedSampler``; any other sampl
 wraps in its own padding one, sharding a second time. Training and validation use
 Lightning's default sampler (padding is harmless there).
 
+uint8 to the device. Loaders give uint8 batches (``datamodules.batch``); this module's
+``on_after_batch_transfer`` finishes them on the device (float conversion, the flow's
+dequantization, normalisation) with the networks' InputSpecs, and makes test keys
+``TestViews`` that the LightningModule's chunked forward cuts into crops. A loader used
+outside Lightning finishes its batches with ``dataset.finish(batch)``.
+
 SVM fusion (``TwoStreamClassifier``) fits on per-video scores of the training videos;
 ``svm_train_dataloader`` gives them as test batches (views axis, sharded like the test
 loader), with fewer views than the test protocol to keep it cheap; ``test_dataloader``
@@ -55,9 +61,10 @@ from typing import Literal, get_args
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.annotations.source import AnnotationSource, require_path
+from datamodules.batch import collate_flat, collate_test, finish_batch
 from datamodules.datasets import VideoDataset, check_bidirectional
 from datamodules.decoding import create_reader
 from datamodules.distributed import UnpaddedDistributedSampler
@@ -76,7 +83,7 @@ from flow.packed import open_flow_store
 from models.input_spec import InputSpec
 
 Split = Literal["train", "val", "test"]
-Decoder = Literal["auto", "decord", "torchcodec", "rawframes"]
+Decoder = Literal["auto", "decord", "torchcodec", "torchcodec_cuda", "rawframes"]
 
 
 class VideoDataModule(pl.LightningDataModule):
@@ -121,13 +128,17 @@ class VideoDataModule(pl.LightningDataModule):
             does not say how it scored the SVM's training videos; the SVM only needs
             per-video scores, so fewer views than the test protocol keep it cheap.
         svm_crops: crops per SVM position or clip: centre, three, five or ten.
+        clips_per_video: training samples (clips, frames or stacks, each with its own position,
+            crop and flip) drawn from one decode of a video (PySlowFast's ``NUM_SAMPLE``): a
+            training batch holds batch_size x clips_per_video samples, at one decode per video.
         batch_size: videos per training and validation batch.
         test_batch_size: videos per test and predict batch (each carries all its views).
         num_workers: DataLoader worker processes.
         pin_memory: page-locked batches for faster host-to-GPU copies.
         persistent_workers: keep workers between epochs (their failure counts persist too).
         decoder: RGB source: decord or torchcodec on the videos, auto (torchcodec where it
-            imports, it measured faster; else decord), or rawframes (img_*.jpg under frames_root).
+            imports, it measured faster; else decord), torchcodec_cuda (NVDEC; workers are
+            spawned, not forked), or rawframes (img_*.jpg under frames_root).
         cache_dir: where the video index is cached; None: ``<frames_root or video_root>/.index_cache``.
         max_failure_rate: share of unreadable training videos tolerated (replaced by the
             next video, logged) before an error names them; counted per worker.
@@ -161,6 +172,7 @@ class VideoDataModule(pl.LightningDataModule):
         whole_video_test: bool = False,
         svm_positions: int = 5,
         svm_crops: TestCrops = "centre",
+        clips_per_video: int = 1,
         batch_size: int = 32,
         test_batch_size: int = 1,
         num_workers: int = 4,
@@ -209,6 +221,9 @@ class VideoDataModule(pl.LightningDataModule):
         self.sampling = Sampling(test_positions, test_clips, stride, whole_video_test)
         self.svm_sampling = Sampling(svm_positions, svm_positions, stride, whole_video=False)
         self.svm_crops = svm_crops
+        if clips_per_video < 1:
+            raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
+        self.clips_per_video = clips_per_video
         self.batch_size, self.test_batch_size = batch_size, test_batch_size
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.decoder, self.cache_dir = decoder, cache_dir
@@ -271,7 +286,8 @@ class VideoDataModule(pl.LightningDataModule):
         augment = Augment(stage, self.input_specs, self.short_side, self.multiscale_crop, flip=self.flip,
                           test_crops=crops, subtract_flow_mean=self.flow_mean_subtraction)
         return VideoDataset(self.index(split), self.modality, stage, augment, reader, store, sampling,
-                            self.max_failure_rate, tag, self.bidirectional_flow)
+                            self.max_failure_rate, tag, self.bidirectional_flow,
+                            clips_per_video=self.clips_per_video if stage == "train" else 1)
 
     @property
     def test_video_ids(self) -> list[str]:
@@ -316,7 +332,20 @@ class VideoDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             drop_last=split == "train",
             generator=generator,
+            collate_fn={"test": collate_test, "train": collate_flat}.get(split),
+            # A CUDA decoder cannot run in workers forked after CUDA started (the model is on the GPU).
+            multiprocessing_context=self._worker_start_method(dataset) if self.num_workers > 0 else None,
         )
+
+    @staticmethod
+    def _worker_start_method(dataset: Dataset) -> str | None:
+        datasets = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+        methods = {getattr(getattr(each, "reader", None), "worker_start_method", None) for each in datasets}
+        return "spawn" if "spawn" in methods else None
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """uint8 batches, now on the device, to the networks' inputs (module docstring)."""
+        return finish_batch(batch, self.input_specs, self.flow_mean_subtraction)
 
     def _dataset(self, name: str) -> VideoDataset:
         """The dataset of a split, or ``svm_train``; built once (until the specs change)."""

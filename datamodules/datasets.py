@@ -1,17 +1,22 @@
-"""The map-style video dataset: one item per indexed video, a dict of network inputs.
+"""The map-style video dataset: one item per indexed video, a dict of uint8 samples.
 
 An item reads the frames and flow fields that ``sampling`` picks for its stage, and
-``Augment`` turns them into inputs (one crop and flip shared by every key):
+``Augment`` crops and flips them (one crop and flip shared by every key). Items stay uint8;
+``finish`` (the datamodules' ``on_after_batch_transfer``) turns a batch of them into the
+networks' inputs on the device (``datamodules.batch``):
 
-    modality          train / val sample          test sample (V views)
-    rgb               rgb (3, H, W)               (positions x crops, 3, H, W)
-    flow              flow (2L, H, W)             (positions x crops, 2L, H, W)
-    two_stream        both, aligned               both, aligned
-    rgb_clip          rgb (3, T, H, W)            (clips x crops, 3, T, H, W)
-    flow_clip         flow (2, T, H, W)           (clips x crops, 2, T, H, W)
-    two_stream_clip   both, same frames           both, same frames
+    modality          train / val item              test item (P positions, K crops)
+    rgb               rgb (1, 3, h, w)              rgb (P, 1, 3, H, W) + views (K, 5)
+    flow              flow (L, 2, h, w)             flow (P, L, 2, H, W) + views
+    two_stream        both, aligned                 both, aligned
+    rgb_clip          rgb (T, 3, h, w)              rgb (clips, T, 3, H, W) + views
+    flow_clip         flow (T, 2, h, w)             flow (clips, T, 2, H, W) + views
+    two_stream_clip   both, same frames             both, same frames
 
-plus ``label`` and ``index`` (and ``dataset`` when the dataset has a ``tag``).
+(h, w: the crop; H, W: the short-side resized frame) plus ``label`` and ``index`` (and
+``dataset`` when the dataset has a ``tag``), and with flow ``flow_bound`` and ``flow_scale``.
+Finished, train and val keys are (3, h, w), (2L, h, w), (3, T, h, w), (2, T, h, w); test
+keys ``TestViews`` of the P x K views, position-major.
 
 Bi-directional flow (``bidirectional=True``, the two-stream paper's variant; 2D ``flow``
 and ``two_stream``): the stack around frame tau holds L/2 backward fields (tau - L/2 ..
@@ -46,6 +51,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from datamodules.batch import finish_batch
 from datamodules.decoding import FrameReader, RawFrameReader, VideoDecodeError
 from datamodules.index import VideoIndex
 from datamodules.modality import check_modality, is_clip, modality_keys
@@ -111,6 +117,10 @@ class VideoDataset(Dataset):
         tag: added to every sample as ``dataset`` (multi-dataset training); None: no key.
         bidirectional: 2D flow stacks of backward and forward fields (see the module
             docstring); every video whose meta.json says it has no backward flow fails here.
+        clips_per_video: training items of k > 1 samples (clips, frames or stacks, each at a
+            random position with its own crop and flip) read with one decode of the video,
+            as PySlowFast's ``NUM_SAMPLE``: an item is then a list, flattened by
+            ``datamodules.batch.collate_flat``, so a batch of B items holds B x k samples.
     """
 
     def __init__(
@@ -125,8 +135,12 @@ class VideoDataset(Dataset):
         max_failure_rate: float = 0.05,
         tag: int | None = None,
         bidirectional: bool = False,
+        clips_per_video: int = 1,
     ):
         check_modality(modality)
+        if clips_per_video < 1 or (clips_per_video > 1 and stage != "train"):
+            raise ValueError(f"clips_per_video must be >= 1 and applies to training only, got {clips_per_video} "
+                             f"in {stage}")
         keys = modality_keys(modality)
         if "rgb" in keys and reader is None:
             raise ValueError(f"modality {modality!r} reads RGB frames: pass a frame reader")
@@ -140,6 +154,7 @@ class VideoDataset(Dataset):
         self.index, self.modality, self.stage, self.augment = index, modality, stage, augment
         self.keys, self.reader, self.store, self.sampling = keys, reader, store, sampling
         self.max_failure_rate, self.tag, self.bidirectional = max_failure_rate, tag, bidirectional
+        self.clips_per_video = clips_per_video
         if bidirectional:
             check_bidirectional(modality, augment.specs)
             self._require_backward_flow()
@@ -164,24 +179,31 @@ class VideoDataset(Dataset):
     def classes(self) -> list[str]:
         return self.index.classes
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+    def finish(self, batch: dict) -> dict:
+        """A collated batch of this dataset's items, on its device, as the networks take it."""
+        return finish_batch(batch, self.augment.specs, self.augment.subtract_flow_mean)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int] | list[dict[str, torch.Tensor | int]]:
         if self.stage != "train":
             try:
-                frames = self._read_all(i, None)
+                frames, bound = self._read_all(i, None)
             except READ_ERRORS as error:
                 raise DataFailureError(f"cannot read {self._source(i)} in {self.stage}: {error}") from error
-            return self._sample(i, frames, None)
+            return self._sample(i, frames, bound, None)
         self.draws += 1
         rng = np.random.default_rng(int(torch.randint(2**62, ())))
         for attempt in range(MAX_REPLACEMENTS):
             j = (i + attempt) % len(self)
             try:
-                frames = self._read_all(j, rng)
+                frames, bound = self._read_all(j, rng)
             except READ_ERRORS as error:
                 self._record_failure(j, error)
                 continue
             self._check_rate()
-            return self._sample(j, frames, rng)
+            if self.clips_per_video > 1:  # one decode, k samples: each its own position, crop and flip
+                return [self._sample(j, {key: clip[c:c + 1] for key, clip in frames.items()}, bound, rng)
+                        for c in range(self.clips_per_video)]
+            return self._sample(j, frames, bound, rng)
         raise DataFailureError(f"{MAX_REPLACEMENTS} consecutive videos from item {i} are unreadable: "
                                f"{self._failed_files()}")
 
@@ -207,11 +229,19 @@ class VideoDataset(Dataset):
             return path
         return str(self.store.folder(self.index.video_ids[j])) if self.store else self.index.video_ids[j]
 
-    def _read_all(self, j: int, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
-        """Video j's uint8 frames per key; only this part may fail on bad data."""
-        frames = {key: self._read(key, j, indices) for key, indices in self._positions(j, rng).items()}
+    def _read_all(self, j: int, rng: np.random.Generator | None) -> tuple[dict[str, torch.Tensor], float]:
+        """Video j's uint8 frames per key and its flow's bound (0 without flow); only this part
+        may fail on bad data."""
+        frames, bound = {}, 0.0
+        draws = [self._positions(j, rng) for _ in range(self.clips_per_video)]
+        for key in draws[0]:
+            indices = np.concatenate([draw[key] for draw in draws])  # (k, T): read in one call
+            if key == "flow":
+                frames[key], bound = self._read_flow(j, indices)
+            else:
+                frames[key] = self._read_rgb(j, indices)
         self._check_frame_sizes(j, frames)
-        return frames
+        return frames, bound
 
     def _check_frame_sizes(self, j: int, frames: dict[str, torch.Tensor]) -> None:
         # Augment refuses keys of different sizes too, but as a setting's error; checked
@@ -227,9 +257,9 @@ class VideoDataset(Dataset):
                 f"re-extract {self.store.folder(self.index.video_ids[j]) if self.store else 'it'} "
                 "(`python -m flow extract` applies the rotation)")
 
-    def _sample(self, j: int, frames: dict[str, torch.Tensor], rng: np.random.Generator | None) -> dict[str, torch.Tensor | int]:
+    def _sample(self, j: int, frames: dict[str, torch.Tensor], bound: float,
+                rng: np.random.Generator | None) -> dict[str, torch.Tensor | int]:
         # Outside the caught region on purpose: a transform error is a setting's fault, not the video's.
-        bound = self.store.bound(self.index.video_ids[j]) if "flow" in frames else 0.0
         sample: dict[str, torch.Tensor | int] = dict(self.augment(frames, bound, rng))
         sample["label"] = self.index.labels[j]
         sample["index"] = j
@@ -270,7 +300,7 @@ class VideoDataset(Dataset):
         length = self.augment.specs["flow"].frames
         if self.bidirectional:
             backward, forward = bidirectional_stack_positions(num_flows, length, stage, rng, count)
-            # The first forward field starts at tau, the stack's centre; _read reads the
+            # The first forward field starts at tau, the stack's centre; _read_flow reads the
             # first half of each row as backward fields.
             rgb, flow = forward[:, :1], np.concatenate([backward, forward], axis=1)
         elif self.modality == "flow":
@@ -287,17 +317,24 @@ class VideoDataset(Dataset):
             raise VideoDecodeError(self.index.video_ids[j], "no video file (and the reader is not rawframes)")
         return path
 
-    def _read(self, key: str, j: int, indices: np.ndarray) -> torch.Tensor:
-        """uint8 (P, T, C, H, W) of RGB frames or quantized [x, y] flow fields."""
+    def _read_flow(self, j: int, indices: np.ndarray) -> tuple[torch.Tensor, float]:
+        """uint8 (P, T, 2, H, W) quantized [x, y] flow fields and their bound."""
+        video_id = self.index.video_ids[j]
+        # A bi-directional stack's first half are backward fields (module docstring).
+        half = indices.shape[1] // 2 if self.bidirectional else 0
+        directions = [self.store.read_fields(video_id, indices[:, :half].reshape(-1).tolist(), backward=True)] \
+            if half else []
+        directions.append(self.store.read_fields(video_id, indices[:, half:].reshape(-1).tolist()))
+        sizes = {tuple(fields.planes.shape[1:]) for fields in directions}
+        if len(sizes) > 1:
+            raise ValueError(f"{self.store.folder(video_id)}: backward and forward fields differ in size {sorted(sizes)}")
+        planes = [fields.planes.reshape(len(indices), -1, *fields.planes.shape[1:]) for fields in directions]
+        return (planes[0] if len(planes) == 1 else torch.cat(planes, dim=1)), directions[-1].bound
+
+    def _read_rgb(self, j: int, indices: np.ndarray) -> torch.Tensor:
+        """uint8 (P, T, 3, H, W) RGB frames."""
         positions, length = indices.shape
         video_id = self.index.video_ids[j]
-        if key == "flow":
-            # A bi-directional stack's first half are backward fields (module docstring).
-            # numpy, not torch: fields of different sizes then raise ValueError, a read error.
-            half = length // 2 if self.bidirectional else 0
-            backward = [self._read_fields(video_id, indices[:, :half], backward=True)] if half else []
-            return torch.from_numpy(np.concatenate(
-                backward + [self._read_fields(video_id, indices[:, half:], backward=False)], axis=1))
         flat = indices.reshape(-1)
         meta = self.store.meta(video_id) if self.store is not None and "flow" in self.keys else None
         if meta is not None and meta.step > 1 and not isinstance(self.reader, RawFrameReader):
@@ -305,8 +342,3 @@ class VideoDataset(Dataset):
         frames = torch.from_numpy(self.reader.read_frames(self._rgb_source(j), flat.tolist()))
         frames = frames.permute(0, 3, 1, 2)  # (N, 3, H, W)
         return frames.reshape(positions, length, *frames.shape[1:])
-
-    def _read_fields(self, video_id: str, indices: np.ndarray, backward: bool) -> np.ndarray:
-        """uint8 (P, T, 2, H, W) flow fields of one direction."""
-        fields = self.store.read_flow(video_id, indices.reshape(-1).tolist(), backward=backward)
-        return fields.reshape(*indices.shape, *fields.shape[1:])

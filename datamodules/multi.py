@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import pytorch_lightning as pl
 from torch.utils.data import ConcatDataset, DataLoader
 
+from datamodules.batch import finish_batch
 from datamodules.datamodule import Split, VideoDataModule
 from datamodules.datasets import VideoDataset
 from models.input_spec import InputSpec
@@ -30,7 +31,8 @@ def sample_settings(dm: VideoDataModule) -> dict[str, object]:
     """
     views = dm.sampling
     return {"input specs (num_fields, frames, crop_size)": dm.input_specs, "test_positions": views.test_positions,
-            "test_clips": views.test_clips, "whole_video_test": views.whole_video, "test_crops": dm.test_crops}
+            "test_clips": views.test_clips, "whole_video_test": views.whole_video, "test_crops": dm.test_crops,
+            "flow_mean_subtraction": dm.flow_mean_subtraction}
 
 
 class MultiDataModule(pl.LightningDataModule):
@@ -88,6 +90,11 @@ class MultiDataModule(pl.LightningDataModule):
         model_specs = getattr(self.trainer.lightning_module, "input_specs", None) if self.trainer else None
         if model_specs is not None:
             self.set_input_specs(model_specs)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """uint8 batches to the network's inputs on the device (the datasets share the settings)."""
+        first = self.datamodules[0]
+        return finish_batch(batch, first.input_specs, first.flow_mean_subtraction)
 
     def _datasets(self, split: Split) -> list[VideoDataset]:
         if split not in self.datasets:

@@ -1,9 +1,10 @@
-"""Crops, flips and conversion to a network's input, shared by every key of a sample.
+"""Crops and flips, shared by every key of a sample, on uint8 frames on any device.
 
 The geometry of a sample (crop boxes, flips) is drawn once and applied to all its keys, so
 the RGB frame and the flow stack of a two-stream sample get the same crop and flip.
-Geometry runs on the uint8 planes (cheap, and exact for the flip below); flow becomes
-float pixels afterwards, when the scale the geometry applied is known.
+Geometry runs on the uint8 planes (cheap, and exact for the flip below); the conversion to
+float inputs runs later, on the device (``datamodules.inputs``), with the scale the
+geometry applied (``flow_scale``) and the video's bound (``flow_bound``) carried along.
 
 Flow under geometry:
 - resizing a field by (sx, sy) scales its displacements by the same factors: the planes
@@ -29,7 +30,7 @@ import torch
 import torchvision.transforms.v2.functional as F
 
 from datamodules.sampling import Stage
-from flow.codec import DEFAULT_BOUND, dequantize
+from flow.codec import DEFAULT_BOUND
 from flow.frames import resized_size
 from models.input_spec import InputSpec
 
@@ -116,49 +117,9 @@ def apply_view(frames: torch.Tensor, view: View, flow: bool = False) -> torch.Te
     return out
 
 
-def rgb_to_input(frames: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """uint8 (T, 3, H, W) -> float normalised per ``spec``: 2D (3, H, W), 3D (3, T, H, W)."""
-    x = F.normalize(frames.float() / 255.0, list(spec.mean), list(spec.std))
-    if spec.dims == 2:
-        if x.shape[0] != 1:
-            raise ValueError(f"a 2D RGB network takes one frame, got {x.shape[0]}")
-        return x[0]
-    return x.transpose(0, 1)
-
-
-def flow_to_input(
-    planes: torch.Tensor,
-    bound: float,
-    spec: InputSpec,
-    scale: tuple[float, float] = (1.0, 1.0),
-    subtract_mean: bool = True,
-) -> torch.Tensor:
-    """Quantized uint8 (L, 2, H, W) [x, y] fields -> the network's flow input.
-
-    Dequantize with the video's ``bound`` to pixels, multiply x, y by ``scale`` (resizing),
-    subtract each field's mean vector if ``subtract_mean`` (the two-stream paper's camera
-    motion compensation), clip to ``spec.flow_clip``, multiply by ``spec.flow_scale``,
-    normalise by ``spec.mean``/``spec.std``. Layout: 2D (2L, H, W) ordered x1..xL, y1..yL;
-    3D (2, L, H, W).
-    """
-    flow = torch.from_numpy(dequantize(planes.numpy(), bound))
-    flow *= torch.tensor(scale, dtype=flow.dtype).view(2, 1, 1)
-    if subtract_mean:
-        flow -= flow.mean(dim=(-2, -1), keepdim=True)
-    if spec.flow_clip is not None:
-        flow.clamp_(-spec.flow_clip, spec.flow_clip)
-    flow = F.normalize(flow * spec.flow_scale, list(spec.mean), list(spec.std))
-    flow = flow.transpose(0, 1)  # (2, L, H, W): all x planes, then all y planes
-    if spec.dims == 3:
-        return flow
-    if 2 * flow.shape[1] != spec.channels:
-        fields = flow.shape[1]
-        raise ValueError(f"a stack of {fields} fields gives {2 * fields} channels; the network takes {spec.channels}")
-    return flow.reshape(-1, *flow.shape[2:])
-
-
 class Augment:
-    """Draws the views of a sample once and turns every key into the network's input.
+    """Draws the views of a sample once and applies them to every key's uint8 frames (the
+    host half of the input pipeline; ``datamodules.batch.finish_batch`` is the device half).
 
     Train: a random crop (or TSN's multi-scale crop) and a random horizontal flip.
     Val: the centre crop. Test: ten crops (2D protocol), five (ten without the mirrored
@@ -176,7 +137,7 @@ class Augment:
         test_crops: "ten", "five", "three" or "centre" crops per position at test.
         scales: side lengths of multi-scale crops, relative to the short side.
         subtract_flow_mean: subtract each flow field's mean vector; None: on for 2D
-            networks (two-stream paper), off for 3D ones (I3D).
+            networks (two-stream paper), off for 3D ones (I3D). Applied on the device.
     """
 
     def __init__(
@@ -247,9 +208,13 @@ class Augment:
         rng: np.random.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """uint8 frames per key, (T, C, H, W) or (P, T, C, H, W) with P sampled positions
-        (RGB (T, 3, H, W); quantized flow (L, 2, H, W) [x, y]), to network inputs.
+        (RGB (T, 3, H, W); quantized flow (L, 2, H, W) [x, y]), to a uint8 sample.
 
-        Train and val give one input per key; test gives (P * views, ...), position-major.
+        Train and val: each key's one view (T, C, crop, crop). Test: each key's positions
+        short-side resized, uncropped (P, T, C, H, W), and ``views`` (K, 5): the crop boxes
+        (top, left, height, width, flip) that ``datamodules.batch.TestViews`` cuts on the
+        device. With flow: ``flow_bound`` and ``flow_scale`` (x, y stretch of the resize and
+        of a multi-scale crop), float64 so the device reproduces the host's float32 steps.
         """
         resized = {}
         for key, clip in frames.items():
@@ -263,19 +228,18 @@ class Augment:
         if len(shapes) != 1:
             raise ValueError(f"keys of one sample differ in frame size after resizing: {sorted(shapes)}")
         views = self.views(*shapes.pop(), rng=rng)
-        out = {}
+        sample: dict[str, torch.Tensor] = {}
         for key, (clip, resize_scale) in resized.items():
-            spec = self.specs[key]
-            inputs = [self._convert(position, view, spec, resize_scale, flow_bound)
-                      for position in clip for view in views]  # position-major
-            out[key] = torch.stack(inputs) if self.stage == "test" else inputs[0]
-        return out
-
-    def _convert(
-        self, frames: torch.Tensor, view: View, spec: InputSpec, resize_scale: tuple[float, float], bound: float
-    ) -> torch.Tensor:
-        if spec.modality == "rgb":
-            return rgb_to_input(apply_view(frames, view), spec)
-        scale = (resize_scale[0] * view.scale()[0], resize_scale[1] * view.scale()[1])
-        subtract = spec.dims == 2 if self.subtract_flow_mean is None else self.subtract_flow_mean
-        return flow_to_input(apply_view(frames, view, flow=True), bound, spec, scale, subtract)
+            if self.stage == "test":
+                sample[key] = clip
+                view_scale = (1.0, 1.0)
+            else:
+                sample[key] = apply_view(clip[0], views[0], flow=key == "flow")
+                view_scale = views[0].scale()
+            if key == "flow":
+                sample["flow_bound"] = torch.tensor(float(flow_bound), dtype=torch.float64)
+                sample["flow_scale"] = torch.tensor(
+                    (resize_scale[0] * view_scale[0], resize_scale[1] * view_scale[1]), dtype=torch.float64)
+        if self.stage == "test":
+            sample["views"] = torch.tensor([[*view.box, int(view.flip)] for view in views], dtype=torch.int64)
+        return sample

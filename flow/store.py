@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from flow.codec import DEFAULT_BOUND, decode_jpeg
 from flow.layout import OURS, FrameLayout
@@ -25,6 +27,14 @@ def decode_image(data: np.ndarray, path: Path, color: bool) -> np.ndarray:
         return decode_jpeg(data, color=color)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+
+
+class FlowFields(NamedTuple):
+    """Quantized flow fields of one video and the bound that dequantizes them
+    (``flow.codec.dequantize``; ``datamodules.inputs`` does it on the device)."""
+
+    planes: torch.Tensor  # uint8 (T, 2, H, W), planes [x, y]
+    bound: float
 
 
 class FolderFlowStore:
@@ -121,21 +131,37 @@ class FolderFlowStore:
             if k < 0 or (available is not None and k >= available):
                 raise IndexError(f"index {k} out of range for video {video_id!r} ({available} available)")
 
-    def read_flow(self, video_id: str, indices: Sequence[int], backward: bool = False) -> np.ndarray:
-        """Quantized fields ``indices`` (0-based) as uint8 (T, 2, H, W), planes [x, y]."""
+    def read_fields(self, video_id: str, indices: Sequence[int], backward: bool = False) -> FlowFields:
+        """Quantized fields ``indices`` (0-based) as uint8 (T, 2, H, W) [x, y], and their bound.
+
+        Each distinct field is decoded once, straight into its rows of one preallocated
+        tensor (overlapping test stacks repeat fields): the stack is never copied whole.
+        """
         meta = self.meta(video_id)
         if meta and backward and not meta.backward:
             raise ValueError(f"video {video_id!r} has no backward flow (its meta.json says backward=false)")
         self._check_indices(video_id, indices, meta.num_flows if meta else None)
         folder, layout = self.folder(video_id), self.layout_of(video_id)
-        planes = {}
-        for k in dict.fromkeys(indices):  # each distinct field read once, in order
+        rows: dict[int, list[int]] = {}
+        for row, k in enumerate(indices):
+            rows.setdefault(k, []).append(row)
+        planes: torch.Tensor | None = None
+        for k, where in rows.items():
             x_path, y_path = layout.flow_paths(folder, k, backward)
             x, y = (self._read_image(video_id, path, color=False) for path in (x_path, y_path))
             if x.shape != y.shape:
                 raise ValueError(f"{y_path}: size {y.shape} differs from {x_path.name}'s {x.shape}")
-            planes[k] = (x, y)
-        return _stack([np.stack(planes[k]) for k in indices], folder)
+            if planes is None:
+                planes = torch.empty((len(indices), 2, *x.shape), dtype=torch.uint8)
+            elif tuple(planes.shape[2:]) != x.shape:
+                raise ValueError(f"{folder}: images differ in size {sorted({tuple(planes.shape[2:]), x.shape})}")
+            field = torch.from_numpy(np.stack((x, y)))
+            planes[where] = field
+        return FlowFields(planes, meta.bound if meta else self.default_bound)
+
+    def read_flow(self, video_id: str, indices: Sequence[int], backward: bool = False) -> np.ndarray:
+        """``read_fields``' planes as a numpy array (for tools that dequantize with ``bound``)."""
+        return self.read_fields(video_id, indices, backward).planes.numpy()
 
     def read_rgb(self, video_id: str, indices: Sequence[int]) -> np.ndarray:
         """RGB frames ``indices`` (0-based) as uint8 (T, H, W, 3)."""

@@ -25,12 +25,15 @@ memory format changes strides only: outputs agree within floating-point rounding
 """
 
 import re
+from functools import partial
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
+
+from datamodules.batch import TestViews
 
 MatmulPrecision = Literal["highest", "high", "medium"]
 
@@ -162,6 +165,8 @@ class GPUSettings(pl.Callback):
         for key, dims in self.input_dims.items():
             if isinstance(batch.get(key), Tensor):
                 batch[key] = channels_last_input(batch[key], dims)
+            elif isinstance(batch.get(key), TestViews):  # cut chunk by chunk: lay out each chunk
+                batch[key].layout = partial(channels_last_input, sample_dims=dims)
 
     # After the batch reaches the device, before the step sees it (the same dict).
 

@@ -82,7 +82,7 @@ def flow_image(x: Tensor, spec: InputSpec) -> np.ndarray:
     stack = flow.ndim == 3
     flow = flow.reshape(2, -1, *flow.shape[-2:])  # (2, L, H, W): x planes, y planes
     mean, std = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1, 1) for v in (spec.mean, spec.std))
-    pixels = (flow * std + mean) / spec.flow_scale  # undo datamodules.transforms.flow_to_input
+    pixels = (flow * std + mean) / spec.flow_scale  # undo datamodules.inputs.flow_to_input
     field = pixels[:, 0] if stack else pixels[:, pixels.shape[1] // 2]
     return flow_to_color(field.transpose(1, 2, 0))
 

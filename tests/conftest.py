@@ -88,3 +88,14 @@ def opencv_three_threads():
     cv2.setNumThreads(3)
     yield 3
     cv2.setNumThreads(before)
+
+
+def finished(dataset, i: int) -> dict:
+    """Item ``i`` of a VideoDataset as the network sees it: collated alone and finished as the
+    datamodules' ``on_after_batch_transfer`` does (test keys as all their views, (V, ...))."""
+    from torch.utils.data import default_collate
+
+    from datamodules.batch import TestViews, collate_test
+
+    batch = dataset.finish((collate_test if dataset.stage == "test" else default_collate)([dataset[i]]))
+    return {key: (value.materialise() if isinstance(value, TestViews) else value)[0] for key, value in batch.items()}

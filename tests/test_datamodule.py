@@ -24,6 +24,7 @@ from datamodules.annotations import HMDB51, UCF101, Kinetics, ListFiles
 from datamodules.distributed import UnpaddedDistributedSampler
 from flow.extract import ExtractionConfig, extract_many
 from models.input_spec import flow_pixels, imagenet_rgb
+from tests.conftest import finished
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +73,20 @@ def test_loaders_iterate_whole_epochs(ucf):
     dm.setup("test")
     train = list(dm.train_dataloader())
     assert len(train) == len(dm.datasets["train"]) // 3  # drop_last in training
-    assert train[0]["rgb"].shape == (3, 3, 32, 32) and train[0]["flow"].shape == (3, 8, 32, 32)
+    assert train[0]["rgb"].dtype == train[0]["flow"].dtype == torch.uint8  # finished on the device
+    first = dm.on_after_batch_transfer(train[0], 0)
+    assert first["rgb"].shape == (3, 3, 32, 32) and first["flow"].shape == (3, 8, 32, 32)
     val = list(dm.val_dataloader())
     assert sum(len(batch["index"]) for batch in val) == len(dm.datasets["val"])
     test = list(dm.test_dataloader())  # test_batch_size 1: one video and its 2 x 10 views
-    assert len(test) == len(dm.datasets["test"]) and test[0]["flow"].shape == (1, 20, 8, 32, 32)
+    assert len(test) == len(dm.datasets["test"])
+    assert dm.on_after_batch_transfer(test[0], 0)["flow"].materialise().shape == (1, 20, 8, 32, 32)
 
 
 def test_validation_is_the_test_split_with_one_centre_view(ucf):
     dm = ucf_dm(ucf, modality="rgb")
     assert dm.index("val").video_ids == dm.index("test").video_ids != dm.index("train").video_ids
-    assert dm.make_dataset("val")[0]["rgb"].shape == (3, 32, 32)
+    assert finished(dm.make_dataset("val"), 0)["rgb"].shape == (3, 32, 32)
 
 
 def test_seeded_loader_repeats_with_workers(ucf):
@@ -98,12 +102,12 @@ def test_network_input_specs_win(ucf):
     # crop_size None: the networks' sizes too (an explicit crop_size would override them).
     dm = ucf_dm(ucf, modality="two_stream", crop_size=None, rgb_spec=imagenet_rgb(size=24),
                 flow_spec=flow_pixels(3, 24))
-    sample = dm.make_dataset("train")[0]
+    sample = finished(dm.make_dataset("train"), 0)
     assert sample["rgb"].shape == (3, 24, 24) and sample["flow"].shape == (6, 24, 24)
     dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(input_specs={"flow": flow_pixels(2, 16),
                                                                                "rgb": imagenet_rgb(size=16)}))
     dm.setup("fit")
-    assert dm.datasets["train"][0]["flow"].shape == (4, 16, 16)
+    assert finished(dm.datasets["train"], 0)["flow"].shape == (4, 16, 16)
     with pytest.raises(ValueError, match="does not fit"):
         ucf_dm(ucf, modality="flow_clip", flow_spec=flow_pixels(3, 24))
 
@@ -148,15 +152,16 @@ def test_classes_are_the_class_names_in_label_order(ucf):
 def test_svm_train_loader_scores_every_training_video_once_with_few_views(ucf):
     dm = ucf_dm(ucf, modality="two_stream", test_batch_size=3)
     batches = list(dm.svm_train_dataloader())
-    assert batches[0]["rgb"].shape == (3, 5, 3, 32, 32) and batches[0]["flow"].shape == (3, 5, 8, 32, 32)
+    first = dm.on_after_batch_transfer(batches[0], 1)
+    assert first["rgb"].shape == (3, 5) and first["flow"].materialise().shape == (3, 5, 8, 32, 32)
     train = dm.index("train")
     indices = torch.cat([batch["index"] for batch in batches]).tolist()
     assert indices == list(range(len(train)))
     assert torch.cat([batch["label"] for batch in batches]).tolist() == train.labels
     three = ucf_dm(ucf, modality="rgb", svm_positions=2, svm_crops="three").make_svm_dataset()
-    assert three[0]["rgb"].shape == (6, 3, 32, 32)
+    assert finished(three, 0)["rgb"].shape == (6, 3, 32, 32)
     clips = ucf_dm(ucf, modality="rgb_clip", frames=4, svm_positions=2, test_clips=7).make_svm_dataset()
-    assert clips[0]["rgb"].shape == (2, 3, 4, 32, 32)
+    assert finished(clips, 0)["rgb"].shape == (2, 3, 4, 32, 32)
     with pytest.raises(ValueError, match="svm_crops"):
         ucf_dm(ucf, modality="rgb", svm_crops="nine")
 
@@ -299,7 +304,7 @@ def test_meta_less_mmaction2_flow_folders(ucf, tmp_path):
                          frames_root=str(frames), modality="flow", flow_layout="mmaction2",
                          **settings(tmp_path))
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert batch["flow"].shape[1:] == (8, 32, 32)
     with pytest.raises(ValueError, match="flow_layout"):
         VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root),
@@ -358,8 +363,19 @@ def test_flip_follows_the_annotations_and_can_be_turned_off(ucf):
     dm.setup("fit")
     assert not dm.datasets["train"].augment.flip
     dm.setup("test")
-    assert dm.datasets["test"][0]["rgb"].shape[0] == 2 * 5  # test_positions x five unmirrored crops
+    assert finished(dm.datasets["test"], 0)["rgb"].shape[0] == 2 * 5  # test_positions x five unmirrored crops
     with pytest.raises(ValueError, match="^test_crops: 'ten' mirrors"):
         ucf_dm(ucf, modality="rgb", flip=False, test_crops="ten")
     with pytest.raises(ValueError, match="^svm_crops: 'ten' mirrors"):
         ucf_dm(ucf, modality="rgb", flip=False, svm_crops="ten")
+
+
+def test_a_cuda_decoder_gets_spawned_workers(ucf):
+    """torchcodec_cuda readers ask for spawned workers: forked ones cannot use CUDA once the model is on it."""
+    cuda_reader = SimpleNamespace(reader=SimpleNamespace(worker_start_method="spawn"))
+    assert VideoDataModule._worker_start_method(cuda_reader) == "spawn"
+    dm = ucf_dm(ucf, modality="rgb", num_workers=1)
+    dataset = dm.make_dataset("val")
+    assert dm.loader(dataset, "val").multiprocessing_context is None  # CPU decoders keep the default
+    dataset.reader.worker_start_method = "spawn"
+    assert dm.loader(dataset, "val").multiprocessing_context.get_start_method() == "spawn"

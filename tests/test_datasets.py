@@ -15,9 +15,11 @@ from torch.utils.data import DataLoader
 import datamodules.datasets as datasets_module
 import datamodules.transforms as transforms_module
 from datamodules import DataFailureError, UCF101DataModule, VideoDataModule, generate
+from datamodules.batch import collate_test
 from datamodules.datasets import FrameSizeMismatch
 from flow.extract import ExtractionConfig, extract_many, extract_video
 from test_rotation import rotated_copy
+from tests.conftest import finished
 
 MODALITIES = ["rgb", "flow", "two_stream", "rgb_clip", "flow_clip", "two_stream_clip"]
 L, T, CROP = 4, 4, 32
@@ -56,10 +58,13 @@ def test_shapes_per_modality_and_stage(ucf, modality):
         flow = {"train": (2, T, CROP, CROP), "test": (6, 2, T, CROP, CROP)}
     rgb["val"], flow["val"] = rgb["train"], flow["train"]
     for split in ("train", "val", "test"):
-        sample = dm.make_dataset(split)[3]
+        dataset = dm.make_dataset(split)
         keys = {"rgb", "flow"} if modality.startswith("two") else {modality.split("_")[0]}
-        assert set(sample) == keys | {"label", "index"}
-        assert sample["index"] == 3 and isinstance(sample["label"], int)
+        finishing = ({"flow_bound", "flow_scale"} if "flow" in keys else set()) | ({"views"} if split == "test" else set())
+        assert set(dataset[3]) == keys | {"label", "index"} | finishing
+        assert all(dataset[3][key].dtype == torch.uint8 for key in keys)  # uint8 leaves the workers
+        sample = finished(dataset, 3)
+        assert dataset[3]["index"] == 3 and isinstance(dataset[3]["label"], int)
         if "rgb" in keys:
             assert shape(sample["rgb"]) == rgb[split] and sample["rgb"].dtype == torch.float32
         if "flow" in keys:
@@ -68,7 +73,7 @@ def test_shapes_per_modality_and_stage(ucf, modality):
 
 def test_default_test_protocol_is_25_positions_by_10_crops(ucf):
     dm = datamodule(ucf, modality="two_stream", num_fields=10, crop_size=16, test_positions=25)
-    sample = dm.make_dataset("test")[0]
+    sample = finished(dm.make_dataset("test"), 0)
     assert shape(sample["rgb"]) == (250, 3, 16, 16)
     assert shape(sample["flow"]) == (250, 20, 16, 16)
     defaults = inspect.signature(VideoDataModule).parameters
@@ -84,14 +89,17 @@ def test_two_stream_sample_shares_position_crop_and_flip(ucf, monkeypatch):
         views.append((flow, view))
         return apply_view(frames, view, flow)
 
-    read = datasets_module.VideoDataset._read
+    read_rgb, read_flow = datasets_module.VideoDataset._read_rgb, datasets_module.VideoDataset._read_flow
 
-    def spy_read(self, key, j, indices):
-        reads.append((key, indices.copy()))
-        return read(self, key, j, indices)
+    def spy(key, read):
+        def spied(self, j, indices):
+            reads.append((key, indices.copy()))
+            return read(self, j, indices)
+        return spied
 
     monkeypatch.setattr(transforms_module, "apply_view", spy_view)
-    monkeypatch.setattr(datasets_module.VideoDataset, "_read", spy_read)
+    monkeypatch.setattr(datasets_module.VideoDataset, "_read_rgb", spy("rgb", read_rgb))
+    monkeypatch.setattr(datasets_module.VideoDataset, "_read_flow", spy("flow", read_flow))
     dataset = datamodule(ucf, modality="two_stream").make_dataset("train")
     pl.seed_everything(0)
     for i in range(8):
@@ -163,47 +171,47 @@ def test_missing_flow_file_is_replaced_in_training(ucf):
     dm = datamodule(ucf, modality="flow", max_failure_rate=1.0)
     dataset = dm.make_dataset("train")
     folder = dataset.store.folder(dataset.index.video_ids[0])
-    broken = dataset.store.read_flow
+    broken = dataset.store.read_fields
 
-    def read_flow(video_id, indices, backward=False):
+    def read_fields(video_id, indices, backward=False):
         if dataset.store.folder(video_id) == folder:
             raise FileNotFoundError(f"{folder}/flow_x_00001.jpg")
         return broken(video_id, indices, backward)
 
-    dataset.store.read_flow = read_flow
+    dataset.store.read_fields = read_fields
     assert dataset[0]["index"] == 1
     assert dataset.failures[0][0] == str(folder)
 
 
 def test_rawframes_decoder_reads_extracted_rgb(ucf):
     dm = datamodule(ucf, modality="rgb", decoder="rawframes")
-    video = datamodule(ucf, modality="rgb").make_dataset("val")[0]["rgb"]
-    frames = dm.make_dataset("val")[0]["rgb"]
+    video = finished(datamodule(ucf, modality="rgb").make_dataset("val"), 0)["rgb"]
+    frames = finished(dm.make_dataset("val"), 0)["rgb"]
     assert frames.shape == video.shape
     assert (frames - video).abs().mean() < 0.1  # JPEG vs. video decode of the same frame
 
 
 def test_full_epoch_with_dataloader(ucf):
     dataset = datamodule(ucf, modality="rgb_clip").make_dataset("test")
-    batches = list(DataLoader(dataset, batch_size=3))
+    batches = list(DataLoader(dataset, batch_size=3, collate_fn=collate_test))
     assert sum(len(batch["label"]) for batch in batches) == len(dataset)
-    assert shape(batches[0]["rgb"]) == (3, 6, 3, T, CROP, CROP)
+    assert shape(dataset.finish(batches[0])["rgb"].materialise()) == (3, 6, 3, T, CROP, CROP)
 
 
 def spy_reads(monkeypatch, dataset):
     """Record the dataset's flow reads as (indices, backward) and its RGB frame reads."""
     flows, frames = [], []
-    read_flow, read_frames = dataset.store.read_flow, dataset.reader.read_frames
+    read_fields, read_frames = dataset.store.read_fields, dataset.reader.read_frames
 
     def spy_flow(video_id, indices, backward=False):
         flows.append((list(indices), backward))
-        return read_flow(video_id, indices, backward)
+        return read_fields(video_id, indices, backward)
 
     def spy_frames(source, indices):
         frames.append(list(indices))
         return read_frames(source, indices)
 
-    monkeypatch.setattr(dataset.store, "read_flow", spy_flow)
+    monkeypatch.setattr(dataset.store, "read_fields", spy_flow)
     monkeypatch.setattr(dataset.reader, "read_frames", spy_frames)
     return flows, frames
 
@@ -213,7 +221,7 @@ def test_bidirectional_stack_is_backward_then_forward_around_the_rgb_frame(ucf, 
     dataset = datamodule(ucf, modality="two_stream", bidirectional_flow=True).make_dataset(split)
     flows, frames = spy_reads(monkeypatch, dataset)
     pl.seed_everything(1)
-    sample = dataset[5]
+    sample = finished(dataset, 5)
     positions = 3 if split == "test" else 1
     views = (10 * positions,) if split == "test" else ()  # ten crops per test position
     assert shape(sample["flow"]) == (*views, 2 * L, CROP, CROP) and shape(sample["rgb"]) == (*views, 3, CROP, CROP)
@@ -233,13 +241,13 @@ def test_bidirectional_vertical_motion_flips_sign_between_the_halves(ucf):
     assert len(videos) == 4
     for i in videos:
         # x1..xL, then y1..yL, backward fields first: backward fields point up for a downward motion.
-        y = dataset[i]["flow"][L:].mean(dim=(1, 2)) * downward[dataset.index.labels[i]]
+        y = finished(dataset, i)["flow"][L:].mean(dim=(1, 2)) * downward[dataset.index.labels[i]]
         assert (y[:L // 2] < 0).all() and (y[L // 2:] > 0).all(), (dataset.index.video_ids[i], y)
 
 
 def test_bidirectional_flip_negates_x_of_backward_and_forward_fields(ucf):
     dm = datamodule(ucf, modality="flow", bidirectional_flow=True, flow_mean_subtraction=False, test_positions=1)
-    flow = dm.make_dataset("test")[0]["flow"]
+    flow = finished(dm.make_dataset("test"), 0)["flow"]
     centre, mirrored = flow[4], flow[9]  # ten crops: 4 corners and the centre, then their flips
     torch.testing.assert_close(mirrored[:L], -centre[:L].flip(-1))
     torch.testing.assert_close(mirrored[L:], centre[L:].flip(-1))
@@ -262,7 +270,7 @@ def test_sideways_flow_of_a_phone_video_is_a_bad_video_named_and_replaced(ucf, t
     video_id = dataset.index.video_ids[2]
     pl.seed_everything(0)
     with caplog.at_level(logging.WARNING, logger="datamodules.datasets"):
-        sample = dataset[2]
+        sample = finished(dataset, 2)
     assert sample["index"] == 3 and shape(sample["rgb"]) == (3, CROP, CROP)
     [(source, reason)] = dataset.failures
     assert source == rotated and video_id in reason and "rgb (64, 48) and flow (48, 64)" in reason
@@ -285,7 +293,22 @@ def test_phone_video_with_upright_flow_gives_two_stream_samples(ucf, tmp_path):
         extract_video(rotated, frames_root / dataset.index.video_ids[2], EXTRACTION)
         assert dataset.store.meta(dataset.index.video_ids[2]).width == 48  # upright: 48 wide, 64 high
         pl.seed_everything(0)
-        sample = dataset[2]
+        sample = finished(dataset, 2)
         assert sample["index"] == 2 and not dataset.failures
         views = (30,) if split == "test" else ()
         assert shape(sample["rgb"]) == (*views, 3, CROP, CROP) and shape(sample["flow"]) == (*views, 2 * L, CROP, CROP)
+
+
+def test_several_clips_per_video_come_from_one_decode(ucf, monkeypatch):
+    dm = datamodule(ucf, modality="rgb_clip", clips_per_video=3, batch_size=2)
+    dataset = dm.make_dataset("train")
+    _, frames = spy_reads(monkeypatch, dataset)
+    pl.seed_everything(0)
+    item = dataset[1]
+    assert len(frames) == 1 and len(frames[0]) == 3 * T  # one read of the three clips' frames
+    assert [sample["index"] for sample in item] == [1, 1, 1] and all(s["rgb"].shape == (T, 3, CROP, CROP) for s in item)
+    batch = dataset.finish(next(iter(dm.loader(dataset, "train"))))
+    assert batch["rgb"].shape == (6, 3, T, CROP, CROP) and batch["label"].shape == (6,)
+    assert dm.make_dataset("val").clips_per_video == 1  # evaluation scores each video once
+    with pytest.raises(ValueError, match="clips_per_video"):
+        datamodule(ucf, modality="rgb", clips_per_video=0)

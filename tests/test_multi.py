@@ -42,7 +42,8 @@ def test_training_batches_mix_datasets_and_tag_each_sample(multi):
     tags = torch.cat([batch["dataset"] for batch in batches])
     sizes = [len(dataset) for dataset in multi.datasets["train"]]
     assert len(tags) == sum(sizes) // 4 * 4 and set(tags.tolist()) == {0, 1}
-    assert batches[0]["flow"].shape == (4, 8, 32, 32)
+    assert batches[0]["flow"].dtype == torch.uint8  # finished on the device
+    assert multi.on_after_batch_transfer(batches[0], 0)["flow"].shape == (4, 8, 32, 32)
     for batch in batches:  # labels stay within their own dataset's classes
         assert all(label < multi.num_classes[tag] for label, tag in zip(batch["label"], batch["dataset"]))
 
@@ -55,7 +56,7 @@ def test_evaluation_is_one_loader_in_dataset_order(multi):
                 for tag, index in zip(batch["dataset"].tolist(), batch["index"].tolist())]
         sizes = [len(dm.index(split)) for dm in multi.datamodules]
         assert seen == [(tag, index) for tag, size in enumerate(sizes) for index in range(size)]
-    assert batches[0]["flow"].shape == (1, 20, 8, 32, 32)
+    assert multi.on_after_batch_transfer(batches[0], 0)["flow"].materialise().shape == (1, 20, 8, 32, 32)
 
 
 def test_datasets_must_share_the_modality(multi):

@@ -111,7 +111,7 @@ def test_datamodule_reads_webm_clips_without_flipping(ssv2, tmp_path):
     assert not dm.datasets["train"].augment.flip
     assert len(dm.datasets["val"]) == len(json.loads((ssv2.annotation_dir / "validation.json").read_text()))
     batch = next(iter(dm.train_dataloader()))
-    assert batch["rgb"].shape == (2, 3, 4, 32, 32) and batch["label"].min() >= 0
+    assert dm.on_after_batch_transfer(batch, 0)["rgb"].shape == (2, 3, 4, 32, 32) and batch["label"].min() >= 0
     frame_2d = VideoDataModule(SSv2(str(ssv2.annotation_dir)), video_root=str(ssv2.video_root), modality="rgb",
                                cache_dir=str(tmp_path / "cache"))
     assert frame_2d.test_crops == "five"  # ten crops would mirror

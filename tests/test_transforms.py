@@ -3,17 +3,18 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as F
 
+from torch.utils.data import default_collate
+
+from datamodules.batch import collate_test, finish_batch
 from datamodules.transforms import (
     Augment,
     View,
     apply_view,
-    flow_to_input,
     multiscale_box,
-    rgb_to_input,
     three_crop_boxes,
 )
 from flow.codec import dequantize, quantize
-from models.input_spec import InputSpec, flow_pixels, flow_unit, symmetric_rgb
+from models.input_spec import InputSpec, flow_pixels
 
 BOUND = 20.0
 PLAIN_RGB = InputSpec("rgb", 3, size=32, mean=(0.0,) * 3, std=(1.0,) * 3)  # output = value / 255
@@ -22,6 +23,16 @@ PLAIN_RGB = InputSpec("rgb", 3, size=32, mean=(0.0,) * 3, std=(1.0,) * 3)  # out
 def quantized(flow: np.ndarray, bound: float = BOUND) -> torch.Tensor:
     """(L, 2, H, W) float pixels -> uint8 planes, as the flow store returns them."""
     return torch.from_numpy(quantize(flow, bound))
+
+
+def finished(augment: Augment, frames: dict, rng: np.random.Generator | None = None) -> dict:
+    """One sample through the host half (Augment) and the device half (finish_batch), as
+    the loader and the datamodule's on_after_batch_transfer run them; test keys as all views."""
+    sample = augment(frames, BOUND, rng)
+    test = augment.stage == "test"
+    batch = finish_batch((collate_test if test else default_collate)([sample]), augment.specs,
+                         augment.subtract_flow_mean)
+    return {key: (batch[key].materialise() if test else batch[key])[0] for key in frames}
 
 
 def levels(flow: torch.Tensor) -> torch.Tensor:
@@ -35,31 +46,6 @@ def test_flip_of_quantized_levels_is_exact_negation():
     assert dequantize(np.array([0, 255], np.uint8), BOUND).tolist() == [-BOUND, BOUND]
 
 
-def test_2d_stack_is_ordered_x1_to_xL_then_y1_to_yL():
-    fields = np.zeros((3, 2, 4, 4), np.float32)
-    for k in range(3):
-        fields[k, 0], fields[k, 1] = k + 1, -(k + 1)  # field k: x = k + 1, y = -(k + 1)
-    out = flow_to_input(quantized(fields), BOUND, flow_pixels(3, size=4), subtract_mean=False)
-    assert out.shape == (6, 4, 4)
-    np.testing.assert_allclose(out[:, 0, 0], [1, 2, 3, -1, -2, -3], atol=BOUND / 255)
-
-
-def test_flip_negates_x_mirrors_the_field_and_keeps_y():
-    # Rightward motion growing to the right: x = 1 + column / 4 > 0; y depends on the row only.
-    height, width = 8, 12
-    x = 1 + np.arange(width, dtype=np.float32)[None, :].repeat(height, 0) / 4
-    y = np.arange(height, dtype=np.float32)[:, None].repeat(width, 1) / 2
-    planes = quantized(np.stack([x, y])[None])
-    spec = flow_pixels(1, size=height)
-    box = (0, 0, height, width)
-    plain = flow_to_input(apply_view(planes, View(box), flow=True), BOUND, spec, subtract_mean=False)
-    flipped = flow_to_input(apply_view(planes, View(box, flip=True), flow=True), BOUND, spec, subtract_mean=False)
-    assert (plain[0] > 0).all() and (flipped[0] < 0).all()
-    torch.testing.assert_close(flipped[0], -plain[0].flip(-1))  # mirrored and negated
-    torch.testing.assert_close(flipped[1], plain[1].flip(-1))  # y: mirrored only
-    torch.testing.assert_close(flipped[1], plain[1])  # (y is constant along a row)
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_rgb_and_flow_of_a_sample_share_crop_and_flip(seed):
     # Pixel values encode their own coordinates: channel 0 / x plane the column, 1 / y the row.
@@ -71,7 +57,7 @@ def test_rgb_and_flow_of_a_sample_share_crop_and_flip(seed):
     flow = coords[None].repeat(2, 1, 1, 1)  # (2 fields, 2, H, W)
     specs = {"rgb": PLAIN_RGB, "flow": flow_pixels(2, size=32)}
     augment = Augment("train", specs, short_side=None, subtract_flow_mean=False)
-    out = augment({"rgb": rgb, "flow": flow}, BOUND, np.random.default_rng(seed))
+    out = finished(augment, {"rgb": rgb, "flow": flow}, np.random.default_rng(seed))
     rgb_cols = torch.round(out["rgb"][0] * 255).to(torch.int64)
     rgb_rows = torch.round(out["rgb"][1] * 255).to(torch.int64)
     flow_x, flow_y = levels(out["flow"][0]), levels(out["flow"][2])
@@ -90,7 +76,7 @@ def test_random_flip_happens_about_half_the_time():
 def test_ten_crop_equals_torchvision():
     generator = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, 45, 61), dtype=torch.uint8, generator=generator)  # odd margins
-    out = Augment("test", {"rgb": PLAIN_RGB}, short_side=None)({"rgb": image[None]})
+    out = finished(Augment("test", {"rgb": PLAIN_RGB}, short_side=None), {"rgb": image[None]})
     expected = torch.stack(F.ten_crop(image, [32])).float() / 255
     torch.testing.assert_close(out["rgb"], expected)
 
@@ -98,7 +84,7 @@ def test_ten_crop_equals_torchvision():
 def test_ten_crop_flips_negate_flow_x():
     flow = np.full((1, 2, 40, 50), 3.0, np.float32)  # uniform rightward and downward motion
     augment = Augment("test", {"flow": flow_pixels(1, size=32)}, short_side=None, subtract_flow_mean=False)
-    out = augment({"flow": quantized(flow)})
+    out = finished(augment, {"flow": quantized(flow)})
     assert out["flow"].shape == (10, 2, 32, 32)
     x, y = out["flow"][:, 0].mean(dim=(1, 2)), out["flow"][:, 1].mean(dim=(1, 2))
     assert (x[:5] > 2.9).all() and (x[5:] < -2.9).all() and (y > 2.9).all()
@@ -112,7 +98,7 @@ def test_three_crop_positions_along_the_long_side():
 def test_test_views_are_position_major_with_3d_layout():
     clips = torch.arange(4, dtype=torch.uint8).view(2, 2, 1, 1, 1).expand(2, 2, 3, 40, 60)  # (P, T, 3, H, W)
     spec = InputSpec("rgb", 3, dims=3, frames=2, size=32, mean=(0.0,) * 3, std=(1.0,) * 3)
-    out = Augment("test", {"rgb": spec}, short_side=None, test_crops="three")({"rgb": clips})["rgb"]
+    out = finished(Augment("test", {"rgb": spec}, short_side=None, test_crops="three"), {"rgb": clips})["rgb"]
     assert out.shape == (6, 3, 2, 32, 32)
     np.testing.assert_allclose(out[:, 0, :, 0, 0] * 255, [[0, 1]] * 3 + [[2, 3]] * 3, atol=1e-4)
 
@@ -127,53 +113,35 @@ def test_multiscale_boxes_come_from_the_scales_and_five_positions():
         assert left in (0, 340 - width, round((340 - width) / 2))
     augment = Augment("train", {"rgb": PLAIN_RGB}, short_side=None, multiscale=True)
     frame = torch.zeros(1, 3, 64, 80, dtype=torch.uint8)
-    assert augment({"rgb": frame}, rng=rng)["rgb"].shape == (3, 32, 32)
+    assert augment({"rgb": frame}, rng=rng)["rgb"].shape == (1, 3, 32, 32)  # uint8, one frame
+    assert finished(augment, {"rgb": frame}, rng)["rgb"].shape == (3, 32, 32)
 
 
 def test_short_side_resize_scales_flow_displacements():
     flow = np.zeros((1, 2, 100, 200), np.float32)
     flow[:, 0], flow[:, 1] = 8.0, -4.0
     augment = Augment("val", {"flow": flow_pixels(1, size=32)}, short_side=50, subtract_flow_mean=False)
-    out = augment({"flow": quantized(flow)})["flow"]
+    out = finished(augment, {"flow": quantized(flow)})["flow"]
     np.testing.assert_allclose(out[0].mean(), 4.0, atol=BOUND / 255)
     np.testing.assert_allclose(out[1].mean(), -2.0, atol=BOUND / 255)
 
 
-def test_mean_vector_subtraction_removes_camera_motion():
-    flow = np.full((2, 2, 16, 16), 5.0, np.float32)
-    flow[:, 0, :, :8] += 2.0  # an object moving on top of a panning camera
-    out = flow_to_input(quantized(flow), BOUND, flow_pixels(2, size=16))
-    np.testing.assert_allclose(out.mean(dim=(1, 2)), 0.0, atol=1e-5)
-    np.testing.assert_allclose(out[0, 0, 0] - out[0, 0, -1], 2.0, atol=2 * BOUND / 255)
-
-
-def test_i3d_flow_is_clipped_scaled_and_laid_out_in_time():
-    flow = np.zeros((4, 2, 8, 8), np.float32)
-    flow[:, 0] = np.arange(4).reshape(4, 1, 1) * -10.0  # x = 0, -10, -20, -30 px
-    stored_bound = 40.0  # wider than I3D's clip, so the clip at 20 px is what saturates -30
-    spec = flow_unit(3, frames=4, size=8)
-    out = flow_to_input(quantized(flow, stored_bound), stored_bound, spec, subtract_mean=False)
-    assert out.shape == (2, 4, 8, 8)
-    half_level = 1.01 * stored_bound / 255 / 20  # rounding to the level grid, scaled by 1/20
-    np.testing.assert_allclose(out[0, :, 0, 0], [0.0, -0.5, -1.0, -1.0], atol=half_level)
-
-
-def test_i3d_rgb_is_symmetric_and_laid_out_in_time():
-    frames = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 4, 4)
-    out = rgb_to_input(frames, symmetric_rgb(frames=2, size=4))
-    assert out.shape == (3, 2, 4, 4)
-    np.testing.assert_allclose(out[:, :, 0, 0], [[-1.0, 1.0]] * 3)
-
-
-def test_imagenet_rgb_2d_takes_one_frame():
-    spec = InputSpec("rgb", 3, size=4)
-    assert rgb_to_input(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), spec).shape == (3, 4, 4)
-    with pytest.raises(ValueError, match="one frame"):
-        rgb_to_input(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), spec)
-
-
-def test_wrong_stack_length_and_small_frames_are_refused():
-    with pytest.raises(ValueError, match="channels"):
-        flow_to_input(torch.zeros(3, 2, 4, 4, dtype=torch.uint8), BOUND, flow_pixels(10, size=4))
+def test_frames_smaller_than_the_crop_are_refused():
     with pytest.raises(ValueError, match="does not fit"):
         Augment("val", {"rgb": PLAIN_RGB}, short_side=None)({"rgb": torch.zeros(1, 3, 20, 40, dtype=torch.uint8)})
+
+
+def test_samples_leave_the_host_as_uint8_with_what_finishes_them():
+    """Train: one crop per key; test: uncropped positions and the crop boxes; flow carries
+    its bound and the resize's stretch (float64, so the device repeats the host's float32 steps)."""
+    flow = quantized(np.zeros((2, 2, 100, 200), np.float32))
+    rgb = torch.zeros(1, 3, 100, 200, dtype=torch.uint8)
+    specs = {"rgb": PLAIN_RGB, "flow": flow_pixels(2, size=32)}
+    train = Augment("train", specs, short_side=50)({"rgb": rgb, "flow": flow}, BOUND, np.random.default_rng(0))
+    assert train["rgb"].dtype == train["flow"].dtype == torch.uint8
+    assert train["rgb"].shape == (1, 3, 32, 32) and train["flow"].shape == (2, 2, 32, 32)
+    assert train["flow_bound"].item() == BOUND and train["flow_scale"].tolist() == [0.5, 0.5]
+    test = Augment("test", specs, short_side=50)({"rgb": rgb[None].expand(3, -1, -1, -1, -1),
+                                                  "flow": flow[None].expand(3, -1, -1, -1, -1)}, BOUND)
+    assert test["rgb"].shape == (3, 1, 3, 50, 100) and test["flow"].shape == (3, 2, 2, 50, 100)
+    assert test["views"].shape == (10, 5) and test["views"][:, 4].tolist() == [0] * 5 + [1] * 5

@@ -1,0 +1,168 @@
+"""A batch's life: collated from uint8 samples in the loader, finished on the device.
+
+Samples leave the workers as uint8 (``datamodules.datasets``): train and val samples one
+crop per key, (T, C, h, w); test samples every position at its stored (short-side
+resized) size, (P, T, C, H, W), with their crop boxes in ``views`` (K, 5: top, left,
+height, width, flip). Flow samples carry ``flow_bound`` (the video's quantization bound)
+and ``flow_scale`` (how much resizing stretched x and y).
+
+``finish_batch`` runs once the batch is on the device (the datamodules'
+``on_after_batch_transfer``): train and val keys become network inputs at once; test keys
+become ``TestViews``, whose P x K views are cut and converted one chunk at a time inside
+the chunked forward (``lightning_modules.views.forward_views``). So no float32 of the
+views' size exists on the host, and on the device only a chunk's worth: 25 x 10 flow views
+at 224 px are 0.93 GiB of float32, their 25 uncropped uint8 positions 44 MB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from datamodules.inputs import to_input
+from datamodules.transforms import View, apply_view
+from models.input_spec import InputSpec
+
+FRAME_KEYS = ("rgb", "flow")
+VIEWS_KEY = "views"
+
+
+def collate_test(samples: Sequence[dict]) -> dict:
+    """Test samples into a batch: each video's positions stay a tensor of their own in a list
+    (videos of a batch may differ in size, e.g. Kinetics' aspect ratios), the rest stacks."""
+    frames = {key: [sample[key] for sample in samples] for key in FRAME_KEYS if key in samples[0]}
+    rest = default_collate([{key: value for key, value in sample.items() if key not in frames} for sample in samples])
+    return {**rest, **frames}
+
+
+def collate_flat(items: Sequence[dict | list[dict]]) -> dict:
+    """Training items of several samples each (``clips_per_video``) into one batch of all their samples."""
+    return default_collate([sample for item in items for sample in (item if isinstance(item, list) else [item])])
+
+
+@dataclass
+class TestViews:
+    """The V = P x K test views of N videos of one key, cut and converted on the device chunk by chunk.
+
+    View v of a video is position ``v // K`` cut by box ``v % K`` (position-major, the order
+    the scores were always averaged in).
+
+    Args:
+        key: ``rgb`` or ``flow``.
+        positions: per video, uint8 (P, T, C, H, W) on the device.
+        boxes: per video, K (top, left, height, width, flip) crop boxes.
+        spec: the InputSpec of the network reading ``key``.
+        bound: flow: each video's quantization bound (N,).
+        scale: flow: how much resizing stretched each video's x, y (N, 2).
+        subtract_flow_mean: see ``datamodules.inputs.to_input``.
+        layout: applied to every chunk of inputs (e.g. channels-last for a channels-last network).
+    """
+
+    key: str
+    positions: list[Tensor]
+    boxes: list[list[tuple[int, int, int, int, int]]]
+    spec: InputSpec
+    bound: Tensor | None = None
+    scale: Tensor | None = None
+    subtract_flow_mean: bool | None = None
+    layout: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        counts = {len(boxes) for boxes in self.boxes}
+        positions = {len(p) for p in self.positions}
+        if len(self.boxes) != len(self.positions) or len(counts) != 1 or len(positions) != 1:
+            raise ValueError(f"test views need one box list per video and equal view counts, got "
+                             f"{len(self.positions)} videos, positions {sorted(positions)}, boxes {sorted(counts)}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(N videos, V views per video)."""
+        return len(self.positions), len(self.positions[0]) * len(self.boxes[0])
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, keep: Tensor | Sequence[bool]) -> TestViews:
+        """The videos where the boolean mask ``keep`` (N,) holds, like indexing a tensor of views."""
+        mask = keep.tolist() if isinstance(keep, Tensor) else list(keep)
+        if len(mask) != len(self) or not all(isinstance(value, bool) for value in mask):
+            raise IndexError(f"TestViews are selected by a boolean mask over its {len(self)} videos")
+        rows = [n for n, kept in enumerate(mask) if kept]
+        return replace(self, positions=[self.positions[n] for n in rows], boxes=[self.boxes[n] for n in rows],
+                       bound=None if self.bound is None else self.bound[rows],
+                       scale=None if self.scale is None else self.scale[rows])
+
+    def _views(self) -> Iterator[tuple[int, int, int]]:
+        """(video, position, box) of every view, in order."""
+        for n, positions in enumerate(self.positions):
+            for p in range(len(positions)):
+                for k in range(len(self.boxes[n])):
+                    yield n, p, k
+
+    def chunks(self, size: int) -> Iterator[Tensor]:
+        """The network inputs of all N x V views, at most ``size`` per tensor, in order."""
+        if size < 1:
+            raise ValueError(f"chunk size must be >= 1, got {size}")
+        chunk: list[tuple[int, int, int]] = []
+        for view in self._views():
+            chunk.append(view)
+            if len(chunk) == size:
+                yield self._cut(chunk)
+                chunk = []
+        if chunk:
+            yield self._cut(chunk)
+
+    def materialise(self, chunk_size: int = 64) -> Tensor:
+        """All views at once, (N, V, ...): for small sets and tests; the chunks bound memory."""
+        views = torch.cat(list(self.chunks(chunk_size)))
+        return views.reshape(*self.shape, *views.shape[1:])
+
+    def _cut(self, views: list[tuple[int, int, int]]) -> Tensor:
+        """Inputs of ``views``: those sharing a video and a box are cut and converted together."""
+        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for slot, (n, p, k) in enumerate(views):
+            groups.setdefault((n, k), []).append((slot, p))
+        out: Tensor | None = None
+        for (n, k), members in groups.items():
+            slots, rows = zip(*members)
+            frames = self.positions[n][list(rows)]
+            top, left, height, width, flip = self.boxes[n][k]
+            cropped = apply_view(frames, View((top, left, height, width), bool(flip)), flow=self.key == "flow")
+            count = len(rows)
+            bound = self.bound[n].expand(count) if self.bound is not None else None
+            scale = self.scale[n].expand(count, 2) if self.scale is not None else None
+            x = to_input(self.key, cropped, self.spec, bound, scale, self.subtract_flow_mean)
+            if out is None:
+                out = x.new_empty(len(views), *x.shape[1:])
+            out[list(slots)] = x
+        return self.layout(out) if self.layout is not None else out
+
+
+def finish_batch(batch: dict, specs: Mapping[str, InputSpec], subtract_flow_mean: bool | None = None) -> dict:
+    """The uint8 batch (see module docstring), on its device, as the networks take it.
+
+    Train and val keys become float inputs; test keys (a batch with ``views``) ``TestViews``.
+    Keys already finished (float) are left as they are.
+
+    Args:
+        batch: a collated batch of ``datamodules.datasets.VideoDataset`` samples.
+        specs: the InputSpec per key (``rgb``, ``flow``) of the networks reading them.
+        subtract_flow_mean: see ``datamodules.inputs.to_input``.
+    """
+    bound, scale = batch.get("flow_bound"), batch.get("flow_scale")
+    for key in FRAME_KEYS:
+        frames = batch.get(key)
+        if frames is None or isinstance(frames, TestViews) or (isinstance(frames, Tensor) and frames.is_floating_point()):
+            continue
+        if key not in specs:
+            raise KeyError(f"no InputSpec for batch key {key!r}; have {sorted(specs)}")
+        if VIEWS_KEY in batch:
+            boxes = [[tuple(box) for box in video] for video in batch[VIEWS_KEY].tolist()]
+            batch[key] = TestViews(key, list(frames), boxes, specs[key], bound, scale, subtract_flow_mean)
+        else:
+            batch[key] = to_input(key, frames, specs[key], bound, scale, subtract_flow_mean)
+    return batch

@@ -1,0 +1,97 @@
+"""uint8 frames and quantized flow to a network's input, a batch at a time, on the batch's device.
+
+The loaders ship uint8 (4x fewer bytes than float32 through worker queues, pinned memory
+and the host-to-device copy); the float conversion, the flow's dequantization with each
+video's bound, its rescaling, mean subtraction and clipping, and the normalisation run
+here, after the batch reached the device (``datamodules.batch.finish_batch``). The crop
+and flip geometry is ``datamodules.transforms``' and stays on the uint8 planes, where the
+flip of quantized flow is exact (``255 - x``).
+
+Dequantization is ``flow.codec.dequantize``'s arithmetic, the step ``2B/255`` computed in
+float64 and rounded to float32, so a batch finished on the CPU equals the samples the
+host used to finish one by one, bit for bit.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision.transforms.v2.functional as F
+from torch import Tensor
+
+from models.input_spec import InputSpec
+
+
+def per_sample(values: Tensor, like: Tensor) -> Tensor:
+    """``values`` (N,) shaped to broadcast over ``like`` (N, ...): one value per sample."""
+    return values.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def dequantize_levels(levels: Tensor, bound: Tensor) -> Tensor:
+    """uint8 levels (N, ...) to flow in pixels (float32), with each sample's ``bound`` (N,)."""
+    if levels.dtype != torch.uint8:
+        raise ValueError(f"flow levels must be uint8, got {levels.dtype}")
+    bound = bound.to(device=levels.device, dtype=torch.float64)
+    if not bool((bound > 0).all()):
+        raise ValueError(f"flow bounds must be positive, got {bound.tolist()}")
+    step = per_sample((2.0 * bound / 255.0).float(), levels)
+    return levels.float() * step - per_sample(bound.float(), levels)
+
+
+def rgb_to_input(frames: Tensor, spec: InputSpec) -> Tensor:
+    """uint8 (N, T, 3, H, W) -> float normalised per ``spec``: 2D (N, 3, H, W), 3D (N, 3, T, H, W)."""
+    x = F.normalize(frames.float() / 255.0, list(spec.mean), list(spec.std))
+    if spec.dims == 2:
+        if x.shape[1] != 1:
+            raise ValueError(f"a 2D RGB network takes one frame, got {x.shape[1]}")
+        return x[:, 0]
+    return x.transpose(1, 2)
+
+
+def flow_to_input(planes: Tensor, bound: Tensor, spec: InputSpec, scale: Tensor | None = None,
+                  subtract_mean: bool = True) -> Tensor:
+    """Quantized uint8 (N, L, 2, H, W) [x, y] fields -> the network's flow input.
+
+    Dequantize with each sample's ``bound`` (N,) to pixels, multiply x, y by the sample's
+    ``scale`` (N, 2) (resizing), subtract each field's mean vector if ``subtract_mean``
+    (the two-stream paper's camera motion compensation), clip to ``spec.flow_clip``,
+    multiply by ``spec.flow_scale``, normalise by ``spec.mean``/``spec.std``. Layout: 2D
+    (N, 2L, H, W) ordered x1..xL, y1..yL; 3D (N, 2, L, H, W).
+    """
+    flow = dequantize_levels(planes, bound)
+    if scale is not None:
+        flow *= scale.to(device=flow.device, dtype=torch.float32).view(-1, 1, 2, 1, 1)
+    if subtract_mean:
+        flow -= flow.mean(dim=(-2, -1), keepdim=True)
+    if spec.flow_clip is not None:
+        flow.clamp_(-spec.flow_clip, spec.flow_clip)
+    flow = F.normalize(flow * spec.flow_scale, list(spec.mean), list(spec.std))
+    flow = flow.transpose(1, 2)  # (N, 2, L, H, W): all x planes, then all y planes
+    if spec.dims == 3:
+        return flow
+    if 2 * flow.shape[2] != spec.channels:
+        fields = flow.shape[2]
+        raise ValueError(f"a stack of {fields} fields gives {2 * fields} channels; the network takes {spec.channels}")
+    return flow.reshape(flow.shape[0], -1, *flow.shape[3:])
+
+
+def to_input(key: str, frames: Tensor, spec: InputSpec, bound: Tensor | None = None, scale: Tensor | None = None,
+             subtract_flow_mean: bool | None = None) -> Tensor:
+    """A batch of one key's uint8 samples (N, T, C, H, W) as the network reading it takes them.
+
+    Args:
+        key: ``rgb`` or ``flow``.
+        frames: uint8 RGB frames or quantized [x, y] flow fields, already cropped.
+        spec: the network's InputSpec.
+        bound: flow only: each sample's quantization bound (N,).
+        scale: flow only: how much resizing stretched each sample's x, y (N, 2); None: 1.
+        subtract_flow_mean: subtract each field's mean vector; None: for 2D networks only
+            (two-stream paper), not 3D ones (I3D).
+    """
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"{key!r} samples must be uint8 to be finished on the device, got {frames.dtype}")
+    if key == "rgb":
+        return rgb_to_input(frames, spec)
+    if bound is None:
+        raise ValueError("flow samples need their quantization bound (the batch's flow_bound)")
+    subtract = spec.dims == 2 if subtract_flow_mean is None else subtract_flow_mean
+    return flow_to_input(frames, bound, spec, scale, subtract)

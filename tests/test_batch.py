@@ -1,0 +1,135 @@
+"""uint8 batches finished on the device: test views cut chunk by chunk, scores unchanged.
+
+``reference_views`` is the host path this replaced (issue 11), kept here as the pin: each
+view cropped, flipped and converted on its own, flow dequantized by ``flow.codec`` in
+numpy. The device path must give the same views and the same test scores.
+"""
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import torchvision.transforms.v2.functional as F
+from torch import nn
+from torch.utils.data import default_collate
+
+from datamodules import VideoDataModule
+from datamodules.annotations import UCF101
+from datamodules.batch import TestViews, collate_test, finish_batch
+from flow.codec import dequantize
+from lightning_modules import VideoClassifier
+from lightning_modules.video_scores import load_video_scores
+from models.input_spec import InputSpec, flow_pixels, symmetric_rgb
+
+
+def reference_views(sample: dict, key: str, spec: InputSpec, subtract_mean: bool) -> torch.Tensor:
+    """The float32 (V, ...) views of one test sample as the host built them before issue 11."""
+    views = []
+    for position in sample[key]:
+        for top, left, height, width, flip in sample["views"].tolist():
+            crop = position[..., top:top + height, left:left + width].clone()
+            if flip:
+                crop = crop.flip(-1)
+                if key == "flow":
+                    crop[:, 0] = 255 - crop[:, 0]
+            if key == "rgb":
+                x = F.normalize(crop.float() / 255.0, list(spec.mean), list(spec.std))
+                views.append(x[0] if spec.dims == 2 else x.transpose(0, 1))
+                continue
+            flow = torch.from_numpy(dequantize(crop.numpy(), float(sample["flow_bound"])))
+            flow *= sample["flow_scale"].float().view(2, 1, 1)
+            if subtract_mean:
+                flow -= flow.mean(dim=(-2, -1), keepdim=True)
+            if spec.flow_clip is not None:
+                flow.clamp_(-spec.flow_clip, spec.flow_clip)
+            flow = F.normalize(flow * spec.flow_scale, list(spec.mean), list(spec.std)).transpose(0, 1)
+            views.append(flow if spec.dims == 3 else flow.reshape(-1, *flow.shape[2:]))
+    return torch.stack(views)
+
+
+def random_flow_sample(positions: int, fields: int, height: int, width: int, seed: int) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    boxes = [[0, 0, 8, 8, 0], [2, 3, 8, 8, 0], [0, 0, 8, 8, 1], [height - 8, width - 8, 8, 8, 1]]
+    return {"flow": torch.randint(0, 256, (positions, fields, 2, height, width), dtype=torch.uint8, generator=generator),
+            "flow_bound": torch.tensor(20.0 - seed, dtype=torch.float64),
+            "flow_scale": torch.tensor([1.25, 0.75], dtype=torch.float64),
+            "views": torch.tensor(boxes), "label": seed, "index": seed}
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 100])
+def test_views_equal_the_host_paths_whatever_the_chunk(chunk):
+    samples = [random_flow_sample(3, 2, 10, 12, seed=0), random_flow_sample(3, 2, 12, 11, seed=1)]  # sizes differ
+    spec = flow_pixels(2, size=8)
+    views = finish_batch(collate_test(samples), {"flow": spec})["flow"]
+    assert isinstance(views, TestViews) and views.shape == (2, 12)
+    chunks = list(views.chunks(chunk))
+    assert max(len(c) for c in chunks) <= chunk
+    got = torch.cat(chunks).reshape(2, 12, 4, 8, 8)
+    for n, sample in enumerate(samples):
+        torch.testing.assert_close(got[n], reference_views(sample, "flow", spec, subtract_mean=True), rtol=0, atol=1e-6)
+
+
+def test_3d_rgb_clips_times_crops_equal_the_host_path():
+    generator = torch.Generator().manual_seed(3)
+    sample = {"rgb": torch.randint(0, 256, (2, 4, 3, 9, 13), dtype=torch.uint8, generator=generator),
+              "views": torch.tensor([[0, 0, 8, 8, 0], [0, 2, 8, 8, 0], [1, 5, 8, 8, 0]]), "label": 0, "index": 0}
+    spec = symmetric_rgb(frames=4, size=8)
+    views = finish_batch(collate_test([sample]), {"rgb": spec})["rgb"].materialise()
+    assert views.shape == (1, 6, 3, 4, 8, 8)
+    torch.testing.assert_close(views[0], reference_views(sample, "rgb", spec, subtract_mean=False), rtol=0, atol=0)
+
+
+def test_selecting_videos_by_mask_keeps_their_bounds():
+    samples = [random_flow_sample(2, 1, 10, 11, seed=s) for s in range(3)]
+    spec = flow_pixels(1, size=8)
+    views = finish_batch(collate_test(samples), {"flow": spec})["flow"]
+    kept = views[torch.tensor([False, True, True])]
+    assert kept.shape == (2, 8)
+    torch.testing.assert_close(kept.materialise()[1], reference_views(samples[2], "flow", spec, True), rtol=0, atol=1e-6)
+    with pytest.raises(IndexError, match="boolean mask"):
+        views[[0, 1]]
+
+
+def test_finish_leaves_finished_keys_and_names_a_missing_spec():
+    batch = {"rgb": torch.zeros(2, 3, 8, 8), "label": torch.tensor([0, 1])}
+    assert finish_batch(batch, {})["rgb"] is batch["rgb"]
+    uint8 = default_collate([{"rgb": torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "label": 0}])
+    with pytest.raises(KeyError, match="rgb"):
+        finish_batch(uint8, {"flow": flow_pixels(1, size=8)})
+
+
+class TinyFlowNet(nn.Module):
+    def __init__(self, num_classes: int, fields: int = 4, size: int = 32):
+        super().__init__()
+        self.input_spec = flow_pixels(fields, size=size)
+        self.conv = nn.Conv2d(2 * fields, 8, 3, stride=2)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).relu().mean(dim=(2, 3)))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+
+def test_lightning_test_scores_equal_the_host_paths(ucf101_tiny, tmp_path):
+    """The scores a Lightning test writes (uint8 to the device, views cut per chunk) equal those
+    of the network on the host-built views, video by video: the scores did not change."""
+    data, flow_root = ucf101_tiny
+    dm = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root), frames_root=str(flow_root),
+                         modality="flow", num_fields=4, crop_size=32, short_side=40, test_positions=3,
+                         test_batch_size=2, num_workers=0, pin_memory=False, cache_dir=str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    net = TinyFlowNet(dm.num_classes)
+    model = VideoClassifier(lambda classes: net, dm.num_classes, view_chunk_size=7)
+    model.weights_origin = "test"  # random weights on purpose: the test compares two paths of one network
+    trainer = pl.Trainer(default_root_dir=tmp_path, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    trainer.test(model, dm)
+    written = load_video_scores(next(tmp_path.rglob("test_scores.npz")))
+    dataset = dm.datasets["test"]
+    net.eval()
+    with torch.no_grad():
+        expected = [net(reference_views(dataset[i], "flow", net.input_spec, subtract_mean=True)).softmax(-1).mean(0)
+                    for i in range(len(dataset))]
+    np.testing.assert_allclose(written["scores_flow"], torch.stack(expected).numpy(), rtol=1e-5, atol=1e-6)
