@@ -45,7 +45,7 @@ def frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
 
 def frames_per_second(stream: av.video.stream.VideoStream) -> float:
     """The stream's average frame rate, else FFmpeg's guess; 0.0 when neither is known."""
-    rate = frame_rate(stream)
+    rate = stream.average_rate or stream.guessed_rate  # None (<= 18) and 0/1 (19) are both falsy
     return float(rate) if rate else 0.0
 
 

@@ -4,7 +4,9 @@ rule; phone videos upright; failures listed; resumable; the datamodules read the
 import errno
 import os
 import subprocess
+from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -19,6 +21,7 @@ from datamodules.annotations import UCF101
 from datamodules.decoding import create_reader
 from datamodules.resize import ResizeConfig, encoded_size, resize_many, resize_video
 from datamodules.resize import tmp_path as partial_path
+from flow.av_compat import frame_rate
 from flow.frames import resized_size
 from flow.videos import list_videos
 
@@ -95,6 +98,24 @@ def _area_resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+class Rate:
+    """A rational as PyAV 19 gives it (numerator, denominator; falsy when unset: 0/1)."""
+
+    def __init__(self, numerator: int, denominator: int = 1):
+        self.numerator, self.denominator = numerator, denominator
+
+    def __bool__(self) -> bool:
+        return self.numerator != 0
+
+
+@pytest.mark.parametrize("unset", [None, Rate(0)], ids=["pyav<=18", "pyav19"])
+def test_the_frame_rate_is_exact_and_falls_back_to_the_guess(unset):
+    stream = SimpleNamespace(average_rate=unset, guessed_rate=Rate(30000, 1001))
+    assert frame_rate(stream) == Fraction(30000, 1001)
+    assert frame_rate(SimpleNamespace(average_rate=Fraction(25), guessed_rate=unset)) == 25
+    assert frame_rate(SimpleNamespace(average_rate=unset, guessed_rate=unset)) is None
 
 
 def test_the_size_is_flow_extractions_short_side_rule_made_even_for_h264():
