@@ -26,7 +26,7 @@ import yaml
 
 from datamodules.annotations import DATASETS, Annotations, AnnotationSource
 from datamodules.index import VideoIndex, build_index, default_cache_dir
-from datamodules.native_stderr import native_stderr_captured
+from datamodules.native_stderr import CapturedStderr, native_stderr_captured
 from datamodules.problems import (
     Problem,
     dropped_problems,
@@ -37,7 +37,7 @@ from datamodules.problems import (
     write_problems,
 )
 from datamodules.verify import verify_many
-from flow.layout import NAMED_LAYOUTS
+from flow.layout import NAMED_LAYOUTS, FrameLayout
 from flow.packed import open_flow_store
 
 EXIT_PROBLEMS = 1
@@ -104,6 +104,23 @@ def check(
                         name=f"{dataset}: annotations {annotations}", verify=verify, out=out)
 
 
+def _subset_problems(subset: Annotations, video_root: Path | str, frames: Path | None, layout: FrameLayout,
+                     cache: Path, verify: bool, capture: CapturedStderr) -> tuple[VideoIndex, list[Problem]]:
+    """One subset's index (as training builds it) and every problem found in it."""
+    with warnings.catch_warnings():
+        # The table says what the index's warning would; the list files are named below.
+        warnings.simplefilter("ignore", UserWarning)
+        index = build_index(subset, video_root, frames, needs_flow=frames is not None, cache_dir=cache,
+                            verify_frames=frames is not None, layout=layout)
+    store = open_flow_store(frames, layout) if frames is not None else None
+    problems = dropped_problems(index, subset, video_root, store, capture) + usable_problems(index, subset, store)
+    if verify and frames is not None:
+        seen = {problem.video_id for problem in problems if problem.kind == "damaged_flow"}
+        damaged = verify_many(frames, layout, [video_id for video_id in index.video_ids if video_id not in seen])
+        problems += [Problem("damaged_flow", video_id, reason) for video_id, reason in damaged.items()]
+    return index, problems
+
+
 def check_source(
     source: AnnotationSource,
     video_root: Path | str,
@@ -129,30 +146,25 @@ def check_source(
     frames = Path(frames_root).resolve() if frames_root is not None else None
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(video_root, frames)
     identity = (title, repr(sorted(vars(source).items())), Path(video_root).resolve(), frames, flow_layout)
+    verified = verify and frames is not None
     rows, details, lists, everything = [], [], [], []
     # Decoders print their own log lines on fd 2 for every broken video: kept off the
     # terminal, the reasons go into the lists instead.
     with native_stderr_captured() as capture:
         for subset_name, subset in subsets.items():
-            with warnings.catch_warnings():
-                # The table says what the index's warning would; the list files are named below.
-                warnings.simplefilter("ignore", UserWarning)
-                index = build_index(subset, video_root, frames, needs_flow=frames is not None, cache_dir=cache,
-                                    verify_frames=frames is not None, layout=layout)
-            store = open_flow_store(frames, layout) if frames is not None else None
-            problems = (dropped_problems(index, subset, video_root, store, capture)
-                        + usable_problems(index, subset, store))
-            if verify and frames is not None:
-                seen = {problem.video_id for problem in problems if problem.kind == "damaged_flow"}
-                damaged = verify_many(frames, layout, [video_id for video_id in index.video_ids if video_id not in seen])
-                problems += [Problem("damaged_flow", video_id, reason) for video_id, reason in damaged.items()]
-            rows.append(_row(subset_name, subset, index, problems, verified=verify and frames is not None))
+            index, problems = _subset_problems(subset, video_root, frames, layout, cache, verified, capture)
+            rows.append(_row(subset_name, subset, index, problems, verified))
             path = report_file(cache, f"{subset_name}.tsv", *identity)
             write_problems(problems, path)
             if problems:
                 details += format_problems(subset_name, problems, SHOWN)
                 lists.append(f"  {subset_name}: {path}")
             everything += problems
+    log = report_file(cache, "decoder.log", *identity)
+    if capture.text.strip():
+        log.write_text(capture.text, encoding="utf-8")
+    else:
+        log.unlink(missing_ok=True)  # an earlier check's log would mislead
     print(f"{title}, videos {video_root}" + (f", frames {frames_root}" if frames_root is not None else ""), file=out)
     print(format_table(rows), file=out)
     if verify and frames is None:
@@ -162,9 +174,7 @@ def check_source(
     advice = layout_advice(everything, layout)
     print(*details, *([advice] if advice else []), "problem lists (every video, with its reason):", *lists,
           sep="\n", file=out)
-    if capture.text.strip():
-        log = report_file(cache, "decoder.log", *identity)
-        log.write_text(capture.text, encoding="utf-8")
+    if log.exists():
         print(f"decoder messages (kept off the terminal): {log}", file=out)
     print(f"{len(everything)} problem{'s' if len(everything) != 1 else ''} found: exit status {EXIT_PROBLEMS}",
           file=out)
