@@ -1,9 +1,11 @@
-"""benchmarks/loader_speed.py: its --quick mode on a tiny generated dataset (rows as measured, --json),
-and the torchvision comparison where torchvision lacks what its UCF101 needs."""
+"""benchmarks/loader_speed.py: its --quick mode on a tiny generated dataset (rows as measured, before and
+after, --json), also where torchcodec does not load; the GPU rates it divides by; and the torchvision
+comparison where torchvision lacks what its UCF101 needs."""
 
 import importlib.util
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,17 +20,33 @@ sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling table.py
 import loader_speed  # noqa: E402
 import table  # noqa: E402
 
-HEADERS = (
-    "| sample | stage | source | shape | samples/s per worker (CPU time) | CPU ms/sample | "
-    "wall-clock samples/s | vs decord | 2-worker DataLoader samples/s |",
-    "| 16-frame rgb clip | shape | ours decord samples/s | ours torchcodec samples/s | torchvision samples/s |",
-)
+OURS_HEADER = (
+    "| sample | stage | source | shape before (float32) / after (uint8) | MB per sample before / after | "
+    "before samples/s per worker | after samples/s per worker | after / before | before CPU ms/sample | "
+    "after CPU ms/sample | wall-clock samples/s before / after | after vs decord | "
+    "2-worker DataLoader samples/s (after) |")
+CORES_HEADER = ("| network | sample | GPU pass | GPU samples/s | GPU rate | per-worker samples/s before / after | "
+                "cores before | cores after |")
+REFERENCE_HEADER = ("| 16-frame rgb clip | shape | ours decord samples/s | ours torchcodec samples/s | "
+                    "torchvision samples/s |")
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The script, its stderr (progress) merged into stdout in the order both were written."""
-    return subprocess.run([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], check=False, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300, env=env)
+
+
+def _model_speed_json(path: Path, rates: dict[str, tuple[float, float]], device: str = "NVIDIA H200") -> Path:
+    """A --json as benchmarks/model_speed.py writes it on a GPU: network -> (fwd, fwd+bwd) samples/s."""
+    report = table.Report("model_speed", table.describe_machine(device), path, out=io.StringIO())
+    speed = report.table("Networks at their papers' input sizes", [
+        "network", "input per sample", "params (M)", "GFLOPs", "cuda batch", "cuda fwd ms", "cuda fwd samples/s",
+        "cuda fwd+bwd ms", "cuda fwd+bwd samples/s"])
+    for name, (forward, train) in rates.items():
+        speed.add(name, "-", 1.0, 1.0, 8, 1000 / forward, forward, 1000 / train, train)
+    report.finish()
+    return path
 
 
 @pytest.mark.slow
@@ -37,20 +55,91 @@ def test_quick_run_prints_the_tables(tmp_path):
     generate(data, layout="ucf101", num_classes=2, videos_per_class=3, num_frames=20, size=(320, 240))
     result = _run("--quick", "--data", str(data), "--seconds", "0.1", "--json", str(tmp_path / "loader.json"))
     assert result.returncode == 0, result.stdout
-    for header in HEADERS:
+    for header in (OURS_HEADER, CORES_HEADER, REFERENCE_HEADER):
         assert header in result.stdout
     assert "6 videos" in result.stdout and "320x240" in result.stdout
     assert "machine:" in result.stdout and "CPU cores" in result.stdout
     assert len(list((data / "flow").rglob("meta.json"))) == 6  # flow extracted into --data, kept for reuse
     # Each group's rows are out before the next group is timed.
     assert result.stdout.index("| rgb frame | train | torchcodec |") < result.stdout.index("timing flow train")
+    # Before: the host's float32 views (20 views x 2L x crop); after: the worker's uint8 positions at stored size.
+    test_row = next(line for line in result.stdout.splitlines() if line.startswith("| 20-view flow stacks |"))
+    assert "| 20x20x224x224 / 2x10x2x256x341 |" in test_row
+    assert "smoke numbers only" in result.stdout  # 16-frame clips and 20 views: not the networks' samples
     document = json.loads((tmp_path / "loader.json").read_text())
-    ours, reference = document["tables"]
+    ours, cores, reference = document["tables"]
     assert len(ours["rows"]) == 9 and [row["16-frame rgb clip"] for row in reference["rows"]] == [
         "decode only", "train augmentation"]
     assert {"cpu_count", "torch", "device", "torchvision", "torchcodec"} <= set(document["machine"])
     first = ours["rows"][0]
-    assert f"| {table.significant(first['samples/s per worker (CPU time)'])} |" in result.stdout
+    assert f"| {table.significant(first['after samples/s per worker'])} |" in result.stdout
+    for row in ours["rows"]:
+        before, after = row["before samples/s per worker"], row["after samples/s per worker"]
+        assert row["after / before"] == pytest.approx(after / before)
+        float32, uint8 = row["MB per sample before / after"]
+        if row["stage"] == "train":  # the same crop, 4 bytes a value before, 1 after
+            assert float32 == pytest.approx(4 * uint8)
+        else:  # 10 float32 crops of each uncropped uint8 position
+            assert float32 > 4 * uint8
+    assert len(cores["rows"]) == len(loader_speed.FEEDS)
+    i3d = next(row for row in cores["rows"] if row["network"] == "i3d_rgb")
+    clip = next(row for row in ours["rows"] if row["sample"] == "16-frame rgb clip" and row["source"] == "torchcodec")
+    assert i3d["GPU samples/s"] == loader_speed.H200_I3D_RGB and i3d["GPU rate"].startswith("measured")
+    assert i3d["cores after"] == pytest.approx(loader_speed.H200_I3D_RGB / clip["after samples/s per worker"])
+    flow_test = next(row for row in cores["rows"] if row["network"] == "resnet50_flow" and "test" in row["sample"])
+    flow_views = next(row for row in ours["rows"] if row["sample"] == "20-view flow stacks")
+    # A test consumes a video's 20 views: the GPU's views/s over 20 are its videos/s.
+    assert flow_test["cores before"] == pytest.approx(flow_test["GPU samples/s"]
+                                                      / flow_views["before samples/s per worker"])
+
+
+@pytest.mark.slow
+def test_quick_run_without_torchcodec_skips_its_rows(tmp_path):
+    """A machine without FFmpeg: torchcodec's import fails; its rows and torchvision's comparison are skipped."""
+    data = tmp_path / "data"
+    generate(data, layout="ucf101", num_classes=2, videos_per_class=3, num_frames=20, size=(320, 240))
+    shadow = tmp_path / "shadow" / "torchcodec"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise RuntimeError("Could not load libtorchcodec: libavutil.so not found")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])}
+    result = _run("--quick", "--data", str(data), "--seconds", "0.05", "--workers", "1", "--json",
+                  str(tmp_path / "loader.json"), env=env)
+    assert result.returncode == 0, result.stdout
+    assert "torchcodec rows skipped: " in result.stdout and "libavutil.so not found" in result.stdout
+    assert "| torchcodec |" not in result.stdout
+    document = json.loads((tmp_path / "loader.json").read_text())
+    ours, cores = document["tables"]  # torchvision's UCF101 decodes with torchcodec too: skipped with the reason
+    assert [row["source"] for row in ours["rows"]] == ["decord", "flow JPEGs", "decord", "flow JPEGs", "flow JPEGs",
+                                                        "decord"]
+    assert all("decord" in row["sample"] or "flow JPEGs" in row["sample"] for row in cores["rows"])
+    assert document["machine"]["torchcodec"] == "not loadable"
+
+
+def test_gpu_rates_from_a_model_speed_run_and_estimates_for_the_rest(tmp_path):
+    path = _model_speed_json(tmp_path / "gpu.json", {"i3d_rgb": (400.0, 120.0), "resnet50_flow": (9000.0, 3000.0)})
+    feeds = loader_speed.FEEDS
+    rates = loader_speed.gpu_rates(feeds, path)
+    assert rates["resnet50_flow", "fwd"] == loader_speed.GpuRate(9000.0, "measured, NVIDIA H200 (gpu.json)")
+    assert rates["i3d_rgb", "fwd+bwd"].samples_per_s == 120.0
+    flops = loader_speed.gflops
+    estimate = rates["i3d_flow", "fwd+bwd"]
+    assert estimate.samples_per_s == pytest.approx(120.0 * flops("i3d_rgb") / flops("i3d_flow"))
+    assert estimate.source.startswith("estimate: I3D RGB on NVIDIA H200")
+    forward = rates["googlenet_rgb", "fwd"]
+    assert forward.samples_per_s == pytest.approx(3 * 120.0 * flops("i3d_rgb") / flops("googlenet_rgb"))
+    default = loader_speed.gpu_rates(feeds, None)
+    assert default["i3d_rgb", "fwd+bwd"] == loader_speed.GpuRate(loader_speed.H200_I3D_RGB,
+                                                                  "measured, NVIDIA H200 training step")
+
+
+def test_gpu_rates_from_another_file_are_refused_naming_it(tmp_path):
+    other = tmp_path / "loader.json"
+    report = table.Report("loader_speed", table.describe_machine(), other, out=io.StringIO())
+    report.finish()
+    with pytest.raises(SystemExit, match="loader.json is not the --json of a benchmarks/model_speed.py run on a GPU"):
+        loader_speed.gpu_rates(loader_speed.FEEDS, other)
+    with pytest.raises(SystemExit, match="--gpu-rates: cannot read"):
+        loader_speed.gpu_rates(loader_speed.FEEDS, tmp_path / "missing.json")
 
 
 def test_torchvision_installed_here_is_compared():
@@ -64,6 +153,13 @@ def test_torchvision_needing_an_absent_torchcodec_is_skipped_with_the_reason(mon
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchcodec" else find_spec(name))
     reference = loader_speed.torchvision_reference("decoder = torchcodec.decoders.VideoDecoder(video_path)")
     assert "decodes its video datasets with torchcodec, which is not installed" in reference.missing
+
+
+def test_torchvision_needing_a_torchcodec_that_does_not_load_is_skipped_with_the_reason(monkeypatch):
+    monkeypatch.setattr(loader_speed, "torchcodec_import_problem", lambda: "RuntimeError: no FFmpeg")
+    reference = loader_speed.torchvision_reference("decoder = torchcodec.decoders.VideoDecoder(video_path)")
+    assert "decodes its video datasets with torchcodec, which does not load here: RuntimeError: no FFmpeg" in \
+        reference.missing
 
 
 def test_torchvision_calling_a_removed_read_video_is_skipped_with_the_reason(monkeypatch):
@@ -80,7 +176,8 @@ def test_skipped_comparison_is_reported_not_measured(tmp_path):
     out = io.StringIO()
     report = table.Report("loader_speed", table.describe_machine(), tmp_path / "loader.json", out=out)
     reference = loader_speed.Reference("torchcodec", "torchvision 9.9 decodes with something absent")
-    loader_speed.measure_torchvision(tmp_path / "no_data", loader_speed.QUICK, 1, reference, report)
+    loader_speed.measure_torchvision(tmp_path / "no_data", loader_speed.QUICK, 1, loader_speed.DECODERS, reference,
+                                     report)
     assert "comparison skipped: torchvision 9.9 decodes with something absent." in out.getvalue()
     document = json.loads((tmp_path / "loader.json").read_text())
     assert document["tables"] == [] and "comparison skipped" in document["notes"][-1]
