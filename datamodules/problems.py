@@ -126,7 +126,11 @@ def usable_problems(index: VideoIndex, annotations: Annotations, store: FolderFl
         record = by_id.get(video_id)
         listed = record.num_frames if record is not None else None
         if video_id in without_meta:
-            names = stored_names(store, video_id)
+            try:
+                names = stored_names(store, video_id)
+            except (OSError, ValueError) as error:  # gone or damaged since the index was built
+                problems.append(Problem("incomplete_flow", video_id, str(error)))
+                continue
             mismatch = layout_mismatch(names, store.layout)
             if mismatch is not None:
                 problems.append(Problem("other_layout", video_id, f"{store.folder(video_id)}: {mismatch.describe()}",
