@@ -22,6 +22,7 @@ from datamodules.decoding import create_reader
 from datamodules.resize import ResizeConfig, encoded_size, resize_many, resize_video
 from datamodules.resize import tmp_path as partial_path
 from flow.av_compat import frame_rate
+from flow.extract import ExtractionConfig, extract_many
 from flow.frames import resized_size
 from flow.videos import list_videos
 
@@ -250,3 +251,19 @@ def test_the_datamodule_reads_a_resized_root_with_the_datasets_annotations(tmp_p
     assert list(index.num_frames) == [12] * len(index)
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["rgb"].shape[0] == 3 and batch["rgb"].shape[-2:] == (32, 32)
+
+
+def test_two_streams_read_mpeg4_resized_videos_beside_flow_extracted_from_the_originals(tmp_path):
+    # Flow at short side 32 of 64x48 videos is 43x32: mpeg4 stores that size, H.264 could not (44x32).
+    data = generate(tmp_path / "data", "ucf101", num_classes=2, videos_per_class=3, num_frames=12, size=(64, 48))
+    videos = list_videos(data.video_root)
+    assert extract_many(data.video_root, videos, tmp_path / "flow", ExtractionConfig(algorithm="dis", short_side=32),
+                        progress=False).failed == 0
+    assert resize_many(data.video_root, videos, tmp_path / "resized", config(codec="mpeg4"), progress=False).done == 6
+    datamodule = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(tmp_path / "resized"),
+                                 frames_root=str(tmp_path / "flow"), modality="two_stream", **settings(tmp_path))
+    datamodule.setup("validate")
+    dataset = datamodule.datasets["val"]
+    for j in range(len(dataset)):  # evaluation raises at once on RGB and flow of different sizes
+        sample = dataset[j]
+        assert sample["rgb"].shape[-2:] == sample["flow"].shape[-2:]
