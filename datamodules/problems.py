@@ -33,7 +33,7 @@ KINDS = {
     "incomplete_flow": "missing or incomplete flow",
     "count_mismatch": "frame and flow counts that disagree",
     "other_layout": "flow folders in another layout than the reader's",
-    "damaged_flow": "damaged flow (without --verify only a flow_y missing beside its flow_x is seen)",
+    "damaged_flow": "damaged flow (files missing or not whole JPEGs)",
 }
 
 
