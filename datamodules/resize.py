@@ -4,7 +4,7 @@
 VIDEO_ROOT to ``OUT/<video id>.mp4`` (the same class folders and file stems, the video id
 rule of ``flow.videos``): H.264 (libx264; mpeg4 where the PyAV build has no libx264),
 yuv420p, a keyframe every ``keyframe_interval`` frames so that a clip read at a random
-position decodes at most that many frames before its first one, and no B-frames (every
+position decodes at most ``keyframe_interval - 1`` frames before its first one, and no B-frames (every
 frame's decode and display order agree, which the frame-accurate readers rely on). The
 frames are the source's, every one in order at the source's frame rate: the datamodules'
 decoders count as many frames in the output as in the source. Audio is dropped.
@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
+from itertools import chain
 from pathlib import Path
 
 import av
@@ -56,7 +57,7 @@ from flow.videos import video_id
 
 __all__ = [
     "CODECS", "Codec", "ResizeConfig", "ResizeSummary", "ResizedVideo", "default_codec", "encoded_size",
-    "resize_many", "resize_video",
+    "resize_many", "resize_video", "tmp_path",
 ]  # fmt: skip
 
 TMP_SUFFIX = ".tmp"
@@ -195,7 +196,7 @@ def _encode(frames: Iterator[av.VideoFrame], target: Path, rate: Fraction, confi
         context.time_base = time_base
         context.gop_size = config.keyframe_interval
         context.thread_count = threads
-        for frame in _chain(first, frames):
+        for frame in chain([first], frames):
             picture = reformatter.reformat(frame, width=stored_width, height=stored_height, format="yuv420p",
                                            interpolation=interpolation)
             if count == 0:
@@ -211,11 +212,6 @@ def _encode(frames: Iterator[av.VideoFrame], target: Path, rate: Fraction, confi
             count += 1
         output.mux(stream.encode(None))
     return source_size, size, count
-
-
-def _chain(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
-    yield first
-    yield from rest
 
 
 def _counted_frames(path: Path) -> int:
