@@ -55,8 +55,8 @@ XVID) with DIS flow of its test videos stored at short side 256
 Each row is printed as soon as it is measured (``benchmarks/table.py``); ``--json FILE``
 writes the tables with the machine.
 
-Run:  python benchmarks/test_memory.py              (full: ResNet-18 and ResNet-50, 8 processes, 4-6 minutes
-                                                     on 2 busy cores)
+Run:  python benchmarks/test_memory.py              (full: ResNet-18 and ResNet-50, 8 processes, about 5 CPU
+                                                     minutes: 5 minutes on 2 idle cores, 8 on 2 busy ones)
       python benchmarks/test_memory.py --quick      (smoke run: 64x64 crops, 2x10 views, ResNet-18)
       python benchmarks/test_memory.py --threads 4  (torch threads in the children; default 1)
       python benchmarks/test_memory.py --json memory.json
@@ -127,7 +127,7 @@ class Settings:
 
 
 FULL = Settings(video_size=(320, 240), frames=40, short_side=256, crop=224, positions=25,
-                rows=(Row(18, "flow", 250), Row(18, "flow", 10), Row(50, "flow", 50), Row(50, "rgb", 50)))
+                rows=(Row(18, "flow", 250), Row(18, "flow", 10), Row(50, "flow", 50), Row(18, "rgb", 50)))
 QUICK = Settings(video_size=(96, 72), frames=16, short_side=72, crop=64, positions=2,
                  rows=(Row(18, "flow", 20), Row(18, "rgb", 5)))
 
