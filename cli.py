@@ -75,6 +75,11 @@ class VideoCLI(LightningCLI):
         # setting, not a traceback from inside the DataModule (jsonargparse wraps it).
         try:
             super().instantiate_classes()
+            # The data reads what the networks declare (and the modality, which the configs say
+            # once, on the networks): adopted now, so a root that modality needs is checked here.
+            specs = getattr(self.model, "input_specs", None)
+            if specs is not None and hasattr(self.datamodule, "set_input_specs"):
+                self.datamodule.set_input_specs(specs)
         except (OSError, ValueError) as error:
             missing = _missing_path(error)
             if missing is None:

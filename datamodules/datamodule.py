@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Literal, get_args
 
 import pytorch_lightning as pl
@@ -70,8 +71,10 @@ from datamodules.decoding import create_reader
 from datamodules.distributed import UnpaddedDistributedSampler
 from datamodules.index import VideoIndex, build_index
 from datamodules.modality import (
+    MODALITIES,
     Modality,
     check_modality,
+    infer_modality,
     is_clip,
     modality_keys,
     resolve_specs,
@@ -97,7 +100,9 @@ class VideoDataModule(pl.LightningDataModule):
         frames_root: one folder per video id with flow fields (and RGB frames for the
             rawframes decoder) and meta.json; required for flow modalities and rawframes.
         modality: rgb, flow, two_stream (2D streams) or rgb_clip, flow_clip,
-            two_stream_clip (3D networks).
+            two_stream_clip (3D networks); None: what the model's networks read (their
+            InputSpecs: which keys, 2D or 3D), taken when the Trainer attaches the model, so a
+            config names the modality once, on its networks.
         num_fields: flow fields L per 2D stack (2L channels); a flow InputSpec overrides it.
         frames: frames T per 3D clip; an InputSpec overrides it.
         stride: frames between the frames of a 3D clip.
@@ -156,7 +161,7 @@ class VideoDataModule(pl.LightningDataModule):
         annotations: AnnotationSource,
         video_root: str,
         frames_root: str | None = None,
-        modality: Modality = "rgb",
+        modality: Modality | None = None,
         num_fields: int = 10,
         frames: int = 64,
         stride: int = 1,
@@ -190,14 +195,6 @@ class VideoDataModule(pl.LightningDataModule):
         if not isinstance(annotations, AnnotationSource):
             raise TypeError(f"annotations: expected an AnnotationSource (datamodules.annotations.UCF101, ...), "
                             f"got {type(annotations).__name__}")
-        check_modality(modality)
-        keys = modality_keys(modality)
-        if frames_root is None and ("flow" in keys or decoder == "rawframes"):
-            raise ValueError(f"modality {modality!r} with decoder {decoder!r} needs frames_root")
-        # Only the roots this modality reads: flow-only training needs no videos, and an RGB
-        # run may name a frames root whose flow is still being extracted.
-        require_path("video_root", video_root if "rgb" in keys and decoder != "rawframes" else None, folder=True)
-        require_path("frames_root", frames_root if "flow" in keys or decoder == "rawframes" else None, folder=True)
         if svm_positions < 1:
             raise ValueError(f"svm_positions must be >= 1, got {svm_positions}")
         if svm_crops not in get_args(TestCrops):
@@ -208,13 +205,13 @@ class VideoDataModule(pl.LightningDataModule):
         if flow_layout not in NAMED_LAYOUTS:
             raise ValueError(f"flow_layout must be one of {sorted(NAMED_LAYOUTS)}, got {flow_layout!r}")
         self.flow_layout = NAMED_LAYOUTS[flow_layout]
-        self.modality, self.keys = modality, keys
         self.num_fields, self.frames, self.crop_size = num_fields, frames, crop_size
         self.short_side, self.multiscale_crop, self.flow_mean_subtraction = short_side, multiscale_crop, flow_mean_subtraction
         self.annotations = annotations
         self.flip = annotations.mirrorable if flip is None else flip
-        self.test_crops = test_crops or ("three" if is_clip(modality) else "ten" if self.flip else "five")
-        for setting, crops in (("test_crops", self.test_crops), ("svm_crops", svm_crops)):
+        self.decoder, self.given_test_crops = decoder, test_crops
+        self.test_crops: TestCrops | None = test_crops  # with the modality: its default where None
+        for setting, crops in (("test_crops", test_crops), ("svm_crops", svm_crops)):
             if crops == "ten" and not self.flip:
                 raise ValueError(f"{setting}: 'ten' mirrors five of its crops, but flip is off (the labels of "
                                  f"{type(annotations).__name__} name directions): use five, three or centre")
@@ -226,14 +223,38 @@ class VideoDataModule(pl.LightningDataModule):
         self.clips_per_video = clips_per_video
         self.batch_size, self.test_batch_size = batch_size, test_batch_size
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
-        self.decoder, self.cache_dir = decoder, cache_dir
+        self.cache_dir = cache_dir
         self.max_failure_rate, self.seed = max_failure_rate, seed
-        self.input_specs = resolve_specs(modality, {"rgb": rgb_spec, "flow": flow_spec}, num_fields, frames, crop_size)
-        if bidirectional_flow:  # now, before a model is built; a network's spec is checked at setup
-            check_bidirectional(modality, self.input_specs)
         self.bidirectional_flow = bidirectional_flow
         self._indices: dict[Split, VideoIndex] = {}
         self.datasets: dict[str, VideoDataset] = {}
+        for setting, root in (("video_root", video_root), ("frames_root", frames_root)):
+            if root is not None and Path(root).exists():  # wrong whatever the modality; missing ones maybe not
+                require_path(setting, root, folder=True)
+        given = {"rgb": rgb_spec, "flow": flow_spec}
+        self.modality: str | None = None
+        self.keys: tuple[str, ...] = ()
+        self.input_specs: dict[str, InputSpec] = {key: spec for key, spec in given.items() if spec is not None}
+        if modality is not None or self.input_specs:
+            self._adopt_modality(modality or infer_modality(given))
+
+    def _adopt_modality(self, modality: str) -> None:
+        """Check and take the modality (given, or inferred from the networks' InputSpecs)."""
+        check_modality(modality)
+        keys = modality_keys(modality)
+        if self.frames_root is None and ("flow" in keys or self.decoder == "rawframes"):
+            raise ValueError(f"modality {modality!r} with decoder {self.decoder!r} needs frames_root")
+        # Only the roots this modality reads: flow-only training needs no videos, and an RGB
+        # run may name a frames root whose flow is still being extracted.
+        require_path("video_root", self.video_root if "rgb" in keys and self.decoder != "rawframes" else None,
+                     folder=True)
+        require_path("frames_root", self.frames_root if "flow" in keys or self.decoder == "rawframes" else None,
+                     folder=True)
+        self.modality, self.keys = modality, keys
+        self.test_crops = self.given_test_crops or ("three" if is_clip(modality) else "ten" if self.flip else "five")
+        self.input_specs = resolve_specs(modality, self.input_specs, self.num_fields, self.frames, self.crop_size)
+        if self.bidirectional_flow:  # now, before a model is built; a network's spec is checked at setup
+            check_bidirectional(modality, self.input_specs)
 
     # Classes and specs.
 
@@ -250,7 +271,13 @@ class VideoDataModule(pl.LightningDataModule):
         return len(self.classes)
 
     def set_input_specs(self, specs: Mapping[str, InputSpec]) -> None:
-        """Take the networks' InputSpecs (keys ``rgb``/``flow``) for the modality's keys."""
+        """Take the networks' InputSpecs (keys ``rgb``/``flow``) for the modality's keys; without a
+        modality yet, the one they read (``infer_modality``)."""
+        if self.modality is None:
+            self.input_specs = {key: spec for key, spec in specs.items() if spec is not None}
+            self._adopt_modality(infer_modality(specs))
+            self.datasets.clear()
+            return
         given = {**self.input_specs, **specs}
         self.input_specs = resolve_specs(self.modality, given, self.num_fields, self.frames, self.crop_size)
         self.datasets.clear()  # built with the old specs
@@ -300,17 +327,27 @@ class VideoDataModule(pl.LightningDataModule):
         """The training videos' ids in dataset order (names the SVM-fusion training scores)."""
         return list(self.index("train").video_ids)
 
+    def adopt_model_specs(self) -> None:
+        """The attached LightningModule's ``input_specs`` (the networks say what they read);
+        without a modality and without a model to tell it, a clear error."""
+        model_specs = getattr(self.trainer.lightning_module, "input_specs", None) if self.trainer else None
+        if model_specs is not None:
+            self.set_input_specs(model_specs)
+        if self.modality is None:
+            raise ValueError("data modality: not set, and no model's input_specs to infer it from; set it "
+                             f"(one of {', '.join(MODALITIES)}) or attach a model whose networks declare input_spec")
+
     def prepare_data(self) -> None:
         # Lightning calls this on local rank 0 only, and holds the other ranks at a barrier
         # before ``setup``: the slow build (stats, frame-count probes) happens once, and the
         # other ranks' ``index`` calls load the cache it wrote.
+        if self.modality is None:
+            self.adopt_model_specs()
         for split in ("train", "val", "test"):
             self.index(split)
 
     def setup(self, stage: str) -> None:
-        model_specs = getattr(self.trainer.lightning_module, "input_specs", None) if self.trainer else None
-        if model_specs is not None:
-            self.set_input_specs(model_specs)
+        self.adopt_model_specs()
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
         for split in splits:
             self._dataset(split)

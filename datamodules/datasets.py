@@ -253,8 +253,9 @@ class VideoDataset(Dataset):
             described = " and ".join(f"{key} {size}" for key, size in sizes.items())
             raise FrameSizeMismatch(
                 f"video {self.index.video_ids[j]}: its frames differ in size (height, width) after the short-side "
-                f"resize: {described}; a phone video's flow extracted without its display rotation is sideways: "
-                f"re-extract {self.store.folder(self.index.video_ids[j]) if self.store else 'it'} "
+                f"resize: {described}; a phone video's flow extracted without its display rotation is sideways, and a "
+                f"video re-encoded at another size (`datamodules resize --codec h264` rounds odd sides up) no longer "
+                f"matches flow extracted from its original: re-extract {self.store.folder(self.index.video_ids[j]) if self.store else 'it'} "
                 "(`python -m flow extract` applies the rotation)")
 
     def _sample(self, j: int, frames: dict[str, torch.Tensor], bound: float,
@@ -270,11 +271,9 @@ class VideoDataset(Dataset):
     def _counts(self, j: int) -> tuple[int, int]:
         """(frames, flow fields) of video j; frames count the flow's (step-sampled) frames
         when the modality reads flow, so that RGB and flow indices agree."""
-        video_id = self.index.video_ids[j]
-        meta = self.store.meta(video_id) if self.store is not None and "flow" in self.keys else None
-        if meta is not None:
-            return meta.num_frames, meta.num_flows
         num_flows = self.index.num_flows[j] or 0
+        if "flow" in self.keys and self.index.flow_frames[j] is not None:  # meta.json's, settled in the index
+            return self.index.flow_frames[j], num_flows
         num_frames = self.index.num_frames[j]
         if num_frames is None:
             num_frames = num_flows + 1 if "flow" in self.keys else self.reader.num_frames(self._rgb_source(j))
@@ -334,11 +333,10 @@ class VideoDataset(Dataset):
     def _read_rgb(self, j: int, indices: np.ndarray) -> torch.Tensor:
         """uint8 (P, T, 3, H, W) RGB frames."""
         positions, length = indices.shape
-        video_id = self.index.video_ids[j]
         flat = indices.reshape(-1)
-        meta = self.store.meta(video_id) if self.store is not None and "flow" in self.keys else None
-        if meta is not None and meta.step > 1 and not isinstance(self.reader, RawFrameReader):
-            flat = flat * meta.step  # flow frame k is video frame k * step
+        step = self.index.flow_steps[j] if "flow" in self.keys else 1
+        if step > 1 and not isinstance(self.reader, RawFrameReader):
+            flat = flat * step  # flow frame k is video frame k * step
         frames = torch.from_numpy(self.reader.read_frames(self._rgb_source(j), flat.tolist()))
         frames = frames.permute(0, 3, 1, 2)  # (N, 3, H, W)
         return frames.reshape(positions, length, *frames.shape[1:])

@@ -47,7 +47,7 @@ from flow.store import FolderFlowStore
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: stamps cover packs (an index built before never saw them)
+CACHE_VERSION = 3  # 2: stamps cover packs (an index built before never saw them); 3: flow_frames, flow_steps
 FRAME_COUNTS_FILE = "frame_counts.json"
 _WORKERS = min(16, 4 * (os.cpu_count() or 1))  # stats and probes wait on the disk more than the CPU
 
@@ -68,6 +68,10 @@ class VideoIndex:
     labels: list[int] = field(default_factory=list)
     num_frames: list[int | None] = field(default_factory=list)
     num_flows: list[int | None] = field(default_factory=list)
+    # From meta.json: the frames the flow was computed from (every step-th video frame) and
+    # that step; None and 1 without meta.json. The datamodules read counts here, once.
+    flow_frames: list[int | None] = field(default_factory=list)
+    flow_steps: list[int] = field(default_factory=list)
     listed: int = 0
     missing: list[str] = field(default_factory=list)
     incomplete_flow: list[str] = field(default_factory=list)
@@ -271,6 +275,8 @@ def _assemble(classes: list[str], entries: list[_Entry]) -> VideoIndex:
         index.labels.append(entry.label)
         index.num_frames.append(entry.num_frames)
         index.num_flows.append(entry.num_flows)
+        index.flow_frames.append(entry.meta_frames)
+        index.flow_steps.append(entry.meta_step)
         if entry.without_meta:
             index.flow_without_meta.append(entry.video_id)
         if (entry.decoder_frames is not None and entry.meta_frames is not None

@@ -75,3 +75,18 @@ def resolve_specs(
                              f"modality {modality!r} ({key}, {dims}D)")
         specs[key] = spec if crop_size is None else replace(spec, size=crop_size)
     return specs
+
+
+def infer_modality(specs: Mapping[str, InputSpec | None]) -> str:
+    """The modality the networks' InputSpecs read (keys ``rgb``/``flow``): which keys have a
+    spec, and 2D or 3D, so a config says the modality once, on its networks."""
+    keys = [key for key in ("rgb", "flow") if specs.get(key) is not None]
+    if not keys:
+        raise ValueError("no network InputSpec to infer the data's modality from: set data modality "
+                         f"(one of {', '.join(MODALITIES)})")
+    dims = {specs[key].dims for key in keys}
+    if len(dims) != 1:
+        raise ValueError(f"the networks mix 2D and 3D inputs ({', '.join(f'{k} {specs[k].dims}D' for k in keys)}): "
+                         "one sample cannot feed both")
+    name = "two_stream" if len(keys) == 2 else keys[0]
+    return name + "_clip" if dims.pop() == 3 else name

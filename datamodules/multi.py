@@ -31,7 +31,7 @@ def sample_settings(dm: VideoDataModule) -> dict[str, object]:
     """
     views = dm.sampling
     return {"input specs (num_fields, frames, crop_size)": dm.input_specs, "test_positions": views.test_positions,
-            "test_clips": views.test_clips, "whole_video_test": views.whole_video, "test_crops": dm.test_crops,
+            "test_clips": views.test_clips, "whole_video_test": views.whole_video, "test_crops": dm.given_test_crops, "flip": dm.flip,
             "flow_mean_subtraction": dm.flow_mean_subtraction}
 
 
@@ -82,14 +82,19 @@ class MultiDataModule(pl.LightningDataModule):
             dm.set_input_specs(specs)
         self.datasets.clear()
 
+    def _adopt_model_specs(self) -> None:
+        """The model's networks' InputSpecs for every dataset (and with them the modality, where unset)."""
+        model_specs = getattr(self.trainer.lightning_module, "input_specs", None) if self.trainer else None
+        if model_specs is not None:
+            self.set_input_specs(model_specs)
+
     def prepare_data(self) -> None:
+        self._adopt_model_specs()  # the datamodules inside have no trainer of their own
         for dm in self.datamodules:
             dm.prepare_data()
 
     def setup(self, stage: str) -> None:
-        model_specs = getattr(self.trainer.lightning_module, "input_specs", None) if self.trainer else None
-        if model_specs is not None:
-            self.set_input_specs(model_specs)
+        self._adopt_model_specs()
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """uint8 batches to the network's inputs on the device (the datasets share the settings)."""

@@ -277,7 +277,9 @@ class PackedFlowStore(FolderFlowStore):
         return self._index(video_id).read(name)
 
     def _read_image(self, video_id: str, path: Path, color: bool) -> np.ndarray:
-        if not self.is_packed(video_id):
+        # The caller's path says where the image is (``folder`` decided it once per read):
+        # no stat per image for a video read from its folder.
+        if path.parent != pack_path(self.root, video_id):
             return super()._read_image(video_id, path, color)
         data = self.member(video_id, path.name)
         return decode_image(np.frombuffer(data, dtype=np.uint8), path, color)  # path: <pack>/<member>

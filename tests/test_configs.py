@@ -112,7 +112,8 @@ def test_missing_dataset_root_is_one_line_naming_the_setting(ucf101_tiny, tmp_pa
 
 def test_every_config_says_the_dataset_once_and_l_once() -> None:
     """One DataModule with an annotation source; L comes from the network (``in_channels``),
-    so no data section repeats it as ``num_fields``."""
+    so no data section repeats it as ``num_fields``, and the modality from the networks, so
+    no data section repeats it either."""
     for path in sorted(CONFIGS.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())["data"]
         modules = data["init_args"]["datamodules"] if data["class_path"].endswith("MultiDataModule") else [data]
@@ -120,6 +121,7 @@ def test_every_config_says_the_dataset_once_and_l_once() -> None:
             assert module["class_path"] == "datamodules.VideoDataModule", path.name
             assert module["init_args"]["annotations"]["class_path"].startswith("datamodules.annotations."), path.name
             assert "num_fields" not in module["init_args"], path.name
+            assert "modality" not in module["init_args"], path.name
 
 
 class InterruptAfterOneStep(Callback):

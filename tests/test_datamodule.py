@@ -23,7 +23,7 @@ from datamodules import (
 from datamodules.annotations import HMDB51, UCF101, Kinetics, ListFiles
 from datamodules.distributed import UnpaddedDistributedSampler
 from flow.extract import ExtractionConfig, extract_many
-from models.input_spec import flow_pixels, imagenet_rgb
+from models.input_spec import flow_pixels, flow_unit, imagenet_rgb, symmetric_rgb
 from tests.conftest import finished
 
 
@@ -379,3 +379,24 @@ def test_a_cuda_decoder_gets_spawned_workers(ucf):
     assert dm.loader(dataset, "val").multiprocessing_context is None  # CPU decoders keep the default
     dataset.reader.worker_start_method = "spawn"
     assert dm.loader(dataset, "val").multiprocessing_context.get_start_method() == "spawn"
+
+
+def test_the_modality_comes_from_the_networks_when_the_data_does_not_say_it(ucf):
+    data, root = ucf
+    unset = lambda **more: VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root),  # noqa: E731
+                                           frames_root=str(root / "frames"), **settings(root, **more))
+    dm = unset()
+    assert dm.modality is None
+    dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(input_specs={"rgb": imagenet_rgb(size=32),
+                                                                               "flow": flow_pixels(4, 32)}))
+    dm.setup("fit")
+    assert dm.modality == "two_stream" and finished(dm.datasets["train"], 0)["flow"].shape == (8, 32, 32)
+    clips = unset()
+    clips.set_input_specs({"rgb": symmetric_rgb(frames=4, size=32)})
+    assert clips.modality == "rgb_clip" and clips.test_crops == "three"
+    with pytest.raises(ValueError, match="mix 2D and 3D"):
+        unset().set_input_specs({"rgb": imagenet_rgb(size=32), "flow": flow_unit(3, 4, 32)})
+    alone = unset()
+    alone.trainer = None
+    with pytest.raises(ValueError, match="data modality: not set"):
+        alone.setup("fit")

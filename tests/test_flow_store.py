@@ -77,3 +77,29 @@ def test_errors_name_the_file_or_video(tmp_path):
         store.num_flows("Class/missing")
     with pytest.raises(ValueError, match="entry"):
         store.read_flow("../outside", [0])
+
+
+def test_read_fields_gives_torch_uint8_and_the_bound_in_one_call(tmp_path):
+    import torch
+
+    _write(tmp_path / VIDEO, DENSEFLOW, 10.0, with_meta=True)
+    fields = FolderFlowStore(tmp_path).read_fields(VIDEO, [3, 1, 3, 3])
+    assert fields.bound == 10.0 and fields.planes.dtype == torch.uint8 and fields.planes.shape == (4, 2, H, W)
+    assert torch.equal(fields.planes[0], fields.planes[2]) and torch.equal(fields.planes[0], fields.planes[3])
+    np.testing.assert_array_equal(fields.planes.numpy(), FolderFlowStore(tmp_path).read_flow(VIDEO, [3, 1, 3, 3]))
+
+
+def test_a_folder_read_through_the_mixed_store_looks_for_its_pack_once_per_read(tmp_path, monkeypatch):
+    """open_flow_store reads packs or folders; a folder video must not cost a stat per image."""
+    from pathlib import Path
+
+    from flow.packed import open_flow_store
+
+    _write(tmp_path / VIDEO, DENSEFLOW, 10.0, with_meta=True)
+    store = open_flow_store(tmp_path)
+    store.read_fields(VIDEO, [0])  # meta.json read and cached
+    looked = []
+    is_file = Path.is_file
+    monkeypatch.setattr(Path, "is_file", lambda self: looked.append(self) or is_file(self))
+    store.read_fields(VIDEO, list(range(N)))
+    assert len(looked) <= 1, looked
