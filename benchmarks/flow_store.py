@@ -339,7 +339,8 @@ def run(settings: dict, work: Path, report: Report) -> None:
     many_ids = [f"Class{n % 400:03d}/v_{n:07d}" for n in range(settings["videos"])]
     many = make_root("the many-video root", work / "many", many_ids, smooth_fields(INDEX_FIELDS, INDEX_SIZE, rng),
                      INDEX_SIZE, None, settings["index_seconds"])
-    many = replace(many, name=f"{len(many.video_ids)} videos x {INDEX_FIELDS} fields, {INDEX_SIZE[0]}x{INDEX_SIZE[1]}")
+    fields_text = f"{INDEX_FIELDS} field" + ("s" if INDEX_FIELDS > 1 else "")
+    many = replace(many, name=f"{len(many.video_ids)} videos x {fields_text}, {INDEX_SIZE[0]}x{INDEX_SIZE[1]}")
     if len(many.video_ids) < len(many_ids):
         report.note(f"the many-video root: {len(many.video_ids)} of {len(many_ids)} videos written in "
                     f"--index-seconds {settings['index_seconds']:g}")
