@@ -355,3 +355,24 @@ def test_the_datamodules_index_reads_packs_and_notices_new_ones(videos, folders,
     pack_video(flow_root / ids[1], pack_path(frames, ids[1]))  # the cache notices the new pack
     second = index()
     assert not second.from_cache and second.video_ids == ids and second.incomplete_flow == []
+
+
+def test_the_central_directory_is_read_as_zipfile_reads_it(tmp_path):
+    """Our two-pread parser (a new store per sample costs a parse) gives zipfile's members,
+    also for non-ASCII names, member comments, extra fields and an archive comment."""
+    from flow.packed import _central_directory, _zipfile_directory
+
+    pack = tmp_path / "v.zip"
+    with zipfile.ZipFile(pack, "w", zipfile.ZIP_STORED) as archive:
+        archive.comment = b"made elsewhere"
+        for k, name in enumerate(["flow_x_00000.jpg", "caf\u00e9.jpg", "meta.json"]):
+            info = zipfile.ZipInfo(name)
+            info.comment, info.extra = b"c" * k, b"\xfe\xca\x02\x00ab" if k else b""
+            archive.writestr(info, bytes(range(k + 3)) * 100)
+    assert _central_directory(pack) == _zipfile_directory(pack)
+    data = bytearray(pack.read_bytes())
+    cut = data.rindex(b"PK\x01\x02")
+    data[cut:cut + 4] = b"XXXX"  # the last member's central entry damaged
+    pack.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{pack}: not a readable zip"):
+        PackedFlowStore(tmp_path)._index("v")
