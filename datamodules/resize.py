@@ -30,7 +30,6 @@ status are flow extraction's; the run over many videos is on ``flow.pool``'s pro
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,18 +41,16 @@ from pathlib import Path
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
-from tqdm import tqdm
 
 from datamodules.annotations.records import RESIZED_SUFFIX
 from flow.av_compat import copy_colour_tags, display_matrix, frame_rate, open_input
-from flow.extract import FatalError, check_writable, failure_reason
+from flow.extract import check_writable, failure_reason
 from flow.frames import VideoError, resized_size
 from flow.orientation import quarter_turns, upright_size
-from flow.paths import safe_join
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import usable_cores
-from flow.summary import Failure
-from flow.videos import video_id
+from flow.summary import Failure, failures_line
+from flow.video_run import FatalError, Job, plan_jobs, run_jobs
 
 __all__ = [
     "CODECS", "Codec", "ResizeConfig", "ResizeSummary", "ResizedVideo", "default_codec", "encoded_size",
@@ -296,19 +293,8 @@ class ResizeSummary:
             f"wall time: {self.wall_seconds:.1f} s, {rate:.1f} frames/s",
         ]
         if self.failures:
-            where = f", listed in {self.failures_file}" if self.failures_file else ""
-            lines.append(f"{self.failed} videos failed{where}; first: {self.failures[0].video}: "
-                         f"{self.failures[0].reason}")
+            lines.append(failures_line(self.failures, self.failures_file))
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One video to re-encode."""
-
-    listed: str  # the path as listed, for reports
-    source: Path
-    target: Path
 
 
 class _Worker:
@@ -363,47 +349,13 @@ def resize_many(
     out_root = Path(out_root)
     check_writable(out_root)
     summary = ResizeSummary(failures_file=Path(failures_file) if failures_file else None)
-    jobs: list[Job] = []
-    owners: dict[str, str] = {}
-    for listed in videos:
-        vid = video_id(listed)
-        try:
-            job = Job(listed, safe_join(video_root, listed), safe_join(out_root, vid + RESIZED_SUFFIX))
-        except ValueError as error:
-            summary.failures.append(Failure(listed, str(error)))
-            continue
-        if vid in owners:  # a/x.avi and a/x.mkv would both be a/x.mp4
-            summary.failures.append(Failure(listed, f"same video id {vid!r} as {owners[vid]}"))
-            continue
-        owners[vid] = listed
+
+    def finished(job: Job) -> bool:
         if job.target.is_file():
-            summary.skipped += 1
-        else:
-            tmp_path(job.target).unlink(missing_ok=True)  # a killed run's half-written file
-            jobs.append(job)
+            return True
+        tmp_path(job.target).unlink(missing_ok=True)  # a killed run's half-written file
+        return False
 
-    bar = tqdm(total=len(jobs), unit="video", desc="resize", disable=not progress, mininterval=1.0)
-    try:
-        for job, outcome in _outcomes(jobs, config, workers):
-            if isinstance(outcome, str):
-                summary.failures.append(Failure(job.listed, outcome))
-                tqdm.write(f"failed: {job.listed}: {outcome}", file=sys.stderr)
-            else:
-                summary.add(outcome)
-            bar.update()
-            bar.set_postfix({"failed": summary.failed}, refresh=False)
-    finally:
-        bar.close()
-        summary.wall_seconds = time.perf_counter() - started
-    if summary.failures_file:
-        _write_failures(summary.failures, summary.failures_file)
+    jobs = plan_jobs(videos, video_root, out_root, lambda vid: vid + RESIZED_SUFFIX, finished, summary)
+    run_jobs(jobs, _outcomes(jobs, config, workers), summary, "resize", started, progress)
     return summary
-
-
-def _write_failures(failures: list[Failure], path: Path) -> None:
-    lines = "".join(f"{failure.video}\t{failure.reason}\n" for failure in sorted(failures, key=lambda f: f.video))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(lines, encoding="utf-8")
-    except OSError as error:
-        raise FatalError(f"cannot write the failures file {path}: {error.strerror}") from None

@@ -40,7 +40,7 @@ from queue import Empty, Full, Queue
 import numpy as np
 import torch
 
-import flow.extract as extract
+from flow import extract
 from flow.algorithms import FlowAlgorithm, create_algorithm
 from flow.extract import ExtractionConfig, Job, Outcome, VideoError, open_video
 from flow.frames import VideoFrames
@@ -226,13 +226,13 @@ class BatchedRun:
 
     def _decode(self, video: _Video) -> None:
         config, job = self.config, video.job
-        video.frames = open_video(job.video, config, gray=not self._color, rgb=self._color or config.rgb)
+        video.frames = open_video(job.source, config, gray=not self._color, rgb=self._color or config.rgb)
         layout = config.layout
         with closing(iter(video.frames)) as decoded:
             head = list(islice(decoded, 2))
             if len(head) < 2:
                 raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
-            output = video.output = extract.open_video_output(job.out_dir, config)
+            output = video.output = extract.open_video_output(job.target, config)
             previous = None
             for k, frame in enumerate(chain(head, decoded)):
                 if self._stop.is_set():
@@ -241,7 +241,7 @@ class BatchedRun:
                     return
                 video.num_frames = k + 1
                 if config.rgb:
-                    path = layout.rgb_path(job.out_dir, k)
+                    path = layout.rgb_path(job.target, k)
                     self._writers.put(video, partial(extract._write_jpeg, output, path, frame.rgb, config.quality))
                 current = frame.rgb if self._color else frame.gray
                 if previous is not None:
@@ -333,7 +333,7 @@ class BatchedRun:
 
     def _fail(self, video: _Video, error: Exception) -> None:
         if video.failure is None:
-            video.failure = extract.failure_reason(error, video.job.out_dir)
+            video.failure = extract.failure_reason(error, video.job.target)
 
     def _compute(self, batch: _Batch) -> None:
         """Flow of a batch's pairs, split when the device runs out of memory or a call fails,
@@ -391,7 +391,7 @@ class BatchedRun:
         layout = self.config.layout
         for n, pair in enumerate(pairs):
             video = pair.video
-            paths = layout.flow_paths(video.job.out_dir, pair.index, pair.backward)
+            paths = layout.flow_paths(video.job.target, pair.index, pair.backward)
             write = partial(_write_field, self.encoder, video.output, paths, payloads[2 * n : 2 * n + 2])
             self._writers.put(video, write)
             video.computed += 1
@@ -433,7 +433,7 @@ class BatchedRun:
                 # Every write of the video has finished (it is idle): nothing writes into its output any more.
                 if video.output is not None:
                     video.output.discard()
-                discard_leftovers(job.out_dir, self.config.store, self.config.layout)
+                discard_leftovers(job.target, self.config.store, self.config.layout)
 
 
 def batched_outcomes(jobs: Sequence[Job], config: ExtractionConfig) -> Iterator[Outcome]:

@@ -14,7 +14,6 @@ processes that may crash is ``flow/pool.py``.
 from __future__ import annotations
 
 import errno
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -26,7 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from flow.algorithms import ALGORITHMS, FlowAlgorithm, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, encode_flow, encode_jpeg
@@ -34,12 +32,12 @@ from flow.frames import DECODERS, VideoError, VideoFrames, first_line
 from flow.layout import OURS, FrameLayout
 from flow.meta import META_FILE, FlowMeta
 from flow.outputs import VideoOutput, clear_folder, discard_leftovers, open_output
-from flow.packed import pack_path
-from flow.paths import safe_join
+from flow.packed import PACK_SUFFIX
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import Writer, flow_fields, prefetched, usable_cores
-from flow.summary import Failure, Summary, VideoResult
+from flow.summary import Summary, VideoResult
 from flow.torch_codec import JPEG_ENCODERS
+from flow.video_run import FatalError, Job, plan_jobs, run_jobs
 from flow.videos import VIDEO_EXTENSIONS, list_videos, video_id
 
 # The listing names stay importable from here, where callers have always found them.
@@ -55,11 +53,6 @@ _FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 # Videos in a row whose worker crashed even when run alone, before the run gives up.
 _MAX_LONE_CRASHES = 10
-
-
-class FatalError(Exception):
-    """The whole run must stop: the output cannot be written (full disk, unwritable root)
-    or workers keep crashing."""
 
 
 @dataclass(frozen=True)
@@ -248,15 +241,6 @@ def check_writable(out_root: Path) -> None:
         raise FatalError(f"output root {out_root} is not writable: {error.strerror or error}") from None
 
 
-@dataclass(frozen=True)
-class Job:
-    """One video to extract."""
-
-    listed: str  # the path as listed, for reports
-    video: Path
-    out_dir: Path
-
-
 Outcome = tuple[Job, VideoResult | str]
 
 
@@ -270,11 +254,11 @@ class _Worker:
 
     def __call__(self, job: Job) -> VideoResult | str:
         try:
-            return extract_video(job.video, job.out_dir, self.config, self.algorithms, source=job.listed)
+            return extract_video(job.source, job.target, self.config, self.algorithms, source=job.listed)
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
             # Freed first: a full disk stops the run (failure_reason raises), leaving no partial files.
-            discard_leftovers(job.out_dir, self.config.store, self.config.layout)
-            return failure_reason(error, job.out_dir)
+            discard_leftovers(job.target, self.config.store, self.config.layout)
+            return failure_reason(error, job.target)
 
 
 def failure_reason(error: Exception, out_dir: Path) -> str:
@@ -349,50 +333,9 @@ def extract_many(
     out_root = Path(out_root)
     check_writable(out_root)
     summary = Summary(failures_file=Path(failures_file) if failures_file else None)
-    jobs: list[Job] = []
-    owners: dict[str, str] = {}
-    for listed in videos:
-        vid = video_id(listed)
-        try:
-            job = Job(listed, safe_join(video_root, listed), safe_join(out_root, vid))
-        except ValueError as error:
-            summary.failures.append(Failure(listed, str(error)))
-            continue
-        if vid in owners:
-            summary.failures.append(Failure(listed, f"same video id {vid!r} as {owners[vid]}"))
-            continue
-        owners[vid] = listed
-        done = pack_path(out_root, vid) if config.store == "packed" else job.out_dir / META_FILE
-        if done.is_file():
-            summary.skipped += 1
-        else:
-            jobs.append(job)
-
-    bar = tqdm(total=len(jobs), unit="video", desc="flow", disable=not progress, mininterval=1.0)
-    try:
-        for job, outcome in _outcomes(jobs, config, workers):
-            if isinstance(outcome, str):
-                summary.failures.append(Failure(job.listed, outcome))
-                tqdm.write(f"failed: {job.listed}: {outcome}", file=sys.stderr)
-            else:
-                summary.add(outcome)
-            bar.update()
-            rate = summary.pairs / (time.perf_counter() - started)
-            bar.set_postfix({"pairs/s": f"{rate:.1f}", "failed": summary.failed}, refresh=False)
-    finally:
-        bar.close()
-        summary.wall_seconds = time.perf_counter() - started
-    if summary.failures_file:
-        _write_failures(summary)
+    finished = ((lambda job: job.target.with_name(job.target.name + PACK_SUFFIX).is_file()) if config.store == "packed"
+                else (lambda job: (job.target / META_FILE).is_file()))
+    jobs = plan_jobs(videos, video_root, out_root, lambda vid: vid, finished, summary)
+    run_jobs(jobs, _outcomes(jobs, config, workers), summary, "flow", started, progress,
+             rate=lambda seconds: {"pairs/s": f"{summary.pairs / seconds:.1f}"})
     return summary
-
-
-def _write_failures(summary: Summary) -> None:
-    assert summary.failures_file is not None
-    failures = sorted(summary.failures, key=lambda failure: failure.video)
-    lines = "".join(f"{failure.video}\t{failure.reason}\n" for failure in failures)
-    try:
-        summary.failures_file.parent.mkdir(parents=True, exist_ok=True)
-        summary.failures_file.write_text(lines, encoding="utf-8")
-    except OSError as error:
-        raise FatalError(f"cannot write the failures file {summary.failures_file}: {error.strerror}") from None

@@ -72,7 +72,11 @@ class Summary:
             f"({self.flow_seconds:.1f} s inside the flow algorithm, summed over workers)",
         ]
         if self.failures:
-            where = f", listed in {self.failures_file}" if self.failures_file else ""
-            lines.append(f"{self.failed} videos failed{where}; first: {self.failures[0].video}: "
-                         f"{self.failures[0].reason}")
+            lines.append(failures_line(self.failures, self.failures_file))
         return "\n".join(lines)
+
+
+def failures_line(failures: list[Failure], failures_file: Path | None) -> str:
+    """How many videos failed, where they are listed, and the first one's reason."""
+    where = f", listed in {failures_file}" if failures_file else ""
+    return f"{len(failures)} videos failed{where}; first: {failures[0].video}: {failures[0].reason}"

@@ -1,0 +1,106 @@
+"""A run of one job per listed video, shared by flow extraction and ``datamodules resize``.
+
+Each listed video gets a target under the output root (its video id, never outside the
+root); a video whose target is finished is skipped, two listed videos with one id are a
+failure of the second; the outcomes (a result, or the reason a video failed) are tallied
+into the run's summary under a progress bar, each failure printed as it happens; and the
+failures are written to a list (``path<TAB>reason`` per line) that scripts can read.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from flow.paths import safe_join
+from flow.summary import Failure
+from flow.videos import video_id
+
+
+class FatalError(Exception):
+    """The whole run must stop: the output cannot be written (full disk, unwritable root)
+    or workers keep crashing."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One listed video and where its output goes."""
+
+    listed: str  # the path as listed, for reports
+    source: Path
+    target: Path
+
+
+class RunSummary(Protocol):
+    """What ``run_jobs`` counts into: a run's summary (``flow.summary.Summary``, ...)."""
+
+    skipped: int
+    wall_seconds: float
+    failures: list[Failure]
+    failures_file: Path | None
+
+    def add(self, result: Any) -> None: ...
+
+
+def plan_jobs(videos: Sequence[str], video_root: Path | str, out_root: Path | str, target_name: Callable[[str], str],
+              finished: Callable[[Job], bool], summary: RunSummary) -> list[Job]:
+    """The jobs still to do: listed videos whose target (``target_name(video_id)`` under
+    ``out_root``) is not ``finished``; the others are counted as skipped, and paths that
+    leave a root or repeat a video id as failures."""
+    jobs: list[Job] = []
+    owners: dict[str, str] = {}
+    for listed in videos:
+        vid = video_id(listed)
+        try:
+            job = Job(listed, safe_join(video_root, listed), safe_join(out_root, target_name(vid)))
+        except ValueError as error:
+            summary.failures.append(Failure(listed, str(error)))
+            continue
+        if vid in owners:  # a/x.avi and a/x.mkv have one id: one output
+            summary.failures.append(Failure(listed, f"same video id {vid!r} as {owners[vid]}"))
+            continue
+        owners[vid] = listed
+        if finished(job):
+            summary.skipped += 1
+        else:
+            jobs.append(job)
+    return jobs
+
+
+def run_jobs(jobs: Sequence[Job], outcomes: Iterable[tuple[Job, Any]], summary: RunSummary, desc: str,
+             started: float, progress: bool = True, rate: Callable[[float], dict[str, str]] | None = None) -> None:
+    """Tally ``outcomes`` (job, result or failure reason) into ``summary`` under a progress bar
+    (``rate(seconds since started)``: more of its postfix), set the run's wall time since
+    ``started`` (``time.perf_counter()``), then write the failures list."""
+    bar = tqdm(total=len(jobs), unit="video", desc=desc, disable=not progress, mininterval=1.0)
+    try:
+        for job, outcome in outcomes:
+            if isinstance(outcome, str):
+                summary.failures.append(Failure(job.listed, outcome))
+                tqdm.write(f"failed: {job.listed}: {outcome}", file=sys.stderr)
+            else:
+                summary.add(outcome)
+            bar.update()
+            postfix = rate(time.perf_counter() - started) if rate else {}
+            bar.set_postfix({**postfix, "failed": len(summary.failures)}, refresh=False)
+    finally:
+        bar.close()
+        summary.wall_seconds = time.perf_counter() - started
+    if summary.failures_file:
+        write_failures(summary.failures, summary.failures_file)
+
+
+def write_failures(failures: list[Failure], path: Path) -> None:
+    """One ``path<TAB>reason`` line per failed video, sorted by path."""
+    lines = "".join(f"{failure.video}\t{failure.reason}\n" for failure in sorted(failures, key=lambda f: f.video))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(lines, encoding="utf-8")
+    except OSError as error:
+        raise FatalError(f"cannot write the failures file {path}: {error.strerror}") from None
