@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +28,9 @@ def decode_image(data: np.ndarray, path: Path, color: bool) -> np.ndarray:
         return decode_jpeg(data, color=color)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+
+
+CACHED_METAS = 4096  # meta.json files kept per store (per worker process)
 
 
 class FlowFields(NamedTuple):
@@ -54,19 +58,24 @@ class FolderFlowStore:
         self.root = Path(root)
         self.layout = layout or OURS
         self.default_bound = float(bound)
-        self._metas: dict[str, FlowMeta] = {}
+        self._metas: OrderedDict[str, FlowMeta] = OrderedDict()
 
     def folder(self, video_id: str) -> Path:
         return safe_join(self.root, video_id)
 
     def meta(self, video_id: str) -> FlowMeta | None:
-        # Cached once present: a complete folder no longer changes.
-        if video_id not in self._metas:
-            meta = self._read_meta(video_id)
-            if meta is None:
-                return None
+        # Cached once present (a complete folder no longer changes), for the most recent
+        # videos only: a worker of a 300k-video dataset would otherwise keep every meta.json.
+        meta = self._metas.get(video_id)
+        if meta is not None:
+            self._metas.move_to_end(video_id)
+            return meta
+        meta = self._read_meta(video_id)
+        if meta is not None:
             self._metas[video_id] = meta
-        return self._metas[video_id]
+            if len(self._metas) > CACHED_METAS:
+                self._metas.popitem(last=False)
+        return meta
 
     def _read_meta(self, video_id: str) -> FlowMeta | None:
         return read_meta(self.folder(video_id))

@@ -103,3 +103,16 @@ def test_a_folder_read_through_the_mixed_store_looks_for_its_pack_once_per_read(
     monkeypatch.setattr(Path, "is_file", lambda self: looked.append(self) or is_file(self))
     store.read_fields(VIDEO, list(range(N)))
     assert len(looked) <= 1, looked
+
+
+def test_the_meta_cache_keeps_the_recent_videos_only(tmp_path, monkeypatch):
+    """A worker reading a 300k-video dataset must not keep every meta.json it ever read."""
+    import flow.store
+
+    monkeypatch.setattr(flow.store, "CACHED_METAS", 2)
+    for name in ("a", "b", "c"):
+        _write(tmp_path / name, DENSEFLOW, 10.0, with_meta=True, with_rgb=False)
+    store = FolderFlowStore(tmp_path)
+    for name in ("a", "b", "a", "c"):
+        assert store.meta(name).num_flows == N
+    assert list(store._metas) == ["a", "c"]  # b was the least recently read
