@@ -162,97 +162,107 @@ _ZIP64 = 0xFFFFFFFF
 _UTF8_NAME = 0x800
 
 
-def _central_directory(path: Path) -> list[tuple[bytes, int, int, int, int]] | None:
-    """(UTF-8 name, method, header offset, size, CRC) of every member, parsed from the pack's central
-    directory with two preads; None for a zip this does not read (ZIP64, split), which
-    ``zipfile`` then reads. ``zipfile.ZipFile`` costs ~1.5 ms for 500 members, more than the
-    JPEGs of a training stack: a worker opens a pack per sample on a large dataset."""
-    with open(path, "rb", buffering=0) as file:
-        size = os.fstat(file.fileno()).st_size
-        tail = os.pread(file.fileno(), min(size, _END.size + 0xFFFF), max(size - _END.size - 0xFFFF, 0))
-        at = tail.rfind(_END_SIGNATURE)
-        if at < 0 or len(tail) - at < _END.size:
-            raise ValueError(f"{path}: not a readable zip (no end of central directory)")
-        _, disk, directory_disk, _, count, directory_size, directory_offset, _ = _END.unpack_from(tail, at)
-        if disk or directory_disk or _ZIP64 in (directory_size, directory_offset) or count == 0xFFFF:
-            return None
-        start = len(tail) - (size - directory_offset)
-        directory = tail[start:start + directory_size] if start >= 0 else \
-            os.pread(file.fileno(), directory_size, directory_offset)
-    members, position = [], 0
+def _central_directory(path: Path, fd: int) -> dict[bytes, tuple[int, int, int, int]] | None:
+    """UTF-8 name -> (method, header offset, size, CRC) of every member, parsed from the pack's
+    central directory with two preads; None for a zip this does not read (ZIP64, split), which
+    ``zipfile`` then reads. ``zipfile.ZipFile`` costs 1.5 ms for 500 members, more than reading
+    a training stack's JPEGs: a worker opens a new pack per sample on a large dataset.
+    ``fd``: the pack, open."""
+    size = os.fstat(fd).st_size
+    tail = os.pread(fd, min(size, _END.size + 0xFFFF), max(size - _END.size - 0xFFFF, 0))
+    at = tail.rfind(_END_SIGNATURE)
+    if at < 0 or len(tail) - at < _END.size:
+        raise ValueError(f"{path}: not a readable zip (no end of central directory)")
+    _, disk, directory_disk, _, count, directory_size, directory_offset, _ = _END.unpack_from(tail, at)
+    if disk or directory_disk or _ZIP64 in (directory_size, directory_offset) or count == 0xFFFF:
+        return None
+    start = len(tail) - (size - directory_offset)
+    directory = tail[start:start + directory_size] if start >= 0 else os.pread(fd, directory_size, directory_offset)
+    if len(directory) < directory_size:
+        raise ValueError(f"{path}: not a readable zip (central directory cut short)")
+    # The hot loop of opening a pack: fields unpacked once, names kept as bytes.
+    unpack, members, position = _CENTRAL.unpack_from, {}, 0
     for _ in range(count):
-        if len(directory) - position < _CENTRAL.size:
-            raise ValueError(f"{path}: not a readable zip (central directory cut short)")
-        fields = _CENTRAL.unpack_from(directory, position)
-        if fields[0] != _CENTRAL_SIGNATURE:
+        try:
+            (signature, _, _, flags, method, _, _, crc, _, file_size, name_size, extra_size, comment_size, _, _, _,
+             offset) = unpack(directory, position)
+        except struct.error:
+            raise ValueError(f"{path}: not a readable zip (central directory cut short)") from None
+        if signature != _CENTRAL_SIGNATURE:
             raise ValueError(f"{path}: not a readable zip (bad central directory entry)")
-        flags, method, crc, file_size, name_size, extra_size, comment_size, offset = (
-            fields[3], fields[4], fields[7], fields[9], fields[10], fields[11], fields[12], fields[16])
-        if _ZIP64 in (file_size, offset):
+        if file_size == _ZIP64 or offset == _ZIP64:
             return None
-        raw = directory[position + _CENTRAL.size:position + _CENTRAL.size + name_size]
-        if not (flags & _UTF8_NAME or raw.isascii()):  # names are bytes until asked for: 500 decodes cost 0.6 ms
-            raw = raw.decode("cp437").encode()
-        members.append((raw, method, offset, file_size, crc))
-        position += _CENTRAL.size + name_size + extra_size + comment_size
+        name_start = position + _CENTRAL.size
+        name = directory[name_start:name_start + name_size]
+        if not (flags & _UTF8_NAME or name.isascii()):
+            name = name.decode("cp437").encode()
+        members[name] = (method, offset, file_size, crc)
+        position = name_start + name_size + extra_size + comment_size
     return members
 
 
-def _zipfile_directory(path: Path) -> list[tuple[bytes, int, int, int, int]]:
+def _zipfile_directory(path: Path) -> dict[bytes, tuple[int, int, int, int]]:
     with zipfile.ZipFile(path) as archive:
-        return [(info.filename.encode(), info.compress_type, info.header_offset, info.file_size, info.CRC)
-                for info in archive.infolist()]
+        return {info.filename.encode(): (info.compress_type, info.header_offset, info.file_size, info.CRC)
+                for info in archive.infolist()}
 
 
 class _PackIndex:
-    """One pack's members: name -> (header offset, size, CRC), read from its central directory."""
+    """One pack's members: name -> (header offset, size, CRC), read from its central directory.
+
+    The pack stays open while its index lives (the store keeps the recent ones): one open per
+    video rather than per member, and the members are read from the very file the index
+    describes, even if a re-extraction has renamed a new pack over it meanwhile."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed when the index is dropped
         try:
-            members = _central_directory(path)
+            members = _central_directory(path, self.file.fileno())
             if members is None:
                 members = _zipfile_directory(path)
-        except FileNotFoundError:
-            raise
         except (zipfile.BadZipFile, OSError, EOFError, struct.error) as error:
+            self.file.close()
             raise ValueError(f"{path}: not a readable zip ({error})") from None
-        self.entries: dict[bytes, tuple[int, int, int]] = {}
-        for name, method, offset, size, crc in members:
-            if method != zipfile.ZIP_STORED:
-                raise ValueError(f"{path}: member {name.decode()!r} is compressed; packs store members uncompressed")
-            self.entries[name] = (offset, size, crc)
+        except BaseException:
+            self.file.close()
+            raise
+        compressed = next((name for name, entry in members.items() if entry[0] != zipfile.ZIP_STORED), None)
+        if compressed is not None:
+            self.file.close()
+            raise ValueError(f"{path}: member {compressed.decode()!r} is compressed; packs store members uncompressed")
+        self.entries: dict[bytes, tuple[int, int, int, int]] = members  # name -> (method, offset, size, CRC)
 
     @property
     def members(self) -> dict[str, tuple[int, int, int]]:
         """Member name -> (header offset, size, CRC)."""
-        return {name.decode(): entry for name, entry in self.entries.items()}
+        return {name.decode(): entry[1:] for name, entry in self.entries.items()}
 
     def __contains__(self, name: str) -> bool:
         return name.encode() in self.entries
 
     def read(self, name: str) -> bytes:
         try:
-            offset, size, crc = self.entries[name.encode()]
+            _, offset, size, crc = self.entries[name.encode()]
         except KeyError:
             raise FileNotFoundError(f"{self.path}: no member {name!r}") from None
         encoded = name.encode()
         # One read covers the local header, the name, and (usually) the extra field and
         # the data; a longer extra field costs a second read.
         slack = 64
-        with open(self.path, "rb", buffering=0) as file:
-            head = os.pread(file.fileno(), _LOCAL_HEADER.size + len(encoded) + slack + size, offset)
-            if len(head) < _LOCAL_HEADER.size:
-                raise ValueError(f"{self.path}: truncated at member {name!r}")
-            fields = _LOCAL_HEADER.unpack_from(head)
-            if fields[0] != _LOCAL_SIGNATURE:
-                raise ValueError(f"{self.path}: member {name!r} has no local header at offset {offset}")
-            start = _LOCAL_HEADER.size + fields[9] + fields[10]
-            if head[_LOCAL_HEADER.size:_LOCAL_HEADER.size + fields[9]] != encoded:
-                raise ValueError(f"{self.path}: member {name!r}'s local header names another file")
-            data = head[start:start + size]
-            if len(data) < size:
-                data = os.pread(file.fileno(), size, offset + start)
+        fd = self.file.fileno()
+        head = os.pread(fd, _LOCAL_HEADER.size + len(encoded) + slack + size, offset)
+        if len(head) < _LOCAL_HEADER.size:
+            raise ValueError(f"{self.path}: truncated at member {name!r}")
+        fields = _LOCAL_HEADER.unpack_from(head)
+        if fields[0] != _LOCAL_SIGNATURE:
+            raise ValueError(f"{self.path}: member {name!r} has no local header at offset {offset}")
+        start = _LOCAL_HEADER.size + fields[9] + fields[10]
+        if head[_LOCAL_HEADER.size:_LOCAL_HEADER.size + fields[9]] != encoded:
+            raise ValueError(f"{self.path}: member {name!r}'s local header names another file")
+        data = head[start:start + size]
+        if len(data) < size:
+            data = os.pread(fd, size, offset + start)
         if len(data) != size:
             raise ValueError(f"{self.path}: truncated in member {name!r}")
         if zlib.crc32(data) != crc:
@@ -278,6 +288,11 @@ class PackedFlowStore(FolderFlowStore):
         self.folders = folders
         self._indexes: OrderedDict[str, _PackIndex] = OrderedDict()
         self._packed: set[str] = set()
+
+    def __getstate__(self) -> dict:
+        # Open packs stay in this process: a store pickled into spawned DataLoader workers
+        # (and their copies) opens its own.
+        return {**self.__dict__, "_indexes": OrderedDict()}
 
     def is_packed(self, video_id: str) -> bool:
         """Whether the video is read from a pack (always, without ``folders``)."""

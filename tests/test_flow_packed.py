@@ -369,10 +369,27 @@ def test_the_central_directory_is_read_as_zipfile_reads_it(tmp_path):
             info = zipfile.ZipInfo(name)
             info.comment, info.extra = b"c" * k, b"\xfe\xca\x02\x00ab" if k else b""
             archive.writestr(info, bytes(range(k + 3)) * 100)
-    assert _central_directory(pack) == _zipfile_directory(pack)
+    with open(pack, "rb") as file:
+        assert _central_directory(pack, file.fileno()) == _zipfile_directory(pack)
     data = bytearray(pack.read_bytes())
     cut = data.rindex(b"PK\x01\x02")
     data[cut:cut + 4] = b"XXXX"  # the last member's central entry damaged
     pack.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=f"{pack}: not a readable zip"):
         PackedFlowStore(tmp_path)._index("v")
+
+
+def test_a_store_with_open_packs_pickles_into_spawned_workers(tmp_path):
+    """Packs stay open while their index lives; a pickled store (spawned workers) opens its own."""
+    import pickle
+
+    folder = tmp_path / "folders" / "v"
+    folder.mkdir(parents=True)
+    for k in range(2):
+        for path, data in zip(DENSEFLOW.flow_paths(folder, k), encode_flow(np.ones((8, 8, 2), np.float32), 20.0)):
+            path.write_bytes(data)
+    pack_video(str(folder), str(tmp_path / "packs" / "v.zip"))
+    store = PackedFlowStore(tmp_path / "packs", DENSEFLOW, 20.0)
+    first = store.read_flow("v", [1])
+    copy = pickle.loads(pickle.dumps(store))
+    np.testing.assert_array_equal(copy.read_flow("v", [1]), first)
