@@ -3,8 +3,9 @@
 Samples leave the workers as uint8 (``datamodules.datasets``): train and val samples one
 crop per key, (T, C, h, w); test samples every position at its stored (short-side
 resized) size, (P, T, C, H, W), with their crop boxes in ``views`` (K, 5: top, left,
-height, width, flip). Flow samples carry ``flow_bound`` (the video's quantization bound)
-and ``flow_scale`` (how much resizing stretched x and y).
+height, width, flip). Flow samples carry ``flow_quantization`` (the video's [step, bound])
+and ``flow_scale`` (how much resizing stretched x and y), as the bits of their float32
+values (``datamodules.inputs.as_bits``).
 
 ``finish_batch`` runs once the batch is on the device (the datamodules'
 ``on_after_batch_transfer``): train and val keys become network inputs at once; test keys
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-from datamodules.inputs import to_input
+from datamodules.inputs import from_bits, to_input
 from datamodules.transforms import View, apply_view
 from models.input_spec import InputSpec
 
@@ -56,20 +57,23 @@ class TestViews:
         positions: per video, uint8 (P, T, C, H, W) on the device.
         boxes: per video, K (top, left, height, width, flip) crop boxes.
         spec: the InputSpec of the network reading ``key``.
-        bound: flow: each video's quantization bound (N,).
-        scale: flow: how much resizing stretched each video's x, y (N, 2).
+        quantized: flow: each video's [step, bound] (N, 2), float32.
+        scale: flow: how much resizing stretched each video's x, y (N, 2), float32.
         subtract_flow_mean: see ``datamodules.inputs.to_input``.
         layout: applied to every chunk of inputs (e.g. channels-last for a channels-last network).
+        dtype: the chunks' dtype (the precision's input dtype, e.g. bfloat16 under
+            ``bf16-true``); None: float32.
     """
 
     key: str
     positions: list[Tensor]
     boxes: list[list[tuple[int, int, int, int, int]]]
     spec: InputSpec
-    bound: Tensor | None = None
+    quantized: Tensor | None = None
     scale: Tensor | None = None
     subtract_flow_mean: bool | None = None
     layout: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
+    dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
         counts = {len(boxes) for boxes in self.boxes}
@@ -93,7 +97,7 @@ class TestViews:
             raise IndexError(f"TestViews are selected by a boolean mask over its {len(self)} videos")
         rows = [n for n, kept in enumerate(mask) if kept]
         return replace(self, positions=[self.positions[n] for n in rows], boxes=[self.boxes[n] for n in rows],
-                       bound=None if self.bound is None else self.bound[rows],
+                       quantized=None if self.quantized is None else self.quantized[rows],
                        scale=None if self.scale is None else self.scale[rows])
 
     def _views(self) -> Iterator[tuple[int, int, int]]:
@@ -133,16 +137,19 @@ class TestViews:
             top, left, height, width, flip = self.boxes[n][k]
             cropped = apply_view(frames, View((top, left, height, width), bool(flip)), flow=self.key == "flow")
             count = len(rows)
-            bound = self.bound[n].expand(count) if self.bound is not None else None
+            quantized = self.quantized[n].expand(count, 2) if self.quantized is not None else None
             scale = self.scale[n].expand(count, 2) if self.scale is not None else None
-            x = to_input(self.key, cropped, self.spec, bound, scale, self.subtract_flow_mean)
+            x = to_input(self.key, cropped, self.spec, quantized, scale, self.subtract_flow_mean)
             if out is None:
                 out = x.new_empty(len(views), *x.shape[1:])
             out[list(slots)] = x
+        if self.dtype is not None:
+            out = out.to(self.dtype)
         return self.layout(out) if self.layout is not None else out
 
 
-def finish_batch(batch: dict, specs: Mapping[str, InputSpec], subtract_flow_mean: bool | None = None) -> dict:
+def finish_batch(batch: dict, specs: Mapping[str, InputSpec], subtract_flow_mean: bool | None = None,
+                 dtype: torch.dtype | None = None) -> dict:
     """The uint8 batch (see module docstring), on its device, as the networks take it.
 
     Train and val keys become float inputs; test keys (a batch with ``views``) ``TestViews``.
@@ -152,8 +159,11 @@ def finish_batch(batch: dict, specs: Mapping[str, InputSpec], subtract_flow_mean
         batch: a collated batch of ``datamodules.datasets.VideoDataset`` samples.
         specs: the InputSpec per key (``rgb``, ``flow``) of the networks reading them.
         subtract_flow_mean: see ``datamodules.inputs.to_input``.
+        dtype: the inputs' dtype (``input_dtype`` of the trainer); None: float32.
     """
-    bound, scale = batch.get("flow_bound"), batch.get("flow_scale")
+    quantized, scale = batch.get("flow_quantization"), batch.get("flow_scale")
+    quantized = from_bits(quantized) if quantized is not None else None
+    scale = from_bits(scale) if scale is not None else None
     for key in FRAME_KEYS:
         frames = batch.get(key)
         if frames is None or isinstance(frames, TestViews) or (isinstance(frames, Tensor) and frames.is_floating_point()):
@@ -162,7 +172,22 @@ def finish_batch(batch: dict, specs: Mapping[str, InputSpec], subtract_flow_mean
             raise KeyError(f"no InputSpec for batch key {key!r}; have {sorted(specs)}")
         if VIEWS_KEY in batch:
             boxes = [[tuple(box) for box in video] for video in batch[VIEWS_KEY].tolist()]
-            batch[key] = TestViews(key, list(frames), boxes, specs[key], bound, scale, subtract_flow_mean)
+            batch[key] = TestViews(key, list(frames), boxes, specs[key], quantized, scale, subtract_flow_mean,
+                                   dtype=dtype)
         else:
-            batch[key] = to_input(key, frames, specs[key], bound, scale, subtract_flow_mean)
+            inputs = to_input(key, frames, specs[key], quantized, scale, subtract_flow_mean)
+            batch[key] = inputs if dtype is None else inputs.to(dtype)
     return batch
+
+
+def input_dtype(trainer: object | None) -> torch.dtype | None:
+    """The dtype the trainer's precision gives network inputs (bfloat16 under ``bf16-true``,
+    float64 under ``64-true``); None where it leaves float32 (32-true, the mixed precisions).
+
+    Lightning casts the host batch before the transfer, while it is still uint8; the inputs
+    made on the device must be cast as it would have."""
+    plugin = getattr(trainer, "precision_plugin", None)
+    if plugin is None:
+        return None
+    dtype = plugin.convert_input(torch.zeros(())).dtype
+    return None if dtype == torch.float32 else dtype

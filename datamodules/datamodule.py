@@ -65,7 +65,7 @@ import torch.distributed as dist
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.annotations.source import AnnotationSource, require_path
-from datamodules.batch import collate_flat, collate_test, finish_batch
+from datamodules.batch import collate_flat, collate_test, finish_batch, input_dtype
 from datamodules.datasets import VideoDataset, check_bidirectional
 from datamodules.decoding import create_reader
 from datamodules.distributed import UnpaddedDistributedSampler
@@ -278,6 +278,12 @@ class VideoDataModule(pl.LightningDataModule):
             self._adopt_modality(infer_modality(specs))
             self.datasets.clear()
             return
+        declared = {key for key, spec in specs.items() if spec is not None}
+        if declared - set(self.keys):
+            # Else a network reading a key the data does not give fails at the first step,
+            # after the index build (hours at Kinetics scale).
+            raise ValueError(f"data modality {self.modality!r} gives {sorted(self.keys)}, but the networks read "
+                             f"{sorted(declared)}: leave modality out (it follows the networks) or make them agree")
         given = {**self.input_specs, **specs}
         self.input_specs = resolve_specs(self.modality, given, self.num_fields, self.frames, self.crop_size)
         self.datasets.clear()  # built with the old specs
@@ -286,6 +292,10 @@ class VideoDataModule(pl.LightningDataModule):
 
     def index(self, split: Split) -> VideoIndex:
         """The usable videos of ``split`` (cached on disk by ``build_index``)."""
+        if self.modality is None:
+            # Which videos are usable depends on what the modality reads (videos, flow).
+            raise ValueError("data modality: not known yet; set it, or attach the model first (its networks' "
+                             "input_specs say it: set_input_specs)")
         if split not in self._indices:
             self._indices[split] = build_index(
                 self.annotations.records(self.annotations.stage_split(split)), self.video_root, self.frames_root,
@@ -382,7 +392,7 @@ class VideoDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """uint8 batches, now on the device, to the networks' inputs (module docstring)."""
-        return finish_batch(batch, self.input_specs, self.flow_mean_subtraction)
+        return finish_batch(batch, self.input_specs, self.flow_mean_subtraction, input_dtype(self.trainer))
 
     def _dataset(self, name: str) -> VideoDataset:
         """The dataset of a split, or ``svm_train``; built once (until the specs change)."""

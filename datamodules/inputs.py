@@ -7,9 +7,13 @@ here, after the batch reached the device (``datamodules.batch.finish_batch``). T
 and flip geometry is ``datamodules.transforms``' and stays on the uint8 planes, where the
 flip of quantized flow is exact (``255 - x``).
 
-Dequantization is ``flow.codec.dequantize``'s arithmetic, the step ``2B/255`` computed in
-float64 and rounded to float32, so a batch finished on the CPU equals the samples the
-host used to finish one by one, bit for bit.
+Dequantization is ``flow.codec.dequantize``'s arithmetic: the step ``2B/255`` computed in
+float64 and rounded to float32 on the host (``quantization``), so a batch finished on the
+device equals the samples the host used to finish one by one, bit for bit. The step, the
+bound and the resize's stretch travel as the int32 bits of their float32 values
+(``as_bits``): Lightning's true precisions (``bf16-true``, ``16-true``) cast every float
+tensor of the host batch to the network's dtype before the transfer, which would round
+them (a stretch of 256/240 becomes 1.0703 in bfloat16).
 """
 
 from __future__ import annotations
@@ -21,20 +25,37 @@ from torch import Tensor
 from models.input_spec import InputSpec
 
 
+def as_bits(values: Tensor) -> Tensor:
+    """float32 ``values`` as int32 bits, which no precision plugin casts (module docstring)."""
+    return values.to(torch.float32).view(torch.int32)
+
+
+def from_bits(bits: Tensor) -> Tensor:
+    """The float32 values ``as_bits`` packed."""
+    return bits.view(torch.float32) if bits.dtype == torch.int32 else bits.to(torch.float32)
+
+
+def quantization(bounds: Tensor | float | list[float]) -> Tensor:
+    """(N, 2) float32 [step, bound] of quantization bounds: ``flow.codec.dequantize``'s step
+    ``2B/255``, computed in float64 and rounded to float32 as numpy does."""
+    bound = torch.as_tensor(bounds, dtype=torch.float64).reshape(-1)
+    if not bool((bound > 0).all()):
+        raise ValueError(f"flow bounds must be positive, got {bound.tolist()}")
+    return torch.stack([(2.0 * bound / 255.0).float(), bound.float()], dim=1)
+
+
 def per_sample(values: Tensor, like: Tensor) -> Tensor:
     """``values`` (N,) shaped to broadcast over ``like`` (N, ...): one value per sample."""
     return values.reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def dequantize_levels(levels: Tensor, bound: Tensor) -> Tensor:
-    """uint8 levels (N, ...) to flow in pixels (float32), with each sample's ``bound`` (N,)."""
+def dequantize_levels(levels: Tensor, quantized: Tensor) -> Tensor:
+    """uint8 levels (N, ...) to flow in pixels (float32), with each sample's [step, bound]
+    (``quantization``, (N, 2))."""
     if levels.dtype != torch.uint8:
         raise ValueError(f"flow levels must be uint8, got {levels.dtype}")
-    bound = bound.to(device=levels.device, dtype=torch.float64)
-    if not bool((bound > 0).all()):
-        raise ValueError(f"flow bounds must be positive, got {bound.tolist()}")
-    step = per_sample((2.0 * bound / 255.0).float(), levels)
-    return levels.float() * step - per_sample(bound.float(), levels)
+    quantized = quantized.to(device=levels.device, dtype=torch.float32)
+    return levels.float() * per_sample(quantized[:, 0], levels) - per_sample(quantized[:, 1], levels)
 
 
 def rgb_to_input(frames: Tensor, spec: InputSpec) -> Tensor:
@@ -47,17 +68,17 @@ def rgb_to_input(frames: Tensor, spec: InputSpec) -> Tensor:
     return x.transpose(1, 2)
 
 
-def flow_to_input(planes: Tensor, bound: Tensor, spec: InputSpec, scale: Tensor | None = None,
+def flow_to_input(planes: Tensor, quantized: Tensor, spec: InputSpec, scale: Tensor | None = None,
                   subtract_mean: bool = True) -> Tensor:
     """Quantized uint8 (N, L, 2, H, W) [x, y] fields -> the network's flow input.
 
-    Dequantize with each sample's ``bound`` (N,) to pixels, multiply x, y by the sample's
+    Dequantize with each sample's [step, bound] (``quantization``, (N, 2)) to pixels, multiply x, y by the sample's
     ``scale`` (N, 2) (resizing), subtract each field's mean vector if ``subtract_mean``
     (the two-stream paper's camera motion compensation), clip to ``spec.flow_clip``,
     multiply by ``spec.flow_scale``, normalise by ``spec.mean``/``spec.std``. Layout: 2D
     (N, 2L, H, W) ordered x1..xL, y1..yL; 3D (N, 2, L, H, W).
     """
-    flow = dequantize_levels(planes, bound)
+    flow = dequantize_levels(planes, quantized)
     if scale is not None:
         flow *= scale.to(device=flow.device, dtype=torch.float32).view(-1, 1, 2, 1, 1)
     if subtract_mean:
@@ -74,15 +95,15 @@ def flow_to_input(planes: Tensor, bound: Tensor, spec: InputSpec, scale: Tensor 
     return flow.reshape(flow.shape[0], -1, *flow.shape[3:])
 
 
-def to_input(key: str, frames: Tensor, spec: InputSpec, bound: Tensor | None = None, scale: Tensor | None = None,
-             subtract_flow_mean: bool | None = None) -> Tensor:
+def to_input(key: str, frames: Tensor, spec: InputSpec, quantized: Tensor | None = None,
+             scale: Tensor | None = None, subtract_flow_mean: bool | None = None) -> Tensor:
     """A batch of one key's uint8 samples (N, T, C, H, W) as the network reading it takes them.
 
     Args:
         key: ``rgb`` or ``flow``.
         frames: uint8 RGB frames or quantized [x, y] flow fields, already cropped.
         spec: the network's InputSpec.
-        bound: flow only: each sample's quantization bound (N,).
+        quantized: flow only: each sample's [step, bound] (``quantization``, (N, 2)).
         scale: flow only: how much resizing stretched each sample's x, y (N, 2); None: 1.
         subtract_flow_mean: subtract each field's mean vector; None: for 2D networks only
             (two-stream paper), not 3D ones (I3D).
@@ -91,7 +112,7 @@ def to_input(key: str, frames: Tensor, spec: InputSpec, bound: Tensor | None = N
         raise ValueError(f"{key!r} samples must be uint8 to be finished on the device, got {frames.dtype}")
     if key == "rgb":
         return rgb_to_input(frames, spec)
-    if bound is None:
-        raise ValueError("flow samples need their quantization bound (the batch's flow_bound)")
+    if quantized is None:
+        raise ValueError("flow samples need their quantization (the batch's flow_quantization)")
     subtract = spec.dims == 2 if subtract_flow_mean is None else subtract_flow_mean
-    return flow_to_input(frames, bound, spec, scale, subtract)
+    return flow_to_input(frames, quantized, spec, scale, subtract)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import pytorch_lightning as pl
 from torch.utils.data import ConcatDataset, DataLoader
 
-from datamodules.batch import finish_batch
+from datamodules.batch import finish_batch, input_dtype
 from datamodules.datamodule import Split, VideoDataModule
 from datamodules.datasets import VideoDataset
 from models.input_spec import InputSpec
@@ -30,8 +30,9 @@ def sample_settings(dm: VideoDataModule) -> dict[str, object]:
         dm: the datamodule.
     """
     views = dm.sampling
-    return {"input specs (num_fields, frames, crop_size)": dm.input_specs, "test_positions": views.test_positions,
-            "test_clips": views.test_clips, "whole_video_test": views.whole_video, "test_crops": dm.given_test_crops, "flip": dm.flip,
+    known = dm.modality is not None  # else specs and test crops follow the networks, later
+    return {"input specs (num_fields, frames, crop_size)": dm.input_specs if known else None, "test_positions": views.test_positions,
+            "test_clips": views.test_clips, "whole_video_test": views.whole_video, "test_crops": dm.test_crops,
             "flow_mean_subtraction": dm.flow_mean_subtraction}
 
 
@@ -49,16 +50,8 @@ class MultiDataModule(pl.LightningDataModule):
         super().__init__()
         if not datamodules:
             raise ValueError("give at least one datamodule")
-        modalities = {dm.modality for dm in datamodules}
-        if len(modalities) != 1:
-            raise ValueError(f"the datasets must share one modality, got {sorted(modalities)}")
-        first = sample_settings(datamodules[0])
-        for position, dm in enumerate(datamodules[1:], 1):
-            differ = [name for name, value in sample_settings(dm).items() if value != first[name]]
-            if differ:
-                raise ValueError(f"batches mix the datasets, but datamodules[{position}] differs from datamodules[0] "
-                                 f"in {differ}")
         self.datamodules = list(datamodules)
+        self._check_shared_settings()
         self.datasets: dict[Split, list[VideoDataset]] = {}
 
     @property
@@ -77,9 +70,24 @@ class MultiDataModule(pl.LightningDataModule):
         ``index`` i is video ``test_video_ids[d][i]``."""
         return [dm.test_video_ids for dm in self.datamodules]
 
+    def _check_shared_settings(self) -> None:
+        """The datasets agree on what shapes a sample; a modality or test crops not known yet
+        (inferred from the networks later) are compared once they are, after set_input_specs."""
+        modalities = {dm.modality for dm in self.datamodules} - {None}
+        if len(modalities) > 1:
+            raise ValueError(f"the datasets must share one modality, got {sorted(modalities)}")
+        first = sample_settings(self.datamodules[0])
+        for position, dm in enumerate(self.datamodules[1:], 1):
+            differ = [name for name, value in sample_settings(dm).items()
+                      if value != first[name] and value is not None and first[name] is not None]
+            if differ:
+                raise ValueError(f"batches mix the datasets, but datamodules[{position}] differs from datamodules[0] "
+                                 f"in {differ}")
+
     def set_input_specs(self, specs: Mapping[str, InputSpec]) -> None:
         for dm in self.datamodules:
             dm.set_input_specs(specs)
+        self._check_shared_settings()
         self.datasets.clear()
 
     def _adopt_model_specs(self) -> None:
@@ -99,7 +107,7 @@ class MultiDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """uint8 batches to the network's inputs on the device (the datasets share the settings)."""
         first = self.datamodules[0]
-        return finish_batch(batch, first.input_specs, first.flow_mean_subtraction)
+        return finish_batch(batch, first.input_specs, first.flow_mean_subtraction, input_dtype(self.trainer))
 
     def _datasets(self, split: Split) -> list[VideoDataset]:
         if split not in self.datasets:

@@ -4,7 +4,7 @@ The geometry of a sample (crop boxes, flips) is drawn once and applied to all it
 the RGB frame and the flow stack of a two-stream sample get the same crop and flip.
 Geometry runs on the uint8 planes (cheap, and exact for the flip below); the conversion to
 float inputs runs later, on the device (``datamodules.inputs``), with the scale the
-geometry applied (``flow_scale``) and the video's bound (``flow_bound``) carried along.
+geometry applied (``flow_scale``) and the video's quantization (``flow_quantization``) carried along.
 
 Flow under geometry:
 - resizing a field by (sx, sy) scales its displacements by the same factors: the planes
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as F
 
+from datamodules.inputs import as_bits, quantization
 from datamodules.sampling import Stage
 from flow.codec import DEFAULT_BOUND
 from flow.frames import resized_size
@@ -213,8 +214,9 @@ class Augment:
         Train and val: each key's one view (T, C, crop, crop). Test: each key's positions
         short-side resized, uncropped (P, T, C, H, W), and ``views`` (K, 5): the crop boxes
         (top, left, height, width, flip) that ``datamodules.batch.TestViews`` cuts on the
-        device. With flow: ``flow_bound`` and ``flow_scale`` (x, y stretch of the resize and
-        of a multi-scale crop), float64 so the device reproduces the host's float32 steps.
+        device. With flow: ``flow_quantization`` ([step, bound]) and ``flow_scale`` (x, y
+        stretch of the resize and of a multi-scale crop), float32 values as int32 bits
+        (``datamodules.inputs.as_bits``: no precision plugin may round them).
         """
         resized = {}
         for key, clip in frames.items():
@@ -237,9 +239,9 @@ class Augment:
                 sample[key] = apply_view(clip[0], views[0], flow=key == "flow")
                 view_scale = views[0].scale()
             if key == "flow":
-                sample["flow_bound"] = torch.tensor(float(flow_bound), dtype=torch.float64)
-                sample["flow_scale"] = torch.tensor(
-                    (resize_scale[0] * view_scale[0], resize_scale[1] * view_scale[1]), dtype=torch.float64)
+                sample["flow_quantization"] = as_bits(quantization(float(flow_bound))[0])
+                sample["flow_scale"] = as_bits(torch.tensor(
+                    (resize_scale[0] * view_scale[0], resize_scale[1] * view_scale[1]), dtype=torch.float64))
         if self.stage == "test":
             sample["views"] = torch.tensor([[*view.box, int(view.flip)] for view in views], dtype=torch.int64)
         return sample

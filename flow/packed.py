@@ -39,6 +39,7 @@ _LOCAL_SIGNATURE = 0x04034B50
 
 # Member indexes kept per store (per worker process): a Kinetics video has ~600 members.
 _CACHED_VIDEOS = 256
+_KNOWN_PACKS = 65536  # video ids known to be packed, per store
 
 
 def pack_path(root: Path | str, video_id: str) -> Path:
@@ -287,7 +288,7 @@ class PackedFlowStore(FolderFlowStore):
         super().__init__(root, layout, bound)
         self.folders = folders
         self._indexes: OrderedDict[str, _PackIndex] = OrderedDict()
-        self._packed: set[str] = set()
+        self._packed: OrderedDict[str, None] = OrderedDict()  # recently seen packs (bounded: 300k ids)
 
     def __getstate__(self) -> dict:
         # Open packs stay in this process: a store pickled into spawned DataLoader workers
@@ -296,12 +297,17 @@ class PackedFlowStore(FolderFlowStore):
 
     def is_packed(self, video_id: str) -> bool:
         """Whether the video is read from a pack (always, without ``folders``)."""
-        if not self.folders or video_id in self._packed:
+        if not self.folders:
+            return True
+        if video_id in self._packed:
+            self._packed.move_to_end(video_id)
             return True
         # A pack once seen stays (it is complete); a folder is looked at again each
         # time, as a conversion may pack it meanwhile.
         if pack_path(self.root, video_id).is_file():
-            self._packed.add(video_id)
+            self._packed[video_id] = None
+            if len(self._packed) > _KNOWN_PACKS:
+                self._packed.popitem(last=False)
             return True
         return False
 

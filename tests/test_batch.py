@@ -5,9 +5,12 @@ view cropped, flipped and converted on its own, flow dequantized by ``flow.codec
 numpy. The device path must give the same views and the same test scores.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+from pytorch_lightning.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision
 import torch
 import torchvision.transforms.v2.functional as F
 from torch import nn
@@ -15,7 +18,8 @@ from torch.utils.data import default_collate
 
 from datamodules import VideoDataModule
 from datamodules.annotations import UCF101
-from datamodules.batch import TestViews, collate_test, finish_batch
+from datamodules.batch import TestViews, collate_test, finish_batch, input_dtype
+from datamodules.inputs import as_bits, from_bits, quantization
 from flow.codec import dequantize
 from lightning_modules import VideoClassifier
 from lightning_modules.video_scores import load_video_scores
@@ -36,8 +40,9 @@ def reference_views(sample: dict, key: str, spec: InputSpec, subtract_mean: bool
                 x = F.normalize(crop.float() / 255.0, list(spec.mean), list(spec.std))
                 views.append(x[0] if spec.dims == 2 else x.transpose(0, 1))
                 continue
-            flow = torch.from_numpy(dequantize(crop.numpy(), float(sample["flow_bound"])))
-            flow *= sample["flow_scale"].float().view(2, 1, 1)
+            bound = sample.get("bound", float(from_bits(sample["flow_quantization"])[1]))  # as meta.json says it
+            flow = torch.from_numpy(dequantize(crop.numpy(), bound))
+            flow *= from_bits(sample["flow_scale"]).view(2, 1, 1)
             if subtract_mean:
                 flow -= flow.mean(dim=(-2, -1), keepdim=True)
             if spec.flow_clip is not None:
@@ -51,8 +56,8 @@ def random_flow_sample(positions: int, fields: int, height: int, width: int, see
     generator = torch.Generator().manual_seed(seed)
     boxes = [[0, 0, 8, 8, 0], [2, 3, 8, 8, 0], [0, 0, 8, 8, 1], [height - 8, width - 8, 8, 8, 1]]
     return {"flow": torch.randint(0, 256, (positions, fields, 2, height, width), dtype=torch.uint8, generator=generator),
-            "flow_bound": torch.tensor(20.0 - seed, dtype=torch.float64),
-            "flow_scale": torch.tensor([1.25, 0.75], dtype=torch.float64),
+            "flow_quantization": as_bits(quantization(20.0 - seed - 0.3)[0]), "bound": 20.0 - seed - 0.3,
+            "flow_scale": as_bits(torch.tensor([1.25, 256 / 240])),
             "views": torch.tensor(boxes), "label": seed, "index": seed}
 
 
@@ -124,10 +129,29 @@ def test_views_cut_on_the_gpu_equal_the_cpus():
     torch.testing.assert_close(on_gpu.materialise(chunk_size=5).cpu(), on_cpu, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
-def test_lightning_test_scores_equal_the_host_paths(ucf101_tiny, tmp_path, accelerator):
-    """The scores a Lightning test writes (uint8 to the device, views cut per chunk) equal those
-    of the network on the host-built views, video by video: the scores did not change."""
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true"])
+def test_true_precisions_cast_the_inputs_never_the_dequantization(precision):
+    """Lightning casts the host batch to the network's dtype before the transfer (uint8 now):
+    the inputs made on the device are cast as it would have, and the carried quantization
+    and stretch (256/240 is 1.0703 in bfloat16) reach the device exact."""
+    plugin = HalfPrecision(precision) if precision != "64-true" else DoublePrecision()
+    dtype = input_dtype(SimpleNamespace(precision_plugin=plugin))
+    assert dtype == {"bf16-true": torch.bfloat16, "16-true": torch.float16, "64-true": torch.float64}[precision]
+    spec = flow_pixels(2, size=8)
+    samples = [random_flow_sample(3, 2, 10, 12, seed=0), random_flow_sample(3, 2, 12, 11, seed=1)]
+    got = finish_batch(plugin.convert_input(collate_test(samples)), {"flow": spec}, dtype=dtype)["flow"].materialise()
+    exact = finish_batch(collate_test(samples), {"flow": spec})["flow"].materialise()
+    assert got.dtype == dtype and torch.equal(got, exact.to(dtype))
+    train = [{**sample, "flow": sample["flow"][0, :, :, :8, :8]} for sample in samples]
+    for sample in train:
+        del sample["views"]
+    got = finish_batch(plugin.convert_input(default_collate(train)), {"flow": spec}, dtype=dtype)["flow"]
+    assert torch.equal(got, finish_batch(default_collate(train), {"flow": spec})["flow"].to(dtype))
+    assert input_dtype(SimpleNamespace(precision_plugin=MixedPrecision("bf16-mixed", "cpu"))) is None
+
+
+def tiny_flow_test(ucf101_tiny, tmp_path, **trainer_settings) -> tuple[np.ndarray, np.ndarray]:
+    """(scores a Lightning test wrote, scores of the same network on the host-built views)."""
     data, flow_root = ucf101_tiny
     dm = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root), frames_root=str(flow_root),
                          modality="flow", num_fields=4, crop_size=32, short_side=40, test_positions=3,
@@ -136,15 +160,29 @@ def test_lightning_test_scores_equal_the_host_paths(ucf101_tiny, tmp_path, accel
     net = TinyFlowNet(dm.num_classes)
     model = VideoClassifier(lambda classes: net, dm.num_classes, view_chunk_size=7)
     model.weights_origin = "test"  # random weights on purpose: the test compares two paths of one network
-    trainer = pl.Trainer(default_root_dir=tmp_path, accelerator=accelerator, devices=1, precision="32-true", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(default_root_dir=tmp_path, devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, **trainer_settings)
     trainer.test(model, dm)
     written = load_video_scores(next(tmp_path.rglob("test_scores.npz")))
     dataset = dm.datasets["test"]
-    net.cpu().eval()
+    net.cpu().float().eval()
     with torch.no_grad():
         expected = [net(reference_views(dataset[i], "flow", net.input_spec, subtract_mean=True)).softmax(-1).mean(0)
                     for i in range(len(dataset))]
+    return written["scores_flow"], torch.stack(expected).numpy()
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_lightning_test_scores_equal_the_host_paths(ucf101_tiny, tmp_path, accelerator):
+    """The scores a Lightning test writes (uint8 to the device, views cut per chunk) equal those
+    of the network on the host-built views, video by video: the scores did not change."""
+    written, expected = tiny_flow_test(ucf101_tiny, tmp_path, accelerator=accelerator, precision="32-true")
     # cuDNN convolutions run in TF32 by default: the GPU's scores are close, the CPU's equal.
     tolerance = {"rtol": 1e-5, "atol": 1e-6} if accelerator == "cpu" else {"rtol": 0, "atol": 2e-3}
-    np.testing.assert_allclose(written["scores_flow"], torch.stack(expected).numpy(), **tolerance)
+    np.testing.assert_allclose(written, expected, **tolerance)
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_a_true_precision_test_runs_and_scores_as_the_host_path(ucf101_tiny, tmp_path, precision):
+    written, expected = tiny_flow_test(ucf101_tiny, tmp_path, accelerator="cpu", precision=precision)
+    np.testing.assert_allclose(written, expected, atol=1e-6 if precision == "64-true" else 3e-2)

@@ -400,3 +400,13 @@ def test_the_modality_comes_from_the_networks_when_the_data_does_not_say_it(ucf)
     alone.trainer = None
     with pytest.raises(ValueError, match="data modality: not set"):
         alone.setup("fit")
+
+
+def test_a_modality_given_against_the_networks_and_an_index_before_one_are_refused(ucf):
+    with pytest.raises(ValueError, match=r"data modality 'rgb' gives \['rgb'\], but the networks read \['flow'\]"):
+        ucf_dm(ucf, modality="rgb").set_input_specs({"flow": flow_pixels(4, 32)})
+    data, root = ucf
+    unset = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root),
+                            frames_root=str(root / "frames"), **settings(root))
+    with pytest.raises(ValueError, match="data modality: not known yet"):
+        unset.index("test")  # which videos are usable depends on what the modality reads

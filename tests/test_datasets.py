@@ -60,7 +60,7 @@ def test_shapes_per_modality_and_stage(ucf, modality):
     for split in ("train", "val", "test"):
         dataset = dm.make_dataset(split)
         keys = {"rgb", "flow"} if modality.startswith("two") else {modality.split("_")[0]}
-        finishing = ({"flow_bound", "flow_scale"} if "flow" in keys else set()) | ({"views"} if split == "test" else set())
+        finishing = ({"flow_quantization", "flow_scale"} if "flow" in keys else set()) | ({"views"} if split == "test" else set())
         assert set(dataset[3]) == keys | {"label", "index"} | finishing
         assert all(dataset[3][key].dtype == torch.uint8 for key in keys)  # uint8 leaves the workers
         sample = finished(dataset, 3)

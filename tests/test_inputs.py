@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.inputs import dequantize_levels, flow_to_input, rgb_to_input, to_input
+from datamodules.inputs import as_bits, dequantize_levels, flow_to_input, from_bits, quantization, rgb_to_input, to_input
 from datamodules.transforms import View, apply_view
 from flow.codec import dequantize, quantize
 from models.input_spec import InputSpec, flow_pixels, flow_unit, symmetric_rgb
@@ -16,17 +16,23 @@ def quantized(flow: np.ndarray, bound: float = BOUND) -> torch.Tensor:
 
 
 def bounds(n: int, bound: float = BOUND) -> torch.Tensor:
-    return torch.full((n,), bound, dtype=torch.float64)
+    """[step, bound] of n samples quantized with ``bound``."""
+    return quantization([bound] * n)
 
 
 def test_dequantization_equals_the_codecs_bit_for_bit_with_a_bound_per_sample():
     levels = torch.randint(0, 256, (3, 4, 2, 5, 6), dtype=torch.uint8)
-    per_video = torch.tensor([20.0, 15.5, 1 / 3], dtype=torch.float64)
-    out = dequantize_levels(levels, per_video)
-    for n, bound in enumerate(per_video.tolist()):
+    per_video = [20.0, 15.5, 1 / 3, 12.7]
+    levels = torch.cat([levels, levels[:1]])
+    sent = as_bits(quantization(per_video))  # as a sample carries it: no precision plugin casts int32
+    assert sent.dtype == torch.int32
+    out = dequantize_levels(levels, from_bits(sent))
+    for n, bound in enumerate(per_video):
         assert torch.equal(out[n], torch.from_numpy(dequantize(levels[n].numpy(), bound)))
     with pytest.raises(ValueError, match="uint8"):
-        dequantize_levels(levels.float(), per_video)
+        dequantize_levels(levels.float(), quantization(per_video))
+    with pytest.raises(ValueError, match="positive"):
+        quantization([0.0])
 
 
 def test_2d_stack_is_ordered_x1_to_xL_then_y1_to_yL():
@@ -58,7 +64,7 @@ def test_each_sample_is_dequantized_with_its_own_bound_and_scale():
     flow = np.full((2, 1, 2, 4, 4), 3.0, np.float32)
     planes = torch.cat([quantized(flow[:1], 20.0), quantized(flow[1:], 5.0)])
     scale = torch.tensor([[1.0, 1.0], [2.0, 0.5]], dtype=torch.float64)
-    out = flow_to_input(planes, torch.tensor([20.0, 5.0], dtype=torch.float64), flow_pixels(1, size=4), scale,
+    out = flow_to_input(planes, quantization([20.0, 5.0]), flow_pixels(1, size=4), scale,
                         subtract_mean=False)
     np.testing.assert_allclose(out[:, :, 0, 0], [[3.0, 3.0], [6.0, 1.5]], atol=2 * 20 / 255)
 
@@ -101,5 +107,5 @@ def test_wrong_stack_length_float_samples_and_a_missing_bound_are_refused():
         flow_to_input(torch.zeros(1, 3, 2, 4, 4, dtype=torch.uint8), bounds(1), flow_pixels(10, size=4))
     with pytest.raises(ValueError, match="uint8"):
         to_input("rgb", torch.zeros(1, 1, 3, 4, 4), InputSpec("rgb", 3, size=4))
-    with pytest.raises(ValueError, match="bound"):
+    with pytest.raises(ValueError, match="quantization"):
         to_input("flow", torch.zeros(1, 1, 2, 4, 4, dtype=torch.uint8), flow_pixels(1, size=4))

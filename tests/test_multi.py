@@ -88,3 +88,19 @@ def test_datasets_must_give_samples_of_one_shape(multi):
             MultiDataModule([first, second])
     finally:
         second.sampling = first.sampling
+
+
+def test_datasets_whose_modality_comes_from_the_networks_are_checked_once_it_does(multi):
+    first, second = multi.datamodules
+    saved = second.modality, second.keys, second.input_specs
+    second.modality, second.keys, second.input_specs = None, (), {}
+    try:
+        combined = MultiDataModule([first, second])  # None beside flow: compared once known
+        combined.set_input_specs({"flow": first.input_specs["flow"]})
+        assert second.modality == "flow"
+        second.crop_size = 16  # a setting that shapes samples, differing once the specs resolve
+        with pytest.raises(ValueError, match="differs from datamodules\\[0\\]"):
+            combined.set_input_specs({"flow": first.input_specs["flow"]})
+    finally:
+        second.modality, second.keys, second.input_specs = saved
+        second.crop_size = first.crop_size

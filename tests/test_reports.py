@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from datamodules.inputs import flow_to_input, rgb_to_input
+from datamodules.inputs import flow_to_input, quantization, rgb_to_input
 from flow.codec import dequantize
 from flow.colorwheel import flow_to_color
 from lightning_modules.loggers import OfflineFallbackWandbLogger
@@ -87,6 +87,6 @@ def test_inputs_are_shown_as_they_were_before_normalisation():
     planes = torch.from_numpy(rng.integers(0, 256, (3, 2, 8, 8), dtype=np.uint8))  # 3 fields of [x, y]
     pixels = dequantize(planes.numpy(), 20.0)
     for spec, field in ((flow_pixels(3, 8), 0), (flow_unit(3, 3, 8, bound=20.0), 1)):
-        x = flow_to_input(planes[None], torch.tensor([20.0]), spec, subtract_mean=False)[0]
+        x = flow_to_input(planes[None], quantization(20.0), spec, subtract_mean=False)[0]
         expected = flow_to_color(pixels[field].transpose(1, 2, 0))
         np.testing.assert_allclose(flow_image(x, spec), expected, atol=1)  # float rounding

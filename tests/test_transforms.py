@@ -6,6 +6,7 @@ import torchvision.transforms.v2.functional as F
 from torch.utils.data import default_collate
 
 from datamodules.batch import collate_test, finish_batch
+from datamodules.inputs import from_bits
 from datamodules.transforms import (
     Augment,
     View,
@@ -133,14 +134,16 @@ def test_frames_smaller_than_the_crop_are_refused():
 
 def test_samples_leave_the_host_as_uint8_with_what_finishes_them():
     """Train: one crop per key; test: uncropped positions and the crop boxes; flow carries
-    its bound and the resize's stretch (float64, so the device repeats the host's float32 steps)."""
+    its [step, bound] and the resize's stretch, as float32 bits."""
     flow = quantized(np.zeros((2, 2, 100, 200), np.float32))
     rgb = torch.zeros(1, 3, 100, 200, dtype=torch.uint8)
     specs = {"rgb": PLAIN_RGB, "flow": flow_pixels(2, size=32)}
     train = Augment("train", specs, short_side=50)({"rgb": rgb, "flow": flow}, BOUND, np.random.default_rng(0))
     assert train["rgb"].dtype == train["flow"].dtype == torch.uint8
     assert train["rgb"].shape == (1, 3, 32, 32) and train["flow"].shape == (2, 2, 32, 32)
-    assert train["flow_bound"].item() == BOUND and train["flow_scale"].tolist() == [0.5, 0.5]
+    assert train["flow_quantization"].dtype == train["flow_scale"].dtype == torch.int32  # bits: never cast
+    assert from_bits(train["flow_quantization"]).tolist() == [np.float32(2 * BOUND / 255), BOUND]
+    assert from_bits(train["flow_scale"]).tolist() == [0.5, 0.5]
     test = Augment("test", specs, short_side=50)({"rgb": rgb[None].expand(3, -1, -1, -1, -1),
                                                   "flow": flow[None].expand(3, -1, -1, -1, -1)}, BOUND)
     assert test["rgb"].shape == (3, 1, 3, 50, 100) and test["flow"].shape == (3, 2, 2, 50, 100)
