@@ -8,15 +8,12 @@ full, workers crashing).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from datamodules.resize import CODECS, ResizeConfig, default_codec, resize_many
-from flow.extract import FatalError
 from flow.sharding import parse_shard, shard_from_env
-from flow.videos import VIDEO_EXTENSIONS, list_videos
-
-EXIT_FAILURES, EXIT_STOPPED = 1, 3
+from flow.video_run import run_command
+from flow.videos import VIDEO_EXTENSIONS
 
 DESCRIPTION = """Re-encode every video under VIDEO_ROOT (or those in --list) into OUT/<video id>.mp4:
 H.264 (or mpeg4), yuv420p, short side --short-side (flow extraction's rule), a keyframe
@@ -79,23 +76,9 @@ def run_resize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                               codec=args.codec or default_codec(), threads=args.threads)
     except ValueError as error:
         parser.error(str(error))
-    extensions = [ext.strip() for ext in args.extensions.split(",") if ext.strip()]
-    if not extensions:
-        parser.error("argument --extensions: no extension given")
     if args.out_root.resolve().is_relative_to(args.video_root.resolve()):
         parser.error("OUT must lie outside VIDEO_ROOT (a rerun would list the resized videos as sources)")
-    try:
-        videos = shard.select(list_videos(args.video_root, args.list_file, extensions))
-    except ValueError as error:
-        parser.error(str(error))
-    failures = args.failures or args.out_root / f"failures_shard{shard.index}of{shard.count}.txt"
-    print(f"shard {shard}: {len(videos)} videos, {config.codec} at short side {config.short_side} -> "
-          f"{args.out_root}", file=sys.stderr)
-    try:
-        summary = resize_many(args.video_root, videos, args.out_root, config, workers=args.workers,
-                              failures_file=failures, progress=not args.no_progress)
-    except FatalError as error:
-        print(f"error: {error}; stopped (rerun the same command to resume)", file=sys.stderr)
-        return EXIT_STOPPED
-    print(summary.format())
-    return EXIT_FAILURES if summary.failed else 0
+    return run_command(parser, args, shard, f"{config.codec} at short side {config.short_side}",
+                       lambda videos, failures: resize_many(args.video_root, videos, args.out_root, config,
+                                                            workers=args.workers, failures_file=failures,
+                                                            progress=not args.no_progress))

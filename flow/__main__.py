@@ -18,16 +18,17 @@ from PIL import Image
 from flow.algorithms import ALGORITHMS, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, dequantize
 from flow.colorwheel import flow_to_color
-from flow.extract import STORES, ExtractionConfig, FatalError, extract_many
+from flow.extract import STORES, ExtractionConfig, extract_many
 from flow.frames import DECODERS
 from flow.layout import NAMED_LAYOUTS
 from flow.pack_convert import convert_many
 from flow.sharding import Shard, parse_shard, process_device, shard_from_env
 from flow.store import FolderFlowStore
 from flow.torch_codec import JPEG_ENCODERS
-from flow.videos import VIDEO_EXTENSIONS, list_videos
+from flow.video_run import EXIT_FAILURES, run_command
+from flow.videos import VIDEO_EXTENSIONS
 
-EXIT_FAILURES, EXIT_USAGE, EXIT_STOPPED = 1, 2, 3
+EXIT_USAGE = 2
 
 
 def _number(kind: type, minimum: float, maximum: float | None = None) -> Callable[[str], float]:
@@ -149,23 +150,9 @@ def _run_extract(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         create_algorithm(config.algorithm, **config.params)
     except (TypeError, ValueError) as error:
         parser.error(f"argument --param: {error}")
-    extensions = [ext.strip() for ext in args.extensions.split(",") if ext.strip()]
-    if not extensions:
-        parser.error("argument --extensions: no extension given")
-    try:
-        videos = shard.select(list_videos(args.video_root, args.list_file, extensions))
-    except ValueError as error:
-        parser.error(str(error))
-    failures = args.failures or args.out_root / f"failures_shard{shard.index}of{shard.count}.txt"
-    print(f"shard {shard}: {len(videos)} videos, {args.algorithm} -> {args.out_root}", file=sys.stderr)
-    try:
-        summary = extract_many(args.video_root, videos, args.out_root, config, workers=args.workers,
-                               failures_file=failures, progress=not args.no_progress)
-    except FatalError as error:
-        print(f"error: {error}; stopped (rerun the same command to resume)", file=sys.stderr)
-        return EXIT_STOPPED
-    print(summary.format())
-    return EXIT_FAILURES if summary.failed else 0
+    return run_command(parser, args, shard, args.algorithm, lambda videos, failures: extract_many(
+        args.video_root, videos, args.out_root, config, workers=args.workers, failures_file=failures,
+        progress=not args.no_progress))
 
 
 def _add_visualize(commands: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ failures are written to a list (``path<TAB>reason`` per line) that scripts can r
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -19,8 +20,11 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from flow.paths import safe_join
+from flow.sharding import Shard
 from flow.summary import Failure
-from flow.videos import video_id
+from flow.videos import list_videos, video_id
+
+EXIT_FAILURES, EXIT_STOPPED = 1, 3  # some videos failed; the run stopped (full disk, crashes), rerun resumes
 
 
 class FatalError(Exception):
@@ -46,6 +50,31 @@ class RunSummary(Protocol):
     failures_file: Path | None
 
     def add(self, result: Any) -> None: ...
+
+    def format(self) -> str: ...
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, shard: Shard, what: str,
+                run: Callable[[list[str], Path], RunSummary]) -> int:
+    """A command's run over this shard of the listed videos (``--list``, ``--extensions``),
+    ``run(videos, failures_file)``; its summary printed; the exit status scripts read: 0, 1
+    when videos failed (listed in ``--failures``), 3 when the run stopped (a rerun resumes)."""
+    extensions = [ext.strip() for ext in args.extensions.split(",") if ext.strip()]
+    if not extensions:
+        parser.error("argument --extensions: no extension given")
+    try:
+        videos = shard.select(list_videos(args.video_root, args.list_file, extensions))
+    except ValueError as error:
+        parser.error(str(error))
+    failures = args.failures or args.out_root / f"failures_shard{shard.index}of{shard.count}.txt"
+    print(f"shard {shard}: {len(videos)} videos, {what} -> {args.out_root}", file=sys.stderr)
+    try:
+        summary = run(videos, failures)
+    except FatalError as error:
+        print(f"error: {error}; stopped (rerun the same command to resume)", file=sys.stderr)
+        return EXIT_STOPPED
+    print(summary.format())
+    return EXIT_FAILURES if summary.failures else 0
 
 
 def plan_jobs(videos: Sequence[str], video_root: Path | str, out_root: Path | str, target_name: Callable[[str], str],
