@@ -49,7 +49,7 @@ from flow.frames import VideoError, resized_size
 from flow.orientation import quarter_turns, upright_size
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import usable_cores
-from flow.summary import Failure, failures_line
+from flow.summary import RunTotals
 from flow.video_run import FatalError, Job, plan_jobs, run_jobs
 
 __all__ = [
@@ -265,36 +265,20 @@ def resize_video(source: Path | str, target: Path | str, config: ResizeConfig, t
 
 
 @dataclass
-class ResizeSummary:
-    """Totals of a run over many videos."""
+class ResizeSummary(RunTotals):
+    """Totals of a resize run."""
 
-    done: int = 0
-    skipped: int = 0
     frames: int = 0
-    bytes_written: int = 0
-    wall_seconds: float = 0.0
-    failures: list[Failure] = field(default_factory=list)
-    failures_file: Path | None = None
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
 
     def add(self, result: ResizedVideo) -> None:
         self.done += 1
         self.frames += result.num_frames
         self.bytes_written += result.bytes_written
 
-    def format(self) -> str:
+    def details(self) -> list[str]:
         rate = self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
-        lines = [
-            f"videos: {self.done} done, {self.skipped} skipped (already complete), {self.failed} failed",
-            f"frames: {self.frames}, written: {self.bytes_written / 2**20:.1f} MiB",
-            f"wall time: {self.wall_seconds:.1f} s, {rate:.1f} frames/s",
-        ]
-        if self.failures:
-            lines.append(failures_line(self.failures, self.failures_file))
-        return "\n".join(lines)
+        return [f"frames: {self.frames}, written: {self.bytes_written / 2**20:.1f} MiB",
+                f"wall time: {self.wall_seconds:.1f} s, {rate:.1f} frames/s"]
 
 
 class _Worker:

@@ -33,14 +33,14 @@ class Failure:
 
 
 @dataclass
-class Summary:
-    """Totals of a run over many videos."""
+class RunTotals:
+    """What a run over many videos did, whatever each video's job (extracting, resizing):
+    counts, bytes, wall time and the failures. Subclasses count their own results (``add``)
+    and say what else to report (``details``)."""
 
     done: int = 0
     skipped: int = 0
-    pairs: int = 0
     bytes_written: int = 0
-    flow_seconds: float = 0.0
     wall_seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
     failures_file: Path | None = None
@@ -48,6 +48,29 @@ class Summary:
     @property
     def failed(self) -> int:
         return len(self.failures)
+
+    def add(self, result: object) -> None:
+        raise NotImplementedError
+
+    def details(self) -> list[str]:
+        return []
+
+    def format(self) -> str:
+        lines = [f"videos: {self.done} done, {self.skipped} skipped (already complete), {self.failed} failed",
+                 *self.details()]
+        if self.failures:
+            where = f", listed in {self.failures_file}" if self.failures_file else ""
+            lines.append(f"{self.failed} videos failed{where}; first: {self.failures[0].video}: "
+                         f"{self.failures[0].reason}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Summary(RunTotals):
+    """Totals of an extraction run."""
+
+    pairs: int = 0
+    flow_seconds: float = 0.0
 
     def add(self, result: VideoResult) -> None:
         self.done += 1
@@ -63,20 +86,8 @@ class Summary:
     def pairs_per_second(self) -> float:
         return self.pairs / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
-    def format(self) -> str:
-        lines = [
-            f"videos: {self.done} done, {self.skipped} skipped (already complete), {self.failed} failed",
-            f"pairs: {self.pairs}, written: {self.bytes_written / 2**20:.1f} MiB "
-            f"({self.kib_per_pair:.1f} KiB per pair)",
-            f"wall time: {self.wall_seconds:.1f} s, {self.pairs_per_second:.1f} pairs/s "
-            f"({self.flow_seconds:.1f} s inside the flow algorithm, summed over workers)",
-        ]
-        if self.failures:
-            lines.append(failures_line(self.failures, self.failures_file))
-        return "\n".join(lines)
-
-
-def failures_line(failures: list[Failure], failures_file: Path | None) -> str:
-    """How many videos failed, where they are listed, and the first one's reason."""
-    where = f", listed in {failures_file}" if failures_file else ""
-    return f"{len(failures)} videos failed{where}; first: {failures[0].video}: {failures[0].reason}"
+    def details(self) -> list[str]:
+        written = f"pairs: {self.pairs}, written: {self.bytes_written / 2**20:.1f} MiB ({self.kib_per_pair:.1f} KiB per pair)"
+        timed = (f"wall time: {self.wall_seconds:.1f} s, {self.pairs_per_second:.1f} pairs/s "
+                 f"({self.flow_seconds:.1f} s inside the flow algorithm, summed over workers)")
+        return [written, timed]

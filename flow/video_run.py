@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
 from flow.paths import safe_join
 from flow.sharding import Shard
-from flow.summary import Failure
+from flow.summary import Failure, RunTotals
 from flow.videos import list_videos, video_id
 
 EXIT_FAILURES, EXIT_STOPPED = 1, 3  # some videos failed; the run stopped (full disk, crashes), rerun resumes
@@ -41,21 +41,8 @@ class Job:
     target: Path
 
 
-class RunSummary(Protocol):
-    """What ``run_jobs`` counts into: a run's summary (``flow.summary.Summary``, ...)."""
-
-    skipped: int
-    wall_seconds: float
-    failures: list[Failure]
-    failures_file: Path | None
-
-    def add(self, result: Any) -> None: ...
-
-    def format(self) -> str: ...
-
-
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, shard: Shard, what: str,
-                run: Callable[[list[str], Path], RunSummary]) -> int:
+                run: Callable[[list[str], Path], RunTotals]) -> int:
     """A command's run over this shard of the listed videos (``--list``, ``--extensions``),
     ``run(videos, failures_file)``; its summary printed; the exit status scripts read: 0, 1
     when videos failed (listed in ``--failures``), 3 when the run stopped (a rerun resumes)."""
@@ -78,7 +65,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, shard
 
 
 def plan_jobs(videos: Sequence[str], video_root: Path | str, out_root: Path | str, target_name: Callable[[str], str],
-              finished: Callable[[Job], bool], summary: RunSummary) -> list[Job]:
+              finished: Callable[[Job], bool], summary: RunTotals) -> list[Job]:
     """The jobs still to do: listed videos whose target (``target_name(video_id)`` under
     ``out_root``) is not ``finished``; the others are counted as skipped, and paths that
     leave a root or repeat a video id as failures."""
@@ -102,7 +89,7 @@ def plan_jobs(videos: Sequence[str], video_root: Path | str, out_root: Path | st
     return jobs
 
 
-def run_jobs(jobs: Sequence[Job], outcomes: Iterable[tuple[Job, Any]], summary: RunSummary, desc: str,
+def run_jobs(jobs: Sequence[Job], outcomes: Iterable[tuple[Job, Any]], summary: RunTotals, desc: str,
              started: float, progress: bool = True, rate: Callable[[float], dict[str, str]] | None = None) -> None:
     """Tally ``outcomes`` (job, result or failure reason) into ``summary`` under a progress bar
     (``rate(seconds since started)``: more of its postfix), set the run's wall time since
