@@ -1,64 +1,39 @@
-"""Host memory and CPU time of testing one video, before and after the test views left the
-workers as uint8 (issue 11); a 250-view sample scored in chunks of views.
+"""Host memory and CPU time of testing one 250-view video (25 positions x 10 crops), ours
+against the bare network call.
 
-The 2D test protocol gives 250 views per video (25 positions x 10 crops).
-``lightning_modules.views.forward_views`` puts them through the network ``chunk`` views
-at a time, so the network's activations depend on the chunk, never on the number of
-views. Each configuration (stream, chunk) is measured along both paths of a test sample:
+Two paths score the same test sample with the same random network:
 
-- *before*: the worker built every view as float32 on the host: the item
-  (``dataset[0]``) finished there, ``dataset.finish(collate_test([item]))[key].materialise()``
-  (250 x 20 x 224 x 224 float32 for a flow video: 0.93 GiB), and scoring took those views;
-- *after*: the worker builds the uint8 item alone (25 positions at their stored size and
-  the crop boxes: 44 MB for a flow video); scoring finishes it into ``TestViews``, which
-  ``forward_views`` cuts and converts one chunk at a time (on the device in a real test;
-  on the CPU here).
+- *ours*: the worker builds the uint8 item (``dataset[0]``: 25 positions at their stored
+  size and the crop boxes, 44 MB for a flow video); scoring finishes it into ``TestViews``,
+  which ``lightning_modules.views.forward_views`` cuts and converts ``chunk`` views at a
+  time (on the device in a real test, on the CPU here);
+- *bare*: every view materialised as float32 on the host (``TestViews.materialise``:
+  250 x 20 x 224 x 224 float32 for a flow video, 0.93 GiB) and one ``network(views)`` call,
+  what a plain test loop does.
 
 For each configuration and path a fresh process:
 
 1. loads torch, a ``models.ResNetStream`` (random weights from a fixed seed, eval mode)
-   and the project's test dataset (``VideoDataModule.make_dataset("test")``). Its resident
-   size is the *baseline*: an idle test process;
-2. builds the sample as that path's worker does. Reports the peak RSS while building (and
-   that peak minus the baseline: the host memory a test video costs the worker), the CPU
-   seconds it took (``time.process_time``, all threads) and its wall-clock seconds;
-3. scores it with ``forward_views(network, views, chunk)`` under ``torch.no_grad()``.
-   Reports the peak RSS while scoring. *activations* = that peak minus the RSS just
-   before scoring (baseline + the sample). The video's scores (softmax averaged over the
-   views) of both paths must agree: the ratio table prints their largest difference.
+   and the project's test dataset. Its resident size is the *baseline*;
+2. builds the sample as that path does. Reports the peak RSS while building (and that
+   peak minus the baseline: the host memory a test video costs the worker) and its CPU
+   seconds (``time.process_time``, all threads);
+3. scores it under ``torch.no_grad()``. Reports the peak RSS while scoring;
+   *activations* = that peak minus the RSS just before scoring. The video's scores
+   (softmax averaged over the views) of both paths must agree: the ratio table prints
+   their largest difference.
 
-Between steps 2 and 3 the process calls glibc's ``malloc_trim(0)``. Building frees
-temporaries (decoded JPEGs before they are stacked, float chunks before ``torch.cat``
-copies them); glibc keeps much of that in its heap and would serve the activations from
-it, hiding them. Trimmed, the process holds what the main process of a test DataLoader
-with workers holds when a sample arrives: baseline + sample. (With workers the building
-peak is a worker's, not the main process's; with ``num_workers=0`` it is the main
-process's.)
+Between steps 2 and 3 the process calls glibc's ``malloc_trim(0)`` (glibc would otherwise
+serve the activations from the freed temporaries of building, hiding them). Peaks are
+``ru_maxrss``, reset between steps with ``echo 5 > /proc/self/clear_refs``; Linux only.
+The parent imports neither torch nor the project (a child's ``ru_maxrss`` starts from its
+parent's peak), so the data is generated in a child of its own.
 
-Peaks are ``resource.getrusage(RUSAGE_SELF).ru_maxrss``. Between the steps the process
-resets its own high-water mark (``echo 5 > /proc/self/clear_refs``), so each step gets a
-peak of its own; *process peak* is the largest of the three, what ``ru_maxrss`` reports
-for the whole run. Linux only. A child's ``ru_maxrss`` also counts the peak of the
-process that started it (the kernel carries it over at exec), so the parent here stays
-small: it imports neither torch nor the project, and the synthetic data is generated in
-a child of its own. That is why torch and the project are imported inside the functions
-that run in the children.
+Data: a synthetic UCF-101 of 6 videos (320x240 XVID) with DIS flow of its test videos
+stored at short side 256, in a temporary folder. ``--json FILE`` writes the tables.
 
-Goals (issue 11), judged on the 250-view flow rows and printed after the tables: host
-memory per test video (peak building minus baseline) <= 100 MB, and the CPU time to build
-it >= 5x lower than before.
-
-Data: a synthetic UCF-101 of 6 videos (``datamodules.synthetic.generate``, 320x240
-XVID) with DIS flow of its test videos stored at short side 256
-(``flow.extract.extract_many``), in a temporary folder.
-
-Each row is printed as soon as it is measured (``benchmarks/table.py``); ``--json FILE``
-writes the tables with the machine.
-
-Run:  python benchmarks/test_memory.py              (full: ResNet-18 and ResNet-50, 8 processes, about 5 CPU
-                                                     minutes: 5 minutes on 2 idle cores, 8 on 2 busy ones)
+Run:  python benchmarks/test_memory.py              (full: 6 processes, about 5 minutes on 2 cores)
       python benchmarks/test_memory.py --quick      (smoke run: 64x64 crops, 2x10 views, ResNet-18)
-      python benchmarks/test_memory.py --threads 4  (torch threads in the children; default 1)
       python benchmarks/test_memory.py --json memory.json
 """
 
@@ -95,9 +70,8 @@ NUM_CLASSES = 101
 FLOW_FIELDS = 10  # L: a flow stack has 2L channels
 VIDEO_DIR, ANNOTATION_DIR, FLOW_DIR = "UCF-101", "ucfTrainTestlist", "flow"
 Modality = Literal["rgb", "flow"]
-SamplePath = Literal["before", "after"]  # the worker builds float32 views (before), or the uint8 item (after)
-PATHS: tuple[SamplePath, ...] = ("before", "after")
-GOAL_VIEWS, GOAL_MB, GOAL_SPEEDUP = 250, 100.0, 5.0  # issue 11: per 250-view flow test video
+SamplePath = Literal["ours", "bare"]  # uint8 positions cut per chunk, or every view as float32 in one forward
+PATHS: tuple[SamplePath, ...] = ("bare", "ours")
 Result = TypeVar("Result")
 
 
@@ -127,7 +101,7 @@ class Settings:
 
 
 FULL = Settings(video_size=(320, 240), frames=40, short_side=256, crop=224, positions=25,
-                rows=(Row(18, "flow", 250), Row(18, "flow", 10), Row(50, "flow", 50), Row(18, "rgb", 50)))
+                rows=(Row(18, "flow", 10), Row(50, "flow", 50), Row(18, "rgb", 50)))
 QUICK = Settings(video_size=(96, 72), frames=16, short_side=72, crop=64, positions=2,
                  rows=(Row(18, "flow", 20), Row(18, "rgb", 5)))
 
@@ -136,7 +110,7 @@ QUICK = Settings(video_size=(96, 72), frames=16, short_side=72, crop=64, positio
 class Measurement:
     """What one child process saw, in MiB and seconds."""
 
-    shape: tuple[int, ...]  # of the sample the worker hands over: float32 views (before), uint8 positions (after)
+    shape: tuple[int, ...]  # of the sample scoring takes: float32 views (bare), uint8 positions (ours)
     sample: float  # the tensor's own size
     baseline: float  # RSS with torch, the network and the dataset loaded
     load_peak: float  # peak RSS while loading them
@@ -217,7 +191,7 @@ def prepare_data(root: Path, settings: Settings) -> str:
 
 
 def measure(root: Path, settings: Settings, row: Row, path: SamplePath, threads: int) -> Measurement:
-    """Load, build one test sample as ``path``'s worker does, score it; the memory and time of each step."""
+    """Load, build one test sample as ``path`` does, score it; the memory and time of each step."""
     import torch
 
     from datamodules.annotations import UCF101
@@ -241,10 +215,10 @@ def measure(root: Path, settings: Settings, row: Row, path: SamplePath, threads:
     reset_peak()
     started, cpu_started = time.perf_counter(), time.process_time()
     item = dataset[0]  # uint8 positions at their stored size and the crop boxes
-    if path == "before":  # the worker finished every view as float32 on the host
+    if path == "bare":  # every view as float32 on the host
         sample = dataset.finish(collate_test([item]))[row.modality].materialise()
         del item
-    else:  # the worker hands the uint8 item over; views are cut per chunk while scoring
+    else:  # the uint8 item; views are cut per chunk while scoring
         sample = item[row.modality]
     build_cpu_seconds = time.process_time() - cpu_started
     build_seconds = time.perf_counter() - started
@@ -255,10 +229,13 @@ def measure(root: Path, settings: Settings, row: Row, path: SamplePath, threads:
     reset_peak()
     started = time.perf_counter()
     with torch.no_grad():
-        views = sample if path == "before" else dataset.finish(collate_test([item]))[row.modality]
-        scores = video_scores(forward_views(network, views, row.chunk))[0]
+        if path == "bare":
+            logits = network(sample[0]).unsqueeze(0)  # one video: (1, V, classes)
+        else:
+            logits = forward_views(network, dataset.finish(collate_test([item]))[row.modality], row.chunk)
+        scores = video_scores(logits)[0]
     score_seconds = time.perf_counter() - started
-    shape = tuple(sample.shape[1:] if path == "before" else sample.shape)  # before: (1, V, ...), one video
+    shape = tuple(sample.shape[1:] if path == "bare" else sample.shape)  # bare: (1, V, ...), one video
     return Measurement(shape, sample.nbytes / MIB, baseline, load_peak, build_peak, held, peak_mib(), build_seconds,
                        build_cpu_seconds, score_seconds, tuple(scores.tolist()))
 
@@ -277,8 +254,8 @@ def stream_name(row: Row) -> str:
 
 
 def memory_table(report: Report) -> Table:
-    return report.table("Host memory and time of testing one video, per path", [
-        "stream", "path", "sample the worker hands over", "chunk", "baseline RSS MiB", "sample MiB",
+    return report.table("Host memory and time of testing one video, bare network call and ours", [
+        "stream", "path", "sample scored", "chunk", "baseline RSS MiB", "sample MiB",
         "peak building MiB", "building MiB over baseline", "build CPU s", "RSS before scoring MiB",
         "peak scoring MiB", "activations MiB", "activations per view in chunk MiB", "process peak MiB",
         "s/video build + score"])
@@ -286,60 +263,41 @@ def memory_table(report: Report) -> Table:
 
 def add_measurement(table: Table, row: Row, path: SamplePath, m: Measurement) -> None:
     """MiB are whole (the kernel counts KiB); per-view MiB and seconds at 3 significant digits."""
-    dtype = "float32" if path == "before" else "uint8"
-    table.add(stream_name(row), path, f"{'x'.join(map(str, m.shape))} {dtype}", row.chunk, fixed(m.baseline, 0),
+    dtype = "float32" if path == "bare" else "uint8"
+    chunk = m.shape[0] if path == "bare" else row.chunk
+    table.add(stream_name(row), path, f"{'x'.join(map(str, m.shape))} {dtype}", chunk, fixed(m.baseline, 0),
               fixed(m.sample, 0), fixed(m.build_peak, 0), fixed(m.building, 0), m.build_cpu_seconds,
-              fixed(m.held, 0), fixed(m.score_peak, 0), fixed(m.activations, 0), m.activations / row.chunk,
+              fixed(m.held, 0), fixed(m.score_peak, 0), fixed(m.activations, 0), m.activations / chunk,
               fixed(m.process_peak, 0), joined([m.build_seconds, m.score_seconds], " + "))
 
 
 def ratio_table(report: Report) -> Table:
-    return report.table("Before / after, per configuration", [
-        "stream", "chunk", "building MiB over baseline before / after", "host memory before / after",
-        "build CPU s before / after", "build CPU before / after", "peak scoring MiB before / after",
-        "process peak MiB before / after", "max score difference"])
+    return report.table("Bare / ours, per configuration", [
+        "stream", "chunk", "building MiB over baseline bare / ours", "host memory bare / ours",
+        "build CPU s bare / ours", "build CPU bare / ours", "peak scoring MiB bare / ours",
+        "process peak MiB bare / ours", "max score difference"])
 
 
-def add_ratio(table: Table, row: Row, before: Measurement, after: Measurement) -> None:
-    difference = max(abs(b - a) for b, a in zip(before.scores, after.scores))
-    table.add(stream_name(row), row.chunk, pair(before.building, after.building, 0),
-              ratio(before.building / after.building), pair(before.build_cpu_seconds, after.build_cpu_seconds),
-              ratio(before.build_cpu_seconds / after.build_cpu_seconds), pair(before.score_peak, after.score_peak, 0),
-              pair(before.process_peak, after.process_peak, 0), difference)
+def add_ratio(table: Table, row: Row, bare: Measurement, ours: Measurement) -> None:
+    difference = max(abs(b - a) for b, a in zip(bare.scores, ours.scores))
+    table.add(stream_name(row), row.chunk, pair(bare.building, ours.building, 0),
+              ratio(bare.building / ours.building), pair(bare.build_cpu_seconds, ours.build_cpu_seconds),
+              ratio(bare.build_cpu_seconds / ours.build_cpu_seconds), pair(bare.score_peak, ours.score_peak, 0),
+              pair(bare.process_peak, ours.process_peak, 0), difference)
 
 
-def pair(before: float, after: float, decimals: int | None = None) -> Cell:
-    """``before / after`` in one cell: whole MiB at ``decimals``, else 3 significant digits."""
+def pair(bare: float, ours: float, decimals: int | None = None) -> Cell:
+    """``bare / ours`` in one cell: whole MiB at ``decimals``, else 3 significant digits."""
     if decimals is None:
-        return joined([before, after], " / ")
-    return Cell([before, after], f"{before:.{decimals}f} / {after:.{decimals}f}")
-
-
-def format_goals(results: Sequence[tuple[Row, Measurement, Measurement]], settings: Settings) -> str:
-    """Issue 11's goals, judged on the flow rows (each row builds the same sample: the worst counts)."""
-    flow = [(before, after) for row, before, after in results if row.modality == "flow"]
-    if not flow:
-        return "goals: not checked (no flow row measured)"
-    if settings.views != GOAL_VIEWS:
-        return f"goals: not checked ({settings.views} views per video, the goals are for {GOAL_VIEWS})"
-    memory_mb = max(after.building for _, after in flow) * MIB / 1e6
-    speedup = min(before.build_cpu_seconds / after.build_cpu_seconds for before, after in flow)
-    before_mb = min(before.building for before, _ in flow) * MIB / 1e6
-
-    def verdict(met: bool) -> str:
-        return "met" if met else "NOT met"
-
-    return (f"goals ({GOAL_VIEWS}-view flow test video, worst of {len(flow)} row(s)): host memory per video "
-            f"{significant(memory_mb)} MB, was {significant(before_mb)} MB (goal <= {GOAL_MB:g} MB: "
-            f"{verdict(memory_mb <= GOAL_MB)}); CPU time to build it {significant(speedup)}x lower "
-            f"(goal >= {GOAL_SPEEDUP:g}x: {verdict(speedup >= GOAL_SPEEDUP)})")
+        return joined([bare, ours], " / ")
+    return Cell([bare, ours], f"{bare:.{decimals}f} / {ours:.{decimals}f}")
 
 
 def format_bound(results: Sequence[tuple[Row, Measurement, Measurement]], settings: Settings) -> str:
     """The bound the measurements support. Per flow stream, activations(chunk) <= a + b x (chunk - c0): a is
-    measured at the smallest chunk c0, b is the steepest slope from there to any other measured chunk. The
-    after path's activations include the chunk's cut and converted views."""
-    flow = [(row, after) for row, _, after in results if row.modality == "flow"]
+    measured at the smallest chunk c0, b is the steepest slope from there to any other measured chunk. Our
+    path's activations include the chunk's cut and converted views."""
+    flow = [(row, ours) for row, _, ours in results if row.modality == "flow"]
     streams = []
     for depth in sorted({row.depth for row, _ in flow}):
         points = sorted((row.chunk, m.activations) for row, m in flow if row.depth == depth)
@@ -350,11 +308,11 @@ def format_bound(results: Sequence[tuple[Row, Measurement, Measurement]], settin
         else:
             streams.append(f"ResNet-{depth} {fixed:.0f} at chunk {smallest} (one chunk measured)")
     factors = [m.building / m.sample for _, m in flow]
-    return (f"bound (after): peak RSS <= max(baseline + {max(factors):.1f} x sample while building it (measured "
+    return (f"bound (ours): peak RSS <= max(baseline + {max(factors):.1f} x sample while building it (measured "
             f"{min(factors):.1f}-{max(factors):.1f}x: decoded JPEGs before they are stacked, plus temporaries), "
             f"baseline + sample + activations(min(chunk, views)) while scoring), where activations grow with the "
             f"chunk and not with the number of views: activations(chunk) <= {'; '.join(streams)} MiB; "
-            f"the sample is positions x L x 2 x H x W bytes at the stored size (the before path held "
+            f"the sample is positions x L x 2 x H x W bytes at the stored size (the bare path holds "
             f"views x C x {settings.crop} x {settings.crop} x 4 bytes).")
 
 
@@ -376,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="test_memory_") as folder:
         root = Path(folder)
         report.note(in_fresh_process(prepare_data, root, settings))
-        report.note("before: the worker builds every view as float32 (item + dataset.finish + materialise); "
-                    "after: the worker builds the uint8 item, the views are cut per chunk while scoring")
+        report.note("bare: every view as float32 on the host (item + dataset.finish + materialise), one "
+                    "network(views) call; ours: the uint8 item, the views cut and converted per chunk while scoring")
         table = memory_table(report)
         results = []
         for row in settings.rows:
@@ -386,13 +344,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 progress(f"measuring {stream_name(row)}, {settings.views} views, chunk {row.chunk}, {path} ...")
                 measured[path] = in_fresh_process(measure, root, settings, row, path, args.threads)
                 add_measurement(table, row, path, measured[path])
-            results.append((row, measured["before"], measured["after"]))
+            results.append((row, measured["bare"], measured["ours"]))
         ratios = ratio_table(report)
         for result in results:
             add_ratio(ratios, *result)
     report.note(f"parent process peak (not counted above): {peak_mib():.0f} MiB; torch weights random (seed 0), "
                 "eval, no_grad")
-    report.note(format_goals(results, settings))
     report.note(format_bound(results, settings))
     report.finish()
 
