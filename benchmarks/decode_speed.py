@@ -1,31 +1,31 @@
-"""How fast each decoder reads the clips a 3D network trains on, per DataLoader worker.
+"""How fast each decoder reads the clips a 3D network trains on, per DataLoader worker, from the
+original videos and from their pre-resized copies (``python -m datamodules resize``).
 
-Rows: the project's frame readers (``datamodules.decoding``: ``torchcodec``, ``decord`` and
+Rows: the project's frame readers (``datamodules.decoding``: ``decord``, ``torchcodec`` and
 ``torchcodec_cuda``, i.e. torchcodec's NVDEC decoder with the frames brought back to the
-host, the reader's contract), PyAV's bare decoding (seek to the key frame before the clip,
-decode, ``to_ndarray("rgb24")``), and, on a GPU, torchcodec's CUDA decoder with the frames
-left on the GPU (the bare call: what a loader that finishes samples on the device would
-pay). Without CUDA the GPU rows are printed with the reason they were skipped.
+host), the bare library call: PyAV (seek to the key frame before the clip, decode,
+``to_ndarray("rgb24")``), and, on a GPU, torchcodec's CUDA decoder with the frames left on
+the GPU. Without CUDA the GPU rows are printed with the reason they were skipped.
 
-Input: videos generated with FFmpeg at 320x240 (UCF-101's size), 25 fps, ``--frames``
-frames each, in two codecs: MPEG-4 part 2 in AVI (UCF-101's XVID) and H.264 in MP4
-(Kinetics' and most downloads'); ``--video FILE`` times a video of your own instead. Each
-read is one 64-frame clip (``--clip``) of consecutive frames at a random start, the same
-starts for every decoder, opening the video anew each time as the readers do.
+Input: videos generated with FFmpeg at ``--size`` (640x480), 25 fps, ``--frames`` frames
+each (a moving test pattern with temporal noise, so that the encoders spend bits as on
+camera footage), in two codecs: MPEG-4 part 2 in AVI (UCF-101's XVID) and H.264 in MP4 with
+x264's default keyframe interval (250, as most downloads); each also resized to
+``--short-side`` (256; 0: no resized copies) with each of the resize tool's codecs.
+``--video FILE`` times a video of your own (and its resized copies) instead. Each read is
+one 64-frame clip (``--clip``) of consecutive frames at a random start, the same starts for
+every decoder, opening the video anew each time as the readers do.
 
-"Per worker" is this process with one decoding thread (torch, torchcodec, decord, PyAV),
-as in a DataLoader worker. The decoders of one video alternate over ``--rounds`` rounds of
-``--seconds`` each and each keeps its fastest round (this machine is shared). Columns:
-frames/s per worker: for the CPU decoders frames per second of this process's CPU time (all
-its threads: what a worker with a core of its own delivers, steadier than the wall clock on
-a shared machine), for the GPU rows frames per wall-clock second (the GPU's work is not in
-the CPU time); wall-clock frames/s; the CPU time per frame (on CUDA, what decoding still
-costs the worker's core); the ratio of frames/s per worker to decord's; and the mean
-absolute difference in levels from the CPU torchcodec reader's frames of the first clip
-(the decoders must agree, not only be fast).
+"Per worker" is this process with one decoding thread, as in a DataLoader worker. The
+decoders of one video alternate over ``--rounds`` rounds of ``--seconds`` each and each
+keeps its fastest round (this machine is shared). Columns: frames/s per worker (CPU
+decoders: per second of this process's CPU time; GPU rows: per wall-clock second),
+wall-clock frames/s, CPU ms per clip, the ratio to the bare PyAV call, the ratio to the
+same decoder on the original video, and the mean absolute difference in levels from the
+CPU torchcodec reader's frames of the first clip (the decoders must agree).
 
-Run:  python benchmarks/decode_speed.py                (a few minutes)
-      python benchmarks/decode_speed.py --quick        (smoke run: short video and clips)
+Run:  python benchmarks/decode_speed.py                (about 5 minutes)
+      python benchmarks/decode_speed.py --quick        (smoke run: small videos, short clips)
       python benchmarks/decode_speed.py --video my.mp4 --json decode.json
 """
 
@@ -55,24 +55,26 @@ from table import (
 )
 
 from datamodules.decoding import DecoderUnusable, create_reader
+from datamodules.resize import ResizeConfig, default_codec, resize_many
 from flow.av_compat import frames_per_second, open_input
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
-SIZE = (320, 240)
 # name, file suffix, FFmpeg encoder arguments
 CODECS = (
     ("mpeg4 (xvid) avi", "avi", ["-c:v", "mpeg4", "-vtag", "XVID", "-q:v", "4"]),
-    ("h264 mp4", "mp4", ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "50"]),
+    ("h264 mp4", "mp4", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
 )
 NO_CUDA = "skipped: no CUDA device (torch.cuda.is_available() is False)"
-COLUMNS = ["video", "decoder", "clip frames", "frames/s per worker", "wall-clock frames/s", "CPU ms/frame",
-           "vs decord", "mean abs diff vs torchcodec", "note"]
+COLUMNS = ["video", "version", "size", "MiB", "decoder", "clip frames", "frames/s per worker", "wall-clock frames/s",
+           "CPU ms/frame", "vs pyav", "vs original", "mean abs diff vs torchcodec", "note"]
 
 
-def generate_video(path: Path, encoder_args: Sequence[str], frames: int) -> str | None:
-    """A moving test pattern at 320x240; None, or why it could not be written (a missing encoder)."""
-    command = [FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-               f"testsrc2=size={SIZE[0]}x{SIZE[1]}:rate=25", "-frames:v", str(frames), *encoder_args, str(path)]
+def generate_video(path: Path, encoder_args: Sequence[str], frames: int, size: tuple[int, int] = (640, 480),
+                   seed: int = 0) -> str | None:
+    """A moving test pattern with temporal noise; None, or why it could not be written (a missing encoder)."""
+    source = f"testsrc2=size={size[0]}x{size[1]}:rate=25,noise=alls=12:allf=t+u:all_seed={seed}"
+    command = [FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, "-frames:v", str(frames),
+               *encoder_args, str(path)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return f"FFmpeg could not encode it: {result.stderr.strip().splitlines()[-1:] or result.returncode}"
@@ -163,7 +165,30 @@ def video_length(path: Path) -> int:
     return create_reader("torchcodec").num_frames(path)
 
 
-def measure_video(report_table, label: str, path: Path, args: argparse.Namespace) -> None:
+def frame_size(path: Path) -> str:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return f"{stream.width}x{stream.height}"
+
+
+def resized_versions(path: Path, short_side: int, folder: Path) -> list[tuple[str, Path]]:
+    """``path`` resized by the resize tool with each of its codecs (the default and mpeg4), as (version, file)."""
+    versions = []
+    for codec in dict.fromkeys((default_codec(), "mpeg4")):
+        progress(f"resizing {path.name} with {codec}")
+        out = folder / f"{path.stem}_{codec}"
+        summary = resize_many(path.parent, [path.name], out, ResizeConfig(short_side, codec=codec), progress=False)
+        if summary.failed:
+            raise SystemExit(f"resizing {path} failed: {summary.failures[0]}")
+        versions.append((f"resized {codec}" + (" (default)" if codec == default_codec() else ""),
+                         out / f"{path.stem}.mp4"))
+    return versions
+
+
+def measure_video(report_table, label: str, version: str, path: Path, args: argparse.Namespace,
+                  originals: dict[tuple[str, str], float]) -> None:
+    """One video's rows; ``originals`` holds each decoder's rate on the original video of ``label``
+    (filled when ``version`` is "original") for the "vs original" column."""
     length = video_length(path)
     clip_length = min(args.clip, length)
     picker = random.Random(0)
@@ -173,7 +198,7 @@ def measure_video(report_table, label: str, path: Path, args: argparse.Namespace
     reference = host_frames(create_reader("torchcodec").read_frames(path, clips[0]))
     differences = {}
     for decoder in runnable:  # warm-up (CUDA context, NVDEC) and the agreement check
-        progress(f"{label}: checking {decoder.name}")
+        progress(f"{label}, {version}: checking {decoder.name}")
         frames = host_frames(decoder.read(path, clips[0]))
         if frames.shape != reference.shape:
             raise SystemExit(f"{decoder.name} read {frames.shape} from {path}, torchcodec {reference.shape}")
@@ -181,20 +206,26 @@ def measure_video(report_table, label: str, path: Path, args: argparse.Namespace
     best: dict[str, tuple[float, float, float]] = {}  # per worker, wall-clock frames/s, CPU s/frame
     for round_ in range(args.rounds):
         for decoder in runnable:
-            progress(f"{label}: round {round_ + 1}/{args.rounds}, {decoder.name}")
+            progress(f"{label}, {version}: round {round_ + 1}/{args.rounds}, {decoder.name}")
             wall_rate, cpu = time_round(decoder, path, clips, args.seconds)
             rate = wall_rate if decoder.on_gpu else 1.0 / cpu
             if decoder.name not in best or rate > best[decoder.name][0]:
                 best[decoder.name] = (rate, wall_rate, cpu)
-    baseline = best.get("decord", (None,))[0]
+    bare = best["pyav"][0]
+    size, mib = frame_size(path), path.stat().st_size / 2**20
     for decoder in decoders():
         if decoder.read is None:
-            report_table.add(label, decoder.name, clip_length, None, None, None, None, None, decoder.note)
+            report_table.add(label, version, size, mib, decoder.name, clip_length, None, None, None, None, None, None,
+                             decoder.note)
             continue
         rate, wall_rate, cpu = best[decoder.name]
+        if version == "original":
+            originals[label, decoder.name] = rate
+        original = originals.get((label, decoder.name))
         note = "per worker: wall clock (the GPU's work is not in CPU time)" if decoder.on_gpu else ""
-        report_table.add(label, decoder.name, clip_length, rate, wall_rate, 1000 * cpu,
-                         ratio(rate / baseline) if baseline else None, differences[decoder.name], note)
+        report_table.add(label, version, size, mib, decoder.name, clip_length, rate, wall_rate, 1000 * cpu,
+                         ratio(rate / bare), ratio(rate / original) if original else None, differences[decoder.name],
+                         note)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -202,18 +233,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=Path, help="time this video instead of generated ones")
     parser.add_argument("--frames", type=int, default=250, help="frames of each generated video (default 250)")
+    parser.add_argument("--size", default="640x480", help="WxH of the generated videos (default 640x480)")
+    parser.add_argument("--short-side", type=int, default=256,
+                        help="the resized copies' short side, even (default 256; 0: no resized copies)")
     parser.add_argument("--clip", type=int, default=64, help="frames per clip (default 64)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per decoder and round (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, decoders alternating (default 3)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 40-frame videos, 16-frame clips, short rounds")
+    parser.add_argument("--quick", action="store_true", help="smoke run: small 40-frame videos, 16-frame clips")
     add_json_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
-        args.frames, args.clip, args.seconds, args.rounds = 40, 16, 0.1, 1
+        args.frames, args.clip, args.seconds, args.rounds, args.size, args.short_side = 40, 16, 0.1, 1, "96x64", 40
     if args.video is not None and not args.video.is_file():
         parser.error(f"--video: no such file: {args.video}")
     if min(args.frames, args.clip, args.rounds) < 1 or args.seconds <= 0:
         parser.error("--frames, --clip, --rounds and --seconds must be positive")
+    try:
+        args.size = tuple(int(side) for side in args.size.split("x"))
+        assert len(args.size) == 2 and min(args.size) > 0
+    except (ValueError, AssertionError):
+        parser.error(f"--size: expected WxH, e.g. 640x480, got {args.size}")
+    if args.short_side < 0 or args.short_side % 2:
+        parser.error("--short-side must be 0 or a positive even number (H.264 stores even sides)")
     return args
 
 
@@ -225,20 +266,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                                av=av.__version__)
     report = Report("decode_speed", machine, args.json)
     table = report.table(f"{args.clip}-frame clips per worker", COLUMNS)
+    originals: dict[tuple[str, str], float] = {}
     with tempfile.TemporaryDirectory() as scratch:
         if args.video is not None:
             videos = [(args.video.name, args.video, None)]
         else:
             videos = []
             for label, suffix, encoder in CODECS:
-                path = Path(scratch) / f"pattern.{suffix}"
+                path = Path(scratch) / suffix / f"pattern.{suffix}"  # one folder each: the resize tool's ids
+                path.parent.mkdir()
                 progress(f"generating {label}")
-                videos.append((label, path, generate_video(path, encoder, args.frames)))
-        for label, path, missing in videos:
+                videos.append((label, path, generate_video(path, encoder, args.frames, args.size)))
+        for number, (label, path, missing) in enumerate(videos):
             if missing:
-                table.add(label, "all", args.clip, None, None, None, None, None, f"skipped: {missing}")
+                table.add(label, "original", None, None, "all", args.clip, *[None] * 6, f"skipped: {missing}")
                 continue
-            measure_video(table, label, path, args)
+            versions = [("original", path)]
+            if args.short_side:
+                versions += resized_versions(path, args.short_side, Path(scratch) / f"resized{number}")
+            for version, video in versions:
+                measure_video(table, label, version, video, args, originals)
     report.finish()
     return 0
 

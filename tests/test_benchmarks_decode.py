@@ -1,5 +1,6 @@
-"""benchmarks/decode_speed.py: its --quick run (table, --json, GPU rows skipped with their
-reason here) and the bare PyAV clip reader it times against the project's readers."""
+"""benchmarks/decode_speed.py: its --quick run (every decoder on the originals and their resized copies,
+--json, GPU rows skipped with their reason here) and the bare PyAV clip reader it times against the
+project's readers."""
 
 import json
 import sys
@@ -15,8 +16,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling table.py as `table`
 import decode_speed  # noqa: E402
 
-HEADER = ("| video | decoder | clip frames | frames/s per worker | wall-clock frames/s | CPU ms/frame | vs decord | "
-          "mean abs diff vs torchcodec | note |")
+HEADER = ("| video | version | size | MiB | decoder | clip frames | frames/s per worker | wall-clock frames/s | "
+          "CPU ms/frame | vs pyav | vs original | mean abs diff vs torchcodec | note |")
 
 
 @pytest.fixture
@@ -38,18 +39,24 @@ def test_quick_run_prints_the_table(tmp_path, run):
     assert HEADER in out and "machine:" in out
     document = json.loads((tmp_path / "decode.json").read_text())
     (table,) = document["tables"]
-    rows = {(row["video"], row["decoder"]): row for row in table["rows"]}
+    rows = {(row["video"], row["version"], row["decoder"]): row for row in table["rows"]}
+    versions = {"original": "96x64", "resized mpeg4": "60x40"}
     for video in ("mpeg4 (xvid) avi", "h264 mp4"):
-        for decoder in ("decord", "torchcodec", "pyav"):
-            row = rows[video, decoder]
-            assert row["frames/s per worker"] > 0 and row["CPU ms/frame"] > 0, row
-            assert row["frames/s per worker"] == pytest.approx(1000 / row["CPU ms/frame"]), row
-            # Every decoder read the same frames as the project's torchcodec reader.
-            assert row["mean abs diff vs torchcodec"] < 1, row
-        assert rows[video, "decord"]["vs decord"] == 1.0
-        cuda_rows = [rows[video, name] for name in ("torchcodec cuda (reader, frames to host)",
-                                                   "torchcodec cuda, frames stay on GPU")]
-        for row in cuda_rows:
+        for version, size in versions.items():
+            for decoder in ("decord", "torchcodec", "pyav"):
+                row = rows[video, version, decoder]
+                assert row["size"] == size and row["MiB"] > 0, row
+                assert row["frames/s per worker"] > 0 and row["CPU ms/frame"] > 0, row
+                assert row["frames/s per worker"] == pytest.approx(1000 / row["CPU ms/frame"]), row
+                # Every decoder read the same frames as the project's torchcodec reader.
+                assert row["mean abs diff vs torchcodec"] < 1, row
+            assert rows[video, version, "pyav"]["vs pyav"] == 1.0
+        assert rows[video, "original", "decord"]["vs original"] == 1.0
+        resized = rows[video, "resized mpeg4", "torchcodec"]
+        assert resized["vs original"] == pytest.approx(
+            resized["frames/s per worker"] / rows[video, "original", "torchcodec"]["frames/s per worker"])
+        for name in ("torchcodec cuda (reader, frames to host)", "torchcodec cuda, frames stay on GPU"):
+            row = rows[video, "original", name]
             if torch.cuda.is_available():
                 assert row["frames/s per worker"] > 0, row
             else:
@@ -59,15 +66,20 @@ def test_quick_run_prints_the_table(tmp_path, run):
 
 def test_a_video_of_ones_own(tmp_path, run):
     video = tmp_path / "mine.avi"
-    assert decode_speed.generate_video(video, decode_speed.CODECS[0][2], 30) is None
-    out = run("--video", str(video), "--clip", "8", "--seconds", "0.05", "--rounds", "1")
-    assert out.count("| mine.avi |") == 5
+    assert decode_speed.generate_video(video, decode_speed.CODECS[0][2], 30, (64, 48)) is None
+    out = run("--video", str(video), "--clip", "8", "--seconds", "0.05", "--rounds", "1", "--short-side", "0")
+    assert out.count("| mine.avi | original |") == 5
 
 
-def test_missing_video_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("args, message", [
+    (["--video", "absent.mp4"], "--video: no such file"),
+    (["--size", "640"], "--size: expected WxH"),
+    (["--short-side", "255"], "--short-side must be 0 or a positive even number"),
+])
+def test_bad_arguments_are_refused(args, message, capsys):
     with pytest.raises(SystemExit) as caught:
-        decode_speed.main(["--video", str(tmp_path / "absent.mp4")])
-    assert caught.value.code == 2 and "--video: no such file" in capsys.readouterr().err
+        decode_speed.main(args)
+    assert caught.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("suffix, encoder", [(suffix, encoder) for _, suffix, encoder in decode_speed.CODECS])
@@ -75,7 +87,8 @@ def test_pyav_clips_are_the_readers_frames(tmp_path, suffix, encoder):
     """The bare PyAV reader seeks to a key frame and keeps the wanted frames: the same ones the
     project's reader returns, wherever the clip starts."""
     video = tmp_path / f"pattern.{suffix}"
-    assert decode_speed.generate_video(video, encoder, 120) is None  # key frames every 50 (h264) or 12 (mpeg4)
+    # Key frames every 250 (h264, x264's default: one here) or 12 (mpeg4).
+    assert decode_speed.generate_video(video, encoder, 120, (160, 120)) is None
     reader = create_reader("torchcodec")
     for start in (0, 37, 104):
         indices = list(range(start, start + 16))
