@@ -70,7 +70,6 @@ from models import (
     C3D,
     CNNM2048,
     ConvNetLSTM,
-    FusedTwoStream3D,
     GoogLeNetStream,
     InceptionI3D,
     InputSpec,
@@ -136,7 +135,6 @@ NETWORKS = {net.name: net for net in [
     Network("i3d_r50_nl", lambda k: ResNetI3D(num_classes=k, depth=50, non_local=True)),
     Network("convnet_lstm", lambda k: ConvNetLSTM(num_classes=k)),
     Network("c3d", lambda k: C3D(num_classes=k), cpu_batch=2, gpu_batch=32, fixed_size=True),
-    Network("fused_two_stream", lambda k: FusedTwoStream3D(num_classes=k)),
     Network("r3d_18", lambda k: torchvision.models.video.r3d_18(weights=None, num_classes=k), gpu_batch=32,
             shape=(3, 16, 112, 112)),
 ]}
@@ -146,7 +144,6 @@ PAPER_TABLE1 = [
     ("ConvNet+LSTM", 9, ("convnet_lstm",)),
     ("3D-ConvNet", 79, ("c3d",)),
     ("Two-Stream", 12, ("googlenet_rgb", "googlenet_flow")),
-    ("3D-Fused Two-Stream", 39, ("fused_two_stream",)),
     ("Two-Stream I3D", 25, ("i3d_rgb", "i3d_flow")),
 ]
 

@@ -7,12 +7,15 @@ was trained for the task, which is one of:
 - trained in this process (a training step ran: ``trainer.fit`` before ``trainer.test``);
 - loaded from a checkpoint of the module (``ckpt_path``, ``load_from_checkpoint``, or any
   ``load_state_dict`` of the whole module);
-- built from weights that include its classifier for these classes
-  (``models.weights.trained_weights``): an I3D port file with as many classes as the data,
-  TwoStreamClassifier's ``spatial_checkpoint`` / ``temporal_checkpoint``.
+- loaded, classifier included, by ``load_stream_weights`` (TwoStreamClassifier's
+  ``spatial_checkpoint`` / ``temporal_checkpoint``: a VideoClassifier checkpoint, or a
+  DeepMind-port I3D file with as many classes).
 
-Backbone-only weights do not count: ImageNet weights under a fresh classifier, or a
-Kinetics-400 I3D file under a fresh 101-class head, score at chance until trained.
+The module records these (``track_weights`` installs the record: ``weights_origin`` for the
+whole module, ``stream_weights`` per stream) and this file decides from the record and the
+``ckpt_path``. Networks carry no mark: the weights a network is built with (its
+``weights=``: ImageNet, a Kinetics I3D file) are where training starts, whatever its
+classifier holds.
 
 The CLI checks before it runs validate, test or predict, and installs
 ``RefuseUntrainedEvaluation``; Python code that calls ``Trainer.test`` itself adds that
@@ -20,16 +23,16 @@ callback to its Trainer to get the same refusal.
 """
 
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
+from torch import nn
 
-from models.weights import trained_weights
-
-if TYPE_CHECKING:
-    from lightning_modules.classifier import StreamsModule
+from models.i3d_port import is_port_state_dict, load_port_weights
 
 TRAINED_HERE = "training in this process"
 LOADED = "a loaded state dict"
@@ -39,23 +42,62 @@ class UntrainedNetworkError(RuntimeError):
     """Evaluation asked of a network whose classifier nobody trained for the task."""
 
 
-def mark_loaded(module: "StreamsModule", incompatible_keys: Any) -> None:
-    """``load_state_dict`` post-hook of the modules: their weights now come from a checkpoint."""
+def _mark_loaded(module: nn.Module, incompatible_keys: Any) -> None:
+    """``load_state_dict`` post-hook: the whole module's weights now come from a checkpoint."""
     module.weights_origin = LOADED
+
+
+def track_weights(module: pl.LightningModule) -> None:
+    """Start the record of where ``module``'s weights come from: nothing yet. A training step
+    sets ``module.weights_origin = TRAINED_HERE``; loading the module's state dict sets it too."""
+    module.weights_origin = None
+    module.stream_weights = {}  # stream -> the file its network, classifier included, was loaded from
+    module.register_load_state_dict_post_hook(_mark_loaded)
+
+
+def load_network_weights(network: nn.Module, checkpoint: str | Path, prefix: str = "network.") -> nn.Module:
+    """Load a whole network, classifier included, from ``checkpoint``, strictly.
+
+    ``checkpoint`` is a Lightning checkpoint of a module that held the network at ``prefix``
+    (Lightning 2.x checkpoints of these modules hold plain values only, so
+    ``weights_only=True`` reads them and no code from the file runs), or a DeepMind-port
+    I3D file (``models.i3d_port``) with as many classes as the network.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if is_port_state_dict(state):
+        load_port_weights(network, state, name=f"I3D port file {str(checkpoint)!r}")
+        return network
+    if "state_dict" not in state:
+        raise KeyError(f"{checkpoint} is neither a Lightning checkpoint (no 'state_dict') nor an I3D port file")
+    state = state["state_dict"]
+    weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    if not weights:
+        raise KeyError(f"{checkpoint} has no weights under {prefix!r}; its keys start with "
+                       f"{sorted({key.split('.')[0] for key in state})}")
+    network.load_state_dict(weights)
+    return network
+
+
+def load_stream_weights(module: pl.LightningModule, stream: str, checkpoint: str | Path) -> None:
+    """Load ``stream``'s network from ``checkpoint`` (``load_network_weights``) and record it:
+    that stream may be evaluated as it is."""
+    load_network_weights(module.stream_network(stream), checkpoint)
+    module.stream_weights[stream] = str(checkpoint)
 
 
 def untrained_streams(module: pl.LightningModule) -> list[str]:
     """The streams whose networks are not trained for the task (see the module docstring).
 
-    A module that is not a ``StreamsModule`` counts as one network, trained only when it
-    marks itself (``weights_origin`` or ``models.weights.mark_trained``)."""
+    A module without streams counts as one network, trained only when its
+    ``weights_origin`` says so."""
     if getattr(module, "weights_origin", None) is not None:
         return []
     streams = getattr(module, "streams", None)
-    networks = ({f"the {name} stream": module.stream_network(name) for name in streams} if streams is not None
-                else {"the model": module})
-    return [f"{name} ({type(network).__name__})" for name, network in networks.items()
-            if trained_weights(network) is None]
+    if streams is None:
+        return [f"the model ({type(module).__name__})"]
+    recorded = getattr(module, "stream_weights", {})
+    return [f"the {name} stream ({type(module.stream_network(name)).__name__})" for name in streams
+            if name not in recorded]
 
 
 def require_trained(module: pl.LightningModule, stage: str, ckpt_path: str | PathLike | None) -> None:
@@ -69,12 +111,10 @@ def require_trained(module: pl.LightningModule, stage: str, ckpt_path: str | Pat
     several = len(missing) > 1
     raise UntrainedNetworkError(
         f"refusing to {stage} a network nobody trained: {' and '.join(missing)} {'were' if several else 'was'} "
-        "neither trained in this process nor loaded from a checkpoint or from weights that include "
-        f"{'their classifiers' if several else 'its classifier'}, so the numbers would be chance. Give a "
-        "checkpoint (--ckpt_path last, best or a path; "
-        f"Trainer.{stage}(ckpt_path=...)) or weights with the classifier for these classes (an I3D port file "
-        "with as many classes; spatial_checkpoint / temporal_checkpoint). Backbone-only weights (ImageNet, or a "
-        "file for another number of classes) leave the classifier random")
+        "neither trained in this process nor loaded from a checkpoint, so the numbers would be chance. Give a "
+        f"checkpoint (--ckpt_path last, best or a path; Trainer.{stage}(ckpt_path=...)) or, for two streams, "
+        "spatial_checkpoint / temporal_checkpoint (a VideoClassifier checkpoint or an I3D port file with as "
+        "many classes). A network's own weights= (ImageNet, a Kinetics I3D file) are where training starts")
 
 
 class RefuseUntrainedEvaluation(Callback):

@@ -7,10 +7,9 @@ from models.adapt import Backbone, Layout, adapt_first_conv
 from models.c3d import C3D
 from models.cnn_m import CNNM2048
 from models.convnet_lstm import ConvNetLSTM
-from models.fused_two_stream import FusedTwoStream3D
 from models.fusion import SVMFusion, average_fusion
 from models.i3d_port import export_port_state_dict, load_port_weights
-from models.inception_i3d import InceptionI3D, inception_i3d_from_googlenet
+from models.inception_i3d import InceptionI3D, inflate_googlenet
 from models.inflate import inflate, inflate_batchnorm, inflate_conv, inflate_pool
 from models.input_spec import InputSpec
 from models.non_local import NonLocalBlock
@@ -22,7 +21,6 @@ __all__ = [
     "CNNM2048",
     "Backbone",
     "ConvNetLSTM",
-    "FusedTwoStream3D",
     "GoogLeNetStream",
     "InceptionI3D",
     "InputSpec",
@@ -34,10 +32,10 @@ __all__ = [
     "adapt_first_conv",
     "average_fusion",
     "export_port_state_dict",
-    "inception_i3d_from_googlenet",
     "inflate",
     "inflate_batchnorm",
     "inflate_conv",
+    "inflate_googlenet",
     "inflate_pool",
     "load_port_weights",
 ]

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from models.input_spec import InputSpec
-from models.weights import mark_trained
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,7 @@ def linear_classifier(num_features: int, num_classes: int, device: torch.device 
 
 
 def replacement_classifier(network: nn.Module, num_classes: int) -> nn.Module:
-    """The fresh linear classifier ``network.reset_classifier`` installs. Its weights are
-    random whatever the network's were, so the network stops counting as trained for
-    evaluation (``models.weights.trained_weights``)."""
-    mark_trained(network, None)
+    """The fresh linear classifier ``network.reset_classifier`` installs, on the network's device."""
     return linear_classifier(network.num_features, num_classes, device_of(network))
 
 

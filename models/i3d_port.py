@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from models.weights import load_checked, mark_trained
+from models.weights import load_checked
 
 _PREFIX = "endpoints."
 
@@ -45,7 +45,7 @@ def export_port_state_dict(model: nn.Module) -> dict[str, Tensor]:
 
 
 def load_port_weights(model: nn.Module, source: str | Path | Mapping[str, Tensor], *,
-                      replace_classifier: bool = False) -> None:
+                      replace_classifier: bool = False, name: str | None = None) -> None:
     """Load a port-format state dict into `model`, strictly.
 
     Every key must be there with its shape, except ``num_batches_tracked`` (files saved
@@ -58,12 +58,10 @@ def load_port_weights(model: nn.Module, source: str | Path | Mapping[str, Tensor
         replace_classifier: when the file's logits layer has another number of classes than
             the model, keep the model's fresh logits layer and load everything else (fine-tuning
             a Kinetics network on another dataset). Otherwise the class counts must agree.
-
-    A file whose logits were loaded marks the model trained (``models.weights.mark_trained``):
-    it can be tested as it is; with a fresh logits layer it cannot.
+        name: what errors call a state dict given as ``source`` (default: "the I3D port state dict").
     """
     if isinstance(source, Mapping):
-        state, name = source, "the I3D port state dict"
+        state, name = source, name or "the I3D port state dict"
     else:
         state, name = torch.load(source, map_location="cpu", weights_only=True), f"I3D port file {str(source)!r}"
     state = {_from_port(key): value for key, value in state.items()}
@@ -81,5 +79,8 @@ def load_port_weights(model: nn.Module, source: str | Path | Mapping[str, Tensor
         raise ValueError(f"{error}\nIt has {file_classes} classes, the model {model.num_classes}: pass "
                          "replace_classifier=True to load the rest and keep the model's fresh logits "
                          "layer.") from None
-    # A file for as many classes gave the logits too: the network is evaluable as it is.
-    mark_trained(model, name if file_classes == model.num_classes else None)
+
+
+def is_port_state_dict(state: Mapping[str, Tensor]) -> bool:
+    """Whether ``state`` is in the port's format (rather than, say, a torchvision GoogLeNet's)."""
+    return "Conv3d_1a_7x7.conv3d.weight" in state

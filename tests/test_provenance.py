@@ -1,19 +1,21 @@
 """What counts as a trained network, and the refusal to evaluate one nobody trained.
 
-Networks are marked by the weights they were built with (random ones saved in the real
-formats: a DeepMind-port I3D file, a torchvision ResNet state dict, a Lightning
-checkpoint of a VideoClassifier); modules by training and by loading a checkpoint.
+Modules record where their weights come from: training, loading a checkpoint of the
+module, or a stream's checkpoint (random weights saved in the real formats: a Lightning
+checkpoint of a VideoClassifier, a DeepMind-port I3D file). A network's own ``weights=``
+never counts: it is where training starts.
 """
+
+import ast
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-import torchvision
 
 from lightning_modules import MultiTaskClassifier, TwoStreamClassifier, VideoClassifier
 from lightning_modules.provenance import RefuseUntrainedEvaluation, UntrainedNetworkError, untrained_streams
-from models import InceptionI3D, ResNetStream, export_port_state_dict
-from models.weights import mark_trained, trained_weights
+from models import InceptionI3D, export_port_state_dict
 from tests.test_classifier import NUM_CLASSES, TinyData, tiny_builder, tiny_network
 
 
@@ -23,46 +25,61 @@ def i3d_port_file(tmp_path, num_classes: int) -> str:
     return str(path)
 
 
-def test_an_i3d_file_with_as_many_classes_is_a_trained_network(tmp_path) -> None:
-    same = i3d_port_file(tmp_path, 5)
-    network = InceptionI3D(5, weights=same)
-    assert same in trained_weights(network)
-    network.reset_classifier(5)
-    assert trained_weights(network) is None
-
-
-def test_backbone_weights_under_a_fresh_classifier_are_not(tmp_path) -> None:
-    # Kinetics' 7 classes fine-tuned to 5: the logits start fresh.
-    assert trained_weights(InceptionI3D(5, weights=i3d_port_file(tmp_path, 7))) is None
-    imagenet = tmp_path / "resnet18.pth"
-    torch.save(torchvision.models.resnet18().state_dict(), imagenet)
-    assert trained_weights(ResNetStream(5, depth=18, weights=str(imagenet))) is None
-    assert trained_weights(ResNetStream(5, depth=18)) is None
-
-
-def test_stream_checkpoints_mark_both_streams(tmp_path) -> None:
+def stream_checkpoints(tmp_path) -> list[str]:
     paths = []
     for name, network in (("spatial", tiny_network()), ("temporal", tiny_network(4, "flow"))):
         trainer = pl.Trainer(logger=False, enable_checkpointing=False)
         trainer.strategy.connect(VideoClassifier(lambda k, net=network: net, NUM_CLASSES))
-        paths.append(tmp_path / f"{name}.ckpt")
+        paths.append(str(tmp_path / f"{name}.ckpt"))
         trainer.save_checkpoint(paths[-1])
-    model = TwoStreamClassifier(tiny_builder, lambda k: tiny_network(4, "flow", k), NUM_CLASSES,
-                                spatial_checkpoint=str(paths[0]))
+    return paths
+
+
+def flow_builder(num_classes: int):
+    return tiny_network(4, "flow", num_classes)
+
+
+def test_stream_checkpoints_count_stream_by_stream(tmp_path) -> None:
+    spatial, temporal = stream_checkpoints(tmp_path)
+    model = TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, spatial_checkpoint=spatial)
     assert untrained_streams(model) == ["the temporal stream (Backbone)"]
-    model = TwoStreamClassifier.from_checkpoints(*paths, tiny_builder, lambda k: tiny_network(4, "flow", k),
-                                                 NUM_CLASSES)
+    model = TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, spatial_checkpoint=spatial,
+                                temporal_checkpoint=temporal)
     assert untrained_streams(model) == []
 
 
-def test_multi_task_heads_are_new_whatever_the_network_came_with() -> None:
-    def marked(num_classes: int):
-        network = tiny_network(num_classes=num_classes)
-        mark_trained(network, "a file")
-        return network
+def test_an_i3d_port_file_with_as_many_classes_is_a_stream_checkpoint(tmp_path) -> None:
+    same = i3d_port_file(tmp_path, NUM_CLASSES)
+    model = TwoStreamClassifier(lambda k: InceptionI3D(k), lambda k: InceptionI3D(k, modality="flow"), NUM_CLASSES,
+                                spatial_checkpoint=same)
+    assert untrained_streams(model) == ["the temporal stream (InceptionI3D)"]
+    torch.testing.assert_close(model.spatial.logits.conv3d.bias, torch.load(same, weights_only=True)["logits.conv3d.bias"])
+    with pytest.raises(ValueError, match="7 classes"):  # a stream checkpoint must bring its classifier
+        TwoStreamClassifier(lambda k: InceptionI3D(k), tiny_builder, NUM_CLASSES,
+                            spatial_checkpoint=i3d_port_file(tmp_path, 7))
 
-    assert untrained_streams(VideoClassifier(marked, NUM_CLASSES)) == []
-    assert untrained_streams(MultiTaskClassifier(marked, [3, 2], ["a", "b"])) == ["the rgb stream (Backbone)"]
+
+def test_a_networks_own_weights_never_count(tmp_path) -> None:
+    # Even a file for as many classes: weights= is where training starts.
+    same = i3d_port_file(tmp_path, NUM_CLASSES)
+    assert untrained_streams(VideoClassifier(lambda k: InceptionI3D(k, weights=same), NUM_CLASSES)) == [
+        "the rgb stream (InceptionI3D)"]
+    assert untrained_streams(MultiTaskClassifier(tiny_builder, [3, 2], ["a", "b"])) == ["the rgb stream (Backbone)"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return ({node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+            | {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names})
+
+
+def test_provenance_imports_no_lightning_module_and_networks_carry_no_mark() -> None:
+    # The mark lived in the networks, and provenance imported the classifier that imports it: a cycle.
+    root = Path(__file__).parents[1]
+    assert not {name for name in imported_modules(root / "lightning_modules/provenance.py")
+                if name.startswith("lightning_modules")}
+    for path in (root / "models").glob("*.py"):
+        assert "mark_trained" not in path.read_text() and "trained_weights" not in path.read_text(), path
 
 
 def trainer(tmp_path, **kwargs) -> pl.Trainer:

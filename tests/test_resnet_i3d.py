@@ -64,3 +64,20 @@ def test_flow_input_and_errors():
         ResNetI3D(5, inflated_blocks=["layer9.0"])
     with pytest.raises(ValueError, match="channels"):
         ResNetI3D(5, in_channels=20, modality="flow")
+
+
+@pytest.mark.parametrize(("modality", "channels"), [("rgb", 3), ("flow", 2)])
+def test_a_resnet_weights_name_resolves_to_torchvisions_imagenet_file(modality, channels, monkeypatch):
+    # Nothing is downloaded: the enum member's fetch is replaced, after the name has resolved to it.
+    net2d, fetched = torchvision.models.resnet18(), []
+
+    def get_state_dict(self, *args, **kwargs):
+        fetched.append(self)
+        return net2d.state_dict()
+
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights, "get_state_dict", get_state_dict)
+    net = ResNetI3D(5, depth=18, in_channels=channels, modality=modality, frames=4,
+                    weights="ResNet18_Weights.IMAGENET1K_V1")
+    assert fetched == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1]
+    conv1 = net2d.conv1.weight if modality == "rgb" else net2d.conv1.weight.mean(dim=1, keepdim=True).expand(-1, 2, -1, -1)
+    torch.testing.assert_close(net.features.conv1.weight.sum(dim=2), conv1)  # bootstrapped: the 5 slices sum to it
