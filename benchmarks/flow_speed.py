@@ -1,13 +1,12 @@
 """How fast the flow extraction tool is, and what its JPEG storage costs, on real video.
 
-Prints markdown tables (they paste into the README):
+Prints markdown tables (``benchmarks/report.py`` turns their ``--json`` into docs/benchmarks.md):
 
 1. Overhead, per algorithm: ms per frame pair of the bare flow call (frames decoded,
    resized and converted to gray beforehand; only the call is timed, sequentially, with
    OpenCV's own threads, as a user would call it) against the whole tool,
    ``flow.extract.extract_video`` (decode, resize, flow, quantize, JPEG, write), on
-   exactly the same pairs, with its defaults (PyAV decoder, one flow thread per core)
-   and as it was before those (decord, one flow thread using OpenCV's threads).
+   exactly the same pairs, with its defaults (PyAV decoder, one flow thread per core).
    Overhead = tool / bare - 1 (target <= 10%). CPU ms per pair (all threads of the
    process) shows the work behind each: the tool's CPU over the bare call's is what
    decoding, encoding and writing cost when every core is busy (many workers).
@@ -161,41 +160,34 @@ class Timing:
 class Overhead:
     pairs: int
     bare: Timing
-    tools: dict[str, Timing]
+    tool: Timing
     flows: list[np.ndarray]
 
-    def overhead(self, tool: str) -> float:
-        return self.tools[tool].ms / self.bare.ms - 1
-
-
-def tool_variants(config: ExtractionConfig) -> dict[str, ExtractionConfig]:
-    """The tool as configured, and as it was before PyAV decoding and flow threads."""
-    return {"tool": config, "decord, 1 thread": replace(config, decoder="decord", threads=1)}
+    @property
+    def overhead(self) -> float:
+        return self.tool.ms / self.bare.ms - 1
 
 
 def measure_overhead(video: Path, config: ExtractionConfig, out_dir: Path, repeats: int) -> Overhead:
     """Bare calls vs extract_video on the same video; warmed-up algorithm instances serve both."""
-    variants = tool_variants(config)
-    instances = {name: variant.create_algorithms() for name, variant in variants.items()}
-    algorithm: FlowAlgorithm = instances["tool"][0]
+    instances = config.create_algorithms()
+    algorithm: FlowAlgorithm = instances[0]
     frames = tool_frames(video, config, algorithm.needs_color)
-    for group in instances.values():
-        for instance in group:
-            instance(frames[0], frames[1])  # the first call pays one-off set-up costs
-    bare, tools = Timing(), {name: Timing() for name in variants}
+    for instance in instances:
+        instance(frames[0], frames[1])  # the first call pays one-off set-up costs
+    bare, tool = Timing(), Timing()
     flows: list[np.ndarray] = []
     pairs = len(frames) - 1
     for _ in range(repeats):
         started, cpu = time.perf_counter(), time.process_time()
         flows = [algorithm(first, second) for first, second in zip(frames, frames[1:])]
         bare.keep_faster(time.perf_counter() - started, time.process_time() - cpu, pairs)
-        for name, variant in variants.items():
-            cpu = time.process_time()
-            result = extract_video(video, out_dir / name.replace(" ", "_"), variant, algorithms=instances[name])
-            if result.pairs != pairs:
-                raise BenchmarkError(f"{name}: {result.pairs} pairs from {video.name}, the bare call had {pairs}")
-            tools[name].keep_faster(result.seconds, time.process_time() - cpu, pairs)
-    return Overhead(pairs, bare, tools, flows)
+        cpu = time.process_time()
+        result = extract_video(video, out_dir, config, algorithms=instances)
+        if result.pairs != pairs:
+            raise BenchmarkError(f"tool: {result.pairs} pairs from {video.name}, the bare call had {pairs}")
+        tool.keep_faster(result.seconds, time.process_time() - cpu, pairs)
+    return Overhead(pairs, bare, tool, flows)
 
 
 @dataclass
@@ -308,19 +300,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def overhead_table(report: Report, size: tuple[int, int], variants: list[str]) -> Table:
-    columns = ["algorithm", "pairs", "bare ms/pair"]
-    for variant in variants:
-        columns += [f"{variant} ms/pair", f"{variant} overhead"]
-    columns += ["bare CPU ms/pair"] + [f"{variant} CPU ms/pair" for variant in variants]
-    return report.table(f"Flow speed: bare call vs the whole tool ({size[0]}x{size[1]})", columns)
+def overhead_table(report: Report, size: tuple[int, int]) -> Table:
+    return report.table(f"Flow speed: bare call vs the whole tool ({size[0]}x{size[1]})", [
+        "algorithm", "pairs", "bare ms/pair", "tool ms/pair", "tool overhead", "bare CPU ms/pair", "tool CPU ms/pair"])
 
 
 def add_overhead(table: Table, algorithm: str, o: Overhead) -> None:
-    cells: list[object] = [algorithm, o.pairs, o.bare.ms]
-    for variant, timing in o.tools.items():
-        cells += [timing.ms, percent(o.overhead(variant))]
-    table.add(*cells, o.bare.cpu_ms, *(timing.cpu_ms for timing in o.tools.values()))
+    table.add(algorithm, o.pairs, o.bare.ms, o.tool.ms, percent(o.overhead), o.bare.cpu_ms, o.tool.cpu_ms)
 
 
 def throughput_table(report: Report, worker_counts: list[int]) -> Table:
@@ -383,7 +369,7 @@ def run(args: argparse.Namespace) -> None:
         input_pairs: dict[int, int] = {}
         clip_lengths: dict[str, int] = {}
         overheads: dict[str, Overhead] = {}
-        table = overhead_table(report, reader.size, list(tool_variants(base)))
+        table = overhead_table(report, reader.size)
         for name, params in algorithms:
             config = replace(base, algorithm=name, params=params)
             frames = args.frames if args.frames is not None else clip_length(videos[0], config, args.slow_frames)
@@ -398,7 +384,7 @@ def run(args: argparse.Namespace) -> None:
         table = throughput_table(report, worker_counts)
         for name, params in algorithms:
             frames = clip_lengths[name]
-            seconds_per_copy = input_pairs[frames] * overheads[name].tools["tool"].ms / 1000
+            seconds_per_copy = input_pairs[frames] * overheads[name].tool.ms / 1000
             copies = max(1, math.ceil(args.throughput_seconds / seconds_per_copy))
             progress(f"throughput of {name} over {copies} cop{'ies' if copies > 1 else 'y'} of the videos ...")
             add_throughput(table, name, measure_throughput(inputs[frames], replace(base, algorithm=name, params=params),

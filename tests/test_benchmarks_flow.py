@@ -13,7 +13,7 @@ import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "flow_speed.py"
 HEADERS = (
-    "| algorithm | pairs | bare ms/pair | tool ms/pair | tool overhead | decord, 1 thread ms/pair |",
+    "| algorithm | pairs | bare ms/pair | tool ms/pair | tool overhead | bare CPU ms/pair | tool CPU ms/pair |",
     "| algorithm | videos | pairs | 1 worker pairs/s | 2 workers pairs/s | 2 vs 1 |",
     "| JPEG quality | KiB/pair (x+y) | vs float32 | mean abs err px | max abs err px |",
 )
