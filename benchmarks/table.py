@@ -5,7 +5,9 @@ on written to ``--json FILE``.
 Numbers: a float prints with 3 significant digits, positionally, trailing zeros kept and
 thousands separated: 0.012345 -> ``0.0123``, 1.5 -> ``1.50``, 1234.5 -> ``1,230``,
 0 -> ``0``. An int prints whole. The JSON file holds the unrounded values (NaN and
-infinity as null), rewritten after every row, so an interrupted run keeps what it measured.
+infinity as null) and the printed text of each row, with the machine and the git commit
+measured, rewritten after every row, so an interrupted run keeps what it measured;
+``benchmarks/report.py`` turns such files into docs/benchmarks.md's tables.
 
 Standard library only: ``benchmarks/test_memory.py`` must not import torch in its parent
 process (a child's peak memory includes its parent's), so torch's version is read from
@@ -20,6 +22,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -143,6 +146,19 @@ def machine_line(machine: dict[str, object]) -> str:
             f"python {machine['python']}, torch {machine['torch']}{extra}")
 
 
+def git_commit() -> str | None:
+    """The commit of the checkout the benchmarks run from (``+`` when it has uncommitted changes), or None."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+" if dirty else "")
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="also write the tables (unrounded) and the machine description to FILE")
@@ -166,8 +182,10 @@ class Table:
     def add(self, *cells: object) -> None:
         if len(cells) != len(self.columns):
             raise ValueError(f"{len(cells)} cells for the {len(self.columns)} columns {self.columns}")
-        self._report._print("| " + " | ".join(cell_text(cell) for cell in cells) + " |")
+        texts = [cell_text(cell) for cell in cells]
+        self._report._print("| " + " | ".join(texts) + " |")
         self._record["rows"].append({column: json_value(cell) for column, cell in zip(self.columns, cells)})
+        self._record["text"].append(texts)
         self._report._save()
 
 
@@ -189,6 +207,7 @@ class Report:
         self._document: dict[str, Any] = {
             "benchmark": benchmark,
             "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "commit": git_commit(),
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "finished": None,
             "machine": machine,
@@ -222,7 +241,7 @@ class Report:
         self._print("| " + " | ".join(columns) + " |")
         self._print("|" + "|".join("---" for _ in columns) + "|")
         self._in_table = True
-        record: dict[str, Any] = {"title": title, "columns": list(columns), "rows": []}
+        record: dict[str, Any] = {"title": title, "columns": list(columns), "rows": [], "text": []}
         self._document["tables"].append(record)
         self._save()
         return Table(self, record)

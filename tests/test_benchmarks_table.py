@@ -88,7 +88,9 @@ def test_json_file_holds_the_tables_and_the_machine(tmp_path):
     assert machine["cpu_count"] >= 1 and machine["usable_cpus"] >= 1 and machine["torch"]
     assert document["notes"][0].startswith("machine: a test device, ")
     assert document["tables"] == [{"title": "Speed", "columns": ["network", "fwd ms", "vs decord"],
-                                   "rows": [{"network": "resnet", "fwd ms": 0.11234, "vs decord": None}]}]
+                                   "rows": [{"network": "resnet", "fwd ms": 0.11234, "vs decord": None}],
+                                   "text": [["resnet", "0.112", "infx"]]}]
+    assert document["commit"] is None or len(document["commit"].rstrip("+")) == 10
 
 
 def test_unwritable_json_file_fails_before_anything_is_measured(tmp_path):
