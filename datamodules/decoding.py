@@ -126,6 +126,20 @@ class FrameReader(ABC):
             frames = frames[order]
         return frames
 
+    def decode_all(self, path: str | Path, start: int = 0, chunk: int = 32) -> Iterator[tuple[int, int]]:
+        """Decode every frame from ``start`` on, in order, ``chunk`` at a time from one opened
+        decoder (a seek per chunk would redecode from the keyframe); yields (first frame of
+        the chunk, frame count) after each chunk decodes. A frame that does not decode raises
+        ``VideoDecodeError`` (``python -m datamodules check --decode``)."""
+        with self._opened(path) as source:
+            length = self._length(source)
+            for first in range(start, length, chunk):
+                indices = list(range(first, min(first + chunk, length)))
+                frames = self._decode(source, indices)
+                if frames.ndim != 4 or frames.shape[0] != len(indices):
+                    raise VideoDecodeError(path, f"decoder returned shape {frames.shape} for {len(indices)} frames")
+                yield first, length
+
 
 class DecordReader(FrameReader):
     """decord, one thread per reader (DataLoader workers supply the parallelism)."""

@@ -34,6 +34,7 @@ KINDS = {
     "count_mismatch": "frame and flow counts that disagree",
     "other_layout": "flow folders in another layout than the reader's",
     "damaged_flow": "damaged flow (files missing or not whole JPEGs)",
+    "undecodable": "videos whose frames do not all decode",
 }
 
 

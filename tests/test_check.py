@@ -1,16 +1,19 @@
 import io
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import yaml
 
 from datamodules.__main__ import main
-from datamodules.annotations import read_list_file
+from datamodules.annotations import HMDB51, UCF101, Kinetics, ListFiles, read_list_file
 from datamodules.annotations.records import AnnotationError
-from datamodules.check import COLUMNS, check
+from datamodules.check import COLUMNS, check_source
 from datamodules.synthetic import generate
 from flow.meta import FlowMeta, write_meta
 from flow.pack_convert import pack_video
@@ -40,9 +43,9 @@ def test_cli_prints_the_table_for_a_generated_dataset(tmp_path):
     (frames / video_id).mkdir(parents=True)
     write_meta(frames / video_id, FlowMeta("dis", {}, 20.0, 95, 64, 48, 8, 7, 25.0, "v.avi"))
     result = subprocess.run(
-        [sys.executable, "-m", "datamodules", "check", "--dataset", "ucf101",
-         "--annotations", str(data.annotation_dir), "--video-root", str(data.video_root),
-         "--frames-root", str(frames), "--split", "1", "--cache-dir", str(tmp_path / "cache")],
+        [sys.executable, "-m", "datamodules", "check", "--annotations", "UCF101",
+         "--annotations.annotation_dir", str(data.annotation_dir), "--annotations.split", "1",
+         "--video-root", str(data.video_root), "--frames-root", str(frames), "--cache-dir", str(tmp_path / "cache")],
         check=False, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1, result.stderr  # videos without flow are problems
@@ -64,8 +67,9 @@ def test_kinetics_folder_of_csvs_with_a_missing_clip(tmp_path):
     train_clip = next(path for path in data.videos if "/train/" in path.as_posix())
     train_clip.unlink()
     out = io.StringIO()
-    status = check("kinetics", data.annotation_dir, data.video_root, label_map=data.annotation_dir / "label_map.txt",
-                   cache_dir=tmp_path / "cache", out=out)
+    source = Kinetics(str(data.annotation_dir / "train.csv"), str(data.annotation_dir / "val.csv"),
+                      label_map=str(data.annotation_dir / "label_map.txt"))
+    status = check_source(source, data.video_root, cache_dir=tmp_path / "cache", out=out)
     assert status == 1
     rows = _rows(out.getvalue())
     assert rows["train"][:4] == ["4", "3", "2/2", "1"] and rows["val"][:4] == ["2", "2", "2/2", "0"]
@@ -79,54 +83,85 @@ def test_unreadable_annotations_exit_non_zero(tmp_path, capsys):
     (tmp_path / "classInd.txt").write_text("1 A\nB\n")
     for name in ("trainlist01.txt", "testlist01.txt"):
         (tmp_path / name).write_text("A/v_A_g01_c01.avi 1\n")
-    assert check("ucf101", tmp_path, tmp_path, cache_dir=tmp_path / "cache") == 2
+    assert check_source(UCF101(str(tmp_path)), tmp_path, cache_dir=tmp_path / "cache") == 2
     assert "classInd.txt:2:" in capsys.readouterr().err
-    assert check("kinetics", tmp_path / "nothing.csv", tmp_path, cache_dir=tmp_path / "cache") == 2
+    with pytest.raises(SystemExit):
+        main(["check", "--annotations", "Kinetics", "--annotations.train_csv", str(tmp_path / "nothing.csv"),
+              "--annotations.val_csv", str(tmp_path / "nothing.csv"), "--video-root", str(tmp_path)])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"python -m datamodules check: error: --annotations Kinetics: train_csv: {tmp_path / 'nothing.csv'} does not exist")
 
 
 def test_real_hmdb51_lists_without_videos(tmp_path):
     out = io.StringIO()
-    assert check("hmdb51", REAL / "hmdb51", tmp_path / "videos", split=2, cache_dir=tmp_path / "cache", out=out) == 1
+    source = HMDB51(str(REAL / "hmdb51"), split=2)
+    assert check_source(source, tmp_path / "videos", cache_dir=tmp_path / "cache", out=out) == 1
     rows = _rows(out.getvalue())
     assert rows["train"][:4] == ["3570", "0", "0/51", "3570"] and rows["test"][:4] == ["1530", "0", "0/51", "1530"]
+
+
+def _ucf_block(annotation_dir: Path, **roots: str) -> dict:
+    """A config's ``data:`` block for one UCF-101 VideoDataModule."""
+    return {"class_path": "datamodules.VideoDataModule", "init_args": {
+        "annotations": {"class_path": "datamodules.annotations.UCF101",
+                        "init_args": {"annotation_dir": str(annotation_dir)}},
+        "roots": roots}}
 
 
 def test_check_a_training_config(ucf101_tiny, tmp_path, capsys):
     """``check --config`` checks the data a training config reads (here a multi-dataset one)."""
     data, frames = ucf101_tiny
-    ucf = {"class_path": "datamodules.UCF101DataModule",
-           "init_args": {"annotation_dir": str(data.annotation_dir), "video_root": str(data.video_root),
-                         "frames_root": str(frames), "cache_dir": str(tmp_path / "cache")}}
+    ucf = _ucf_block(data.annotation_dir, video_root=str(data.video_root), frames_root=str(frames),
+                     cache_dir=str(tmp_path / "cache"))
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"data": {"class_path": "datamodules.MultiDataModule",
                                                "init_args": {"datamodules": [ucf, ucf]}}}))
     assert main(["check", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert out.count("subset  listed") == 2 and "flow missing" in out
-    with pytest.raises(SystemExit):
-        main(["check", "--dataset", "ucf101"])
+    for argv in (["check"], ["check", "--config", str(config), "--annotations", "UCF101"],
+                 ["check", "--config", str(config), "--video-root", "x"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert "override them as --data.init_args.roots.*" in capsys.readouterr().err
 
 
 def test_check_a_config_uses_its_datamodule_with_command_line_overrides(ucf101_tiny, tmp_path, capsys):
     """``check --config`` builds the config's own DataModule and source, and takes the same
-    ``--data.*`` overrides as ``cli.py`` (the YAML's roots here do not exist)."""
+    ``--data.*`` overrides as ``cli.py`` (the YAML's video root does not exist)."""
     data, _ = ucf101_tiny
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"data": {"class_path": "datamodules.VideoDataModule", "init_args": {
-        "annotations": {"class_path": "datamodules.annotations.UCF101",
-                        "init_args": {"annotation_dir": str(data.annotation_dir)}},
-        "video_root": str(tmp_path / "absent"), "modality": "rgb", "cache_dir": str(tmp_path / "cache")}}}))
-    with pytest.raises(SystemExit):
-        main(["check", "--config", str(config)])
-    assert "video_root" in capsys.readouterr().err
-    assert main(["check", "--config", str(config), "--data.init_args.video_root", str(data.video_root),
+    block = _ucf_block(data.annotation_dir, video_root=str(tmp_path / "absent"), cache_dir=str(tmp_path / "cache"))
+    config.write_text(yaml.safe_dump({"data": block}))
+    assert main(["check", "--config", str(config)]) == 1  # every video missing
+    assert f"no file {tmp_path / 'absent'}" in capsys.readouterr().out
+    assert main(["check", "--config", str(config), "--data.init_args.roots.video_root", str(data.video_root),
                  "--data.init_args.annotations.init_args.split", "2"]) == 0
     out = capsys.readouterr().out
     rows = _rows(out)
     assert int(rows["train"][0]) + int(rows["test"][0]) == len(data.videos) and rows["test"][3] == "0"
     assert "UCF101" in out
     with pytest.raises(SystemExit):
-        main(["check", "--dataset", "ucf101", "--data.init_args.video_root", "x"])
+        main(["check", "--annotations", "UCF101", "--data.init_args.roots.video_root", "x"])
+    assert "--annotations.* settings go with --annotations" in capsys.readouterr().err
+
+
+def test_the_flag_form_builds_the_source_a_config_builds(ucf101_tiny, tmp_path, capsys):
+    """``--annotations CLASS --annotations.KEY VALUE`` is a config's ``annotations:`` block on
+    the command line: the same class, the same settings, the same one-line refusals."""
+    data, _ = ucf101_tiny
+    flags = ["check", "--annotations", "UCF101", "--annotations.annotation_dir", str(data.annotation_dir),
+             "--video-root", str(data.video_root), "--cache-dir", str(tmp_path / "cache")]
+    assert main([*flags, "--annotations.split", "2"]) == 0
+    assert "UCF101, videos" in capsys.readouterr().out
+    for extra, message in ((["--annotations.split", "4"], "split: the official splits are 1, 2 and 3, got 4"),
+                           (["--annotations.bogus", "1"], "Option 'bogus' is not accepted")):
+        with pytest.raises(SystemExit):
+            main([*flags, *extra])
+        assert capsys.readouterr().err.splitlines()[-1].endswith(f"--annotations UCF101: {message}")
+    with pytest.raises(SystemExit):
+        main(["check", "--annotations", "NoSuchSource", "--video-root", str(data.video_root)])
+    assert "not a class: UCF101, HMDB51, Kinetics, ListFiles, SSv2, or a class path" in capsys.readouterr().err
 
 
 # --- The doctor tells the whole truth (issue 12): real generated data, then corrupted. ---
@@ -146,8 +181,8 @@ def _video_ids(flow: Path) -> list[str]:
 
 
 def _check(annotations: Path, videos: Path, flow: Path, cache: Path, *flags: str) -> int:
-    return main(["check", "--dataset", "ucf101", "--annotations", str(annotations), "--video-root", str(videos),
-                 "--frames-root", str(flow), "--cache-dir", str(cache), *flags])
+    return main(["check", "--annotations", "UCF101", "--annotations.annotation_dir", str(annotations),
+                 "--video-root", str(videos), "--frames-root", str(flow), "--cache-dir", str(cache), *flags])
 
 
 def _totals(out: str) -> dict[str, int]:
@@ -167,7 +202,7 @@ def test_exit_status_is_0_when_clean_and_1_with_problems(ucf101_tiny, tmp_path, 
     assert _check(annotations, videos, flow, tmp_path / "cache1", "--verify") == 0
     out = capfd.readouterr().out
     assert "problems found" not in out and _totals(out)["usable"] == 16
-    assert _rows(out)["train"][-1] == "0"  # --verify ran: a number, not "-"
+    assert _rows(out)["train"][-2:] == ["0", "-"]  # --verify ran: a number, not "-"; --decode did not
     victim = _video_ids(flow)[3]
     next(videos.glob(f"{victim}.*")).unlink()
     assert _check(annotations, videos, flow, tmp_path / "cache2") == 1
@@ -298,7 +333,8 @@ def test_rawframe_list_counts_are_checked_against_the_flow(ucf101_tiny, tmp_path
     listed = tmp_path / "rawframes.txt"
     counts = [12, 11, 20, 5, 11]  # frames, fields, wrong (meta.json), wrong (no meta.json), shifted
     listed.write_text("".join(f"{video_id} {count} 0\n" for video_id, count in zip(ids, counts)))
-    status = check("list", listed, tmp_path / "videos", flow, list_kind="rawframes", cache_dir=tmp_path / "cache")
+    source = ListFiles(str(listed), test_list=str(listed), list_kind="rawframes")
+    status = check_source(source, tmp_path / "videos", flow, cache_dir=tmp_path / "cache")
     out = capfd.readouterr().out
     assert status == 1 and _totals(out)["counts differ"] == 2 and _totals(out)["other layout"] == 1
     assert f"{ids[4]}: {flow / ids[4]}: the folder holds 11 fields flow_x_00000.jpg" in out
@@ -319,7 +355,8 @@ def test_mmaction2_list_rows_of_other_formats_are_refused_naming_the_line(tmp_pa
     listed.write_text(("clip 5 0\n" if kind == "rawframes" else "clip.mp4 0\n") + row + "\n")
     with pytest.raises(AnnotationError, match=message):
         read_list_file(listed, kind)
-    assert check("list", listed, tmp_path, tmp_path, list_kind=kind, cache_dir=tmp_path / "cache") == 2
+    source = ListFiles(str(listed), test_list=str(listed), list_kind=kind)
+    assert check_source(source, tmp_path, tmp_path, cache_dir=tmp_path / "cache") == 2
     assert "rows.txt:2: " in capfd.readouterr().err
 
 
@@ -329,3 +366,56 @@ def test_mmaction2_offset_rows_with_offset_0_are_read(tmp_path):
     records = read_list_file(listed, "rawframes").records
     assert [(r.video_id, r.num_frames, r.label) for r in records] == [
         ("a/clip", 120, 1), ("b/clip", 75, 0), ("c/clip with space", 30, 1)]
+
+
+# --- check --decode: a video whose packets are damaged mid-file (issue 17). ---
+
+
+def _encode(path: Path, frames: int = 50) -> Path:
+    """A real H.264 MP4 (64x48, a keyframe every 10 frames, moov first) from FFmpeg."""
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",
+                    "-frames:v", str(frames), "-c:v", "libx264", "-g", "10", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", str(path)], check=True, timeout=60)
+    return path
+
+
+def _damage_from_packet(path: Path, first: int) -> None:
+    """Overwrite the payload of every packet from ``first`` on with noise, in place: the
+    container (its index, its frame count) stays whole, the frames after the damage do not
+    decode (a download with a bad stretch)."""
+    with av.open(str(path)) as container:
+        packets = [(packet.pos, packet.size) for packet in container.demux(video=0) if packet.size]
+    data = bytearray(path.read_bytes())
+    noise = np.random.default_rng(0)
+    for pos, size in packets[first:]:
+        data[pos + 4:pos + size] = noise.integers(0, 256, size - 4, dtype=np.uint8).tobytes()  # after the NAL length
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("decoder", ["decord", "torchcodec"])
+def test_decode_names_a_video_that_stops_decoding_mid_file(tmp_path, capfd, decoder):
+    """The index reads the container's count (50 frames) and trusts it; only --decode finds
+    that frames 20-49 do not decode, and names the video and where decoding stops."""
+    if decoder == "torchcodec":
+        pytest.importorskip("torchcodec")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _encode(videos / "whole.mp4")
+    _damage_from_packet(_encode(videos / "damaged.mp4"), first=20)  # a keyframe: frames 0-19 decode
+    listed = tmp_path / "list.txt"
+    listed.write_text("whole.mp4 0\ndamaged.mp4 1\n")
+    flags = ["check", "--annotations", "ListFiles", "--annotations.train_list", str(listed),
+             "--annotations.test_list", str(listed), "--video-root", str(videos), "--cache-dir", str(tmp_path / "c")]
+    assert main(flags) == 0  # without --decode both look usable
+    assert _totals(capfd.readouterr().out)["usable"] == 2
+    assert main([*flags, "--decode", "--decoder", decoder]) == 1
+    out = capfd.readouterr().out
+    assert _rows(out)["train"][1] == "1" and _rows(out)["train"][-1] == "1"  # usable, undecodable
+    line = next(line for line in out.splitlines() if line.startswith("  damaged: "))
+    stop = re.search(r": frame (\d+) of 50 does not decode: ", line)
+    assert stop and str(videos / "damaged.mp4") in line, line
+    # Decoders read ahead: a frame before the damage may already fail. torchcodec stops within
+    # its B-frame delay (frame 18); decord's decoding thread reads up to ~20 packets ahead, so
+    # for a video this small even frame 0 fails (it would in training too).
+    assert int(stop.group(1)) <= 20 and (decoder == "decord" or int(stop.group(1)) >= 10)
+    assert "whole" not in out.split("problem lists")[0].split("undecodable")[-1]

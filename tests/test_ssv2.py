@@ -1,6 +1,6 @@
 """Something-Something v2, added as one reader file (datamodules/annotations/ssv2.py) plus
 one config: its real annotation format, flat <id>.webm videos, no horizontal flip, and
-``python -m datamodules check --dataset ssv2``, on a generated SSv2 layout."""
+``python -m datamodules check --annotations SSv2``, on a generated SSv2 layout."""
 
 import io
 import json
@@ -11,14 +11,13 @@ import pytest
 
 from datamodules import VideoDataModule
 from datamodules.annotations import (
-    DATASETS,
     AnnotationError,
     SSv2,
     read_ssv2,
     read_ssv2_labels,
 )
 from datamodules.annotations.ssv2 import template_class
-from datamodules.check import check
+from datamodules.check import check_source
 from datamodules.synthetic import generate
 
 
@@ -82,15 +81,15 @@ def test_ids_cannot_leave_the_video_root(ssv2, tmp_path):
     (tmp_path / "outside.webm").write_bytes(ssv2.videos[0].read_bytes())
     (annotations / "train.json").write_text(json.dumps(rows + [escaping]))
     out = io.StringIO()
-    assert check("ssv2", annotations, ssv2.video_root, cache_dir=tmp_path / "cache", out=out) == 1  # a problem found
+    assert check_source(SSv2(str(annotations)), ssv2.video_root, cache_dir=tmp_path / "cache", out=out) == 1
     train = next(line.split() for line in out.getvalue().splitlines() if line.startswith("train"))
     assert train[1:3] == [str(len(rows) + 1), str(len(rows))] and train[5] == "1"  # listed, usable, rejected
 
 
 def test_check_command_lists_every_split(ssv2, tmp_path):
-    assert DATASETS["ssv2"] is SSv2
     result = subprocess.run(
-        [sys.executable, "-m", "datamodules", "check", "--dataset", "ssv2", "--annotations", str(ssv2.annotation_dir),
+        [sys.executable, "-m", "datamodules", "check", "--annotations", "SSv2",
+         "--annotations.annotation_dir", str(ssv2.annotation_dir),
          "--video-root", str(ssv2.video_root), "--cache-dir", str(tmp_path / "cache")],
         check=False, capture_output=True, text=True, timeout=120,
     )

@@ -9,13 +9,7 @@ from datamodules.annotations.source import AnnotationSource
 from datamodules.annotations.ssv2 import SSv2, read_ssv2, read_ssv2_labels
 from datamodules.annotations.ucf101 import UCF101, read_class_index, read_ucf101
 
-# ``python -m datamodules check --dataset NAME``: a new dataset adds its source here.
-DATASETS: dict[str, type[AnnotationSource]] = {
-    "ucf101": UCF101, "hmdb51": HMDB51, "kinetics": Kinetics, "list": ListFiles, "ssv2": SSv2,
-}
-
 __all__ = [
-    "DATASETS",
     "HMDB51",
     "UCF101",
     "AnnotationError",

@@ -61,11 +61,6 @@ class HMDB51(AnnotationSource):
         require_path("split_dir", split_dir, folder=True)
         self.split_dir, self.split = split_dir, split
 
-    @classmethod
-    def from_path(cls, path: Path | str, split: int = 1, label_map: Path | str | None = None,
-                  list_kind: str = "video") -> HMDB51:
-        return cls(str(path), split)
-
     def classes(self) -> list[str]:
         return self.records("test").classes  # 51 small files: cheap
 

@@ -143,24 +143,6 @@ class Kinetics(AnnotationSource):
         self.label_map, self.video_layout = label_map, video_layout
         self._classes: list[str] | None = None
 
-    @classmethod
-    def from_path(cls, path: Path | str, split: int = 1, label_map: Path | str | None = None,
-                  list_kind: str = "video") -> Kinetics:
-        """A CSV, or a folder of CSVs whose names say their split (``train``, ``val``/``validate``,
-        ``test``: ``kinetics-400_val.csv``); a split without a file reads another's."""
-        path = Path(path)
-        files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
-        if not files:
-            raise FileNotFoundError(f"no *.csv file in {path}")
-        found = {role: next((str(f) for f in files if role in f.stem.lower()), None) for role in ("train", "val", "test")}
-        found = {role: file for role, file in found.items() if file is not None} or {"train": str(files[0])}
-        train = found.get("train") or found.get("val") or found["test"]
-        source = cls(train, found.get("val") or found.get("test") or train, found.get("test"),
-                     str(label_map) if label_map is not None else None)
-        # A file that serves several roles is one subset, named by the role its name says.
-        source.csvs = dict(sorted(source.csvs.items(), key=lambda item: item[0] not in found))
-        return source
-
     def classes(self) -> list[str]:
         if self._classes is None:
             if self.label_map is not None:

@@ -131,13 +131,6 @@ class ListFiles(AnnotationSource):
         self.lists = {"train": train_list, "val": val_list or test_list, "test": test_list or val_list}
         self.class_names, self.list_kind = class_names, list_kind
 
-    @classmethod
-    def from_path(cls, path: Path | str, split: int = 1, label_map: Path | str | None = None,
-                  list_kind: str = "video") -> ListFiles:
-        """One list file, checked as one subset."""
-        return cls(str(path), test_list=str(path), class_names=str(label_map) if label_map else None,
-                   list_kind=list_kind)
-
     def classes(self) -> list[str]:
         if self.class_names is not None:
             return [text for _, text in read_lines(self.class_names)]

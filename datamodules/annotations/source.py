@@ -6,9 +6,9 @@ what ``python -m datamodules check`` lists) and the records of each (``records``
 which split each stage of training reads (``stage_split``: UCF-101 validates on its test
 split, Something-Something v2 tests on its validation set) and whether its labels survive
 a horizontal mirror (``mirrorable``: "from left to right" does not). ``VideoDataModule``
-takes any source; ``check`` takes the same object. A new dataset is one file in
-``datamodules/annotations/`` holding its reader and its source, registered in
-``DATASETS`` (``datamodules/annotations/__init__.py``) for ``check --dataset``.
+takes any source; ``check`` takes the same object (``--config``, or ``--annotations CLASS`` with the same
+settings). A new dataset is one file in ``datamodules/annotations/`` holding its reader and
+its source, and one config; nothing registers it.
 
 Bad settings fail in ``__init__``, before a model is built, with one line naming the
 setting (a file that does not exist, a split outside 1-3).
@@ -92,13 +92,6 @@ class AnnotationSource(ABC):
         """The split a stage reads; the default validates on the test split (the
         two-stream paper's datasets have no validation split)."""
         return {"train": "train", "val": "test", "test": "test"}[stage]
-
-    @classmethod
-    def from_path(cls, path: Path | str, split: int = 1, label_map: Path | str | None = None,
-                  list_kind: str = "video") -> AnnotationSource:
-        """The source of ``python -m datamodules check --annotations PATH`` (one path and the
-        flags that apply to this dataset); the default takes the path as the only argument."""
-        return cls(path)
 
     def _unknown(self, split: str) -> KeyError:
         return KeyError(f"{type(self).__name__} has splits {', '.join(self.splits())}, not {split!r}")

@@ -93,11 +93,6 @@ class UCF101(AnnotationSource):
             require_path("annotation_dir", Path(annotation_dir) / name)
         self.annotation_dir, self.split = annotation_dir, split
 
-    @classmethod
-    def from_path(cls, path: Path | str, split: int = 1, label_map: Path | str | None = None,
-                  list_kind: str = "video") -> UCF101:
-        return cls(str(path), split)
-
     def classes(self) -> list[str]:
         return read_class_index(Path(self.annotation_dir) / "classInd.txt")
 
