@@ -44,7 +44,8 @@ from flow import extract
 from flow.algorithms import FlowAlgorithm, create_algorithm
 from flow.extract import ExtractionConfig, Job, Outcome, VideoError, open_video
 from flow.frames import VideoFrames
-from flow.outputs import VideoOutput, discard_leftovers
+from flow.outputs import VideoBusy, VideoOutput, write_jpeg
+from flow.video_run import Skipped
 from flow.stages import QUEUE_DEPTH, opencv_threads, prefetched, usable_cores
 from flow.torch_codec import JpegEncoder, create_jpeg_encoder, quantize_tensor
 
@@ -60,13 +61,14 @@ class _Video:
 
     job: Job
     started: float = field(default_factory=time.perf_counter)
-    output: VideoOutput | None = None  # opened by the decoding thread once two frames are decoded
+    output: VideoOutput | None = None  # opened by the decoding thread before it decodes
     frames: VideoFrames | None = None
     num_frames: int = 0
     pairs: int = 0  # pairs queued for flow
     computed: int = 0  # pairs whose fields went to the writers
     flow_seconds: float = 0.0
     failure: str | None = None
+    skipped: Skipped | None = None  # another writer holds it (with ``failure`` set, so nothing is computed)
     pending: int = 0  # writes not finished
     bytes_written: int = 0
     write_error: BaseException | None = None
@@ -226,13 +228,14 @@ class BatchedRun:
 
     def _decode(self, video: _Video) -> None:
         config, job = self.config, video.job
+        # Opened first, as on the per-video path: a video another writer holds is skipped undecoded.
+        output = video.output = extract.open_video_output(job.target, config)
         video.frames = open_video(job.source, config, gray=not self._color, rgb=self._color or config.rgb)
         layout = config.layout
         with closing(iter(video.frames)) as decoded:
             head = list(islice(decoded, 2))
             if len(head) < 2:
                 raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
-            output = video.output = extract.open_video_output(job.target, config)
             previous = None
             for k, frame in enumerate(chain(head, decoded)):
                 if self._stop.is_set():
@@ -242,7 +245,7 @@ class BatchedRun:
                 video.num_frames = k + 1
                 if config.rgb:
                     path = layout.rgb_path(job.target, k)
-                    self._writers.put(video, partial(extract._write_jpeg, output, path, frame.rgb, config.quality))
+                    self._writers.put(video, partial(write_jpeg, output, path, frame.rgb, config.quality))
                 current = frame.rgb if self._color else frame.gray
                 if previous is not None:
                     directions = ((False, previous, current), (True, current, previous))
@@ -333,7 +336,11 @@ class BatchedRun:
 
     def _fail(self, video: _Video, error: Exception) -> None:
         if video.failure is None:
-            video.failure = extract.failure_reason(error, video.job.target)
+            if isinstance(error, VideoBusy):
+                video.skipped = Skipped(str(error))
+                video.failure = video.skipped.reason
+            else:
+                video.failure = extract.failure_reason(error, video.job.target)
 
     def _compute(self, batch: _Batch) -> None:
         """Flow of a batch's pairs, split when the device runs out of memory or a call fails,
@@ -409,7 +416,7 @@ class BatchedRun:
             yield video.job, self._finish(video)
         self._ended = waiting
 
-    def _finish(self, video: _Video) -> extract.VideoResult | str:
+    def _finish(self, video: _Video) -> extract.VideoResult | Skipped | str:
         job = video.job
         complete = False
         try:
@@ -427,13 +434,11 @@ class BatchedRun:
             if video.failure is None:
                 self._fail(video, video.write_error)  # type: ignore[arg-type]  # a full disk raises FatalError
             assert video.failure is not None
-            return video.failure
+            return video.skipped or video.failure
         finally:
-            if not complete:
-                # Every write of the video has finished (it is idle): nothing writes into its output any more.
-                if video.output is not None:
-                    video.output.discard()
-                discard_leftovers(job.target, self.config.store, self.config.layout)
+            # Every write of the video has finished (it is idle): nothing writes into its output any more.
+            if not complete and video.output is not None:
+                video.output.discard()
 
 
 def batched_outcomes(jobs: Sequence[Job], config: ExtractionConfig) -> Iterator[Outcome]:

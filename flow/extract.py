@@ -1,9 +1,9 @@
 """Extracting optical flow from videos into folders of JPEGs (or packs): one video, and many.
 
-A video's folder is complete when its ``meta.json`` exists; that file is written last
-(a pack is complete once renamed from ``.zip.tmp``: ``flow/outputs.py``), so a run
-killed at any point leaves nothing that looks complete, and the next run redoes
-exactly the unfinished videos. Per-video problems (corrupt or truncated files,
+A video's folder (or pack) is built under a temporary name of its writer's, meta.json
+last, and renamed into place complete (``flow/outputs.py``); a lock per video keeps a
+second run on the same root off it (``flow/ownership.py``). A run killed at any point
+leaves nothing that looks complete, and the next run redoes exactly the unfinished videos. Per-video problems (corrupt or truncated files,
 too few frames) are reported and skipped; a full disk or an unwritable output root
 stops the run, because every later video would fail the same way.
 
@@ -27,17 +27,17 @@ import cv2
 import numpy as np
 
 from flow.algorithms import ALGORITHMS, FlowAlgorithm, create_algorithm
-from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, encode_flow, encode_jpeg
+from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, encode_flow
 from flow.frames import DECODERS, VideoError, VideoFrames, first_line
 from flow.layout import OURS, FrameLayout
 from flow.meta import META_FILE, FlowMeta
-from flow.outputs import VideoOutput, clear_folder, discard_leftovers, open_output
+from flow.outputs import VideoBusy, VideoOutput, clear_folder, open_output, write_jpeg
 from flow.packed import PACK_SUFFIX
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import Writer, flow_fields, prefetched, usable_cores
 from flow.summary import Summary, VideoResult
 from flow.torch_codec import JPEG_ENCODERS
-from flow.video_run import FatalError, Job, plan_jobs, run_jobs
+from flow.video_run import FatalError, Job, Skipped, plan_jobs, run_jobs
 from flow.videos import VIDEO_EXTENSIONS, list_videos, video_id
 
 # The listing names stay importable from here, where callers have always found them.
@@ -141,10 +141,6 @@ def open_video_output(out_dir: Path, config: ExtractionConfig) -> VideoOutput:
     return open_output(out_dir, config.store, config.layout, write_file)
 
 
-def _write_jpeg(output: VideoOutput, path: Path, image: np.ndarray, quality: int) -> int:
-    return output.write(path.name, encode_jpeg(image, quality))
-
-
 def _write_flow(output: VideoOutput, paths: Sequence[Path], field_: np.ndarray, bound: float, quality: int) -> int:
     return sum(output.write(path.name, data) for path, data in zip(paths, encode_flow(field_, bound, quality)))
 
@@ -156,31 +152,35 @@ def extract_video(
     algorithms: Sequence[FlowAlgorithm] | None = None,
     source: str | None = None,
 ) -> VideoResult:
-    """Extract one video into ``out_dir`` (created; earlier files of ours are replaced), or with
-    ``config.store`` "packed" into the pack ``<out_dir>.zip`` (no folder is made).
+    """Extract one video into ``out_dir`` (built as ``<out_dir>.tmp-<host>-<pid>`` and renamed
+    when complete; earlier files of ours there are replaced), or with ``config.store``
+    "packed" into the pack ``<out_dir>.zip`` (no folder is made).
 
     Field k is the flow from sampled frame k to k+1; with ``config.backward`` also from
     k+1 back to k. ``algorithms`` (one instance per flow thread, all of one kind) lets a
     caller reuse them over many videos; by default ``config.create_algorithms()``.
     ``source`` is what meta.json records as the source (default: the path given).
-    Raises VideoError for a video that cannot be extracted.
+    Raises VideoError for a video that cannot be extracted, VideoBusy for one another
+    writer holds (``flow/ownership.py``) or completed meanwhile.
     """
     started = time.perf_counter()
     video_path, out_dir = Path(video_path), Path(out_dir)
     algorithms = list(algorithms or config.create_algorithms())
     color = algorithms[0].needs_color
-    frames = open_video(video_path, config, gray=not color, rgb=color or config.rgb)
     layout = config.layout
     flow_seconds = 0.0
     num_frames = 0
-    # Four stages overlap: decoding (a thread), flow (a thread per algorithm instance),
-    # this loop, and JPEG encoding + writing (a thread).
-    with closing(prefetched(iter(frames))) as decoded:
-        head = list(islice(decoded, 2))
-        if len(head) < 2:
-            raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
-        output = open_video_output(out_dir, config)
-        try:
+    # Opened first: a video another writer holds is skipped before any decoding, and a
+    # killed writer's leftovers go even when this video then fails.
+    output = open_video_output(out_dir, config)
+    try:
+        frames = open_video(video_path, config, gray=not color, rgb=color or config.rgb)
+        # Four stages overlap: decoding (a thread), flow (a thread per algorithm instance),
+        # this loop, and JPEG encoding + writing (a thread).
+        with closing(prefetched(iter(frames))) as decoded:
+            head = list(islice(decoded, 2))
+            if len(head) < 2:
+                raise VideoError(f"{len(head)} frame(s) after sampling every {config.step}; a flow field needs 2")
             with Writer() as writer:
 
                 def pairs() -> Iterator[tuple[tuple[int, bool], np.ndarray, np.ndarray]]:
@@ -190,7 +190,7 @@ def extract_video(
                         num_frames += 1
                         if config.rgb:
                             path = layout.rgb_path(out_dir, k)
-                            writer.put(partial(_write_jpeg, output, path, frame.rgb, config.quality))
+                            writer.put(partial(write_jpeg, output, path, frame.rgb, config.quality))
                         current = frame.rgb if color else frame.gray
                         if previous is not None:
                             yield (k - 1, False), previous, current
@@ -206,9 +206,9 @@ def extract_video(
             return finish_video(output, config, algorithms[0].params(), frames, num_frames,
                                 source or str(video_path), writer.written, time.perf_counter() - started,
                                 flow_seconds)
-        except BaseException:
-            output.discard()  # the writer thread has stopped: nothing writes into it any more
-            raise
+    except BaseException:
+        output.discard()  # the writer thread has stopped: nothing writes into it any more
+        raise
 
 
 def finish_video(
@@ -241,7 +241,7 @@ def check_writable(out_root: Path) -> None:
         raise FatalError(f"output root {out_root} is not writable: {error.strerror or error}") from None
 
 
-Outcome = tuple[Job, VideoResult | str]
+Outcome = tuple[Job, VideoResult | Skipped | str]
 
 
 class _Worker:
@@ -252,12 +252,13 @@ class _Worker:
         self.config = config
         self.algorithms = config.create_algorithms(workers)
 
-    def __call__(self, job: Job) -> VideoResult | str:
+    def __call__(self, job: Job) -> VideoResult | Skipped | str:
         try:
             return extract_video(job.source, job.target, self.config, self.algorithms, source=job.listed)
+        except VideoBusy as busy:
+            return Skipped(str(busy))
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
-            # Freed first: a full disk stops the run (failure_reason raises), leaving no partial files.
-            discard_leftovers(job.target, self.config.store, self.config.layout)
+            # Its partial output is gone already (extract_video discards it), also on a full disk.
             return failure_reason(error, job.target)
 
 

@@ -1,96 +1,167 @@
 """Where one video's extracted files go: its folder of JPEGs, or its pack (``flow/packed.py``).
 
 Both extraction paths (per video and batched) write through a ``VideoOutput``, so each
-store is written, completed and cleaned up one way. A video is complete only once
-``finish`` has run: the folder's meta.json written last, or the pack's ``.zip.tmp``
-renamed to ``.zip``; until then a reader sees nothing it trusts.
+store is written, completed and cleaned up one way:
+
+- opening takes the video's lock (``flow/ownership.py``): a video another live writer
+  holds, or one completed since the run was planned, raises ``VideoBusy`` and is skipped;
+  a killed writer's lock is taken over and its temporary output removed;
+- files are written under a name of this writer's own: the folder ``<id>.tmp-<host>-<pid>/``,
+  or the pack ``<id>.zip.tmp-<host>-<pid>``;
+- ``finish`` writes meta.json last and renames the whole into place, so a final name
+  always means complete (a kill at any moment leaves only a temporary name, which no
+  reader trusts and the next run removes), then releases the lock.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
+from flow.codec import encode_jpeg
 from flow.layout import FrameLayout
 from flow.meta import META_FILE, FlowMeta, json_text, write_meta
-from flow.packed import PackWriter, pack_path, tmp_path
+from flow.ownership import VideoBusy, claim, temporary
+from flow.packed import PackWriter, pack_path
+
+__all__ = ["FolderOutput", "PackOutput", "VideoBusy", "VideoOutput", "clear_folder", "open_output", "write_jpeg"]  # fmt: skip
 
 
 class VideoOutput(ABC):
-    """The files of one video being written; ``write`` may be called from several threads."""
+    """The files of one video being written; ``write`` may be called from several threads.
+
+    Holds the video's lock from opening until ``finish`` or ``discard``.
+    """
+
+    def __init__(self, final: Path, lock_of: Path):
+        self.final = final
+        self._lock = claim(final, lock_of)
+        try:
+            if self.is_complete():
+                raise VideoBusy("completed by another writer since this run listed it")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @abstractmethod
+    def is_complete(self) -> bool:
+        """Whether the video's output is complete under its final name."""
 
     @abstractmethod
     def write(self, name: str, data: bytes) -> int:
         """Store ``data`` as the file ``name`` of the video's layout; returns its size."""
 
-    @abstractmethod
     def finish(self, meta: FlowMeta) -> None:
-        """Write meta.json and make the video complete; every ``write`` must have returned."""
+        """Write meta.json and give the output its final name; every ``write`` must have returned."""
+        try:
+            self._complete(meta)
+        finally:
+            self._lock.release()
 
-    @abstractmethod
     def discard(self) -> None:
         """Remove what was written, best effort (the disk may be the problem)."""
+        try:
+            self._discard()
+        finally:
+            self._lock.release()
+
+    @abstractmethod
+    def _complete(self, meta: FlowMeta) -> None: ...
+
+    @abstractmethod
+    def _discard(self) -> None: ...
 
 
 class FolderOutput(VideoOutput):
-    """``folder``'s files; earlier files of ``layout`` (a killed run's) are cleared first.
+    """The files of ``folder``, written into this writer's ``<folder>.tmp-<host>-<pid>/``.
 
     ``write_file(path, data)`` writes one file (``flow.extract.write_file``, which tests
     replace to simulate a full disk).
     """
 
     def __init__(self, folder: Path, layout: FrameLayout, write_file: Callable[[Path, bytes], int]):
-        self.folder, self.layout, self._write_file = folder, layout, write_file
-        folder.mkdir(parents=True, exist_ok=True)
-        clear_folder(folder, layout)
+        super().__init__(folder, folder)
+        self.layout, self._write_file = layout, write_file
+        self.folder = temporary(folder)
+        try:
+            self.folder.mkdir(parents=True)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def is_complete(self) -> bool:
+        return (self.final / META_FILE).is_file()
 
     def write(self, name: str, data: bytes) -> int:
         return self._write_file(self.folder / name, data)
 
-    def finish(self, meta: FlowMeta) -> None:
+    def _complete(self, meta: FlowMeta) -> None:
         write_meta(self.folder, meta)
+        final = self.final
+        if final.exists():
+            # No meta.json (checked under the lock): an older version's killed run, or another
+            # tool's folder. Our files go; anything else stays, and ours are moved in beside it.
+            clear_folder(final, self.layout)
+            try:
+                final.rmdir()
+            except OSError:
+                for path in sorted(self.folder.iterdir(), key=lambda path: path.name == META_FILE):
+                    os.replace(path, final / path.name)  # meta.json last
+                self.folder.rmdir()
+                _fsync_dir(final.parent)
+                return
+        os.rename(self.folder, final)
+        _fsync_dir(final.parent)  # the rename itself durable: a crash cannot undo a "complete"
 
-    def discard(self) -> None:
-        discard_partial(self.folder, self.layout)
+    def _discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class PackOutput(VideoOutput):
-    """The members of ``<folder>.zip``, streamed into ``<folder>.zip.tmp`` (a killed run's
-    ``.tmp`` is overwritten) and renamed by ``finish``: no file per field reaches the disk."""
+    """The members of ``<folder>.zip``, streamed into ``<folder>.zip.tmp-<host>-<pid>`` and
+    renamed by ``finish``: no file per field reaches the disk."""
 
     def __init__(self, folder: Path):
-        self._writer = PackWriter(pack_path(folder.parent, folder.name), durable=True)
+        pack = pack_path(folder.parent, folder.name)
+        super().__init__(pack, folder)
+        try:
+            self._writer = PackWriter(pack, durable=True)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def is_complete(self) -> bool:
+        return self.final.is_file()
 
     def write(self, name: str, data: bytes) -> int:
         return self._writer.add(name, data)
 
-    def finish(self, meta: FlowMeta) -> None:
+    def _complete(self, meta: FlowMeta) -> None:
         # The bytes write_meta puts in a folder, so a pack equals its folder packed, member by member.
         self._writer.commit(json_text(asdict(meta), indent=2).encode("utf-8"))
 
-    def discard(self) -> None:
+    def _discard(self) -> None:
         self._writer.abort()
 
 
 def open_output(folder: Path, store: str, layout: FrameLayout,
                 write_file: Callable[[Path, bytes], int]) -> VideoOutput:
-    """The output of the video whose folder is ``folder`` in ``store`` ("folders" or "packed")."""
+    """The output of the video whose folder is ``folder`` in ``store`` ("folders" or "packed");
+    raises VideoBusy when another writer holds or has completed it."""
     if store == "packed":
         return PackOutput(folder)
     return FolderOutput(folder, layout, write_file)
 
 
-def discard_leftovers(folder: Path, store: str, layout: FrameLayout) -> None:
-    """Free what a failed (or earlier, killed) attempt left of the video, with no output open."""
-    if store == "packed":
-        try:
-            tmp_path(pack_path(folder.parent, folder.name)).unlink(missing_ok=True)
-        except OSError:
-            pass
-    else:
-        discard_partial(folder, layout)
+def write_jpeg(output: VideoOutput, path: Path, image: np.ndarray, quality: int) -> int:
+    """Encode ``image`` and store it as the file named like ``path`` in ``output``; returns its size."""
+    return output.write(path.name, encode_jpeg(image, quality))
 
 
 def clear_folder(folder: Path, layout: FrameLayout) -> None:
@@ -102,12 +173,10 @@ def clear_folder(folder: Path, layout: FrameLayout) -> None:
             path.unlink()
 
 
-def discard_partial(folder: Path, layout: FrameLayout) -> None:
-    """Free the space of a failed video's partial files; best effort (the disk may be the problem)."""
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        if folder.is_dir():
-            clear_folder(folder, layout)
-            if not any(folder.iterdir()):
-                folder.rmdir()
-    except OSError:
-        pass
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

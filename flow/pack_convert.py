@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flow.layout import OURS, FrameLayout
 from flow.meta import META_FILE, read_meta
+from flow.ownership import TMP_MARK
 from flow.packed import (
     PACK_SUFFIX,
     PackedFlowStore,
@@ -30,13 +31,18 @@ def pack_video(folder: Path | str, pack: Path | str, layout: FrameLayout | None 
     """Pack ``folder``'s frame files (and meta.json, last) into ``pack``; False when it exists.
 
     The files packed are those the folder's layout names (meta.json's, else ``layout``);
-    a folder holding none of them is refused rather than packed empty.
+    a folder holding none of them is refused rather than packed empty. A folder of our
+    layout without meta.json is refused too: ours always end with one, so it is a killed
+    extraction's leftover (older versions wrote in place), which packed would look complete.
     """
     folder, pack = Path(folder), Path(pack)
     if pack.is_file():
         return False
     meta = read_meta(folder)
-    owner = meta.frame_layout() if meta else (layout or OURS)
+    if meta is None and (layout or OURS) == OURS:
+        raise ValueError(f"{folder}: flow files but no meta.json: an unfinished extraction (rerun flow extract "
+                         f"to redo it), or another tool's folder (name its layout: --flow-layout)")
+    owner = meta.frame_layout() if meta else layout
     names = sorted(name for name in os.listdir(folder) if name != META_FILE and owner.owns(name))
     if not names:
         raise ValueError(f"{folder}: no frame files of its layout to pack")
@@ -80,10 +86,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def find_folders(root: Path | str) -> list[str]:
     """Video ids (relative paths, ``/``-separated) of the folders under ``root`` holding JPEGs
-    or a meta.json."""
+    or a meta.json; a writer's temporary folders (``<id>.tmp-<host>-<pid>``) are not videos."""
     root = Path(root)
     found = []
-    for dirpath, _, files in os.walk(root):
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = [name for name in dirnames if TMP_MARK not in name]
         if dirpath != str(root) and any(name == META_FILE or name.endswith(".jpg") for name in files):
             found.append(Path(dirpath).relative_to(root).as_posix())
     return sorted(found)

@@ -2,9 +2,9 @@
 
 Its members are the files of the video's folder under the same names (``meta.json``
 last), stored (ZIP_STORED) so that ``unzip`` or Python's zipfile open it and unpacking
-gives back byte-identical JPEGs. A pack is written as ``<video_id>.zip.tmp`` and renamed
-when complete, so a pack under its final name is whole: a crash leaves only a ``.tmp``,
-which readers never open.
+gives back byte-identical JPEGs. A pack is written as ``<video_id>.zip.tmp-<host>-<pid>``
+and renamed when complete, so a pack under its final name is whole: a crash leaves only a
+temporary file, which readers never open.
 
 Reading: the zip's central directory is read once per video (about 1.5 ms for 300
 members), then each member with one ``os.pread`` at its offset (5 us, where zipfile's
@@ -28,11 +28,11 @@ import numpy as np
 from flow.codec import DEFAULT_BOUND
 from flow.layout import FrameLayout
 from flow.meta import META_FILE, FlowMeta, parse_meta
+from flow.ownership import temporary
 from flow.paths import safe_join
 from flow.store import FolderFlowStore, decode_image
 
 PACK_SUFFIX = ".zip"
-TMP_SUFFIX = ".tmp"
 
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")  # a zip local file header, 30 bytes
 _LOCAL_SIGNATURE = 0x04034B50
@@ -55,15 +55,15 @@ def _check_member_name(name: str, pack: Path) -> None:
 
 
 def tmp_path(pack: Path | str) -> Path:
-    """Where ``pack`` is written until it is complete (readers never open it)."""
-    pack = Path(pack)
-    return pack.with_name(pack.name + TMP_SUFFIX)
+    """Where this process writes ``pack`` until it is complete (readers never open it):
+    ``<pack>.tmp-<host>-<pid>``, so two writers never share one."""
+    return temporary(Path(pack))
 
 
 class PackWriter:
-    """A pack written member by member into ``<pack>.tmp`` and renamed to ``pack`` by ``commit``.
+    """A pack written member by member into ``tmp_path(pack)`` and renamed to ``pack`` by ``commit``.
 
-    Opening overwrites a ``.tmp`` a killed run left. ``add`` may be called from several
+    ``add`` may be called from several
     threads (the batched extraction's writers). ``durable``: the data and the rename are
     fsync'd, as a folder's meta.json is, so a pack under its final name survives a power
     cut whole. Used as a context manager, an exception before ``commit`` aborts (the

@@ -12,14 +12,24 @@ reused across that process's jobs. An exception the job function raises is raise
 the caller, which stops the run; per-job errors a run should survive are the function's
 to turn into results.
 
-Ctrl-C: the pool is shut down on the way out (queued jobs cancelled, running ones
-awaited), and the interrupt propagates.
+Ctrl-C (or the caller's SIGTERM handler raising): the jobs in flight are ended, the pool
+shut down, and the exception propagates. A worker never outlives the process that started
+the pool: on Linux the kernel kills it when its parent dies (``PR_SET_PDEATHSIG``; with
+forkserver the parent is the fork server, which exits with the main process), and a
+watchdog thread ends it once that process is gone (everywhere, and for the race before the
+``prctl``). Without this, a SIGKILLed run's workers finish their queued videos and then
+wait forever, holding their memory (a cluster's preemption does this to every job).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -56,9 +66,45 @@ class RepeatedCrashes(RuntimeError):
 # This process's job function when it is a pool's worker; set once by ``_start_worker``.
 _job_function: Callable[[Any], Any] | None = None
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_WATCH_SECONDS = 0.5  # how often a worker looks whether the pool's process is still there
 
-def _start_worker(make_worker: Callable[[], Callable[[Any], Any]]) -> None:
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process under a reused pid: ours is gone
+        return False
+    return True
+
+
+def _watch_parent(owner: int, parent: int) -> None:
+    while True:
+        time.sleep(_WATCH_SECONDS)
+        if os.getppid() != parent or not _alive(owner):
+            os._exit(1)  # nothing to flush: the job's output is temporary until finished
+
+
+def _die_with_parent(owner: int) -> None:
+    """Make this process end when its parent (or ``owner``, the process that started it
+    through a fork server) dies: ``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog still ends it
+    if os.getppid() != parent or not _alive(owner):  # died before the prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(owner, parent), name="parent-watch", daemon=True).start()
+
+
+def _start_worker(make_worker: Callable[[], Callable[[Any], Any]], owner: int) -> None:
     global _job_function
+    _die_with_parent(owner)
     # Ctrl-C reaches the terminal's whole process group. A worker interrupted while it
     # holds the result queue's lock leaves shutdown(wait=True) waiting forever (seen in
     # tests); the parent decides instead, and terminates the workers (_PoolRound).
@@ -90,7 +136,7 @@ class _PoolRound(Generic[Job, Result]):
 
     def __iter__(self) -> Iterator[tuple[Job, Result]]:
         pool = ProcessPoolExecutor(self.processes, mp_context=_context(), initializer=_start_worker,
-                                   initargs=(self.make_worker,))
+                                   initargs=(self.make_worker, os.getpid()))
         in_flight: dict[Future, Job] = {}
         pending, lost = self.pending, self.lost
         try:

@@ -44,6 +44,7 @@ class RunTotals:
     wall_seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
     failures_file: Path | None = None
+    in_use: list[Failure] = field(default_factory=list)  # skipped: another writer held or completed them
 
     @property
     def failed(self) -> int:
@@ -58,6 +59,9 @@ class RunTotals:
     def format(self) -> str:
         lines = [f"videos: {self.done} done, {self.skipped} skipped (already complete), {self.failed} failed",
                  *self.details()]
+        if self.in_use:
+            lines.append(f"{len(self.in_use)} videos skipped as another writer's; first: {self.in_use[0].video}: "
+                         f"{self.in_use[0].reason}")
         if self.failures:
             where = f", listed in {self.failures_file}" if self.failures_file else ""
             lines.append(f"{self.failed} videos failed{where}; first: {self.failures[0].video}: "

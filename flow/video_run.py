@@ -5,14 +5,21 @@ root); a video whose target is finished is skipped, two listed videos with one i
 failure of the second; the outcomes (a result, or the reason a video failed) are tallied
 into the run's summary under a progress bar, each failure printed as it happens; and the
 failures are written to a list (``path<TAB>reason`` per line) that scripts can read.
+
+SIGTERM (a cluster's preemption, ``timeout``) and Ctrl-C stop the whole run within
+seconds: the jobs in flight end (``flow/pool.py``'s workers with it), one line says so,
+and the exit status is 143 or 130. A video's output is temporary until complete
+(``flow/outputs.py``), so the rerun redoes exactly the unfinished videos.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from contextlib import contextmanager
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +29,42 @@ from tqdm import tqdm
 from flow.paths import safe_join
 from flow.sharding import Shard
 from flow.summary import Failure, RunTotals
-from flow.videos import list_videos, video_id
+from flow.videos import id_clashes, list_videos, video_id
 
 EXIT_FAILURES, EXIT_STOPPED = 1, 3  # some videos failed; the run stopped (full disk, crashes), rerun resumes
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM  # the shell's codes: 130, 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException like KeyboardInterrupt, so that no per-video
+    ``except Exception`` takes it for one video's failure."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+    raise Terminated
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` in the main thread while inside the block."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class FatalError(Exception):
     """The whole run must stop: the output cannot be written (full disk, unwritable root)
     or workers keep crashing."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """The outcome of a job whose video another writer holds or completed meanwhile (``reason``)."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -45,7 +80,21 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, shard
                 run: Callable[[list[str], Path], RunTotals]) -> int:
     """A command's run over this shard of the listed videos (``--list``, ``--extensions``),
     ``run(videos, failures_file)``; its summary printed; the exit status scripts read: 0, 1
-    when videos failed (listed in ``--failures``), 3 when the run stopped (a rerun resumes)."""
+    when videos failed (listed in ``--failures``), 3 when the run stopped (a rerun resumes),
+    130 / 143 when Ctrl-C / SIGTERM stopped it (one line, no traceback; a rerun resumes)."""
+    try:
+        with stop_on_sigterm():
+            return _run_command(parser, args, shard, what, run)
+    except KeyboardInterrupt:
+        stopped, status = "Ctrl-C", EXIT_INTERRUPTED
+    except Terminated:
+        stopped, status = "SIGTERM", EXIT_TERMINATED
+    print(f"stopped by {stopped}; rerun the same command to resume (unfinished videos are redone)", file=sys.stderr)
+    return status
+
+
+def _run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, shard: Shard, what: str,
+                 run: Callable[[list[str], Path], RunTotals]) -> int:
     extensions = [ext.strip() for ext in args.extensions.split(",") if ext.strip()]
     if not extensions:
         parser.error("argument --extensions: no extension given")
@@ -68,9 +117,10 @@ def plan_jobs(videos: Sequence[str], video_root: Path | str, out_root: Path | st
               finished: Callable[[Job], bool], summary: RunTotals) -> list[Job]:
     """The jobs still to do: listed videos whose target (``target_name(video_id)`` under
     ``out_root``) is not ``finished``; the others are counted as skipped, and paths that
-    leave a root or repeat a video id as failures."""
+    leave a root or share a video id with another video (listed or beside it on disk) as
+    failures, every one of them on every run."""
     jobs: list[Job] = []
-    owners: dict[str, str] = {}
+    clashes = id_clashes(video_root, videos)
     for listed in videos:
         vid = video_id(listed)
         try:
@@ -78,10 +128,10 @@ def plan_jobs(videos: Sequence[str], video_root: Path | str, out_root: Path | st
         except ValueError as error:
             summary.failures.append(Failure(listed, str(error)))
             continue
-        if vid in owners:  # a/x.avi and a/x.mkv have one id: one output
-            summary.failures.append(Failure(listed, f"same video id {vid!r} as {owners[vid]}"))
+        if listed in clashes:  # a/x.avi and a/x.mp4 would have one output: which one's is unknowable
+            summary.failures.append(Failure(listed, f"same video id {vid!r} as {', '.join(clashes[listed])}; "
+                                                    f"rename one of them"))
             continue
-        owners[vid] = listed
         if finished(job):
             summary.skipped += 1
         else:
@@ -91,7 +141,7 @@ def plan_jobs(videos: Sequence[str], video_root: Path | str, out_root: Path | st
 
 def run_jobs(jobs: Sequence[Job], outcomes: Iterable[tuple[Job, Any]], summary: RunTotals, desc: str,
              started: float, progress: bool = True, rate: Callable[[float], dict[str, str]] | None = None) -> None:
-    """Tally ``outcomes`` (job, result or failure reason) into ``summary`` under a progress bar
+    """Tally ``outcomes`` (job, result, Skipped or failure reason) into ``summary`` under a progress bar
     (``rate(seconds since started)``: more of its postfix), set the run's wall time since
     ``started`` (``time.perf_counter()``), then write the failures list."""
     bar = tqdm(total=len(jobs), unit="video", desc=desc, disable=not progress, mininterval=1.0)
@@ -100,6 +150,9 @@ def run_jobs(jobs: Sequence[Job], outcomes: Iterable[tuple[Job, Any]], summary: 
             if isinstance(outcome, str):
                 summary.failures.append(Failure(job.listed, outcome))
                 tqdm.write(f"failed: {job.listed}: {outcome}", file=sys.stderr)
+            elif isinstance(outcome, Skipped):
+                summary.in_use.append(Failure(job.listed, outcome.reason))
+                tqdm.write(f"skipped: {job.listed}: {outcome.reason}", file=sys.stderr)
             else:
                 summary.add(outcome)
             bar.update()

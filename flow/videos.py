@@ -9,10 +9,12 @@ through ``flow.paths.safe_join``, which refuses names that leave the root.
 
 from __future__ import annotations
 
+import os
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-__all__ = ["VIDEO_EXTENSIONS", "list_videos", "video_id"]
+__all__ = ["VIDEO_EXTENSIONS", "id_clashes", "list_videos", "video_id"]
 
 VIDEO_EXTENSIONS = ("avi", "mp4", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "flv", "wmv")
 
@@ -66,3 +68,24 @@ def list_videos(
         for path in root.rglob("*")
         if path.suffix.lower() in suffixes and path.is_file()
     )
+
+
+def id_clashes(video_root: Path | str, videos: Sequence[str]) -> dict[str, list[str]]:
+    """For each of ``videos`` (listed paths) whose id another video shares, those others:
+    listed ones, and video files beside it on disk (``a/x.avi`` and ``a/x.mp4``), so a clash
+    is seen also by a run given only one of the two (a rerun from the failures list)."""
+    by_id: dict[str, set[str]] = defaultdict(set)
+    for listed in videos:
+        by_id[video_id(listed)].add(listed)
+    suffixes = {"." + ext for ext in VIDEO_EXTENSIONS} | {PurePosixPath(v).suffix.lower() for v in videos}
+    for folder in {PurePosixPath(listed).parent for listed in videos}:
+        try:
+            names = os.listdir(Path(video_root) / folder)
+        except OSError:
+            continue  # no such folder: the listed videos there fail on their own
+        for name in names:
+            if PurePosixPath(name).suffix.lower() in suffixes:
+                relative = (folder / name).as_posix()
+                if video_id(relative) in by_id:
+                    by_id[video_id(relative)].add(relative)
+    return {listed: sorted(by_id[video_id(listed)] - {listed}) for listed in videos if len(by_id[video_id(listed)]) > 1}

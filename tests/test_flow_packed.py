@@ -388,7 +388,7 @@ def test_a_store_with_open_packs_pickles_into_spawned_workers(tmp_path):
     for k in range(2):
         for path, data in zip(DENSEFLOW.flow_paths(folder, k), encode_flow(np.ones((8, 8, 2), np.float32), 20.0)):
             path.write_bytes(data)
-    pack_video(str(folder), str(tmp_path / "packs" / "v.zip"))
+    pack_video(str(folder), str(tmp_path / "packs" / "v.zip"), layout=DENSEFLOW)
     store = PackedFlowStore(tmp_path / "packs", DENSEFLOW, 20.0)
     first = store.read_flow("v", [1])
     copy = pickle.loads(pickle.dumps(store))
