@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                          help="open every flow file (every pack's index and members) and check it against meta.json")
     command.add_argument("--decode", action="store_true",
                          help="decode every frame of every video with the data's decoder; name the first frame "
-                              "that fails (about 0.1-0.5 s per minute of video: docs/faults.md)")
+                              "that fails (about 12 ms per second of 320x240 video on one core: docs/faults.md)")
     resize = add_resize_command(commands)
     args, overrides = parser.parse_known_args(argv)
     if args.command == "resize":
