@@ -21,9 +21,10 @@ with ``--codec mpeg4`` to match flow extracted from the originals.
 Phone videos are written upright: the display rotation (``flow.orientation``) is applied
 to the frames and the output carries none, so every decoder shows the same frames.
 
-A video is written as ``<id>.mp4.tmp``, its frame count checked, and renamed: an output
-under its final name is complete, so a rerun skips it, and redoes (removing its temporary
-file) every video a killed run left unfinished. Failures, the failure list and the exit
+A video is written as ``<id>.mp4.tmp-<host>-<pid>``, its frame count checked, and renamed:
+an output under its final name is complete, so a rerun skips it, and redoes every video a
+killed run left unfinished (removing that run's temporary file). A lock per video
+(``flow/ownership.py``) keeps a second run on the same root off a video being written. Failures, the failure list and the exit
 status are flow extraction's; the run over many videos is on ``flow.pool``'s processes.
 """
 
@@ -45,19 +46,18 @@ from av.video.reformatter import VideoReformatter
 from datamodules.annotations.records import RESIZED_SUFFIX
 from flow.av_compat import copy_colour_tags, display_matrix, frame_rate, open_input
 from flow.extract import check_writable, failure_reason
+from flow.ownership import VideoBusy, claim, temporary
 from flow.frames import VideoError, resized_size
 from flow.orientation import quarter_turns, upright_size
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import usable_cores
 from flow.summary import RunTotals
-from flow.video_run import FatalError, Job, plan_jobs, run_jobs
+from flow.video_run import FatalError, Job, Skipped, plan_jobs, run_jobs
 
 __all__ = [
     "CODECS", "Codec", "ResizeConfig", "ResizeSummary", "ResizedVideo", "default_codec", "encoded_size",
     "resize_many", "resize_video", "tmp_path",
 ]  # fmt: skip
-
-TMP_SUFFIX = ".tmp"
 
 # Videos in a row whose worker crashed even when run alone, before the run gives up.
 _MAX_LONE_CRASHES = 10
@@ -217,8 +217,8 @@ def _counted_frames(path: Path) -> int:
 
 
 def tmp_path(target: Path) -> Path:
-    """Where ``target`` is written before it is complete."""
-    return target.with_name(target.name + TMP_SUFFIX)
+    """Where this process writes ``target`` before it is complete: ``<target>.tmp-<host>-<pid>``."""
+    return temporary(target)
 
 
 def resize_video(source: Path | str, target: Path | str, config: ResizeConfig, threads: int = 1) -> ResizedVideo:
@@ -288,11 +288,19 @@ class _Worker:
         self.config = config
         self.threads = config.threads or max(1, usable_cores() // workers)
 
-    def __call__(self, job: Job) -> ResizedVideo | str:
+    def __call__(self, job: Job) -> ResizedVideo | Skipped | str:
         try:
+            lock = claim(job.target)
+        except VideoBusy as busy:
+            return Skipped(str(busy))
+        try:
+            if job.target.is_file():
+                return Skipped("completed by another writer since this run listed it")
             return resize_video(job.source, job.target, self.config, self.threads)
         except Exception as error:  # noqa: BLE001 - one odd video must not stop the others
             return failure_reason(error, job.target.parent)
+        finally:
+            lock.release()
 
 
 def _outcomes(jobs: Sequence[Job], config: ResizeConfig, workers: int) -> Iterator[tuple[Job, ResizedVideo | str]]:
@@ -302,8 +310,7 @@ def _outcomes(jobs: Sequence[Job], config: ResizeConfig, workers: int) -> Iterat
         return
     try:
         for job, outcome in pool_outcomes(jobs, partial(_Worker, config, workers), workers, _MAX_LONE_CRASHES):
-            if isinstance(outcome, Crashed):
-                tmp_path(job.target).unlink(missing_ok=True)
+            if isinstance(outcome, Crashed):  # its temporary file goes when the video is next redone
                 outcome = "the worker process crashed while re-encoding this video"
             yield job, outcome
     except RepeatedCrashes as error:
@@ -323,7 +330,7 @@ def resize_many(
     """Re-encode ``videos`` (paths relative to ``video_root``) into ``out_root/<video id>.mp4``.
 
     Outputs that exist are skipped (they are complete: only a finished video gets its name),
-    a killed run's temporary files are removed and their videos redone; failures are
+    a killed run's videos redone (its temporary files removed); failures are
     collected (and written to ``failures_file``, one ``path<TAB>reason`` line each, as flow
     extraction writes them). Raises FatalError when the output cannot be written at all.
     """
@@ -334,12 +341,7 @@ def resize_many(
     check_writable(out_root)
     summary = ResizeSummary(failures_file=Path(failures_file) if failures_file else None)
 
-    def finished(job: Job) -> bool:
-        if job.target.is_file():
-            return True
-        tmp_path(job.target).unlink(missing_ok=True)  # a killed run's half-written file
-        return False
-
-    jobs = plan_jobs(videos, video_root, out_root, lambda vid: vid + RESIZED_SUFFIX, finished, summary)
+    jobs = plan_jobs(videos, video_root, out_root, lambda vid: vid + RESIZED_SUFFIX, lambda job: job.target.is_file(),
+                     summary)
     run_jobs(jobs, _outcomes(jobs, config, workers), summary, "resize", started, progress)
     return summary

@@ -3,7 +3,9 @@ rule; phone videos upright; failures listed; resumable; the datamodules read the
 
 import errno
 import os
+import socket
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,8 +22,8 @@ from datamodules.__main__ import main
 from datamodules.annotations import UCF101
 from datamodules.decoding import create_reader
 from datamodules.resize import ResizeConfig, encoded_size, resize_many, resize_video
-from datamodules.resize import tmp_path as partial_path
 from flow.av_compat import frame_rate
+from flow.ownership import Writer, lock_path, temporary
 from flow.extract import ExtractionConfig, extract_many
 from flow.frames import resized_size
 from flow.videos import list_videos
@@ -207,11 +209,17 @@ def test_a_rerun_skips_finished_videos_and_redoes_half_written_ones(video_root, 
     before = finished.stat().st_mtime_ns
     killed = out / "Run" / "v_Run_g01_c01.mp4"
     killed.unlink()
-    partial_path(killed).write_bytes(b"half a video")  # what a killed run leaves
+    # What a killed run leaves: its lock and its temporary file, under a pid now dead.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    writer = Writer(socket.gethostname(), int(dead.stdout), 0)
+    temporary(killed, writer.tag()).write_bytes(b"half a video")
+    lock_path(killed).write_text(writer.text())
     summary = resize_many(video_root, videos, out, config(), progress=False)
     assert (summary.done, summary.skipped, summary.failed) == (1, 1, 0)
     assert finished.stat().st_mtime_ns == before
-    assert not partial_path(killed).exists() and create_reader("decord").num_frames(killed) == 12
+    assert not temporary(killed, writer.tag()).exists() and not lock_path(killed).exists()
+    assert create_reader("decord").num_frames(killed) == 12
+    assert sorted(path.name for path in killed.parent.iterdir()) == [killed.name]
 
 
 def test_worker_processes_resize_and_report_like_one(video_root, tmp_path):
