@@ -71,6 +71,19 @@ from models.input_spec import InputSpec
 
 log = logging.getLogger(__name__)
 
+_warned_counts: set[str] = set()  # flow folders whose field count was warned about, in this process
+
+
+def _warn_field_count(folder: object, num_flows: int, num_frames: int) -> None:
+    """A folder without meta.json whose field count disagrees with the listed frame count:
+    another tool's folder cut short, or a killed extraction's leftover. Read as it is
+    (other tools' folders have no meta.json), said once per video."""
+    if str(folder) not in _warned_counts:
+        _warned_counts.add(str(folder))
+        log.warning("%s holds %d flow fields but its video is listed with %d frames: an unfinished extraction? "
+                    "(re-extract it with python -m flow extract)",
+                    folder, num_flows, num_frames)
+
 MIN_DRAWS = 20  # below this many draws a failure rate says little
 MAX_REPLACEMENTS = 10  # consecutive bad videos tried for one item before giving up
 # What reading a broken file raises: decoders (VideoDecodeError), the flow store (missing
@@ -277,6 +290,9 @@ class VideoDataset(Dataset):
         num_frames = self.index.num_frames[j]
         if num_frames is None:
             num_frames = num_flows + 1 if "flow" in self.keys else self.reader.num_frames(self._rgb_source(j))
+        elif "flow" in self.keys and not num_frames - 1 <= num_flows <= num_frames:
+            _warn_field_count(self.store.folder(self.index.video_ids[j]) if self.store else self.index.video_ids[j],
+                              num_flows, num_frames)
         return num_frames, num_flows
 
     def _positions(self, j: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:

@@ -223,3 +223,19 @@ def test_pack_refuses_a_folder_of_ours_without_meta_json(videos, tmp_path, capsy
     assert flow_main(["pack", str(out), str(tmp_path / "packed")]) == 1
     assert f"{out / 'v1'}: flow files but no meta.json" in capsys.readouterr().err
     assert (tmp_path / "packed" / "v0.zip").is_file() and not (tmp_path / "packed" / "v1.zip").exists()
+
+
+def test_training_warns_once_per_folder_whose_field_count_disagrees_with_its_frames(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from datamodules.datasets import VideoDataset
+
+    # Folders without meta.json (another tool's, or an older version's leftover): v0 whole, v1 cut short.
+    index = SimpleNamespace(video_ids=["v0", "v1"], num_flows=[11, 4], flow_frames=[None, None], num_frames=[12, 12])
+    dataset = SimpleNamespace(index=index, keys=("flow",), store=FolderFlowStore(tmp_path))
+    with caplog.at_level("WARNING", logger="datamodules.datasets"):
+        for _ in range(3):
+            assert [VideoDataset._counts(dataset, j) for j in (0, 1)] == [(12, 11), (12, 4)]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path / 'v1'} holds 4 flow fields but its video is listed with 12 frames: an unfinished extraction? "
+        "(re-extract it with python -m flow extract)"]
