@@ -11,7 +11,8 @@ meta.json), flow folders following another layout than the reader's, with ``--ve
 flow whose files do not open, and with ``--decode`` videos whose frames do not all decode
 (``datamodules/full_decode.py``). Below the table, the first problem videos of each kind
 with their reasons; every one is written to a list file beside the cached index. Exit
-status: 0 clean, 1 problems found, 2 unreadable annotations.
+status: 0 clean, 1 problems found, 2 unreadable annotations (or a ``--decode`` decoder
+that cannot run here).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TextIO
 import yaml
 
 from datamodules.annotations import Annotations, AnnotationSource
-from datamodules.decoding import create_reader
+from datamodules.decoding import FrameReader, create_reader
 from datamodules.full_decode import undecodable_many
 from datamodules.index import VideoIndex, build_index, default_cache_dir
 from datamodules.native_stderr import CapturedStderr, native_stderr_captured
@@ -85,7 +86,7 @@ def format_table(rows: list[list[str]]) -> str:
 
 
 def _subset_problems(subset: Annotations, video_root: Path | str, frames: Path | None, layout: FrameLayout,
-                     cache: Path, verify: bool, decoder: str | None,
+                     cache: Path, verify: bool, reader: FrameReader | None,
                      capture: CapturedStderr) -> tuple[VideoIndex, list[Problem]]:
     """One subset's index (as training builds it) and every problem found in it."""
     with warnings.catch_warnings():
@@ -99,9 +100,9 @@ def _subset_problems(subset: Annotations, video_root: Path | str, frames: Path |
         seen = {problem.video_id for problem in problems if problem.kind == "damaged_flow"}
         damaged = verify_many(frames, layout, [video_id for video_id in index.video_ids if video_id not in seen])
         problems += [Problem("damaged_flow", video_id, reason) for video_id, reason in damaged.items()]
-    if decoder is not None:
+    if reader is not None:
         paths = {video_id: path for video_id, path in zip(index.video_ids, index.paths) if path is not None}
-        failed = undecodable_many(create_reader(decoder), paths)
+        failed = undecodable_many(reader, paths)
         problems += [Problem("undecodable", video_id, f"{paths[video_id]}: {reason}")
                      for video_id, reason in failed.items()]
     return index, problems
@@ -121,7 +122,7 @@ def check_source(
 ) -> int:
     """Check every split of ``source`` against the roots, print the table and the first
     problem videos of each kind with their reasons; returns the exit status (0: clean,
-    1: problems found, 2: unreadable annotations). ``verify`` opens
+    1: problems found, 2: unreadable annotations or a decoder that cannot run here). ``verify`` opens
     every flow file; ``decoder`` (a data setting ``decoder``: auto, decord, torchcodec)
     decodes every frame of every video with that reader."""
     out = out or sys.stdout  # looked up per call, so redirected output (and capture) works
@@ -139,13 +140,18 @@ def check_source(
     if decoder == "rawframes":  # its RGB frames are JPEG files: --verify opens them
         print("--decode: decoder rawframes reads JPEG frames, which --verify opens", file=out)
         decoder = None
+    try:
+        reader = create_reader(decoder) if decoder is not None else None
+    except (ImportError, RuntimeError, ValueError) as error:  # torchcodec absent, no CUDA, a typo
+        print(f"error: --decode: decoder {decoder!r}: {error}", file=sys.stderr)
+        return EXIT_BAD_ANNOTATIONS
     rows, details, lists, everything = [], [], [], []
     # Decoders print their own log lines on fd 2 for every broken video: kept off the
     # terminal, the reasons go into the lists instead.
     with native_stderr_captured() as capture:
         for subset_name, subset in subsets.items():
-            index, problems = _subset_problems(subset, video_root, frames, layout, cache, verified, decoder, capture)
-            rows.append(_row(subset_name, subset, index, problems, verified, decoder is not None))
+            index, problems = _subset_problems(subset, video_root, frames, layout, cache, verified, reader, capture)
+            rows.append(_row(subset_name, subset, index, problems, verified, reader is not None))
             path = report_file(cache, f"{subset_name}.tsv", *identity)
             write_problems(problems, path)
             if problems:

@@ -419,3 +419,11 @@ def test_decode_names_a_video_that_stops_decoding_mid_file(tmp_path, capfd, deco
     # for a video this small even frame 0 fails (it would in training too).
     assert int(stop.group(1)) <= 20 and (decoder == "decord" or int(stop.group(1)) >= 10)
     assert "whole" not in out.split("problem lists")[0].split("undecodable")[-1]
+
+
+def test_decode_with_a_decoder_that_cannot_run_is_one_line(tmp_path, capsys):
+    listed = tmp_path / "list.txt"
+    listed.write_text("a.mp4 0\n")
+    source = ListFiles(str(listed), test_list=str(listed))
+    assert check_source(source, tmp_path, cache_dir=tmp_path / "c", decoder="nonsense") == 2
+    assert capsys.readouterr().err.startswith("error: --decode: decoder 'nonsense': unknown frame reader")
