@@ -146,12 +146,14 @@ def check_source(
         print(f"error: --decode: decoder {decoder!r}: {error}", file=sys.stderr)
         return EXIT_BAD_ANNOTATIONS
     rows, details, lists, everything = [], [], [], []
+    videos = 0  # video files --decode decoded
     # Decoders print their own log lines on fd 2 for every broken video: kept off the
     # terminal, the reasons go into the lists instead.
     with native_stderr_captured() as capture:
         for subset_name, subset in subsets.items():
             index, problems = _subset_problems(subset, video_root, frames, layout, cache, verified, reader, capture)
             rows.append(_row(subset_name, subset, index, problems, verified, reader is not None))
+            videos += sum(path is not None for path in index.paths)
             path = report_file(cache, f"{subset_name}.tsv", *identity)
             write_problems(problems, path)
             if problems:
@@ -165,6 +167,8 @@ def check_source(
         log.unlink(missing_ok=True)  # an earlier check's log would mislead
     print(f"{title}, videos {video_root}" + (f", frames {frames_root}" if frames_root is not None else ""), file=out)
     print(format_table(rows), file=out)
+    if reader is not None and not videos:
+        print("--decode: no video file to decode (none is usable, or the data reads flow or frames only)", file=out)
     if verify and frames is None:
         print("--verify: no frames root, no flow to open", file=out)
     if not everything:
