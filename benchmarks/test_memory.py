@@ -5,7 +5,7 @@ Two paths score the same test sample with the same random network:
 
 - *ours*: the worker builds the uint8 item (``dataset[0]``: 25 positions at their stored
   size and the crop boxes, 44 MB for a flow video); scoring finishes it into ``TestViews``,
-  which ``lightning_modules.views.forward_views`` cuts and converts ``chunk`` views at a
+  which ``lightning_modules.evaluation.views.forward_views`` cuts and converts ``chunk`` views at a
   time (on the device in a real test, on the CPU here);
 - *bare*: every view materialised as float32 on the host (``TestViews.materialise``:
   250 x 20 x 224 x 224 float32 for a flow video, 0.93 GiB) and one ``network(views)`` call,
@@ -197,7 +197,7 @@ def measure(root: Path, settings: Settings, row: Row, path: SamplePath, threads:
     from datamodules.annotations import UCF101
     from datamodules.batch import collate_test
     from datamodules.datamodule import VideoDataModule
-    from lightning_modules.views import forward_views, video_scores
+    from lightning_modules.evaluation.views import forward_views, video_scores
     from models import ResNetStream
 
     torch.set_num_threads(threads)

@@ -10,7 +10,8 @@ values (``datamodules.inputs.as_bits``).
 ``finish_batch`` runs once the batch is on the device (the datamodules'
 ``on_after_batch_transfer``): train and val keys become network inputs at once; test keys
 become ``TestViews``, whose P x K views are cut and converted one chunk at a time inside
-the chunked forward (``lightning_modules.views.forward_views``). So no float32 of the
+the chunked forward (``lightning_modules.evaluation.views.forward_views``; the whole test
+path is told in ``lightning_modules.evaluation``). So no float32 of the
 views' size exists on the host, and on the device only a chunk's worth: 25 x 10 flow views
 at 224 px are 0.93 GiB of float32, their 25 uncropped uint8 positions 44 MB.
 """
@@ -45,7 +46,7 @@ def collate_flat(items: Sequence[dict | list[dict]]) -> dict:
     return default_collate([sample for item in items for sample in (item if isinstance(item, list) else [item])])
 
 
-@dataclass
+@dataclass(frozen=True)
 class TestViews:
     """The V = P x K test views of N videos of one key, cut and converted on the device chunk by chunk.
 
@@ -60,7 +61,8 @@ class TestViews:
         quantized: flow: each video's [step, bound] (N, 2), float32.
         scale: flow: how much resizing stretched each video's x, y (N, 2), float32.
         subtract_flow_mean: see ``datamodules.inputs.to_input``.
-        layout: applied to every chunk of inputs (e.g. channels-last for a channels-last network).
+        layout: applied to every chunk of inputs (e.g. channels-last for a channels-last network:
+            ``GPUSettings`` gives the batch views made ``with_layout``).
         dtype: the chunks' dtype (the precision's input dtype, e.g. bfloat16 under
             ``bf16-true``); None: float32.
     """
@@ -99,6 +101,10 @@ class TestViews:
         return replace(self, positions=[self.positions[n] for n in rows], boxes=[self.boxes[n] for n in rows],
                        quantized=None if self.quantized is None else self.quantized[rows],
                        scale=None if self.scale is None else self.scale[rows])
+
+    def with_layout(self, layout: Callable[[Tensor], Tensor] | None) -> TestViews:
+        """The same views, their chunks laid out by ``layout``."""
+        return replace(self, layout=layout)
 
     def _views(self) -> Iterator[tuple[int, int, int]]:
         """(video, position, box) of every view, in order."""

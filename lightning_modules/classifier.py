@@ -5,12 +5,11 @@ centre view per video; test every view of every video (25 x 10 for 2D streams), 
 through the network in chunks, softmax averaged over the views. Test metrics are
 computed once, on the per-video scores gathered from all ranks, so every video counts
 exactly once under DDP; the scores are saved for later fusion. Collecting, gathering,
-logging and the score file are ``lightning_modules.video_test``'s; a module says how a
+logging and the score file are ``lightning_modules.evaluation``'s; a module says how a
 batch of test videos is scored (``video_scores``).
 """
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
+from lightning_modules.evaluation import Evaluation, VideoTest, forward_views, video_scores
 from lightning_modules.metrics import classification_metrics
 from lightning_modules.optim import (
     PaperSGD,
@@ -28,12 +28,13 @@ from lightning_modules.optim import (
     parameter_groups,
     split_head,
 )
-from lightning_modules.provenance import TRAINED_HERE, mark_loaded
-from lightning_modules.video_test import VideoTest
-from lightning_modules.views import forward_views, video_scores
-from models.weights import mark_trained
+from lightning_modules.provenance import TRAINED_HERE, track_weights
 
 Outputs = dict[str, tuple[Tensor, Tensor]]  # name -> (scores N x C, labels N)
+
+# Shared settings kept out of a module's saved hyper-parameters, which torch.load(weights_only=True)
+# must read: callables, and the evaluation block (a dataclass; under the CLI the config's copy is saved).
+NOT_HYPERPARAMETERS = ("optimizer", "scheduler", "evaluation")
 
 # A network class configured in YAML (class_path/init_args) without its number of
 # classes, which the module passes: the data says it once (see cli.py).
@@ -50,23 +51,6 @@ def stream_key(network: nn.Module, key: str | None) -> str:
     return spec.modality
 
 
-def load_network_weights(network: nn.Module, checkpoint: str | Path, prefix: str = "network.") -> nn.Module:
-    """Load a network's weights from a Lightning checkpoint of a module that held it at ``prefix``.
-
-    ``torch.load(weights_only=True)`` reads Lightning 2.x checkpoints of these modules
-    (their saved hyper-parameters are plain values; networks, optimizer and scheduler are
-    not saved), so no code from the file runs. Keys must match and shapes fit exactly.
-    """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
-    if not weights:
-        raise KeyError(f"{checkpoint} has no weights under {prefix!r}; its keys start with "
-                       f"{sorted({key.split('.')[0] for key in state})}")
-    network.load_state_dict(weights)
-    mark_trained(network, str(checkpoint))
-    return network
-
-
 class StreamsModule(pl.LightningModule):
     """What the classifiers share: streams, losses, metrics, per-video test scores, optimizer.
 
@@ -74,39 +58,44 @@ class StreamsModule(pl.LightningModule):
     name their streams; several streams get their names in the log keys
     (``val/spatial/acc``), a single one does not (``val/acc``).
 
+    The keyword arguments are every module's settings, declared here once: a subclass takes
+    them as ``**shared`` and passes them on (jsonargparse reads them through it, so they are
+    ``model.init_args.<name>`` of any module's config). A subclass sets its networks after
+    this ``__init__`` and then calls ``freeze_backbones`` when ``freeze_backbone`` is set.
+
     Args:
         streams: stream name -> (attribute holding the network, batch key it reads).
-        optimizer: builds the optimizer from parameter groups.
-        scheduler: builds the learning-rate scheduler from the optimizer; None: constant.
-        label_smoothing: label smoothing of the cross-entropy.
-        lr_scales: stream name -> learning-rate scale of that stream (default 1).
-        backbone_lr_scale: learning-rate scale of every stream's backbone relative to its head.
-        freeze_backbone: train the heads only.
-        view_chunk_size: test views per forward pass.
-        score_file: per-video test scores file, relative to ``trainer.log_dir``
-            (under cli.py: the experiment's folder); None: not written.
+        optimizer: builds the optimizer from the parameter groups (default: SGD, momentum
+            0.9, lr 1e-2, as the two-stream paper).
+        scheduler: builds the learning-rate scheduler from the optimizer; None: constant
+            learning rate.
+        label_smoothing: label smoothing of the cross-entropies.
+        backbone_lr_scale: every stream's backbone learning rate relative to its head's (e.g.
+            0.1 for an ImageNet-pretrained spatial stream). The head is the module the
+            network's ``get_classifier()`` returns (``fc``, I3D's ``logits``).
+        freeze_backbone: train the heads only: the paper's "last layer only" spatial
+            fine-tuning. The backbones also stay in eval mode (batch-norm statistics,
+            dropout) while training.
+        evaluation: views per test forward pass and the per-video score file
+            (``lightning_modules.evaluation.Evaluation``).
     """
 
     def __init__(self, streams: dict[str, tuple[str, str]], *, optimizer: OptimizerCallable = PaperSGD,
                  scheduler: LRSchedulerCallable | None = None, label_smoothing: float = 0.0,
-                 lr_scales: dict[str, float] | None = None, backbone_lr_scale: float = 1.0,
-                 freeze_backbone: bool = False, view_chunk_size: int = 32,
-                 score_file: str | None = "test_scores.npz") -> None:
+                 backbone_lr_scale: float = 1.0, freeze_backbone: bool = False,
+                 evaluation: Evaluation = Evaluation()) -> None:
         super().__init__()
-        if view_chunk_size < 1:
-            raise ValueError(f"view_chunk_size must be >= 1, got {view_chunk_size}")
         self.streams = streams
         self.optimizer, self.scheduler = optimizer, scheduler
         self.label_smoothing = label_smoothing
-        self.lr_scales, self.backbone_lr_scale = dict(lr_scales or {}), backbone_lr_scale
+        self.backbone_lr_scale = backbone_lr_scale
+        self.lr_scales: dict[str, float] = {}  # stream name -> learning-rate scale (default 1); subclasses set it
         self.freeze_backbone = freeze_backbone
-        self.view_chunk_size = view_chunk_size
+        self.evaluation = evaluation
         self.train_metrics, self.val_metrics = nn.ModuleDict(), nn.ModuleDict()
-        self.video_test = VideoTest(score_file)
+        self.video_test = VideoTest(evaluation.score_file)
         self.test_results: dict[str, dict[str, np.ndarray]] = {}  # per group, after a test (reports read it)
-        # Set by training and by loading a checkpoint (lightning_modules.provenance).
-        self.weights_origin: str | None = None
-        self.register_load_state_dict_post_hook(mark_loaded)
+        track_weights(self)  # where the weights come from: validate/test/predict refuse untrained ones
 
     # Building blocks for subclasses.
 
@@ -193,11 +182,12 @@ class StreamsModule(pl.LightningModule):
                                                 self.backbone_lr_scale, self.freeze_backbone)]
         return configure_optimizers(groups, self.optimizer, self.scheduler)
 
-    # Test: per-video scores (lightning_modules.video_test collects, logs and saves them).
+    # Test: per-video scores (lightning_modules.evaluation.VideoTest collects, logs and saves them).
 
     def video_scores(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Per-video softmax averaged over the views, N x C per stream (batches carry N x V x ...)."""
-        return {name: video_scores(forward_views(self.stream_network(name), batch[key], self.view_chunk_size))
+        return {name: video_scores(forward_views(self.stream_network(name), batch[key],
+                                                 self.evaluation.view_chunk_size))
                 for name, (_, key) in self.streams.items()}
 
     def on_test_epoch_start(self) -> None:
@@ -237,44 +227,18 @@ class VideoClassifier(StreamsModule):
             N x C logits and offers ``input_spec`` and ``get_classifier`` (the latter only
             for ``backbone_lr_scale`` or ``freeze_backbone``).
         num_classes: classes to predict; linked from the data's class list by the CLI.
-        optimizer: builds the optimizer from the parameter groups (default: SGD, momentum
-            0.9, lr 1e-2, as the two-stream paper).
-        scheduler: builds the learning-rate scheduler; None: constant learning rate.
-        label_smoothing: label smoothing of the cross-entropy.
-        backbone_lr_scale: the backbone's learning rate relative to the head's (e.g. 0.1 for
-            an ImageNet-pretrained spatial stream). The head is the module the network's
-            ``get_classifier()`` returns (``fc``, I3D's ``logits``).
-        freeze_backbone: train the head only: the paper's "last layer only" spatial
-            fine-tuning. The backbone also stays in eval mode (batch-norm statistics,
-            dropout) while training.
-        view_chunk_size: test views per forward pass (memory bound of 25 x 10 testing).
-        score_file: per-video test scores (``.npz``), relative to ``trainer.log_dir``
-            (under cli.py: the experiment's folder);
-            None: not written.
         stream: batch key the network reads (``rgb`` or ``flow``); None: its
             ``input_spec.modality``. Also names the scores in the score file (``scores_rgb``).
+        shared: every module's settings (optimizer, scheduler, label_smoothing,
+            backbone_lr_scale, freeze_backbone, evaluation): see ``StreamsModule``.
     """
 
-    def __init__(
-        self,
-        network: NetworkBuilder,
-        num_classes: int,
-        optimizer: OptimizerCallable = PaperSGD,
-        scheduler: LRSchedulerCallable | None = None,
-        label_smoothing: float = 0.0,
-        backbone_lr_scale: float = 1.0,
-        freeze_backbone: bool = False,
-        view_chunk_size: int = 32,
-        score_file: str | None = "test_scores.npz",
-        stream: str | None = None,
-    ) -> None:
+    def __init__(self, network: NetworkBuilder, num_classes: int, stream: str | None = None, **shared: Any) -> None:
         built = network(num_classes)
         key = stream_key(built, stream)
-        super().__init__({key: ("network", key)}, optimizer=optimizer, scheduler=scheduler,
-                         label_smoothing=label_smoothing, backbone_lr_scale=backbone_lr_scale,
-                         freeze_backbone=freeze_backbone, view_chunk_size=view_chunk_size, score_file=score_file)
-        self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
+        super().__init__({key: ("network", key)}, **shared)
+        self.save_hyperparameters(ignore=["network", *NOT_HYPERPARAMETERS])
         self.network = built
         self.add_metrics({key: num_classes})
-        if freeze_backbone:
+        if self.freeze_backbone:
             self.freeze_backbones()

@@ -15,8 +15,10 @@ On a CUDA device, at ``setup``:
 - each batch's network inputs (the keys of the module's ``input_specs``) get the same layout
   once on the device: the channel axis innermost within each sample, (C, H, W) for 2D and
   (C, T, H, W) for 3D networks by their InputSpec, with the batch and views axes outermost,
-  so flattening a test batch's views (``lightning_modules.views``) keeps it. A channels-last
-  network fed contiguous inputs would convert them in its first convolution at every step;
+  so flattening a test batch's views (``lightning_modules.evaluation.views``) keeps it; test
+  views cut on the device (``TestViews``) are replaced by views whose chunks get that layout.
+  A channels-last network fed contiguous inputs would convert them in its first convolution
+  at every step;
 - ``torch.backends.cudnn.benchmark`` is turned on (unless deterministic algorithms are on)
   and the float32 matmul precision set ("high": TF32), both restored at ``teardown``.
 
@@ -165,8 +167,8 @@ class GPUSettings(pl.Callback):
         for key, dims in self.input_dims.items():
             if isinstance(batch.get(key), Tensor):
                 batch[key] = channels_last_input(batch[key], dims)
-            elif isinstance(batch.get(key), TestViews):  # cut chunk by chunk: lay out each chunk
-                batch[key].layout = partial(channels_last_input, sample_dims=dims)
+            elif isinstance(batch.get(key), TestViews):  # cut chunk by chunk: each chunk laid out
+                batch[key] = batch[key].with_layout(partial(channels_last_input, sample_dims=dims))
 
     # After the batch reaches the device, before the step sees it (the same dict).
 

@@ -15,33 +15,27 @@ loader must shard without padding, as the test loader does). Without it the SVM 
 "n/a".
 """
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_modules.classifier import (
+    NOT_HYPERPARAMETERS,
     NetworkBuilder,
     Outputs,
     StreamsModule,
-    load_network_weights,
     stream_key,
 )
-from lightning_modules.fusion_table import (
-    accuracy,
-    format_table,
-    svm_fused_decision,
-    two_stream_rows,
-)
-from lightning_modules.optim import PaperSGD
-from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
-from lightning_modules.video_test import log_test_metrics, video_ids
+from lightning_modules.evaluation.fusion_table import accuracy, format_table, fusion_rows
+from lightning_modules.evaluation.video_test import Group, log_test_metrics
+from lightning_modules.provenance import load_stream_weights
 
 STREAMS = ("spatial", "temporal")
+# The training videos' per-video scores, which the SVM fusion learns from.
+SVM_TRAIN = Group("svm_train", ids="train_video_ids", metrics=False)
 
 
 class TwoStreamClassifier(StreamsModule):
@@ -52,23 +46,19 @@ class TwoStreamClassifier(StreamsModule):
             classes (reads ``rgb`` unless its input spec says otherwise).
         temporal: the temporal stream's network class (reads ``flow``).
         num_classes: classes to predict; linked from the data's class list by the CLI.
-        optimizer: builds the optimizer from the parameter groups (default: SGD, momentum 0.9).
-        scheduler: builds the learning-rate scheduler; None: constant learning rate.
-        label_smoothing: label smoothing of both cross-entropies.
         spatial_lr_scale: learning-rate scale of the spatial stream.
         temporal_lr_scale: learning-rate scale of the temporal stream.
-        backbone_lr_scale: each stream's backbone learning rate relative to its head.
-        freeze_backbone: train the streams' heads only.
         fusion_weights: spatial and temporal weights of the softmax average (normalised to
             sum 1; TSN used 1 : 1.5).
         svm_c: regularisation parameter C of the fusion SVM.
-        view_chunk_size: test views per forward pass.
-        score_file: per-video test scores of both streams (``scores_spatial``,
-            ``scores_temporal``), relative to ``trainer.log_dir``
-            (under cli.py: the experiment's folder); None: not written.
         spatial_checkpoint: a VideoClassifier checkpoint whose network weights the spatial
-            stream takes (for testing streams trained apart); None: keep the given weights.
+            stream takes (for testing and fusing streams trained apart), or a DeepMind-port
+            I3D file with as many classes; None: keep the given weights. The stream may
+            then be evaluated without training (``lightning_modules.provenance``).
         temporal_checkpoint: likewise for the temporal stream.
+        shared: every module's settings (optimizer, scheduler, label_smoothing,
+            backbone_lr_scale, freeze_backbone, evaluation): see ``StreamsModule``. The score
+            file holds both streams' scores (``scores_spatial``, ``scores_temporal``).
     """
 
     def __init__(
@@ -76,52 +66,31 @@ class TwoStreamClassifier(StreamsModule):
         spatial: NetworkBuilder,
         temporal: NetworkBuilder,
         num_classes: int,
-        optimizer: OptimizerCallable = PaperSGD,
-        scheduler: LRSchedulerCallable | None = None,
-        label_smoothing: float = 0.0,
         spatial_lr_scale: float = 1.0,
         temporal_lr_scale: float = 1.0,
-        backbone_lr_scale: float = 1.0,
-        freeze_backbone: bool = False,
         fusion_weights: tuple[float, float] = (1.0, 1.0),
         svm_c: float = 1.0,
-        view_chunk_size: int = 32,
-        score_file: str | None = "test_scores.npz",
         spatial_checkpoint: str | None = None,
         temporal_checkpoint: str | None = None,
+        **shared: Any,
     ) -> None:
         spatial, temporal = spatial(num_classes), temporal(num_classes)
         streams = {"spatial": ("spatial", stream_key(spatial, None)), "temporal": ("temporal", stream_key(temporal, None))}
-        super().__init__(streams, optimizer=optimizer, scheduler=scheduler, label_smoothing=label_smoothing,
-                         lr_scales={"spatial": spatial_lr_scale, "temporal": temporal_lr_scale},
-                         backbone_lr_scale=backbone_lr_scale, freeze_backbone=freeze_backbone,
-                         view_chunk_size=view_chunk_size, score_file=score_file)
-        self.save_hyperparameters(ignore=["spatial", "temporal", "optimizer", "scheduler"])
-        for checkpoint, network in ((spatial_checkpoint, spatial), (temporal_checkpoint, temporal)):
-            if checkpoint is not None:
-                load_network_weights(network, checkpoint)
+        super().__init__(streams, **shared)
+        self.lr_scales = {"spatial": spatial_lr_scale, "temporal": temporal_lr_scale}
+        self.save_hyperparameters(ignore=["spatial", "temporal", *NOT_HYPERPARAMETERS])
         self.spatial, self.temporal = spatial, temporal
+        for stream, checkpoint in zip(STREAMS, (spatial_checkpoint, temporal_checkpoint)):
+            if checkpoint is not None:
+                load_stream_weights(self, stream, checkpoint)
         self.fusion_weights, self.svm_c = tuple(fusion_weights), svm_c
         self.add_metrics(dict.fromkeys(STREAMS, num_classes), stages=("train",))
         self.add_metrics(dict.fromkeys((*STREAMS, "fusion"), num_classes), stages=("val",))
         self.val_metrics["fusion"].prefix = "val/"  # val/acc is the two-stream model's: the fusion's
-        if freeze_backbone:
+        if self.freeze_backbone:
             self.freeze_backbones()
         self.table: dict[str, float | None] = {}
-        self.svm_collector: VideoScoreCollector | None = None
-        self.svm_train: dict[str, np.ndarray] | None = None
-
-    @classmethod
-    def from_checkpoints(cls, spatial_checkpoint: str | Path, temporal_checkpoint: str | Path,
-                         spatial: NetworkBuilder, temporal: NetworkBuilder, num_classes: int,
-                         **kwargs: Any) -> "TwoStreamClassifier":
-        """Two separately trained ``VideoClassifier`` checkpoints as one module, to test and fuse.
-
-        The networks must be built as they were trained (architecture, classes); the
-        checkpoints give their weights (read with ``weights_only=True``).
-        """
-        return cls(spatial, temporal, num_classes, spatial_checkpoint=str(spatial_checkpoint),
-                   temporal_checkpoint=str(temporal_checkpoint), **kwargs)
+        self.svm_train: dict[str, np.ndarray] | None = None  # after a test: the SVM's training videos' results
 
     def fuse(self, spatial: Tensor, temporal: Tensor) -> Tensor:
         """Weighted average of the two streams' softmax scores."""
@@ -140,46 +109,30 @@ class TwoStreamClassifier(StreamsModule):
     extra_test_loaders = ("svm_train",)
 
     def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self.svm_train = None
-        # Decided from the loaders, the same on every rank (the gather below is collective).
-        self.svm_collector = VideoScoreCollector() if len(self.trainer.num_test_batches) > 1 else None
-        if self.svm_collector is None:
+        # Decided from the loaders, the same on every rank (the gather at the end is collective).
+        svm = len(self.trainer.num_test_batches) > 1
+        if not svm:
             rank_zero_warn("the test has no second loader with the SVM's training videos (a VideoDataModule's "
                            "test_dataloader() appends svm_train_dataloader() for this model): no SVM fusion")
+        self.video_test.start([Group(), *([SVM_TRAIN] if svm else [])])
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        if dataloader_idx == 0:
-            super().test_step(batch, batch_idx)
-        else:
-            self.svm_collector.add(batch["index"], batch["label"], self.video_scores(batch))
+        group = "" if dataloader_idx == 0 else SVM_TRAIN.name
+        self.video_test.add(batch["index"], batch["label"], self.video_scores(batch), group=group)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        if self.svm_collector is not None:
-            self.svm_train = self.svm_collector.gather()
+        # The training videos' scores, saved beside the test scores so that the SVM fusion can be
+        # redone offline (python -m lightning_modules.evaluation.fusion_table); not a test result.
+        self.svm_train = self.test_results.pop(SVM_TRAIN.name, None)
         results = self.test_results[""]
         if not results["index"].size:
             return
         labels = results["labels"]
-        streams = [results[f"scores_{name}"] for name in STREAMS]
-        decision = None
-        if self.svm_train is not None:
-            decision = svm_fused_decision([self.svm_train[f"scores_{name}"] for name in STREAMS],
-                                          self.svm_train["labels"], streams, self.svm_c)
-        rows = two_stream_rows(*streams, self.fusion_weights, decision)
+        rows = fusion_rows(results, self.svm_train, STREAMS, self.fusion_weights, self.svm_c)
         for row, key in (("fusion by averaging", "fusion_avg"), ("fusion by SVM", "fusion_svm")):
             if rows[row] is not None:
                 log_test_metrics(self, rows[row], labels, key)
         self.table = {row: None if scores is None else accuracy(scores, labels) for row, scores in rows.items()}
-        path = self.video_test.score_path(self.trainer, "svm_train")  # on every rank: finding the log dir is a collective
         if self.trainer.is_global_zero:
-            self.save_svm_train_scores(path)
             print(format_table(rows, labels))
-
-    def save_svm_train_scores(self, path: Path | None) -> None:
-        """The training videos' scores beside the test scores, so the SVM fusion can be redone
-        offline (``python -m lightning_modules.fusion_table``)."""
-        if path is None or self.svm_train is None or not self.svm_train["index"].size:
-            return
-        save_video_scores(path, self.svm_train, video_ids(self.trainer, self.svm_train, "train_video_ids"))

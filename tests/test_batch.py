@@ -16,13 +16,14 @@ import torchvision.transforms.v2.functional as F
 from torch import nn
 from torch.utils.data import default_collate
 
-from datamodules import VideoDataModule
+from datamodules import Augmentation, EvalProtocol, LoaderSettings, Roots, VideoDataModule
 from datamodules.annotations import UCF101
 from datamodules.batch import TestViews, collate_test, finish_batch, input_dtype
 from datamodules.inputs import as_bits, from_bits, quantization
 from flow.codec import dequantize
 from lightning_modules import VideoClassifier
-from lightning_modules.video_scores import load_video_scores
+from lightning_modules.evaluation import Evaluation
+from lightning_modules.evaluation.scores import load_video_scores
 from models.input_spec import InputSpec, flow_pixels, symmetric_rgb
 
 
@@ -153,12 +154,14 @@ def test_true_precisions_cast_the_inputs_never_the_dequantization(precision):
 def tiny_flow_test(ucf101_tiny, tmp_path, **trainer_settings) -> tuple[np.ndarray, np.ndarray]:
     """(scores a Lightning test wrote, scores of the same network on the host-built views)."""
     data, flow_root = ucf101_tiny
-    dm = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root), frames_root=str(flow_root),
-                         modality="flow", num_fields=4, crop_size=32, short_side=40, test_positions=3,
-                         test_batch_size=2, num_workers=0, pin_memory=False, cache_dir=str(tmp_path / "cache"))
+    # Flow of 4 fields at 32 px: the network's InputSpec says so (TinyFlowNet).
+    dm = VideoDataModule(UCF101(str(data.annotation_dir)),
+                         Roots(str(data.video_root), str(flow_root), cache_dir=str(tmp_path / "cache")),
+                         augment=Augmentation(short_side=40), test=EvalProtocol(positions=3),
+                         loader=LoaderSettings(test_batch_size=2, num_workers=0, pin_memory=False))
     torch.manual_seed(0)
     net = TinyFlowNet(dm.num_classes)
-    model = VideoClassifier(lambda classes: net, dm.num_classes, view_chunk_size=7)
+    model = VideoClassifier(lambda classes: net, dm.num_classes, evaluation=Evaluation(view_chunk_size=7))
     model.weights_origin = "test"  # random weights on purpose: the test compares two paths of one network
     trainer = pl.Trainer(default_root_dir=tmp_path, devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, **trainer_settings)

@@ -5,14 +5,12 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_modules.classifier import (
-    StreamsModule,
-    VideoClassifier,
-    load_network_weights,
-)
+from lightning_modules.classifier import StreamsModule, VideoClassifier
+from lightning_modules.evaluation import Evaluation
+from lightning_modules.evaluation.scores import load_video_scores
+from lightning_modules.evaluation.views import video_scores
 from lightning_modules.optim import classifier_name, parameter_groups
-from lightning_modules.video_scores import load_video_scores
-from lightning_modules.views import video_scores
+from lightning_modules.provenance import load_network_weights
 from models.adapt import Backbone
 from models.input_spec import InputSpec
 
@@ -78,7 +76,7 @@ def trainer(tmp_path, **kwargs) -> pl.Trainer:
 
 
 def test_fit_and_test_metrics_match_the_score_file(tmp_path):
-    model = VideoClassifier(tiny_builder, NUM_CLASSES, view_chunk_size=3)
+    model = VideoClassifier(tiny_builder, NUM_CLASSES, evaluation=Evaluation(view_chunk_size=3))
     data = TinyData()
     t = trainer(tmp_path)
     t.fit(model, data)
@@ -97,7 +95,7 @@ def test_views_go_through_in_chunks(tmp_path):
     net = tiny_network()
     sizes = []
     net.register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
-    model = VideoClassifier(lambda k: net, NUM_CLASSES, view_chunk_size=3, score_file=None)
+    model = VideoClassifier(lambda k: net, NUM_CLASSES, evaluation=Evaluation(view_chunk_size=3, score_file=None))
     batch = {"rgb": torch.randn(2, VIEWS, 3, SIZE, SIZE), "label": torch.tensor([0, 1]), "index": torch.tensor([0, 1])}
     model.eval()
     with torch.no_grad():
@@ -108,7 +106,7 @@ def test_views_go_through_in_chunks(tmp_path):
 
 
 def test_predict_gives_per_video_scores(tmp_path):
-    model = VideoClassifier(tiny_builder, NUM_CLASSES, score_file=None)
+    model = VideoClassifier(tiny_builder, NUM_CLASSES, evaluation=Evaluation(score_file=None))
     out = trainer(tmp_path).predict(model, TinyData())
     assert out[0]["rgb"].shape == (3, NUM_CLASSES)
     torch.testing.assert_close(out[0]["rgb"].sum(1), torch.ones(3))
@@ -178,8 +176,47 @@ def test_the_base_takes_keywords_with_defaults():
             self.network = tiny_network()
 
     module = OneStream()
-    assert (module.label_smoothing, module.lr_scales, module.view_chunk_size) == (0.0, {}, 32)
+    assert (module.label_smoothing, module.lr_scales, module.evaluation) == (0.0, {}, Evaluation(32, "test_scores.npz"))
     assert module.video_test.score_file == "test_scores.npz"
-    assert OneStream(view_chunk_size=4, score_file=None).video_test.score_file is None
+    assert OneStream(evaluation=Evaluation(view_chunk_size=4, score_file=None)).video_test.score_file is None
     with pytest.raises(TypeError):
         StreamsModule({"rgb": ("network", "rgb")}, torch.optim.SGD)
+
+
+class TinyNetwork(Backbone):
+    """``tiny_network`` as a class, which a config can name (jsonargparse cannot link into functions)."""
+
+    def __init__(self, num_classes: int, channels: int = 3, modality: str = "rgb"):
+        features = nn.Sequential(nn.Conv2d(channels, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        super().__init__(features, 4, num_classes, 0.0, InputSpec(modality, channels, size=SIZE))
+
+
+@pytest.mark.parametrize("module, own", [
+    ("VideoClassifier", {"network": {"class_path": "tests.test_classifier.TinyNetwork"}, "num_classes": 3}),
+    ("TwoStreamClassifier", {"spatial": {"class_path": "tests.test_classifier.TinyNetwork"},
+                             "temporal": {"class_path": "tests.test_classifier.TinyNetwork",
+                                          "init_args": {"channels": 4, "modality": "flow"}},
+                             "num_classes": 3, "spatial_lr_scale": 0.5}),
+    ("MultiTaskClassifier", {"network": {"class_path": "tests.test_classifier.TinyNetwork"}, "num_classes": [3, 2],
+                             "dataset_names": ["a", "b"]}),
+])
+def test_every_module_reads_the_shared_settings_of_one_declaration(module, own):
+    """The settings every module takes are StreamsModule's (``**shared``), read by jsonargparse from a
+    config's ``model:`` block, the evaluation ones as its ``evaluation:`` block."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(StreamsModule, "model")
+    shared = {"label_smoothing": 0.1, "backbone_lr_scale": 0.5,
+              "evaluation": {"view_chunk_size": 5, "score_file": None}}
+    config = parser.parse_object({"model": {"class_path": f"lightning_modules.{module}",
+                                            "init_args": {**own, **shared}}})
+    model = parser.instantiate(config).model
+    assert type(model).__name__ == module
+    assert (model.label_smoothing, model.backbone_lr_scale) == (0.1, 0.5)
+    assert model.evaluation == Evaluation(view_chunk_size=5, score_file=None) and model.video_test.score_file is None
+    with pytest.raises(Exception, match="view_chunk_size"):
+        parser.parse_object({"model": {"class_path": f"lightning_modules.{module}",
+                                       "init_args": {**own, "view_chunk_size": 5}}})  # the block, not a loose key
+    with pytest.raises(ValueError, match="evaluation.view_chunk_size must be >= 1"):
+        Evaluation(view_chunk_size=0)

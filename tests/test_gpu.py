@@ -36,7 +36,7 @@ from flow import DEFAULT_BOUND, FolderFlowStore, dequantize
 from flow.__main__ import main as flow_main
 from flow.algorithms import create_algorithm
 from flow.extract import ExtractionConfig, open_video
-from lightning_modules.video_scores import load_video_scores
+from lightning_modules.evaluation.scores import load_video_scores
 
 pytestmark = pytest.mark.gpu
 

@@ -1,6 +1,7 @@
 """The fast GPU settings: channels-last networks and inputs, cudnn.benchmark, TF32 matmuls; none on CPU."""
 
 import copy
+import dataclasses
 from functools import partial
 
 import pytest
@@ -10,8 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cli import cli_main
+from datamodules.batch import collate_test, finish_batch
 from lightning_modules import gpu_settings
 from lightning_modules.classifier import VideoClassifier
+from lightning_modules.evaluation import Evaluation
 from lightning_modules.gpu_settings import (
     GPUSettings,
     channels_last_input,
@@ -21,7 +24,8 @@ from lightning_modules.gpu_settings import (
 )
 from models import InceptionI3D, ResNetStream
 from models.adapt import Backbone
-from models.input_spec import InputSpec
+from models.input_spec import InputSpec, flow_pixels
+from tests.test_batch import random_flow_sample
 from tests.test_classifier import SIZE, NUM_CLASSES, TinyData, tiny_builder, trainer
 from tests.test_configs import tiny_config
 
@@ -43,6 +47,24 @@ def test_input_layout_is_channels_last_per_sample_and_survives_flattening_the_vi
         torch.testing.assert_close(flat, views.flatten(0, 1), rtol=0, atol=0)
 
 
+def test_test_views_are_given_the_layout_not_patched() -> None:
+    """Test views cut on the device are replaced by views whose chunks are channels-last; the
+    datamodule's views stay as they are (frozen: no one patches them)."""
+    batch = collate_test([random_flow_sample(3, 2, 10, 12, seed=0)])
+    views = finish_batch(batch, {"flow": flow_pixels(2, size=8)})["flow"]
+    settings = GPUSettings()
+    settings.input_dims = {"flow": 3}  # what setup sets on a CUDA device for a 2D flow network
+    batch = {"flow": views}
+    settings.inputs_channels_last(batch)
+    assert batch["flow"] is not views and views.layout is None
+    chunks = list(batch["flow"].chunks(5))
+    assert [len(chunk) for chunk in chunks] == [5, 5, 2]
+    assert all(chunk.is_contiguous(memory_format=torch.channels_last) for chunk in chunks)
+    torch.testing.assert_close(torch.cat(chunks), torch.cat(list(views.chunks(5))), rtol=0, atol=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        views.layout = None
+
+
 def test_parameters_by_rank_in_place() -> None:
     network = nn.Sequential(nn.Conv3d(3, 4, 3), nn.Flatten(2), nn.Conv1d(4, 4, 1))
     weight = network[0].weight
@@ -61,7 +83,7 @@ def test_parameters_by_rank_in_place() -> None:
 def test_cpu_outputs_equal_with_and_without_the_memory_format(network, sample) -> None:
     """The module's training forward and its test views (N x V x ...), channels-last vs contiguous."""
     torch.manual_seed(0)
-    model = VideoClassifier(network, NUM_CLASSES, view_chunk_size=3, score_file=None).eval()
+    model = VideoClassifier(network, NUM_CLASSES, evaluation=Evaluation(view_chunk_size=3, score_file=None)).eval()
     fast = copy.deepcopy(model)
     channels_last_parameters(fast)
     dims = len(sample)
@@ -107,7 +129,7 @@ class Probe(VideoClassifier):
 
 def test_changes_nothing_on_cpu(tmp_path) -> None:
     before = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
-    model = Probe(tiny_builder, NUM_CLASSES, view_chunk_size=3, score_file=None)
+    model = Probe(tiny_builder, NUM_CLASSES, evaluation=Evaluation(view_chunk_size=3, score_file=None))
     t = trainer(tmp_path, limit_train_batches=1, limit_val_batches=0, callbacks=[GPUSettings()])
     t.fit(model, TinyData())
     t.test(model, TinyData(), verbose=False)
@@ -151,7 +173,7 @@ def tiny_clip_builder(num_classes: int) -> Backbone:
                          ids=["2d", "3d"])
 def test_applied_on_cuda_and_restored_after(network, data, tmp_path) -> None:
     before = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
-    model = Probe(network, NUM_CLASSES, view_chunk_size=2, score_file=None)
+    model = Probe(network, NUM_CLASSES, evaluation=Evaluation(view_chunk_size=2, score_file=None))
     t = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=1, limit_train_batches=2,
                    limit_val_batches=0, callbacks=[GPUSettings()], logger=False, enable_checkpointing=False,
                    enable_progress_bar=False, default_root_dir=tmp_path)

@@ -3,16 +3,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_modules.evaluation import Evaluation
+from lightning_modules.evaluation.scores import load_video_scores
 from lightning_modules.multi_task import MultiTaskClassifier
-from lightning_modules.video_scores import load_video_scores
-from models import InceptionI3D
 from tests.test_classifier import TinyData, tiny_builder, trainer
 
 NUM_CLASSES, NAMES = [3, 2], ["ucf101", "hmdb51"]
 
 
 def multi_task(**kwargs) -> MultiTaskClassifier:
-    return MultiTaskClassifier(tiny_builder, NUM_CLASSES, NAMES, view_chunk_size=3, **kwargs)
+    return MultiTaskClassifier(tiny_builder, NUM_CLASSES, NAMES, evaluation=Evaluation(view_chunk_size=3), **kwargs)
 
 
 def test_loss_is_the_sum_of_each_heads_loss_on_its_own_samples():
@@ -64,21 +64,6 @@ def test_backbone_learning_rate_scale():
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.001])
 
 
-def test_a_checkpoint_of_i3d_heads_saved_as_logits_convs_loads(tmp_path):
-    def i3d(num_classes: int) -> InceptionI3D:
-        return InceptionI3D(num_classes, frames=8, dropout=0.0)
-
-    model = MultiTaskClassifier(i3d, NUM_CLASSES, NAMES).eval()
-    # The earlier format: each head a copy of I3D's logits layer, a biased 1x1x1 conv.
-    state = {key: value for key, value in model.state_dict().items() if not key.startswith("heads.")}
-    for d, head in enumerate(model.heads):
-        state[f"heads.{d}.conv3d.weight"] = head.weight.detach().clone()[:, :, None, None, None]
-        state[f"heads.{d}.conv3d.bias"] = head.bias.detach().clone()
-    path = tmp_path / "old.ckpt"
-    torch.save({"state_dict": state, "pytorch-lightning_version": "2.5.0"}, path)
-    loaded = MultiTaskClassifier.load_from_checkpoint(path, network=i3d, num_classes=NUM_CLASSES,
-                                                      dataset_names=NAMES).eval()
-    x = torch.randn(1, 3, 8, 32, 32)
-    with torch.no_grad():
-        for d in range(len(NAMES)):
-            torch.testing.assert_close(loaded.features_to_logits(x, d), model.features_to_logits(x, d))
+def test_a_frozen_shared_network_is_refused():
+    with pytest.raises(ValueError, match="freeze_backbone is not supported"):
+        multi_task(freeze_backbone=True)

@@ -13,7 +13,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from lightning_modules import MultiTaskClassifier, TwoStreamClassifier, VideoClassifier
+from lightning_modules import Evaluation, MultiTaskClassifier, TwoStreamClassifier, VideoClassifier
 from lightning_modules.provenance import RefuseUntrainedEvaluation, UntrainedNetworkError, untrained_streams
 from models import InceptionI3D, export_port_state_dict
 from tests.test_classifier import NUM_CLASSES, TinyData, tiny_builder, tiny_network
@@ -90,19 +90,19 @@ def trainer(tmp_path, **kwargs) -> pl.Trainer:
 
 @pytest.mark.parametrize("stage", ["validate", "test", "predict"])
 def test_the_callback_refuses_a_random_network(stage, tmp_path) -> None:
-    model = VideoClassifier(tiny_builder, NUM_CLASSES, score_file=None)
+    model = VideoClassifier(tiny_builder, NUM_CLASSES, evaluation=Evaluation(score_file=None))
     with pytest.raises(UntrainedNetworkError, match=rf"refusing to {stage} .*the rgb stream \(Backbone\).*ckpt_path"):
         getattr(trainer(tmp_path), stage)(model, TinyData())
 
 
 def test_trained_here_or_loaded_modules_are_evaluated(tmp_path) -> None:
-    model = VideoClassifier(tiny_builder, NUM_CLASSES, score_file=None)
+    model = VideoClassifier(tiny_builder, NUM_CLASSES, evaluation=Evaluation(score_file=None))
     t = trainer(tmp_path, limit_train_batches=1)
     t.fit(model, TinyData())
     t.save_checkpoint(tmp_path / "fitted.ckpt")
     assert t.test(model, TinyData(), verbose=False)[0]["test/acc"] >= 0
-    fresh = VideoClassifier(tiny_builder, NUM_CLASSES, score_file=None)
+    fresh = VideoClassifier(tiny_builder, NUM_CLASSES, evaluation=Evaluation(score_file=None))
     assert trainer(tmp_path).test(fresh, TinyData(), ckpt_path=tmp_path / "fitted.ckpt", verbose=False)
-    loaded = VideoClassifier(tiny_builder, NUM_CLASSES, score_file=None)
+    loaded = VideoClassifier(tiny_builder, NUM_CLASSES, evaluation=Evaluation(score_file=None))
     loaded.load_state_dict(torch.load(tmp_path / "fitted.ckpt", weights_only=True)["state_dict"])
     assert trainer(tmp_path).predict(loaded, TinyData())

@@ -8,6 +8,7 @@ from pytorch_lightning.loggers import CSVLogger
 from datamodules.inputs import flow_to_input, quantization, rgb_to_input
 from flow.codec import dequantize
 from flow.colorwheel import flow_to_color
+from lightning_modules.evaluation import Evaluation
 from lightning_modules.loggers import OfflineFallbackWandbLogger
 from lightning_modules.reports import (
     WandbReports,
@@ -34,7 +35,8 @@ def two_stream() -> TwoStreamClassifier:
         network.input_spec = flow_pixels(2, SIZE)  # a real flow normalisation, to undo
         return network
 
-    return TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, view_chunk_size=3, score_file=None)
+    return TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES,
+                               evaluation=Evaluation(view_chunk_size=3, score_file=None))
 
 
 def test_two_stream_run_logs_samples_confusion_matrices_and_per_class_table(wandb_env, tmp_path):

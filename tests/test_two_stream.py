@@ -4,11 +4,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules import UCF101DataModule
+from datamodules import Augmentation, EvalProtocol, LoaderSettings, Roots, VideoDataModule
+from datamodules.annotations import UCF101
 from lightning_modules.classifier import VideoClassifier
-from lightning_modules.fusion_table import main
+from lightning_modules.evaluation import Evaluation
+from lightning_modules.evaluation.fusion_table import main
+from lightning_modules.evaluation.scores import load_video_scores
 from lightning_modules.two_stream import TwoStreamClassifier
-from lightning_modules.video_scores import load_video_scores
 from models.fusion import average_fusion
 from models.input_spec import flow_pixels
 from tests.test_classifier import (
@@ -46,7 +48,8 @@ def flow_builder(num_classes: int):
 
 
 def two_stream(**kwargs) -> TwoStreamClassifier:
-    return TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, view_chunk_size=3, **kwargs)
+    settings = {"evaluation": Evaluation(view_chunk_size=3), **kwargs}
+    return TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, **settings)
 
 
 def test_fit_and_test_print_the_papers_table(tmp_path, capsys):
@@ -83,18 +86,20 @@ def test_learning_rate_scales_per_stream():
 def test_without_svm_loader_the_svm_row_is_na(tmp_path, capsys):
     t = trainer(tmp_path)
     with pytest.warns(UserWarning, match="svm_train_dataloader"):
-        t.test(two_stream(score_file=None), TwoStreamData(svm=False), verbose=False)
+        t.test(two_stream(evaluation=Evaluation(view_chunk_size=3, score_file=None)), TwoStreamData(svm=False),
+               verbose=False)
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith("n/a")
 
 
-def test_from_checkpoints_assembles_two_trained_streams(tmp_path):
+def test_stream_checkpoints_assemble_two_trained_streams(tmp_path):
     paths = []
     for name, net in (("spatial", tiny_network()), ("temporal", tiny_network(4, "flow"))):
         t = trainer(tmp_path / name, limit_train_batches=1, limit_val_batches=0)
         t.fit(VideoClassifier(lambda k: net, NUM_CLASSES), TinyData({net.input_spec.modality: net.input_spec.channels}))
         paths.append(tmp_path / f"{name}.ckpt")
         t.save_checkpoint(paths[-1])
-    model = TwoStreamClassifier.from_checkpoints(*paths, tiny_builder, flow_builder, NUM_CLASSES, score_file=None)
+    model = TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, evaluation=Evaluation(score_file=None),
+                                spatial_checkpoint=str(paths[0]), temporal_checkpoint=str(paths[1]))
     saved = torch.load(paths[1], weights_only=True)["state_dict"]
     torch.testing.assert_close(model.temporal.fc.weight, saved["network.fc.weight"])
     logged = trainer(tmp_path).test(model, TwoStreamData())[0]
@@ -118,17 +123,19 @@ def test_svm_training_videos_are_scored_under_the_test_precision(ucf101_tiny, tm
     """Under bf16-mixed the SVM's training videos go through the networks in the same autocast as
     the test videos, as the test's second loader (they were scored in fp32 in on_test_start)."""
     data, frames = ucf101_tiny
-    dm = UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
-                          frames_root=str(frames), modality="two_stream", num_fields=2, crop_size=SIZE,
-                          short_side=None, test_positions=2, test_crops="centre", svm_positions=1,
-                          test_batch_size=3, num_workers=0, pin_memory=False, cache_dir=str(tmp_path / "cache"))
+    # RGB and 2 flow fields at SIZE px: the networks' InputSpecs say so.
+    dm = VideoDataModule(UCF101(str(data.annotation_dir)),
+                         Roots(str(data.video_root), str(frames), cache_dir=str(tmp_path / "cache")),
+                         augment=Augmentation(short_side=None), test=EvalProtocol(positions=2, crops="centre",
+                                                                                  svm_positions=1),
+                         loader=LoaderSettings(test_batch_size=3, num_workers=0, pin_memory=False))
 
     def flow_net(num_classes: int):
         network = tiny_network(4, "flow", num_classes)
         network.input_spec = flow_pixels(2, SIZE)
         return network
 
-    model = TwoStreamClassifier(tiny_builder, flow_net, dm.num_classes, view_chunk_size=2)
+    model = TwoStreamClassifier(tiny_builder, flow_net, dm.num_classes, evaluation=Evaluation(view_chunk_size=2))
     loader = LoaderOfBatch()
     seen = set()
     for network in (model.spatial, model.temporal):

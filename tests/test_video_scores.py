@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from datamodules.distributed import UnpaddedDistributedSampler
-from lightning_modules.video_scores import (
+from lightning_modules.evaluation.scores import (
     VideoScoreCollector,
     load_video_scores,
     save_video_scores,

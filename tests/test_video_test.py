@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules.video_scores import load_video_scores
-from lightning_modules.video_test import VideoTest, video_ids
+from lightning_modules.evaluation.scores import load_video_scores
+from lightning_modules.evaluation.video_test import Group, VideoTest, video_ids
 
 
 def module(tmp_path, test_video_ids=None) -> SimpleNamespace:
@@ -65,3 +65,20 @@ def test_ids_are_the_indices_without_a_datamodule(tmp_path) -> None:
     assert video_ids(SimpleNamespace(datamodule=None), results) == ["0", "1", "2"]
     trainer = SimpleNamespace(datamodule=SimpleNamespace(train_video_ids=("x", "y", "z")))
     assert video_ids(trainer, results, "train_video_ids") == ["x", "y", "z"]
+
+
+def test_a_group_of_training_videos_is_saved_with_their_ids_and_never_logged(tmp_path) -> None:
+    """The SVM's training videos (a two-stream test's second loader): their own file, rows named by
+    ``train_video_ids``, no test metric (they are not test videos)."""
+    owner = module(tmp_path, ["a", "b"])
+    owner.trainer.datamodule.train_video_ids = ["t0", "t1", "t2"]
+    test = VideoTest()
+    test.start([Group(), Group("svm_train", ids="train_video_ids", metrics=False)])
+    test.add(torch.tensor([1, 0]), torch.tensor([0, 1]), {"rgb": one_hot([0, 1], 2)})
+    test.add(torch.tensor([2, 0]), torch.tensor([1, 1]), {"rgb": one_hot([0, 0], 2)}, group="svm_train")
+    results = test.finish(owner)
+    assert not any("svm_train" in key for key in owner.logged) and owner.logged["test/acc"] == 1.0
+    saved = load_video_scores(tmp_path / "test_scores_svm_train.npz")
+    assert saved["video_ids"].tolist() == ["t0", "t2"]
+    np.testing.assert_array_equal(saved["scores_rgb"], results["svm_train"]["scores_rgb"])
+    assert load_video_scores(tmp_path / "test_scores.npz")["video_ids"].tolist() == ["a", "b"]

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from lightning_modules.views import forward_views, video_scores
+from lightning_modules.evaluation.views import forward_views, video_scores
 
 
 class CountingLinear(nn.Linear):

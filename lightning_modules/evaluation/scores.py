@@ -9,6 +9,7 @@ File format (``.npz``, one per test run): ``video_ids`` (str, N), ``labels`` (in
 (float32, N x C: softmax averaged over views) per stream, sorted by ``index``.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,15 @@ class VideoScoreCollector:
 
 
 def save_video_scores(path: Path | str, results: dict[str, np.ndarray], video_ids: list[str]) -> Path:
-    """Write gathered results with their video ids (see the module docstring)."""
+    """Write gathered results with their video ids (see the module docstring), under a
+    temporary name renamed when complete: a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = np.asarray([video_ids[i] for i in results["index"]], dtype=str)
-    np.savez(path, video_ids=ids, **results)
+    partial = path.with_name(f"{path.name}.tmp")
+    with open(partial, "wb") as file:
+        np.savez(file, video_ids=ids, **results)
+    os.replace(partial, path)
     return path
 
 

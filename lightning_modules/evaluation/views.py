@@ -1,4 +1,4 @@
-"""Pushing many test views of a video through a network with bounded memory."""
+"""Many test views of a video through a network with bounded memory, and their per-video score."""
 
 import torch
 from torch import Tensor, nn

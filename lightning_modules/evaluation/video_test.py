@@ -2,15 +2,18 @@
 test metrics logged on the gathered arrays, and the ``.npz`` score files.
 
 Kept out of the LightningModules, which only say how a batch of test videos is scored
-(their ``video_scores``). A group is the videos scored and saved together: ``""`` for one
-dataset (``test_scores.npz``, rows named by the datamodule's ``test_video_ids``), a dataset's
-name for ``MultiTaskClassifier`` (``test_scores_<name>.npz``; the d-th group's rows named by
-``test_video_ids[d]``, the multi-dataset datamodule keeping one list per dataset). The file
-format is ``lightning_modules.video_scores``'s. Every rank runs ``finish`` (the gather is
+(their ``video_scores``). A group is the videos scored and saved together (``Group``): ``""``
+for one dataset (``test_scores.npz``, rows named by the datamodule's ``test_video_ids``), a
+dataset's name for ``MultiTaskClassifier`` (``test_scores_<name>.npz``; the d-th group's rows
+named by ``test_video_ids[d]``, the multi-dataset datamodule keeping one list per dataset),
+``svm_train`` for the training videos a two-stream test scores for its SVM
+(``test_scores_svm_train.npz``, rows named by ``train_video_ids``, no test metrics). The file
+format is ``lightning_modules.evaluation.scores``'s. Every rank runs ``finish`` (the gather is
 collective, and so is finding ``trainer.log_dir``); only rank zero writes.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +21,9 @@ import pytorch_lightning as pl
 from torch import Tensor
 
 from lightning_modules.metrics import score_metrics
-from lightning_modules.video_scores import VideoScoreCollector, save_video_scores
+from lightning_modules.evaluation.scores import VideoScoreCollector, save_video_scores
 
-Results = dict[str, np.ndarray]  # index, labels, scores_<stream>: see lightning_modules.video_scores
+Results = dict[str, np.ndarray]  # index, labels, scores_<stream>: see lightning_modules.evaluation.scores
 
 
 def log_test_metrics(module: pl.LightningModule, scores: np.ndarray, labels: np.ndarray,
@@ -43,6 +46,25 @@ def video_ids(trainer: pl.Trainer, results: Results, attribute: str = "test_vide
     return list(ids if dataset is None else ids[dataset])
 
 
+@dataclass(frozen=True)
+class Group:
+    """Videos scored and saved together.
+
+    Args:
+        name: "" for the one dataset's test videos (the score file itself); else the name
+            the log keys and the score file (``<stem>_<name>.npz``) take.
+        ids: the datamodule's attribute naming the rows (``test_video_ids``, ``train_video_ids``).
+        dataset: which of the datamodule's lists of ids (one per dataset: ``MultiDataModule``);
+            None: its one list.
+        metrics: log test metrics of the scores (not for training videos).
+    """
+
+    name: str = ""
+    ids: str = "test_video_ids"
+    dataset: int | None = None
+    metrics: bool = True
+
+
 class VideoTest:
     """``start`` at the test epoch's start, ``add`` each batch's per-video scores, ``finish`` at its end.
 
@@ -57,10 +79,18 @@ class VideoTest:
         # Where a relative score_file goes; None: trainer.log_dir. cli.py sets the experiment's
         # folder, because a logger's log_dir can be shared by experiments (W&B's is runs/).
         self.directory: Path | None = None
+        self.groups: dict[str, Group] = {}
         self.collectors: dict[str, VideoScoreCollector] = {}
 
-    def start(self, groups: Sequence[str] = ("",)) -> None:
-        self.collectors = {group: VideoScoreCollector() for group in groups}
+    def start(self, groups: Sequence[str | Group] = ("",)) -> None:
+        """A fresh collector per group; a name stands for the test videos of the datamodule's
+        dataset at its position ("" alone: the one dataset's)."""
+        self.groups = {}
+        for position, group in enumerate(groups):
+            if isinstance(group, str):
+                group = Group(group, dataset=position if group else None)
+            self.groups[group.name] = group
+        self.collectors = {name: VideoScoreCollector() for name in self.groups}
 
     def add(self, index: Tensor, labels: Tensor, scores: dict[str, Tensor], group: str = "") -> None:
         """Per-video ``scores`` (stream -> N x C) of the videos at ``index`` (dataset positions)."""
@@ -70,16 +100,16 @@ class VideoTest:
         """Gather every rank's videos, log the metrics once over all of them (per group and
         stream), write each group's score file; the gathered results per group."""
         trainer = module.trainer
-        results = {group: collector.gather() for group, collector in self.collectors.items()}
-        for position, (group, gathered) in enumerate(results.items()):
+        results = {name: collector.gather() for name, collector in self.collectors.items()}
+        for name, gathered in results.items():
+            group = self.groups[name]
             streams = [key[len("scores_"):] for key in gathered if key.startswith("scores_")]
-            for stream in streams:
-                names = ([group] if group else []) + ([stream] if len(streams) > 1 else [])
+            for stream in streams if group.metrics else ():
+                names = ([name] if name else []) + ([stream] if len(streams) > 1 else [])
                 log_test_metrics(module, gathered[f"scores_{stream}"], gathered["labels"], *names)
-            path = self.score_path(trainer, group)
+            path = self.score_path(trainer, name)
             if path is not None and gathered["index"].size and trainer.is_global_zero:
-                ids = video_ids(trainer, gathered, dataset=position if group else None)
-                save_video_scores(path, gathered, ids)
+                save_video_scores(path, gathered, video_ids(trainer, gathered, group.ids, group.dataset))
         return results
 
     def score_path(self, trainer: pl.Trainer, group: str = "") -> Path | None:

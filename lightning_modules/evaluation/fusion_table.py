@@ -1,6 +1,6 @@
 """The two-stream paper's table from per-video score files: spatial, temporal, fusions.
 
-``python -m lightning_modules.fusion_table TEST.npz [--svm-train TRAIN.npz] [--weights 1 1.5]
+``python -m lightning_modules.evaluation.fusion_table TEST.npz [--svm-train TRAIN.npz] [--weights 1 1.5]
 [--class-groups synthetic.json]`` recomputes, from the files a two-stream test wrote, the
 table it printed, optionally with one column per group of classes (the synthetic
 dataset's "motion" and "appearance" classes, say). Streams trained and tested apart
@@ -9,15 +9,17 @@ fuse the same way: give the two score files' streams with ``--streams``.
 
 import argparse
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from lightning_modules.video_scores import load_video_scores
+from lightning_modules.evaluation.scores import load_video_scores
 from models.fusion import SVMFusion, average_fusion
 
-Table = dict[str, np.ndarray | None]  # row name -> per-video predicted class (None: not available)
+Scores = dict[str, np.ndarray]  # gathered results: index, labels, scores_<stream> (lightning_modules.evaluation.scores)
+Table = dict[str, np.ndarray | None]  # row name -> per-video scores, N x C (None: not available)
 
 
 def svm_fused_decision(train: Sequence[np.ndarray], train_labels: np.ndarray, test: Sequence[np.ndarray],
@@ -37,7 +39,7 @@ def svm_fused_decision(train: Sequence[np.ndarray], train_labels: np.ndarray, te
 
 
 def two_stream_rows(spatial: np.ndarray, temporal: np.ndarray, weights: Sequence[float] = (1.0, 1.0),
-                    svm_decision: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
+                    svm_decision: np.ndarray | None = None) -> Table:
     """Per-row scores (N x C) of the paper's table."""
     return {
         "spatial": spatial,
@@ -45,6 +47,20 @@ def two_stream_rows(spatial: np.ndarray, temporal: np.ndarray, weights: Sequence
         "fusion by averaging": average_fusion([spatial, temporal], weights),
         "fusion by SVM": svm_decision,
     }
+
+
+def fusion_rows(test: Scores, svm_train: Scores | None, streams: Sequence[str] = ("spatial", "temporal"),
+                weights: Sequence[float] = (1.0, 1.0), svm_c: float = 1.0) -> Table:
+    """The paper's table of gathered test results (``scores_<stream>`` per video): the two
+    streams, their weighted average and, with the training videos' results, the SVM fusion.
+
+    The one computation behind a two-stream test's table and this command's."""
+    spatial, temporal = (test[f"scores_{name}"] for name in streams)
+    decision = None
+    if svm_train is not None and svm_train["index"].size:
+        decision = svm_fused_decision([svm_train[f"scores_{name}"] for name in streams], svm_train["labels"],
+                                      [spatial, temporal], svm_c)
+    return two_stream_rows(spatial, temporal, weights, decision)
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray, classes: Sequence[int] | None = None) -> float:
@@ -76,8 +92,20 @@ def class_groups(path: Path | str) -> dict[str, list[int]]:
     return groups
 
 
+def read_scores(parser: argparse.ArgumentParser, path: Path, streams: Sequence[str]) -> Scores:
+    """A score file with the ``scores_<stream>`` of ``streams``; else the parser's one-line error naming it."""
+    try:
+        scores = load_video_scores(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        parser.error(f"{path}: not a readable score file ({error})")
+    missing = [f"scores_{name}" for name in streams if f"scores_{name}" not in scores]
+    if missing:
+        parser.error(f"{path} has no {', '.join(missing)}; it holds {', '.join(sorted(scores))}")
+    return scores
+
+
 def main(args: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lightning_modules.fusion_table", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lightning_modules.evaluation.fusion_table", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("test", type=Path, help="test score file (.npz) of a two-stream test")
     parser.add_argument("--svm-train", type=Path, help="the training videos' score file, for SVM fusion")
@@ -87,17 +115,9 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--svm-c", type=float, default=1.0, help="C of the linear SVM")
     parser.add_argument("--class-groups", type=Path, help="JSON with classes and kinds (synthetic.json)")
     options = parser.parse_args(args)
-    test = load_video_scores(options.test)
-    keys = [f"scores_{name}" for name in options.streams]
-    missing = [key for key in keys if key not in test]
-    if missing:
-        parser.error(f"{options.test} has no {', '.join(missing)}; it holds {', '.join(sorted(test))}")
-    streams = [test[key] for key in keys]
-    decision = None
-    if options.svm_train is not None:
-        train = load_video_scores(options.svm_train)
-        decision = svm_fused_decision([train[key] for key in keys], train["labels"], streams, options.svm_c)
-    rows = two_stream_rows(*streams, options.weights, decision)
+    test = read_scores(parser, options.test, options.streams)
+    svm_train = read_scores(parser, options.svm_train, options.streams) if options.svm_train is not None else None
+    rows = fusion_rows(test, svm_train, options.streams, options.weights, options.svm_c)
     groups = class_groups(options.class_groups) if options.class_groups else None
     print(format_table(rows, test["labels"], groups))
 
