@@ -42,7 +42,7 @@ class Writer:
     @classmethod
     def current(cls) -> Writer:
         pid = os.getpid()
-        return cls(socket.gethostname(), pid, _start_time(pid))
+        return cls(socket.gethostname(), pid, _process_state(pid)[1])
 
     @classmethod
     def parse(cls, text: str) -> Writer | None:
@@ -69,20 +69,23 @@ class Writer:
             return False
         except PermissionError:
             pass  # a process of another user: a reused pid, unless the start times agree
-        started = _start_time(self.pid)
-        return not (started and self.started and started != self.started)
+        state, started = _process_state(self.pid)
+        # A zombie has ended: a killed worker adopted by an init that does not reap stays one.
+        return state not in ("Z", "X") and not (started and self.started and started != self.started)
 
     def __str__(self) -> str:
         return f"pid {self.pid} on {self.host}"
 
 
-def _start_time(pid: int) -> int:
-    """The process's start time in clock ticks since boot (Linux), so a reused pid is told apart; 0 elsewhere."""
+def _process_state(pid: int) -> tuple[str, int]:
+    """The process's state letter and start time in clock ticks since boot (Linux: a reused
+    pid is told apart by it); ("", 0) where unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[19])
     except (OSError, IndexError, ValueError):
-        return 0
+        return "", 0
 
 
 def writer_tag() -> str:

@@ -22,12 +22,13 @@ VIDEOS = 4
 FAST = ExtractionConfig(algorithm="dis", short_side=0)
 
 
-def write_videos(root: Path, count: int = VIDEOS, frames: int = 20, names: list[str] | None = None) -> list[str]:
+def write_videos(root: Path, count: int = VIDEOS, frames: int = 20, names: list[str] | None = None,
+                 size: str = "64x48") -> list[str]:
     root.mkdir(parents=True, exist_ok=True)
     names = names or [f"v{n}.avi" for n in range(count)]
     for n, name in enumerate(names):
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc=size=64x48:rate=25:duration=10,hue=h={40 * n}", "-frames:v", str(frames),
+                        f"testsrc=size={size}:rate=25:duration=20,hue=h={40 * n}", "-frames:v", str(frames),
                         "-pix_fmt", "yuv420p", "-c:v", "mpeg4", str(root / name)], check=True)
     return names
 
@@ -103,6 +104,12 @@ def videos(tmp_path) -> Path:
 IDS = [f"v{n}" for n in range(VIDEOS)]
 
 
+def rerun(videos: Path, out: Path) -> int:
+    """The same command again, in this process (fast: DIS, no workers to start)."""
+    return flow_main(["extract", str(videos), str(out), "--algorithm", "dis", "--short-side", "0", "--no-progress"])
+
+
+@pytest.mark.slow
 def test_sigkill_of_the_parent_ends_its_workers_and_a_rerun_completes_the_rest(videos, tmp_path):
     out = tmp_path / "out"
     run = start(videos, out, "--workers", "2")
@@ -118,28 +125,49 @@ def test_sigkill_of_the_parent_ends_its_workers_and_a_rerun_completes_the_rest(v
         for pid in [run.pid, *family]:  # on failure, nothing of this test outlives it
             if running(pid):
                 os.kill(pid, signal.SIGKILL)
-    rerun = subprocess.run(extract_command(videos, out, "--algorithm", "dis"), capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun(videos, out) == 0
     assert_complete(out, IDS)
 
 
-def test_sigterm_stops_the_run_with_one_line_and_143_and_a_rerun_completes_it(videos, tmp_path):
+@pytest.mark.parametrize("stop", [pytest.param("SIGTERM"), pytest.param("Ctrl-C", marks=pytest.mark.slow)])
+def test_sigterm_and_ctrl_c_stop_the_run_with_one_line_and_143_or_130_and_a_rerun_completes_it(videos, tmp_path,
+                                                                                                stop):
     out = tmp_path / "out"
     run = start(videos, out, "--workers", "2")
     wait_for(lambda: writing(out), 60, "video being written")
     family = descendants(run.pid)
     started = time.monotonic()
-    run.terminate()
+    if stop == "SIGTERM":
+        run.terminate()
+    else:  # a terminal's Ctrl-C: SIGINT to the whole foreground process group
+        os.killpg(run.pid, signal.SIGINT)
     _, stderr = run.communicate(timeout=30)
-    assert run.returncode == 143 and time.monotonic() - started < 15
+    assert run.returncode == (143 if stop == "SIGTERM" else 130) and time.monotonic() - started < 15
     lines = [line for line in stderr.splitlines() if not line.startswith("shard ")]
-    assert lines == ["stopped by SIGTERM; rerun the same command to resume (unfinished videos are redone)"], stderr
+    assert lines == [f"stopped by {stop}; rerun the same command to resume (unfinished videos are redone)"], stderr
     wait_for(lambda: not any(map(running, family)), 10, "end of the workers")
     # Nothing that looks complete is half-written: every final name has its meta.json.
     assert all((path / META_FILE).is_file() for path in out.iterdir() if path.is_dir() and TMP_MARK not in path.name)
-    rerun = subprocess.run(extract_command(videos, out, "--algorithm", "dis"), capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun(videos, out) == 0
     assert_complete(out, IDS)
+
+
+@pytest.mark.slow
+def test_resize_stops_on_sigterm_as_extraction_does(tmp_path):
+    videos, out = tmp_path / "videos", tmp_path / "small"
+    write_videos(videos, count=3, frames=150, size="320x240")
+    command = [sys.executable, "-m", "datamodules", "resize", str(videos), str(out), "--short-side", "128",
+               "--workers", "2", "--no-progress"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: writing(out), 120, "video being re-encoded")
+    family = descendants(run.pid)
+    run.terminate()
+    _, stderr = run.communicate(timeout=30)
+    assert run.returncode == 143
+    assert [line for line in stderr.splitlines() if not line.startswith("shard ")] == [
+        "stopped by SIGTERM; rerun the same command to resume (unfinished videos are redone)"], stderr
+    wait_for(lambda: not any(map(running, family)), 10, "end of the workers")
+    assert all(path.suffix == ".mp4" or TMP_MARK in path.name or path.suffix == ".lock" for path in out.iterdir())
 
 
 @pytest.mark.slow
