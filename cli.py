@@ -11,20 +11,47 @@ An experiment keeps its checkpoints in ``<trainer.default_root_dir>/runs/<experi
 ``--experiment`` or else the config file's name, so that a later process with the same
 config finds them: ``--ckpt_path last`` and ``best`` work in a new process. validate, test
 and predict refuse networks that nobody trained (``lightning_modules.provenance``).
+
+Logs go to a folder per run (``runs/quickstart/fit-<date>-<time>``, ``test-...``), so no
+stage deletes another's. What cannot work is refused in one line before anything runs: a
+checkpoint file that is missing, empty or truncated, a GPU where there is none, several
+CPU processes. A fit that trained on no batch exits 1; Ctrl-C and SIGTERM stop with one
+line, exit 130 and 143, after saving last.ckpt.
 """
 
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from jsonargparse import Namespace
-from pytorch_lightning import LightningDataModule, LightningModule
+from pytorch_lightning import Callback, LightningDataModule, LightningModule
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.trainer.states import TrainerStatus
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from lightning_modules.checkpoints import CheckpointNotFoundError, resolve_ckpt_path
+from lightning_modules.checkpoints import (
+    CheckpointFileError,
+    CheckpointNotFoundError,
+    check_checkpoint_file,
+    last_path,
+    resolve_ckpt_path,
+)
 from lightning_modules.gpu_settings import GPUSettings
+from lightning_modules.loggers import log_folder_per_run
 from lightning_modules.provenance import RefuseUntrainedEvaluation, UntrainedNetworkError, require_trained
+
+
+class TrainingBatches(Callback):
+    """How many training batches this process ran (a resumed fit counts from 0 too)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.count += 1
 
 
 class VideoCLI(LightningCLI):
@@ -57,12 +84,23 @@ class VideoCLI(LightningCLI):
         # can be turned off under `gpu_settings:` (`--gpu_settings.channels_last false`).
         parser.add_lightning_class_args(GPUSettings, "gpu_settings")
 
+    def _parse_ckpt_path(self) -> None:
+        """A checkpoint file checked first: Lightning reads its hyper-parameters here, before anything else."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path not in (None, "last", "best"):
+            check_ckpt_path(ckpt_path, subcommand)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
         if config.trainer.get("precision") is None:
             config.trainer.precision = default_precision(config.trainer.get("accelerator") or "auto")
         try:
             folder = place_experiment_files(config)
+            if self.subcommand is not None:
+                check_trainer_settings(config.trainer)
+                log_folder_per_run(config.trainer.get("logger"), self.subcommand)
         except ValueError as error:
             sys.exit(f"error: {error}")
         # config.yaml beside the checkpoints and scores, not in the logger's folder (W&B's is
@@ -74,7 +112,12 @@ class VideoCLI(LightningCLI):
         # A missing dataset root or annotation file is a config typo: one line naming the
         # setting, not a traceback from inside the DataModule (jsonargparse wraps it).
         try:
-            super().instantiate_classes()
+            try:
+                super().instantiate_classes()
+            except MisconfigurationException as error:  # a Trainer setting Lightning cannot honour
+                sys.exit(f"error: trainer: {' '.join(str(error).split())}")
+            if not self.trainer.loggers:  # --trainer.logger false: nothing to send learning rates to
+                self.trainer.callbacks = [c for c in self.trainer.callbacks if not isinstance(c, LearningRateMonitor)]
             # The data reads what the networks declare (and the modality, which the configs say
             # once, on the networks): adopted now, so a root that modality needs is checked here.
             specs = getattr(self.model, "input_specs", None)
@@ -92,15 +135,18 @@ class VideoCLI(LightningCLI):
         Checked here, before the data is set up or a W&B run starts, with one line saying
         what is missing."""
         config = self.config_init[self.subcommand]
+        asked = config.ckpt_path
         try:
             config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.checkpoint, config.last_checkpoint,
                                                  self.subcommand)
             if self.subcommand != "fit":
                 require_trained(self.model, self.subcommand, config.ckpt_path)
-        except CheckpointNotFoundError as error:
+        except (CheckpointNotFoundError, CheckpointFileError) as error:
             sys.exit(f"error: --ckpt_path {config.ckpt_path}: {error}")
         except UntrainedNetworkError as error:
             sys.exit(f"error: {error}")
+        if config.ckpt_path not in (None, asked):  # the file last or best named (a path given is checked)
+            check_ckpt_path(config.ckpt_path, self.subcommand)
         # Made only now that the run goes ahead: SaveConfigCallback writes config.yaml here.
         self.experiment_folder.mkdir(parents=True, exist_ok=True)
         # Set on the object, not as the module's score_file: a checkpoint's saved
@@ -112,6 +158,45 @@ class VideoCLI(LightningCLI):
 
     # LightningCLI calls before_<subcommand>() before it runs the subcommand.
     before_fit = before_validate = before_test = before_predict = before_run
+
+    def after_fit(self) -> None:
+        """A fit that trained on nothing is not a success (3 CPU processes sharing 4 videos, an
+        empty split, a resumed fit already at max_epochs)."""
+        ran = sum(callback.count for callback in self.trainer.callbacks if isinstance(callback, TrainingBatches))
+        if ran:
+            return
+        trainer = self.trainer
+        if trainer.ckpt_path and trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs:
+            sys.exit(f"error: fit trained on no batch: {trainer.ckpt_path} has already done trainer.max_epochs="
+                     f"{trainer.max_epochs}; raise --trainer.max_epochs to train on")
+        sys.exit(f"error: fit trained on no batch: the training loader gave {trainer.num_training_batches} "
+                 "batches on this process; check the training split, data.batch_size and limit_train_batches")
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Ctrl-C and SIGTERM end the run with one line and exit 130 and 143 (the shell's
+        128 + signal); Lightning has saved last.ckpt by then (``save_on_exception``)."""
+        sigint = signal.getsignal(signal.SIGINT)
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException:
+            self._stopped(subcommand, "SIGTERM", 128 + signal.SIGTERM)
+        except SystemExit as exit_:
+            # Lightning turns KeyboardInterrupt into exit(1), ignoring SIGINT from then on.
+            ctrl_c = (exit_.code == 1 and self.trainer.state.status == TrainerStatus.INTERRUPTED
+                      and signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+            if not ctrl_c:
+                raise
+            signal.signal(signal.SIGINT, sigint)
+            self._stopped(subcommand, "Ctrl-C (SIGINT)", 128 + signal.SIGINT)
+
+    def _stopped(self, subcommand: str, by: str, status: int) -> None:
+        line = f"{subcommand} stopped by {by}"
+        if subcommand == "fit":
+            last = last_path(self.config_init[subcommand].last_checkpoint)
+            line += (f"; resume with --ckpt_path last ({last})" if last.is_file()
+                     else " before its first checkpoint")
+        print(line, file=sys.stderr)
+        raise SystemExit(status)
 
 
 def default_precision(accelerator: str, cuda: bool | None = None, bf16: bool | None = None) -> str:
@@ -127,6 +212,33 @@ def default_precision(accelerator: str, cuda: bool | None = None, bf16: bool | N
         return "32-true"
     bf16 = (cuda and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
     return "bf16-mixed" if bf16 else "16-mixed"
+
+
+def check_trainer_settings(trainer: Namespace, cuda: bool | None = None) -> None:
+    """Refuse (``ValueError`` naming the setting) what cannot train: a GPU accelerator without
+    a GPU, and several devices on the CPU, where Lightning starts one DDP process per device
+    on the same cores, each training on a slice of the data (with tiny data, none)."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    accelerator = str(trainer.get("accelerator") or "auto")
+    if accelerator in ("gpu", "cuda") and not cuda:
+        raise ValueError(f"--trainer.accelerator {accelerator}: no CUDA GPU is visible here "
+                         "(torch.cuda.is_available() is False); use cpu, or auto to take a GPU where there is one")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not cuda and not torch.backends.mps.is_available())
+    devices = trainer.get("devices")
+    if on_cpu and str(devices) not in ("1", "auto", "None", "[0]"):
+        raise ValueError(f"--trainer.devices {devices} on the CPU: a CPU run is one process, which uses every "
+                         "core already; use --trainer.devices 1, or a GPU accelerator for several devices")
+
+
+def check_ckpt_path(ckpt_path: str, stage: str) -> None:
+    """Exit with one line if ``ckpt_path`` is a local file ``stage`` cannot load (URLs and
+    Lightning's own names, ``hpc`` and ``registry:...``, are Lightning's to resolve)."""
+    if "://" in ckpt_path or ckpt_path == "hpc" or ckpt_path.startswith("registry"):
+        return
+    try:
+        check_checkpoint_file(ckpt_path, stage)
+    except CheckpointFileError as error:
+        sys.exit(f"error: --ckpt_path {ckpt_path}: {error}")
 
 
 def experiment_name(config: Namespace) -> str:
@@ -183,7 +295,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         # precision: None means default_precision(accelerator), chosen before instantiation.
-        trainer_defaults={"precision": None, "callbacks": [RefuseUntrainedEvaluation()]},
+        trainer_defaults={"precision": None, "callbacks": [RefuseUntrainedEvaluation(), TrainingBatches()]},
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

@@ -1,4 +1,12 @@
-"""A W&B logger that never blocks: it logs offline when it cannot log online.
+"""Loggers that lose nothing: a folder of its own for every run, and a W&B logger that never blocks.
+
+CSV and TensorBoard logs go to a new folder per process, named after the stage and the
+time it started (``runs/quickstart/fit-20261206-081500``, then ``test-...``), so that a
+test, a resumed fit or a rerun never writes into an earlier run's folder; Lightning's
+CSV writer deletes the ``metrics.csv`` it finds there (``log_folder_per_run``). W&B runs
+get a new id each time by themselves.
+
+The W&B logger logs offline when it cannot log online.
 
 Lightning's ``WandbLogger`` calls ``wandb.init`` with the mode it is given. Without an
 API key that either asks for one (a terminal) or fails (a batch job), and with a key but
@@ -11,17 +19,20 @@ It also keeps secrets out of the run's config: hyper-parameters whose name looks
 credential, or whose value is the value of such an environment variable, are dropped.
 """
 
+import importlib
 import os
 import re
 import socket
 import threading
+import time
 import urllib.request
 from argparse import Namespace
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
@@ -29,6 +40,54 @@ CONNECT_TIMEOUT = 3.0  # seconds; a reachable server answers a TCP connect well 
 OFFLINE_MODES = ("offline", "dryrun", "disabled")
 # Not a bare "key": batch keys and sort keys are ordinary hyper-parameters here.
 SECRET_NAME = re.compile(r"(api|access|private|secret|auth)[_-]?key|secret|token|passw(or)?d|credential", re.I)
+
+
+def run_version(folder: Path, stage: str, started: float | None = None) -> str:
+    """``<stage>-<YYYYmmdd-HHMMSS>`` of ``started`` (default: now), the first such name that is
+    not yet a folder in ``folder`` (``-2``, ``-3``, ... for runs started within one second)."""
+    name = f"{stage}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
+    candidate, count = name, 1
+    while (folder / candidate).exists():
+        count += 1
+        candidate = f"{name}-{count}"
+    return candidate
+
+
+def _logger_class(class_path: str) -> type | None:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def log_folder_per_run(logger: Any, stage: str, key: str = "trainer.logger") -> None:
+    """Give each CSV and TensorBoard logger in the config ``logger`` (a ``class_path`` /
+    ``init_args`` namespace, a list of them, or a bool) a version folder of its own for this
+    ``stage``'s run (``run_version``).
+
+    A version the config sets is kept while its folder holds nothing; one that holds an
+    earlier run's logs is refused (``ValueError`` naming ``key``), since Lightning's CSV
+    writer would delete that run's ``metrics.csv``. DDP ranks may name different folders:
+    only rank 0 writes.
+    """
+    for i, entry in enumerate(logger if isinstance(logger, list) else [logger]):
+        if not hasattr(entry, "class_path"):
+            continue  # true, false or none: Lightning's default logger numbers its versions itself
+        kind = _logger_class(entry.class_path)
+        if kind is None or not issubclass(kind, (CSVLogger, TensorBoardLogger)):
+            continue
+        args = entry.init_args
+        name = args.get("name")
+        folder = Path(args.get("save_dir") or ".") / (name if name is not None else "lightning_logs")
+        version = args.get("version")
+        if version is None:
+            args.version = run_version(folder, stage)
+        elif (folder / str(version)).is_dir() and any((folder / str(version)).iterdir()):
+            where = f"{key}[{i}]" if isinstance(logger, list) else key
+            raise ValueError(f"{where}.init_args.version: {folder / str(version)} holds an earlier run's logs, "
+                             f"which this {stage} would overwrite; leave version unset and every run logs to a "
+                             f"folder of its own, {folder}/<stage>-<date>-<time>")
 
 
 def host_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> bool:

@@ -5,9 +5,13 @@ import pytest
 import wandb
 
 from lightning_modules import loggers
+from jsonargparse import Namespace
+
 from lightning_modules.loggers import (
     OfflineFallbackWandbLogger,
     host_reachable,
+    log_folder_per_run,
+    run_version,
     without_secrets,
 )
 
@@ -78,3 +82,34 @@ def test_without_secrets(monkeypatch):
     kept, dropped = without_secrets(params)
     assert kept == {"data": {"keys": ["rgb"], "stream_key": "rgb"}}
     assert dropped == ["password", "data.keys.1", "data.root"]
+
+
+def csv_logger(save_dir: Path, **init_args) -> Namespace:
+    return Namespace(class_path="pytorch_lightning.loggers.CSVLogger",
+                     init_args=Namespace(save_dir=str(save_dir), name="exp", version=None, **init_args))
+
+
+def test_every_run_gets_a_log_folder_of_its_own(tmp_path):
+    started = time.mktime((2026, 12, 6, 8, 15, 0, 0, 0, -1))
+    assert run_version(tmp_path, "fit", started) == "fit-20261206-081500"
+    (tmp_path / "fit-20261206-081500").mkdir()
+    (tmp_path / "fit-20261206-081500-2").mkdir()
+    assert run_version(tmp_path, "fit", started) == "fit-20261206-081500-3"
+    assert run_version(tmp_path, "test", started) == "test-20261206-081500"
+
+    loggers = [csv_logger(tmp_path), Namespace(class_path="pytorch_lightning.loggers.TensorBoardLogger",
+                                               init_args=Namespace(save_dir=str(tmp_path), name="", version=None))]
+    log_folder_per_run(loggers, "test")
+    assert [entry.init_args.version.split("-")[0] for entry in loggers] == ["test", "test"]
+    log_folder_per_run(True, "fit")  # Lightning's default logger numbers its versions itself
+
+
+def test_a_version_set_in_the_config_never_overwrites_logs(tmp_path):
+    logger = csv_logger(tmp_path)
+    logger.init_args.version = "run"
+    log_folder_per_run(logger, "fit")  # nothing there yet: kept
+    assert logger.init_args.version == "run"
+    (tmp_path / "exp" / "run").mkdir(parents=True)
+    (tmp_path / "exp" / "run" / "metrics.csv").write_text("epoch,step\n0,1\n")
+    with pytest.raises(ValueError, match=r"trainer.logger.init_args.version: .*exp/run holds an earlier run's logs"):
+        log_folder_per_run(logger, "test")
