@@ -31,11 +31,13 @@ class ConvNetLSTM(nn.Module):
         readout: ``"mean"`` averages the per-step logits; ``"last"`` takes the last
             step's, as the paper does at test.
         frames: frames per clip declared in `input_spec` (25 in the paper's training).
+        input_size: square crop side declared in `input_spec` (the data crops to it; the
+            backbone pools globally, so any size runs).
     """
 
     def __init__(self, num_classes: int = 400, backbone: str = "googlenet", weights: str | None = None,
                  hidden_size: int = 512, dropout: float = 0.5, readout: Literal["mean", "last"] = "mean",
-                 frames: int = 25) -> None:
+                 frames: int = 25, input_size: int = 224) -> None:
         super().__init__()
         if backbone == "googlenet":
             stream = GoogLeNetStream(1, weights=weights)
@@ -45,7 +47,7 @@ class ConvNetLSTM(nn.Module):
             raise ValueError(f"backbone must be 'googlenet' or 'resnet<depth>', got {backbone!r}")
         if readout not in ("mean", "last"):
             raise ValueError(f"readout must be 'mean' or 'last', got {readout!r}")
-        self.input_spec: InputSpec = replace(stream.input_spec, dims=3, frames=frames)
+        self.input_spec: InputSpec = replace(stream.input_spec, dims=3, frames=frames, size=input_size)
         self.readout = readout
         self.frame_features = stream.features  # the stream's own classifier is dropped
         self.lstm = nn.LSTM(stream.num_features, hidden_size, batch_first=True)

@@ -80,6 +80,8 @@ class ResNetI3D(Backbone):
         non_local_blocks: names of the blocks followed by a non-local block;
             default ``default_non_local_blocks``.
         time_padding_mode: "zeros" (papers) or "replicate" (exact boring-video check).
+        input_size: square crop side declared in ``input_spec`` (the data crops to it; the
+            network pools globally, so any size runs).
     """
 
     def __init__(self, num_classes: int, depth: int = 50, in_channels: int = 3,
@@ -87,13 +89,13 @@ class ResNetI3D(Backbone):
                  non_local: bool = False, frames: int = 32, conv1_time_stride: int = 1,
                  pool1_time_stride: int = 2, inflated_blocks: Collection[str] | None = None,
                  non_local_blocks: Collection[str] | None = None,
-                 time_padding_mode: TimePaddingMode = "zeros") -> None:
+                 time_padding_mode: TimePaddingMode = "zeros", input_size: int = 224) -> None:
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"depth must be one of {RESNET_DEPTHS}, got {depth}")
         if modality == "rgb" and in_channels == 3:
-            spec = imagenet_rgb(dims=3, frames=frames)
+            spec = imagenet_rgb(dims=3, frames=frames, size=input_size)
         elif modality == "flow" and in_channels == 2:
-            spec = flow_unit(dims=3, frames=frames)
+            spec = flow_unit(dims=3, frames=frames, size=input_size)
         else:
             raise ValueError(f"modality={modality!r} does not take {in_channels} channels (rgb: 3, flow: 2)")
 

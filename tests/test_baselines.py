@@ -32,6 +32,7 @@ def test_convnet_lstm():
 def test_convnet_lstm_on_resnet_and_unknown_backbone():
     model = ConvNetLSTM(num_classes=5, backbone="resnet18").eval()
     assert model.lstm.input_size == 512
+    assert ConvNetLSTM(5, backbone="resnet18", frames=8, input_size=32).input_spec.size == 32
     assert model(torch.randn(1, 3, 3, 32, 32)).shape == (1, 5)
     with pytest.raises(ValueError, match="vgg16"):
         ConvNetLSTM(backbone="vgg16")

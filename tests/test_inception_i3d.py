@@ -201,3 +201,25 @@ def test_a_port_file_is_told_apart_from_googlenet_weights(tmp_path):
     assert torch.equal(same.logits.conv3d.weight, source.logits.conv3d.weight)
     assert torch.equal(other.endpoints.Mixed_5c.b0.conv3d.weight, source.endpoints.Mixed_5c.b0.conv3d.weight)
     assert other.logits.conv3d.weight.shape[0] == 3
+
+
+@pytest.mark.parametrize("config", ["i3d_rgb_kinetics400", "i3d_flow_kinetics400"])
+def test_the_kinetics_configs_start_from_imagenet_googlenet(config, googlenet, monkeypatch):
+    # The paper's starting point (section 2.3), reached from YAML; the fetch is replaced, nothing downloads.
+    from collections.abc import Callable
+    from pathlib import Path
+
+    import yaml
+    from jsonargparse import ArgumentParser
+    from torch import nn
+
+    monkeypatch.setattr(torchvision.models.GoogLeNet_Weights, "get_state_dict",
+                        lambda self, *args, **kwargs: googlenet.state_dict())
+    block = yaml.safe_load((Path(__file__).parents[1] / "configs" / f"{config}.yaml").read_text())
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--network", type=Callable[[int], nn.Module])
+    network = parser.instantiate(parser.parse_object({"network": block["model"]["init_args"]["network"]})).network(400)
+    conv1 = googlenet.conv1.conv.weight / 7
+    if network.input_spec.modality == "flow":
+        conv1 = conv1.mean(dim=1, keepdim=True).expand(-1, 2, -1, -1)
+    assert torch.allclose(network.endpoints.Conv3d_1a_7x7.conv3d.weight[:, :, 3], conv1)

@@ -79,5 +79,6 @@ def test_a_resnet_weights_name_resolves_to_torchvisions_imagenet_file(modality, 
     net = ResNetI3D(5, depth=18, in_channels=channels, modality=modality, frames=4,
                     weights="ResNet18_Weights.IMAGENET1K_V1")
     assert fetched == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1]
+    assert net.input_spec.size == 224 and ResNetI3D(5, depth=18, input_size=32).input_spec.size == 32
     conv1 = net2d.conv1.weight if modality == "rgb" else net2d.conv1.weight.mean(dim=1, keepdim=True).expand(-1, 2, -1, -1)
     torch.testing.assert_close(net.features.conv1.weight.sum(dim=2), conv1)  # bootstrapped: the 5 slices sum to it
