@@ -5,19 +5,20 @@ For a stack of L fields d_1..d_L (in pixels) and an output pixel p: p_1 = p,
 p_(k+1) = p_k + d_k(p_k), and the k-th output field is d_k(p_k). Optical-flow stacking (the
 project's default) is d_k(p) at every k; the two agree wherever nothing moves.
 
-Sampling is bilinear with pixel centres at integer coordinates 0..W-1, the semantics of
-``torch.nn.functional.grid_sample(..., mode="bilinear", padding_mode="border",
-align_corners=True)``. It is computed here in pixel coordinates with four gathers rather than
-through ``grid_sample``, whose normalised coordinates (``2x/(W-1) - 1``, undone inside) round
-in float32: at 340 px a point on the pixel grid comes back up to ~1e-4 px off, so zero motion
-would not give optical-flow stacking exactly. Here a point on the grid reads the field's value
-bit for bit.
+Sampling is ``torch.nn.functional.grid_sample(..., mode="bilinear", padding_mode="border",
+align_corners=True)``: pixel centres at integer coordinates 0..W-1. Positions and the sampling
+run in float64 (float32 on MPS, which has no float64) whatever the fields' dtype, and the output
+is rounded once to the fields' dtype: grid_sample's normalised coordinates (``2x/(W-1) - 1``,
+undone inside) round, in float32 up to ~2e-5 px at 340 px, so a point on the pixel grid would
+read a blend of its neighbours; in float64 the blend is ~1e-16 of a neighbour, which rounding
+to float32 removes. So zero motion gives optical-flow stacking bit for bit for float32 and lower
+precisions (float64 fields: to ~1e-12), and bfloat16 fields still move points to 1e-4 px
+(bfloat16 cannot hold a position of 300 px to better than 2 px). On a CPU float64 costs ~2x
+float32 (``benchmarks/trajectory_speed.py`` times the whole step).
 
 Points that leave the frame are clamped to its border after every step (the trajectory sticks
 to the edge and reads the edge's flow), as dense-trajectory practice clamps rather than
-inventing flow outside the frame. Positions are float32 (float64 for float64 fields) whatever
-the fields' dtype, since bfloat16 cannot hold a position of 300 px to better than 2 px; the
-output has the fields' dtype.
+inventing flow outside the frame.
 
 Crops. ``top_left`` and ``size`` start the trajectories at the pixels of a crop while sampling
 the whole field, so a trajectory may leave the crop and still read true flow. The result is
@@ -50,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 STACKINGS = ("optical_flow", "trajectory")
@@ -121,18 +123,20 @@ def trajectory_stack(fields: Tensor, top_left: Tensor | Sequence[int] | None = N
     n, length, _, height, width = fields.shape
     if not 0 <= backward <= length:
         raise ValueError(f"backward must be 0..{length} (the stack's fields), got {backward}")
-    work = torch.float64 if fields.dtype == torch.float64 else torch.float32
+    work = torch.float32 if fields.device.type == "mps" else torch.float64
     start, (crop_h, crop_w) = _start(top_left, size, n, height, width, fields.device)
     rows = torch.arange(crop_h, device=fields.device, dtype=work).view(1, -1, 1) + start[:, 0].view(-1, 1, 1).to(work)
     cols = torch.arange(crop_w, device=fields.device, dtype=work).view(1, 1, -1) + start[:, 1].view(-1, 1, 1).to(work)
     grid_y, grid_x = rows.expand(n, crop_h, crop_w), cols.expand(n, crop_h, crop_w)
+    to_unit_x, to_unit_y = 2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)  # grid_sample's [-1, 1]
     out = fields.new_empty(n, length, 2, crop_h, crop_w)
-    flat = fields.reshape(n, length, 2, height * width)
     # Backward fields are walked from the one next to tau back in time; forward ones from tau on.
     for order in (range(backward - 1, -1, -1), range(backward, length)):
         y, x = grid_y, grid_x
         for k in order:
-            d = _bilinear(flat[:, k].to(work), y, x, height, width)  # N x 2 x h x w
+            grid = torch.stack([x * to_unit_x - 1, y * to_unit_y - 1], dim=-1)  # N x h x w x 2
+            d = F.grid_sample(fields[:, k].to(work), grid, mode="bilinear", padding_mode="border",
+                              align_corners=True)  # N x 2 x h x w
             out[:, k] = d.to(fields.dtype)
             x = (x + d[:, 0]).clamp(0, width - 1)
             y = (y + d[:, 1]).clamp(0, height - 1)
@@ -158,23 +162,3 @@ def _start(top_left: Tensor | Sequence[int] | None, size: tuple[int, int] | None
         raise ValueError(f"crops of {crop_h}x{crop_w} at top_left in [{low}, {high}] leave the {height}x{width} fields")
     return start, (crop_h, crop_w)
 
-
-def _bilinear(flat: Tensor, y: Tensor, x: Tensor, height: int, width: int) -> Tensor:
-    """Fields (N, 2, H*W) read at points (N, h, w) inside the frame -> (N, 2, h, w).
-
-    The corner below-left of a point is clamped so that the last row and column are reached
-    with weight 1 (exact on the grid, like every other grid point)."""
-    n, h, w = x.shape
-    x0 = x.floor().clamp(0, max(width - 2, 0))
-    y0 = y.floor().clamp(0, max(height - 2, 0))
-    fx, fy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
-    x0, y0 = x0.long(), y0.long()
-    x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
-
-    def at(yy: Tensor, xx: Tensor) -> Tensor:
-        index = (yy * width + xx).view(n, 1, h * w).expand(n, 2, h * w)
-        return flat.gather(2, index).view(n, 2, h, w)
-
-    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
-    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
-    return top * (1 - fy) + bottom * fy
