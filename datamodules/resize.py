@@ -45,14 +45,14 @@ from av.video.reformatter import VideoReformatter
 
 from datamodules.annotations.records import RESIZED_SUFFIX
 from flow.av_compat import copy_colour_tags, display_matrix, frame_rate, open_input
-from flow.extract import check_writable, failure_reason
+from flow.extract import check_writable
 from flow.ownership import VideoBusy, claim, temporary
 from flow.frames import VideoError, resized_size
 from flow.orientation import quarter_turns, upright_size
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import usable_cores
 from flow.summary import RunTotals
-from flow.video_run import FatalError, Job, Skipped, plan_jobs, run_jobs
+from flow.video_run import FatalError, Job, Skipped, failure_reason, plan_jobs, run_jobs
 
 __all__ = [
     "CODECS", "Codec", "ResizeConfig", "ResizeSummary", "ResizedVideo", "default_codec", "encoded_size",

@@ -36,16 +36,21 @@ from functools import partial
 from itertools import chain, islice
 from pathlib import Path
 from queue import Empty, Full, Queue
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from flow import extract
 from flow.algorithms import FlowAlgorithm, create_algorithm
-from flow.extract import ExtractionConfig, Job, Outcome, VideoError, open_video
-from flow.frames import VideoFrames
-from flow.outputs import VideoBusy, VideoOutput, write_jpeg
-from flow.video_run import Skipped
+from flow.frames import VideoError, VideoFrames, open_video
+from flow.outputs import VideoBusy, VideoOutput, finish_video, open_output, write_jpeg
+from flow.summary import VideoResult
+from flow.video_run import FatalError, Job, Skipped, failure_reason
+
+if TYPE_CHECKING:
+    from flow.extract import ExtractionConfig
+
+Outcome = tuple[Job, VideoResult | Skipped | str]
 from flow.stages import QUEUE_DEPTH, opencv_threads, prefetched, usable_cores
 from flow.torch_codec import JpegEncoder, create_jpeg_encoder, quantize_tensor
 
@@ -229,7 +234,7 @@ class BatchedRun:
     def _decode(self, video: _Video) -> None:
         config, job = self.config, video.job
         # Opened first, as on the per-video path: a video another writer holds is skipped undecoded.
-        output = video.output = extract.open_video_output(job.target, config)
+        output = video.output = open_output(job.target, config)
         video.frames = open_video(job.source, config, gray=not self._color, rgb=self._color or config.rgb)
         layout = config.layout
         with closing(iter(video.frames)) as decoded:
@@ -340,7 +345,7 @@ class BatchedRun:
                 video.skipped = Skipped(str(error))
                 video.failure = video.skipped.reason
             else:
-                video.failure = extract.failure_reason(error, video.job.target)
+                video.failure = failure_reason(error, video.job.target)
 
     def _compute(self, batch: _Batch) -> None:
         """Flow of a batch's pairs, split when the device runs out of memory or a call fails,
@@ -416,14 +421,14 @@ class BatchedRun:
             yield video.job, self._finish(video)
         self._ended = waiting
 
-    def _finish(self, video: _Video) -> extract.VideoResult | Skipped | str:
+    def _finish(self, video: _Video) -> VideoResult | Skipped | str:
         job = video.job
         complete = False
         try:
             if video.failure is None and video.write_error is None:
                 assert video.frames is not None and video.output is not None
                 try:
-                    result = extract.finish_video(
+                    result = finish_video(
                         video.output, self.config, self._params, video.frames, video.num_frames, job.listed,
                         video.bytes_written, time.perf_counter() - video.started, video.flow_seconds,
                     )  # fmt: skip
@@ -446,6 +451,6 @@ def batched_outcomes(jobs: Sequence[Job], config: ExtractionConfig) -> Iterator[
     try:
         run = BatchedRun(config)
     except ValueError as error:
-        raise extract.FatalError(f"cannot start the batched extraction: {error}") from None
+        raise FatalError(f"cannot start the batched extraction: {error}") from None
     with run:
         yield from run.outcomes(jobs)

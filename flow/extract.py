@@ -13,7 +13,6 @@ processes that may crash is ``flow/pool.py``.
 
 from __future__ import annotations
 
-import errno
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -28,28 +27,25 @@ import numpy as np
 
 from flow.algorithms import ALGORITHMS, FlowAlgorithm, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, encode_flow
-from flow.frames import DECODERS, VideoError, VideoFrames, first_line
+from flow.frames import DECODERS, VideoError, open_video
 from flow.layout import OURS, FrameLayout
-from flow.meta import META_FILE, FlowMeta
-from flow.outputs import VideoBusy, VideoOutput, clear_folder, open_output, write_jpeg
+from flow.meta import META_FILE
+from flow.outputs import VideoBusy, VideoOutput, clear_folder, finish_video, open_output, write_jpeg
 from flow.packed import PACK_SUFFIX
 from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import Writer, flow_fields, prefetched, usable_cores
 from flow.summary import Summary, VideoResult
 from flow.torch_codec import JPEG_ENCODERS
-from flow.video_run import FatalError, Job, Skipped, plan_jobs, run_jobs
+from flow.video_run import FatalError, Job, Skipped, failure_reason, plan_jobs, run_jobs
 from flow.videos import VIDEO_EXTENSIONS, list_videos, video_id
 
 # The listing names stay importable from here, where callers have always found them.
 __all__ = [
     "VIDEO_EXTENSIONS", "ExtractionConfig", "FatalError", "Job", "VideoError", "check_writable", "clear_folder",
-    "extract_many", "extract_video", "list_videos", "open_video", "video_id", "write_file",
+    "extract_many", "extract_video", "list_videos", "open_video", "video_id",
 ]  # fmt: skip
 
-# Errors that every later video would hit too: stop the run instead of failing each one.
 STORES = ("folders", "packed")
-
-_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 # Videos in a row whose worker crashed even when run alone, before the run gives up.
 _MAX_LONE_CRASHES = 10
@@ -124,23 +120,6 @@ class ExtractionConfig:
         return [create_algorithm(self.algorithm, **self.params) for _ in range(self.flow_threads(workers))]
 
 
-def open_video(path: Path | str, config: ExtractionConfig, gray: bool = True, rgb: bool = False) -> VideoFrames:
-    """The video's sampled, resized frames, as the extraction reads them (with ``config.decoder``)."""
-    return DECODERS[config.decoder](Path(path), config.short_side, config.step, gray=gray, rgb=rgb)
-
-
-def write_file(path: Path, data: bytes) -> int:
-    """Write one output file; returns its size. Every output byte goes through here."""
-    path.write_bytes(data)
-    return len(data)
-
-
-def open_video_output(out_dir: Path, config: ExtractionConfig) -> VideoOutput:
-    """Where the video whose folder is ``out_dir`` is written: that folder, or with store
-    ``packed`` the pack ``<out_dir>.zip`` (``flow/outputs.py``)."""
-    return open_output(out_dir, config.store, config.layout, write_file)
-
-
 def _write_flow(output: VideoOutput, paths: Sequence[Path], field_: np.ndarray, bound: float, quality: int) -> int:
     return sum(output.write(path.name, data) for path, data in zip(paths, encode_flow(field_, bound, quality)))
 
@@ -172,7 +151,7 @@ def extract_video(
     num_frames = 0
     # Opened first: a video another writer holds is skipped before any decoding, and a
     # killed writer's leftovers go even when this video then fails.
-    output = open_video_output(out_dir, config)
+    output = open_output(out_dir, config)
     try:
         frames = open_video(video_path, config, gray=not color, rgb=color or config.rgb)
         # Four stages overlap: decoding (a thread), flow (a thread per algorithm instance),
@@ -211,26 +190,6 @@ def extract_video(
         raise
 
 
-def finish_video(
-    output: VideoOutput, config: ExtractionConfig, params: dict, frames: VideoFrames, num_frames: int,
-    source: str, bytes_written: int, seconds: float, flow_seconds: float,
-) -> VideoResult:
-    """Write meta.json into a video's output whose files are all written (which makes it complete)."""
-    width, height = frames.size
-    layout = config.layout
-    output.finish(FlowMeta(
-        algorithm=config.algorithm, params=params, bound=config.bound,
-        jpeg_quality=config.quality, width=width, height=height, num_frames=num_frames,
-        num_flows=num_frames - 1, fps=frames.fps, source=source,
-        start_index=layout.start_index, step=config.step, backward=config.backward,
-        rgb=config.rgb, layout=layout.templates(), decoder=config.decoder,
-    ))  # fmt: skip
-    return VideoResult(
-        pairs=num_frames - 1, num_frames=num_frames, bytes_written=bytes_written,
-        seconds=seconds, flow_seconds=flow_seconds, width=width, height=height,
-    )  # fmt: skip
-
-
 def check_writable(out_root: Path) -> None:
     """Create ``out_root`` and a probe file in it, so a bad root fails once, up front."""
     try:
@@ -260,18 +219,6 @@ class _Worker:
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000
             # Its partial output is gone already (extract_video discards it), also on a full disk.
             return failure_reason(error, job.target)
-
-
-def failure_reason(error: Exception, out_dir: Path) -> str:
-    """Why a video failed, for the failures list; raises FatalError for errors every later
-    video would hit too (a full disk)."""
-    if isinstance(error, VideoError):
-        return str(error)
-    if isinstance(error, OSError):
-        if error.errno in _FATAL_ERRNOS:
-            raise FatalError(f"cannot write {error.filename or out_dir}: {error.strerror}") from None
-        return f"{type(error).__name__}: {error}"
-    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def _process_worker(config: ExtractionConfig, workers: int) -> _Worker:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,8 +29,14 @@ from flow.layout import FrameLayout
 from flow.meta import META_FILE, FlowMeta, json_text, write_meta
 from flow.ownership import VideoBusy, claim, temporary
 from flow.packed import PackWriter, pack_path
+from flow.summary import VideoResult
 
-__all__ = ["FolderOutput", "PackOutput", "VideoBusy", "VideoOutput", "clear_folder", "open_output", "write_jpeg"]  # fmt: skip
+if TYPE_CHECKING:
+    from flow.extract import ExtractionConfig
+    from flow.frames import VideoFrames
+
+__all__ = ["FolderOutput", "PackOutput", "VideoBusy", "VideoOutput", "clear_folder", "finish_video", "open_output",
+           "write_file", "write_jpeg"]  # fmt: skip
 
 
 class VideoOutput(ABC):
@@ -78,16 +84,19 @@ class VideoOutput(ABC):
     def _discard(self) -> None: ...
 
 
+def write_file(path: Path, data: bytes) -> int:
+    """Write one output file; returns its size. Every byte of a folder goes through here
+    (tests replace it to simulate a full disk)."""
+    path.write_bytes(data)
+    return len(data)
+
+
 class FolderOutput(VideoOutput):
-    """The files of ``folder``, written into this writer's ``<folder>.tmp-<host>-<pid>/``.
+    """The files of ``folder``, written into this writer's ``<folder>.tmp-<host>-<pid>/``."""
 
-    ``write_file(path, data)`` writes one file (``flow.extract.write_file``, which tests
-    replace to simulate a full disk).
-    """
-
-    def __init__(self, folder: Path, layout: FrameLayout, write_file: Callable[[Path, bytes], int]):
+    def __init__(self, folder: Path, layout: FrameLayout):
         super().__init__(folder, folder)
-        self.layout, self._write_file = layout, write_file
+        self.layout = layout
         self.folder = temporary(folder)
         try:
             self.folder.mkdir(parents=True)
@@ -99,7 +108,7 @@ class FolderOutput(VideoOutput):
         return (self.final / META_FILE).is_file()
 
     def write(self, name: str, data: bytes) -> int:
-        return self._write_file(self.folder / name, data)
+        return write_file(self.folder / name, data)
 
     def _complete(self, meta: FlowMeta) -> None:
         write_meta(self.folder, meta)
@@ -150,13 +159,33 @@ class PackOutput(VideoOutput):
         self._writer.abort()
 
 
-def open_output(folder: Path, store: str, layout: FrameLayout,
-                write_file: Callable[[Path, bytes], int]) -> VideoOutput:
-    """The output of the video whose folder is ``folder`` in ``store`` ("folders" or "packed");
-    raises VideoBusy when another writer holds or has completed it."""
-    if store == "packed":
+def open_output(folder: Path, config: ExtractionConfig) -> VideoOutput:
+    """The output of the video whose folder is ``folder`` in ``config.store`` ("folders", or
+    "packed": the pack ``<folder>.zip``); raises VideoBusy when another writer holds or has
+    completed it."""
+    if config.store == "packed":
         return PackOutput(folder)
-    return FolderOutput(folder, layout, write_file)
+    return FolderOutput(folder, config.layout)
+
+
+def finish_video(
+    output: VideoOutput, config: ExtractionConfig, params: dict, frames: VideoFrames, num_frames: int,
+    source: str, bytes_written: int, seconds: float, flow_seconds: float,
+) -> VideoResult:
+    """Write meta.json into a video's output whose files are all written (which makes it complete)."""
+    width, height = frames.size
+    layout = config.layout
+    output.finish(FlowMeta(
+        algorithm=config.algorithm, params=params, bound=config.bound,
+        jpeg_quality=config.quality, width=width, height=height, num_frames=num_frames,
+        num_flows=num_frames - 1, fps=frames.fps, source=source,
+        start_index=layout.start_index, step=config.step, backward=config.backward,
+        rgb=config.rgb, layout=layout.templates(), decoder=config.decoder,
+    ))  # fmt: skip
+    return VideoResult(
+        pairs=num_frames - 1, num_frames=num_frames, bytes_written=bytes_written,
+        seconds=seconds, flow_seconds=flow_seconds, width=width, height=height,
+    )  # fmt: skip
 
 
 def write_jpeg(output: VideoOutput, path: Path, image: np.ndarray, quality: int) -> int:

@@ -15,6 +15,7 @@ and the exit status is 143 or 130. A video's output is temporary until complete
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from flow.frames import VideoError, first_line
 from flow.paths import safe_join
 from flow.sharding import Shard
 from flow.summary import Failure, RunTotals
@@ -58,6 +60,22 @@ def stop_on_sigterm() -> Iterator[None]:
 class FatalError(Exception):
     """The whole run must stop: the output cannot be written (full disk, unwritable root)
     or workers keep crashing."""
+
+
+# Errors that every later video would hit too: stop the run instead of failing each one.
+_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def failure_reason(error: Exception, target: Path) -> str:
+    """Why a video failed, for the failures list; raises FatalError for errors every later
+    video would hit too (a full disk)."""
+    if isinstance(error, VideoError):
+        return str(error)
+    if isinstance(error, OSError):
+        if error.errno in _FATAL_ERRNOS:
+            raise FatalError(f"cannot write {error.filename or target}: {error.strerror}") from None
+        return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 @dataclass(frozen=True)

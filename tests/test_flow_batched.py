@@ -12,6 +12,7 @@ from test_flow_extract import corrupt_pyav_frame, write_moving_video
 
 import flow.batched
 import flow.frames
+import flow.outputs
 from flow.algorithms import ALGORITHMS, FlowAlgorithm
 from flow.extract import ExtractionConfig, FatalError, extract_many, list_videos
 from flow.meta import META_FILE, read_meta
@@ -243,7 +244,7 @@ def test_a_full_disk_stops_the_batched_run(tmp_path, video_root, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return len(data)
 
-    monkeypatch.setattr(flow.extract, "write_file", full_disk)
+    monkeypatch.setattr(flow.outputs, "write_file", full_disk)
     with pytest.raises(FatalError, match="No space left on device"):
         run(video_root, tmp_path / "batched", batched())
     assert not list((tmp_path / "batched").rglob(META_FILE))

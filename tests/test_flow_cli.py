@@ -8,6 +8,7 @@ from PIL import Image
 from test_flow_extract import write_moving_video
 
 import flow.extract
+import flow.outputs
 from datamodules.synthetic import generate
 from flow.__main__ import main
 from flow.codec import dequantize
@@ -89,7 +90,7 @@ def test_full_disk_stops_with_one_message(tmp_path, video_root, monkeypatch, cap
     def full_disk(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(flow.extract, "write_file", full_disk)
+    monkeypatch.setattr(flow.outputs, "write_file", full_disk)
     assert main(["extract", str(video_root), str(tmp_path / "out"), *FAST]) == 3
     captured = capsys.readouterr()
     assert captured.err.count("No space left on device") == 1 and "failed:" not in captured.out + captured.err

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import flow.extract
+import flow.outputs
 import flow.frames
 from flow.algorithms import FlowAlgorithm
 from flow.codec import decode_jpeg, dequantize
@@ -173,14 +174,14 @@ def test_a_flow_error_stops_the_decoding_and_flow_threads(tmp_path):
 
 def fail_writing(monkeypatch, name: str) -> None:
     """Writing the file called ``name`` fails with an I/O error; every other write succeeds."""
-    real_write_file = flow.extract.write_file
+    real_write_file = flow.outputs.write_file
 
     def write_file(path, data):
         if path.name == name:
             raise OSError(errno.EIO, "Input/output error", str(path))
         return real_write_file(path, data)
 
-    monkeypatch.setattr(flow.extract, "write_file", write_file)
+    monkeypatch.setattr(flow.outputs, "write_file", write_file)
 
 
 def test_an_error_on_the_last_write_is_raised_and_nothing_is_complete(tmp_path, monkeypatch):
@@ -245,7 +246,7 @@ def test_disk_full_stops_the_run_and_leaves_nothing_complete(tmp_path, monkeypat
         path.write_bytes(data)
         return len(data)
 
-    monkeypatch.setattr(flow.extract, "write_file", full_disk)
+    monkeypatch.setattr(flow.outputs, "write_file", full_disk)
     with pytest.raises(FatalError, match="No space left on device"):
         extract_many(root, list_videos(root), tmp_path / "out", FAST, progress=False)
     assert len(calls) == 4  # stopped at the first failing write, not retried per video

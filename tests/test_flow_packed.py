@@ -10,6 +10,7 @@ import pytest
 from test_flow_extract import write_moving_video
 
 import flow.extract
+import flow.outputs
 import flow.packed
 from datamodules.annotations import read_list_file
 from datamodules.index import build_index
@@ -217,7 +218,7 @@ def _no_file_per_field(monkeypatch) -> None:
     def write_file(path, data):
         raise AssertionError(f"a file per field was written: {path}")
 
-    monkeypatch.setattr(flow.extract, "write_file", write_file)
+    monkeypatch.setattr(flow.outputs, "write_file", write_file)
 
 
 def _listing(root: Path) -> list[str]:
