@@ -1,11 +1,16 @@
-"""The README's quickstart, end to end, as a user runs it (subprocesses, relative paths).
+"""The README's quickstart, end to end, as a user runs it: the commands are read from the
+README's own text and run verbatim, one by one, in a fresh folder (subprocesses, relative
+paths; ``cli.py`` and ``configs/`` linked in, ``pip install`` skipped: the suite runs
+installed).
 
 Generate the synthetic dataset, extract its flow, train both streams, test with 25 x 10
-views and print the paper's table; then what users rely on afterwards: the saved score
-files reproduce the table, a 2-process DDP test on CPU scores exactly the same videos
-with the same numbers, and a resumed fit continues the step count.
+views and print the paper's table, recompute it from the score files; then what users rely
+on afterwards: a 2-process DDP test on CPU scores exactly the same videos with the same
+numbers, and a resumed fit continues the step count.
 """
 
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +19,33 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules.video_scores import load_video_scores
+from lightning_modules.evaluation.scores import load_video_scores
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 CONFIG = str(ROOT / "configs" / "quickstart.yaml")
 SCORES = Path("runs/quickstart")  # the experiment folder, beside checkpoints/
 LAST = "runs/quickstart/checkpoints/last.ckpt"
 
-pytestmark = pytest.mark.slow
+
+def quickstart_commands(readme: str) -> list[list[str]]:
+    """The commands of the first bash block under the README's "## Quickstart" heading, as argv lists
+    (backslash continuations joined, comments dropped)."""
+    section = readme.split("\n## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert block, "README.md: no ```bash block in its Quickstart section"
+    text = block.group(1).replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in text.splitlines() if line.strip()]
+
+
+def test_the_quickstart_is_separate_short_commands():
+    commands = quickstart_commands(README.read_text())
+    assert [argv[:3] for argv in commands] == [
+        ["pip", "install", "-e"], ["python", "-m", "datamodules.synthetic"], ["python", "-m", "flow"],
+        ["python", "cli.py", "fit"], ["python", "cli.py", "test"], ["python", "-m", commands[5][2]]]
+    assert commands[5][2].endswith("fusion_table")
+    section = README.read_text().split("\n## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert max(len(line) for line in section.splitlines()) <= 120, "a quickstart line a reader has to scroll"
 
 
 def run(cwd: Path, *args: str) -> str:
@@ -45,23 +69,28 @@ def table_rows(text: str) -> dict[str, list[float]]:
 
 
 @pytest.fixture(scope="module")
-def quickstart(tmp_path_factory) -> tuple[Path, str]:
-    """The README's quickstart command, step by step, in a fresh folder."""
+def quickstart(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The README's quickstart commands, verbatim, one by one, in a fresh folder; the output of each
+    (keyed by its module or script and subcommand: "cli.py test", "-m lightning_modules...")."""
     cwd = tmp_path_factory.mktemp("quickstart")
-    run(cwd, "-m", "datamodules.synthetic", "data/synthetic", "--layout", "ucf101", "--videos-per-class", "12")
-    run(cwd, "-m", "flow", "extract", "data/synthetic/UCF-101", "data/synthetic/flow", "--algorithm", "dis",
-        "--short-side", "128", "--workers", "2", "--no-progress")
-    cli(cwd, "fit")
-    tested = cli(cwd, "test", "--ckpt_path", LAST)
-    return cwd, tested
+    for name in ("cli.py", "configs"):
+        (cwd / name).symlink_to(ROOT / name)
+    outputs = {}
+    for argv in quickstart_commands(README.read_text()):
+        if argv[0] == "pip":
+            continue  # the suite runs with the package installed
+        assert argv[0] == "python", f"README quickstart: a command that is not python: {shlex.join(argv)}"
+        key = " ".join(argv[1:3])
+        outputs[key] = run(cwd, *argv[1:])
+    return cwd, outputs
 
 
+@pytest.mark.slow
 def test_table_shows_what_each_stream_learned(quickstart) -> None:
-    cwd, tested = quickstart
+    _, outputs = quickstart
+    tested = outputs["cli.py test"]
     assert set(table_rows(tested)) == {"spatial", "temporal", "fusion by averaging", "fusion by SVM"}
-    grouped = table_rows(run(cwd, "-m", "lightning_modules.fusion_table", str(SCORES / "test_scores.npz"),
-                             "--svm-train", str(SCORES / "test_scores_svm_train.npz"),
-                             "--class-groups", "data/synthetic/synthetic.json"))
+    grouped = table_rows(next(out for key, out in outputs.items() if key.endswith("fusion_table")))
     # columns: all, appearance classes, motion classes
     spatial, temporal, average = grouped["spatial"], grouped["temporal"], grouped["fusion by averaging"]
     assert temporal[2] > spatial[2], "the temporal stream should win on the motion-only classes"
@@ -70,6 +99,7 @@ def test_table_shows_what_each_stream_learned(quickstart) -> None:
     assert [row[0] for row in grouped.values()] == [row[0] for row in table_rows(tested).values()]
 
 
+@pytest.mark.slow
 def test_every_test_video_scored_once_with_all_views(quickstart) -> None:
     cwd, _ = quickstart
     scores = load_video_scores(cwd / SCORES / "test_scores.npz")
@@ -78,8 +108,10 @@ def test_every_test_video_scored_once_with_all_views(quickstart) -> None:
     np.testing.assert_allclose(scores["scores_spatial"].sum(1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_ddp_on_cpu_gives_the_same_scores(quickstart) -> None:
-    cwd, tested = quickstart
+    cwd, outputs = quickstart
+    tested = outputs["cli.py test"]
     single = load_video_scores(cwd / SCORES / "test_scores.npz")
     ddp = cli(cwd, "test", "--ckpt_path", LAST, "--trainer.devices", "2", "--trainer.strategy", "ddp",
               "--trainer.logger.init_args.version", "ddp", "--experiment", "quickstart_ddp")
@@ -92,6 +124,7 @@ def test_ddp_on_cpu_gives_the_same_scores(quickstart) -> None:
     assert table_rows(ddp) == table_rows(tested)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_step_count(quickstart) -> None:
     cwd, _ = quickstart
     saved = torch.load(cwd / LAST, weights_only=True)
