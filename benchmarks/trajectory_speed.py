@@ -4,11 +4,14 @@ Both paths start from a batch of uint8 flow levels, (N, L, 2, H, W) at the store
 (256 x 340 by default), and end with (N, L, 2, crop, crop) float32 fields in pixels:
 
 - optical-flow stacking: the finishing step today, minus what both share after it (mean
-  subtraction, clipping, normalisation): each sample's crop cut from the uint8 levels and
-  dequantized (``datamodules.inputs.dequantize_levels``);
+  subtraction, clipping, normalisation): the bare dequantization
+  (``datamodules.inputs.dequantize_levels``) of the crops, which the loader's workers cut
+  (untimed here);
 - trajectory stacking: the whole fields dequantized, then ``datamodules.trajectory
   .trajectory_stack`` with each sample's trajectories started in its crop (random crop
-  boxes, as in training), reading the full fields.
+  boxes, as in training), reading the full fields. The workers must ship the uncropped
+  fields for it: H x W / crop^2 times the bytes (1.73x at 256 x 340 and 224), printed below
+  the table.
 
 The flow is smooth random motion of a few pixels, quantized with bound 20 (real flow is
 smooth; the gathers' memory access depends on it). Each time is the median of ``--repeats``
@@ -97,9 +100,10 @@ def measure(args: argparse.Namespace, device: str) -> tuple[float, float]:
     boxes = torch.stack([tops, lefts], dim=1)
     crop = args.crop
 
+    cropped = torch.stack([levels[n, ..., top:top + crop, left:left + crop]
+                           for n, (top, left) in enumerate(boxes.tolist())])  # the workers' cut, untimed
+
     def optical_flow() -> Tensor:
-        cropped = torch.stack([levels[n, ..., top:top + crop, left:left + crop]
-                               for n, (top, left) in enumerate(boxes.tolist())])
         return dequantize_levels(cropped, quantized)
 
     def trajectory() -> Tensor:
@@ -131,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("trajectory_speed: interrupted; the rows above were measured", file=sys.stderr)
         return 130
+    report.note(f"trajectory stacking ships the uncropped {args.height}x{args.width} fields from the workers: "
+                f"{args.height * args.width / args.crop ** 2:.2f}x the bytes of {args.crop}x{args.crop} crops")
     report.finish()
     return 0
 
