@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from typing import Any
 from tqdm import tqdm
 
 from flow.frames import VideoError, first_line
+from flow.ownership import temporary
 from flow.paths import safe_join
 from flow.sharding import Shard
 from flow.summary import Failure, RunTotals
@@ -188,6 +190,9 @@ def write_failures(failures: list[Failure], path: Path) -> None:
     lines = "".join(f"{failure.video}\t{failure.reason}\n" for failure in sorted(failures, key=lambda f: f.video))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(lines, encoding="utf-8")
+        # Renamed complete: a script (or a second run on the same root) never reads half a list.
+        partial = temporary(path)
+        partial.write_text(lines, encoding="utf-8")
+        os.replace(partial, path)
     except OSError as error:
         raise FatalError(f"cannot write the failures file {path}: {error.strerror}") from None
