@@ -29,7 +29,6 @@ from jsonargparse import Namespace
 from pytorch_lightning import Callback, LightningDataModule, LightningModule
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
-from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lightning_modules.checkpoints import (
@@ -175,18 +174,14 @@ class VideoCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         """Ctrl-C and SIGTERM end the run with one line and exit 130 and 143 (the shell's
         128 + signal); Lightning has saved last.ckpt by then (``save_on_exception``)."""
-        sigint = signal.getsignal(signal.SIGINT)
         try:
             super()._run_subcommand(subcommand)
         except SIGTERMException:
             self._stopped(subcommand, "SIGTERM", 128 + signal.SIGTERM)
         except SystemExit as exit_:
-            # Lightning turns KeyboardInterrupt into exit(1), ignoring SIGINT from then on.
-            ctrl_c = (exit_.code == 1 and self.trainer.state.status == TrainerStatus.INTERRUPTED
-                      and signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
-            if not ctrl_c:
+            # Lightning handles KeyboardInterrupt with exit(1), raised while handling it.
+            if not isinstance(exit_.__context__, KeyboardInterrupt):
                 raise
-            signal.signal(signal.SIGINT, sigint)
             self._stopped(subcommand, "Ctrl-C (SIGINT)", 128 + signal.SIGINT)
 
     def _stopped(self, subcommand: str, by: str, status: int) -> None:
