@@ -30,11 +30,13 @@ class C3D(nn.Module):
     Args:
         num_classes: classes of the classifier.
         dropout: dropout probability after fc6 and fc7.
+        input_size: square crop side declared in ``input_spec`` (112 in the paper; other
+            sizes run, their last grid max-pooled to fc6's 1 x 4 x 4, which 112 gives as it is).
     """
 
-    def __init__(self, num_classes: int = 400, dropout: float = 0.5) -> None:
+    def __init__(self, num_classes: int = 400, dropout: float = 0.5, input_size: int = 112) -> None:
         super().__init__()
-        self.input_spec: InputSpec = symmetric_rgb(frames=16, size=112)
+        self.input_spec: InputSpec = symmetric_rgb(frames=16, size=input_size)
         self.num_features = 4096
         self.features = nn.Sequential(
             *_conv(3, 64), nn.MaxPool3d(2, 2),                # N x 64 x 8 x 56 x 56
@@ -43,6 +45,7 @@ class C3D(nn.Module):
             *_conv(256, 512), *_conv(512, 512), nn.MaxPool3d(2, 2),     # N x 512 x 1 x 7 x 7
             *_conv(512, 512), *_conv(512, 512),
             nn.MaxPool3d((1, 2, 2), (1, 2, 2), padding=(0, 1, 1)),      # N x 512 x 1 x 4 x 4
+            nn.AdaptiveMaxPool3d((1, 4, 4)),                            # the identity at 16 x 112 x 112
         )
         self.pre_logits = nn.Sequential(*_fc(512 * 4 * 4, 4096, dropout),  # fc6: N x 4096
                                         *_fc(4096, 4096, dropout))         # fc7: N x 4096

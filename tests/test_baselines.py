@@ -49,3 +49,5 @@ def test_c3d():
     assert model.forward_head(features).shape == (1, 400)
     model.reset_classifier(10)
     assert model.forward_head(features).shape == (1, 10)
+    small = C3D(num_classes=3, input_size=32).eval()
+    assert small.input_spec.size == 32 and small(torch.randn(1, 3, 16, 32, 32)).shape == (1, 3)
