@@ -1,73 +1,45 @@
-"""How fast the data side produces training and test samples, per DataLoader worker, before
-and after the samples left the workers as uint8 (issue 11).
+"""How fast the data side produces training and test samples, per DataLoader worker, and how
+many CPU cores a GPU needs to be fed.
 
 Measures samples/s of the project's own dataset (``VideoDataModule.make_dataset``, i.e.
 ``datamodules.datasets.VideoDataset`` exactly as training builds it) for:
 
-- an RGB frame (2D spatial train sample: decode 1 frame, short side 256, random 224 crop,
-  flip), with the decord and the torchcodec reader;
+- an RGB frame (2D spatial train sample: decode 1 frame, short side 256, random 224 crop, flip);
 - a flow stack, L=10 (2D temporal train sample: 20 JPEGs, crop, flip);
-- a 64-frame RGB clip (3D), decord and torchcodec;
-- a 64-field flow clip (3D);
-- a 250-view test sample (2D: 25 positions x 10 crops) of a flow stack and of an RGB
-  frame (decord and torchcodec).
+- a 64-frame RGB clip and a 64-field flow clip (3D train samples);
+- a 250-view test sample (2D: 25 positions x 10 crops) of a flow stack and of an RGB frame.
 
-Each row is timed two ways on the same items, alternating:
+RGB is read with the default decoder (torchcodec where it loads, else decord; which
+decoder is fastest is ``decode_speed.py``'s question). Each sample is what a worker hands
+over: uint8 crops (train) or uint8 positions at their stored size plus the crop boxes (test);
+the float conversion runs on the device (``datamodules.batch.finish_batch``).
 
-- *after*: the item alone (``dataset[i]``), what a worker does now: uint8 crops (train) or
-  uint8 positions at their stored size plus the crop boxes (test); the float conversion
-  runs on the device (``datamodules.batch.finish_batch``);
-- *before*: the item finished on the host as the worker used to: ``dataset.finish``
-  on a batch of one (``default_collate``), and for a test item all its views materialised
-  as float32 (``dataset.finish(collate_test([item]))[key].materialise()``).
+"Per worker" is the main process with one thread everywhere (torch, OpenCV, decoders), as a
+DataLoader worker runs. The main figure is samples per second of this process's CPU time
+(``time.process_time``): what a worker does with a core of its own; wall-clock rates are
+printed beside it. Each row keeps the fastest of ``--rounds`` rounds of ``--seconds``. The
+last column runs the training rows through a DataLoader with ``--workers`` workers.
 
-"Per worker" is the main process with one thread everywhere (torch, OpenCV, decoders),
-as a DataLoader worker runs. The main figure is samples per second of this process's CPU
-time (``time.process_time``, all its threads): what a worker does with a core of its own.
-It moves less than wall clock when other processes share the machine, but it still moves
-(they compete for caches and memory bandwidth), so absolute numbers of rows timed minutes
-apart can differ by up to 2x on a busy machine; wall-clock rates are printed beside it.
-The variants of one row (before, after; decord, torchcodec; torchvision) alternate over
-``--rounds`` rounds of ``--seconds`` each on the same items in the same order, and each
-keeps its fastest round: compare variants within a row, where the ratios are printed. The
-last column runs the training rows (after) through a DataLoader with ``--workers`` workers
-(wall clock, warm-up batches excluded): on a loaded machine with few cores it says more
-about the load than about the loader.
-
-CPU cores to feed one GPU: the GPU's samples/s for each network of
-``benchmarks/model_speed.py`` that these samples feed (forward + backward for training,
-forward / 250 for 250-view testing) over a worker's samples/s, before and after. GPU rates
-come from ``--gpu-rates FILE``, the ``--json`` of ``model_speed.py`` run on the GPU; without
-it, I3D RGB's measured H200 rate (``H200_I3D_RGB``) and, for the other networks, an
-estimate from it scaled by GFLOPs (labelled as such).
-
-Outside reference: ``torchvision.datasets.UCF101`` on the same videos and annotation
+The bare library call: ``torchvision.datasets.UCF101`` on the same videos and annotation
 folder (``fold=1, train=True, output_format="TCHW"``) reading 64-frame clips, against our
-64-frame RGB clips, twice: decode only (both give uint8 (64, 3, H, W) at the video's size;
-ours is the dataset with its transforms replaced by a pass-through) and with our training
-augmentation on both sides (torchvision gets our ``Augment`` as its transform: uint8 crops,
-as our workers now give). Building torchvision's clip index (it opens every video under the
-root) is timed apart and excluded from its rate. Which decoder torchvision uses underneath
-is read from its source and printed: ``torchvision.io.read_video`` (PyAV) up to torchvision
-0.25; torchcodec from 0.26, which removed ``read_video`` and ``VideoReader`` from
-``torchvision.io``. Where the decoder torchvision's UCF101 needs is missing (torchcodec not
-installed or its FFmpeg libraries missing, or a ``read_video`` that this torchvision lacks)
-the comparison is skipped and the report says why.
+64-frame RGB clips, alternating in one run: decode only (ours with its transforms replaced by
+a pass-through) and with our training augmentation on both sides (torchvision gets our
+``Augment`` as its transform). Building torchvision's clip index is timed apart and excluded.
+Which decoder torchvision uses underneath is read from its source and printed (PyAV's
+``read_video`` up to torchvision 0.25, torchcodec from 0.26); where it is missing, the
+comparison is skipped and the report says why.
 
-torchcodec is optional (the ``[torchcodec]`` extra plus a system FFmpeg): where it does not
-load, its rows are skipped with a note naming the reason, and the rest is measured.
+CPU cores to feed one GPU (``--gpu-rates FILE``, the ``--json`` of ``model_speed.py`` run on
+that GPU): each network's samples/s there (forward + backward for training, forward / 250
+for 250-view testing) over a worker's samples/s. Without the file the table is skipped: no
+GPU rate is assumed.
 
-Each table row is printed as soon as it is measured (``benchmarks/table.py``), rates and
-times at 3 significant digits; ``--json FILE`` writes the tables unrounded with the machine.
+Data: a synthetic UCF-101 (XVID .avi at 320x240) with DIS flow in a temporary folder, or
+``--data DIR`` (``UCF-101/``, ``ucfTrainTestlist/``, ``flow/``; what is missing there is
+generated and kept). Rows print as measured; ``--json FILE`` writes them unrounded.
 
-Data: a synthetic UCF-101 (XVID .avi at 320x240, ``datamodules.synthetic.generate``) with
-DIS flow (``flow.extract.extract_many``) in a temporary folder, or ``--data DIR``: a
-folder holding ``UCF-101/``, ``ucfTrainTestlist/`` and ``flow/`` (the frames root); what is
-missing there is generated or extracted and kept, so a second run reuses it.
-
-Run:  python benchmarks/loader_speed.py                  (full, 4-6 minutes on 2 busy cores)
+Run:  python benchmarks/loader_speed.py                  (full, 3-5 minutes on 2 busy cores)
       python benchmarks/loader_speed.py --quick          (smoke run: tiny data, short clips, 2x10 test views)
-      python benchmarks/loader_speed.py --data /tmp/ucf  (keep the data for the next run)
       python benchmarks/loader_speed.py --gpu-rates gpu.json --json loader.json
 """
 
@@ -89,9 +61,7 @@ import decord
 import numpy as np
 import torch
 import torchvision
-from model_speed import NETWORKS, gflops_per_sample, input_shapes
 from table import (
-    Cell,
     Report,
     Table,
     add_json_option,
@@ -101,31 +71,26 @@ from table import (
     shape,
     significant,
 )
-from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from datamodules.annotations import UCF101
-from datamodules.batch import FRAME_KEYS, collate_test
+from datamodules.batch import FRAME_KEYS
 from datamodules.datamodule import VideoDataModule
 from datamodules.datasets import VideoDataset
+from datamodules.settings import EvalProtocol, LoaderSettings, Roots
 from datamodules.decoding import TorchcodecReader
 from datamodules.modality import modality_keys
 from datamodules.synthetic import generate
 from datamodules.transforms import Augment
 from flow.extract import ExtractionConfig, extract_many, list_videos
 from flow.meta import read_meta
-from models.input_spec import InputSpec
+from models.input_spec import InputSpec, flow_pixels, flow_unit, imagenet_rgb, symmetric_rgb
 
 VIDEO_DIR, ANNOTATION_DIR, FLOW_DIR = "UCF-101", "ucfTrainTestlist", "flow"
-DECODERS = ("decord", "torchcodec")
-PATHS = ("before", "after")  # the worker finishing samples on the host (float32), or shipping uint8
 Key = TypeVar("Key", bound=Hashable)
 Pass = Literal["fwd", "fwd+bwd"]
 PAPER_CLIP = 64  # frames of an I3D clip
 TEST_VIEWS = 250  # 2D test protocol: 25 positions x 10 crops; a GPU test consumes this many views a video
-# One H200, bf16-mixed, channels_last_3d, batch 8: an I3D RGB training step took 0.080 s (README, GPU
-# settings; the bare network's forward + backward 9.4 ms a clip): 100 clips/s.
-H200_I3D_RGB = 100.0
-GPU_DEVICE = "NVIDIA H200"
 
 
 def torchcodec_problem() -> str | None:
@@ -232,31 +197,25 @@ def machine(decoders: Sequence[str]) -> dict[str, object]:
 # Datasets.
 
 
+def input_specs(modality: str, clip: int) -> dict[str, InputSpec]:
+    """What the papers' networks read for ``modality``: 2D ImageNet RGB frames and L=10 flow stacks in
+    pixels, I3D's [-1, 1] RGB and flow clips of ``clip`` frames."""
+    specs = {"rgb": imagenet_rgb(), "flow": flow_pixels(10), "rgb_clip": symmetric_rgb(frames=clip),
+             "flow_clip": flow_unit(frames=clip)}
+    if modality == "two_stream":
+        return {"rgb": specs["rgb"], "flow": specs["flow"]}
+    return {"flow" if "flow" in modality else "rgb": specs[modality]}
+
+
 def data_module(root: Path, settings: Settings, modality: str, decoder: str) -> VideoDataModule:
-    """The DataModule training would use; RGB-only modalities get no frames root, as in training."""
+    """The DataModule training would use, its input set as the networks set it; RGB-only modalities get
+    no frames root, as in training."""
     frames_root = str(root / FLOW_DIR) if "flow" in modality_keys(modality) else None
-    return VideoDataModule(UCF101(str(root / ANNOTATION_DIR)), video_root=str(root / VIDEO_DIR),
-                           frames_root=frames_root, modality=modality, frames=settings.clip,
-                           test_positions=settings.test_positions, decoder=decoder, cache_dir=str(root / "index_cache"))
-
-
-class HostFinished(Dataset):
-    """The worker's work before samples left it as uint8: the item finished on the host, as a
-    batch of one; a test item's views all materialised as float32 (V, ...)."""
-
-    def __init__(self, dataset: VideoDataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = self.dataset[i]
-        if self.dataset.stage == "test":
-            batch = self.dataset.finish(collate_test([item]))
-            return {key: batch[key].materialise()[0] for key in FRAME_KEYS if key in batch}
-        batch = self.dataset.finish(default_collate([item]))
-        return {key: batch[key][0] for key in FRAME_KEYS if key in batch}
+    module = VideoDataModule(UCF101(str(root / ANNOTATION_DIR)),
+                             Roots(str(root / VIDEO_DIR), frames_root, cache_dir=str(root / "index_cache")),
+                             test=EvalProtocol(positions=settings.test_positions), loader=LoaderSettings(decoder=decoder))
+    module.set_input_specs(input_specs(modality, settings.clip))
+    return module
 
 
 class PassThrough:
@@ -390,67 +349,32 @@ def compare(datasets: Mapping[Key, Dataset], settings: Settings, min_samples: in
 # Our dataset, before and after.
 
 
-def our_rows(decoders: Sequence[str]) -> list[Row]:
-    rows = [Row("rgb frame", "rgb", "train", d) for d in decoders]
-    rows += [Row("flow stack L=10", "flow", "train", None)]
-    rows += [Row("{clip}-frame rgb clip", "rgb_clip", "train", d) for d in decoders]
-    rows += [Row("{clip}-field flow clip", "flow_clip", "train", None)]
-    rows += [Row("{views}-view flow stacks", "flow", "test", None)]
-    rows += [Row("{views}-view rgb frames", "rgb", "test", d) for d in decoders]
-    return rows
+def our_rows(decoder: str) -> list[Row]:
+    return [Row("rgb frame", "rgb", "train", decoder), Row("flow stack L=10", "flow", "train", None),
+            Row("{clip}-frame rgb clip", "rgb_clip", "train", decoder),
+            Row("{clip}-field flow clip", "flow_clip", "train", None),
+            Row("{views}-view flow stacks", "flow", "test", None),
+            Row("{views}-view rgb frames", "rgb", "test", decoder)]
 
 
-OURS_COLUMNS = ("sample", "stage", "source", "shape before (float32) / after (uint8)", "MB per sample before / after",
-                "before samples/s per worker", "after samples/s per worker", "after / before",
-                "before CPU ms/sample", "after CPU ms/sample", "wall-clock samples/s before / after",
-                "after vs decord", "{workers}-worker DataLoader samples/s (after)")
+OURS_COLUMNS = ("sample", "stage", "source", "shape (uint8)", "MB per sample", "samples/s per worker",
+                "CPU ms/sample", "wall-clock samples/s", "{workers}-worker DataLoader samples/s")
 
 
-@dataclass
-class Measured:
-    """A row's two paths."""
-
-    before: Result
-    after: Result
-
-
-def measure_ours(root: Path, settings: Settings, workers: int, decoders: Sequence[str],
-                 table: Table) -> dict[Row, Measured]:
-    """Time our rows, group by group (a group's variants, both paths of every source, alternate); each
-    group's rows printed when measured."""
+def measure_ours(root: Path, settings: Settings, workers: int, decoder: str, table: Table) -> dict[Row, Result]:
+    """Time our rows one by one, each printed when measured."""
     views = settings.test_positions * 10
-    groups: dict[tuple[str, str], list[Row]] = {}
-    for row in our_rows(decoders):
-        groups.setdefault((row.modality, row.stage), []).append(row)
-    measured: dict[Row, Measured] = {}
-    for (modality, stage), group in groups.items():
-        datasets: dict[tuple[Row, str], Dataset] = {}
-        for row in group:
-            dataset = data_module(root, settings, modality, row.decoder or "decord").make_dataset(stage)
-            datasets[row, "before"], datasets[row, "after"] = HostFinished(dataset), dataset
-        min_samples = 1 if stage == "test" else 3  # a 250-view sample finished on the host takes about a second
-        progress(f"timing {modality} {stage} ({', '.join(row.decoder or 'flow JPEGs' for row in group)}; "
-                 "before and after) ...")
-        results = compare(datasets, settings, min_samples)
-        for row in group:
-            measured[row] = Measured(results[row, "before"], results[row, "after"])
-            if stage == "train" and workers > 1:
-                batch_size = 2 if modality.endswith("clip") else 8
-                measured[row].after.loader_rate = time_loader(datasets[row, "after"], workers, batch_size,
-                                                              settings.seconds * 2)
-        decord_rate = next((measured[row].after.cpu_rate for row in group if row.decoder == "decord"), None)
-        for row in group:
-            before, after = measured[row].before, measured[row].after
-            versus = ratio(after.cpu_rate / decord_rate) if row.decoder == "torchcodec" and decord_rate else None
-            wall = [before.wall_rate, after.wall_rate]
-            table.add(row.name.format(clip=settings.clip, views=views), row.stage, row.decoder or "flow JPEGs",
-                      Cell([list(before.shape), list(after.shape)], f"{shape(before.shape).text} / "
-                                                                    f"{shape(after.shape).text}"),
-                      Cell([before.megabytes, after.megabytes],
-                           f"{significant(before.megabytes)} / {significant(after.megabytes)}"),
-                      before.cpu_rate, after.cpu_rate, ratio(after.cpu_rate / before.cpu_rate),
-                      1000 / before.cpu_rate, 1000 / after.cpu_rate,
-                      Cell(wall, " / ".join(significant(value) for value in wall)), versus, after.loader_rate)
+    measured: dict[Row, Result] = {}
+    for row in our_rows(decoder):
+        dataset = data_module(root, settings, row.modality, row.decoder or "decord").make_dataset(row.stage)
+        progress(f"timing {row.modality} {row.stage} ({row.decoder or 'flow JPEGs'}) ...")
+        result = measured[row] = compare({row: dataset}, settings, 1 if row.stage == "test" else 3)[row]
+        if row.stage == "train" and workers > 1:
+            batch_size = 2 if row.modality.endswith("clip") else 8
+            result.loader_rate = time_loader(dataset, workers, batch_size, settings.seconds * 2)
+        table.add(row.name.format(clip=settings.clip, views=views), row.stage, row.decoder or "flow JPEGs",
+                  shape(result.shape), result.megabytes, result.cpu_rate, 1000 / result.cpu_rate, result.wall_rate,
+                  result.loader_rate)
     return measured
 
 
@@ -470,26 +394,10 @@ class Feed:
         return "fwd+bwd" if self.stage == "train" else "fwd"
 
 
-TWO_D = (("cnn_m", "CNN-M-2048"), ("resnet50", "ResNet-50"), ("googlenet", "GoogLeNet"))
-FEEDS = ([Feed(f"{net}_{modality}", modality, "train") for modality in ("rgb", "flow") for net, _ in TWO_D]
+TWO_D = ("cnn_m", "resnet50", "googlenet")
+FEEDS = ([Feed(f"{net}_{modality}", modality, "train") for modality in ("rgb", "flow") for net in TWO_D]
          + [Feed("i3d_rgb", "rgb_clip", "train"), Feed("i3d_flow", "flow_clip", "train")]
-         + [Feed(f"{net}_{modality}", modality, "test") for modality in ("rgb", "flow") for net, _ in TWO_D])
-
-
-@dataclass(frozen=True)
-class GpuRate:
-    """A network's samples/s on one GPU in one pass, and where the number comes from."""
-
-    samples_per_s: float
-    source: str
-
-
-def gflops(network: str) -> float:
-    """Forward GFLOPs per sample at the paper's input size (model_speed's count), built on the meta device."""
-    net = NETWORKS[network]
-    with torch.device("meta"):
-        model = net.build(net.default_classes)
-    return gflops_per_sample(model, input_shapes(net, model, quick=False))
+         + [Feed(f"{net}_{modality}", modality, "test") for modality in ("rgb", "flow") for net in TWO_D])
 
 
 def read_gpu_rates(path: Path) -> tuple[str, dict[tuple[str, Pass], float]]:
@@ -508,57 +416,34 @@ def read_gpu_rates(path: Path) -> tuple[str, dict[tuple[str, Pass], float]]:
     return str(document.get("machine", {}).get("device", "GPU")), rates
 
 
-def gpu_rates(feeds: Sequence[Feed], path: Path | None) -> dict[tuple[str, Pass], GpuRate]:
-    """Each feed's GPU rate: measured (``path``, or I3D RGB's H200 rate), else estimated from the
-    reference network's measured forward + backward rate scaled by GFLOPs (a forward: 3x)."""
-    device, measured = read_gpu_rates(path) if path is not None else (GPU_DEVICE, {})
-    sources = {key: f"measured, {device} ({path.name})" for key in measured}
-    reference_key = ("i3d_rgb", "fwd+bwd")
-    if reference_key not in measured:
-        device, measured[reference_key] = GPU_DEVICE, H200_I3D_RGB
-        sources[reference_key] = f"measured, {GPU_DEVICE} training step"
-    reference_rate, reference_gflops = measured[reference_key], gflops("i3d_rgb")
-    rates = {}
-    for feed in feeds:
-        key = (feed.network, feed.gpu_pass)
-        if key in measured:
-            rates[key] = GpuRate(measured[key], sources[key])
-            continue
-        train = reference_rate * reference_gflops / gflops(feed.network)
-        forward = ", fwd = 3x fwd+bwd" if feed.gpu_pass == "fwd" else ""
-        rates[key] = GpuRate(train if feed.gpu_pass == "fwd+bwd" else 3 * train,
-                             f"estimate: I3D RGB on {device} x GFLOPs ratio{forward}")
-    return rates
+def feed_row(feed: Feed, decoder: str) -> Row:
+    """Our row that measured the sample feeding ``feed``."""
+    return next(row for row in our_rows(decoder) if (row.modality, row.stage) == (feed.modality, feed.stage))
 
 
-def feed_row(feed: Feed, decoders: Sequence[str]) -> Row:
-    """Our row that measured the sample feeding ``feed``: with RGB, the default decoder (auto: torchcodec
-    where it loads)."""
-    decoder = None if "flow" in feed.modality else ("torchcodec" if "torchcodec" in decoders else "decord")
-    return next(row for row in our_rows(decoders)
-                if (row.modality, row.stage, row.decoder) == (feed.modality, feed.stage, decoder))
-
-
-def add_cores_needed(report: Report, settings: Settings, measured: Mapping[Row, Measured], decoders: Sequence[str],
+def add_cores_needed(report: Report, settings: Settings, measured: Mapping[Row, Result], decoder: str,
                      gpu_rates_path: Path | None) -> None:
+    if gpu_rates_path is None:
+        report.note("CPU cores to feed a GPU: skipped (no --gpu-rates FILE: run benchmarks/model_speed.py --json "
+                    "FILE on the GPU first; no GPU rate is assumed)")
+        return
+    device, rates = read_gpu_rates(gpu_rates_path)
     views = settings.test_positions * 10
-    rates = gpu_rates(FEEDS, gpu_rates_path)
     smaller = settings.clip != PAPER_CLIP or views != TEST_VIEWS
     quick = " (samples smaller than these networks take: smoke numbers only)" if smaller else ""
-    table = report.table(
-        f"CPU cores needed to feed one GPU: GPU samples/s / per-worker samples/s{quick}",
-        ["network", "sample", "GPU pass", "GPU samples/s", "GPU rate", "per-worker samples/s before / after",
-         "cores before", "cores after"])
+    table = report.table(f"CPU cores needed to feed one {device}: GPU samples/s / per-worker samples/s{quick}",
+                         ["network", "sample", "GPU pass", "GPU samples/s", "per-worker samples/s", "cores"])
     for feed in FEEDS:
-        row = feed_row(feed, decoders)
-        gpu = rates[feed.network, feed.gpu_pass]
+        rate = rates.get((feed.network, feed.gpu_pass))
+        if rate is None:
+            continue  # not in the model_speed run
+        row = feed_row(feed, decoder)
         # A 2D test consumes a video's views: its samples are videos, views/s / views per video.
-        per_sample = gpu.samples_per_s / views if feed.stage == "test" else gpu.samples_per_s
-        before, after = measured[row].before.cpu_rate, measured[row].after.cpu_rate
+        per_sample = rate / views if feed.stage == "test" else rate
+        worker = measured[row].cpu_rate
         table.add(feed.network, f"{row.name.format(clip=settings.clip, views=views)} ({row.stage}, "
-                                f"{row.decoder or 'flow JPEGs'})", feed.gpu_pass, per_sample, gpu.source,
-                  Cell([before, after], f"{significant(before)} / {significant(after)}"),
-                  per_sample / before, per_sample / after)
+                                f"{row.decoder or 'flow JPEGs'})", feed.gpu_pass, per_sample, worker,
+                  per_sample / worker)
 
 
 def build_torchvision_dataset(root: Path, settings: Settings, workers: int) -> Dataset:
@@ -569,50 +454,43 @@ def build_torchvision_dataset(root: Path, settings: Settings, workers: int) -> D
                   num_workers=workers)
 
 
-def measure_torchvision(root: Path, settings: Settings, workers: int, decoders: Sequence[str], reference: Reference,
+def measure_torchvision(root: Path, settings: Settings, workers: int, decoder: str, reference: Reference,
                         report: Report) -> None:
-    """Ours (each of ``decoders``) against torchvision's UCF101 on the same clips, decode only and with
-    our training augmentation; a row printed per condition as it is measured."""
+    """Ours against torchvision's UCF101 on the same clips, decode only and with our training
+    augmentation; a row printed per condition as it is measured."""
     if reference.missing:
         report.note(f"torchvision.datasets.UCF101 comparison skipped: {reference.missing}.")
         return
     started = time.perf_counter()
     dataset = build_torchvision_dataset(root, settings, workers)
     index_seconds = time.perf_counter() - started
-    trained = {decoder: data_module(root, settings, "rgb_clip", decoder).make_dataset("train") for decoder in decoders}
-    decoded = {decoder: VideoDataset(dataset_.index, "rgb_clip", "train", PassThrough(dataset_.augment.specs),
-                                     dataset_.reader, sampling=dataset_.sampling)
-               for decoder, dataset_ in trained.items()}
-    augment = AugmentClip(trained["decord"].augment)
+    trained = data_module(root, settings, "rgb_clip", decoder).make_dataset("train")
+    decoded = VideoDataset(trained.index, "rgb_clip", "train", PassThrough(trained.augment.specs), trained.reader,
+                           sampling=trained.sampling)
+    augment = AugmentClip(trained.augment)
     report.note(f"torchvision.datasets.UCF101 ({len(dataset)} clips of {settings.clip} frames, fold 1 train): clip "
                 f"index built in {significant(index_seconds)} s (excluded below); decodes with {reference.decoder}.")
     table = report.table(
         f"Against torchvision.datasets.UCF101, {settings.clip}-frame clips",
-        [f"{settings.clip}-frame rgb clip", "shape", *(f"ours {decoder} samples/s" for decoder in decoders),
-         "torchvision samples/s", *(f"ours {decoder} / torchvision" for decoder in decoders),
-         "same ratios, wall clock"])
+        [f"{settings.clip}-frame rgb clip", "shape", f"ours ({decoder}) samples/s", "torchvision samples/s",
+         "ours / torchvision", "same ratio, wall clock"])
     for condition, (ours, transform) in {"decode only": (decoded, None), "train augmentation": (trained, augment)}.items():
         dataset.transform = transform
-        datasets: dict[str, Dataset] = {f"ours {decoder}": ours_ for decoder, ours_ in ours.items()}
-        datasets["torchvision"] = TorchvisionClips(dataset)
         progress(f"timing {settings.clip}-frame clips against torchvision, {condition} ...")
-        results = compare(datasets, settings, min_samples=3)
-        tv = results["torchvision"]
-        mine = [results[f"ours {decoder}"] for decoder in decoders]
-        wall = [result.wall_rate / tv.wall_rate for result in mine]
-        table.add(condition, shape(tv.shape), *(result.cpu_rate for result in mine), tv.cpu_rate,
-                  *(ratio(result.cpu_rate / tv.cpu_rate) for result in mine),
-                  Cell(wall, ", ".join(f"{significant(value)}x" for value in wall)))
+        results = compare({"ours": ours, "torchvision": TorchvisionClips(dataset)}, settings, min_samples=3)
+        mine, tv = results["ours"], results["torchvision"]
+        table.add(condition, shape(tv.shape), mine.cpu_rate, tv.cpu_rate, ratio(mine.cpu_rate / tv.cpu_rate),
+                  ratio(mine.wall_rate / tv.wall_rate))
 
 
 def run(root: Path, settings: Settings, workers: int, json_path: Path | None, gpu_rates_path: Path | None) -> None:
     problem = torchcodec_problem()
-    decoders = DECODERS if problem is None else tuple(d for d in DECODERS if d != "torchcodec")
-    report = Report("loader_speed", machine(decoders), json_path)  # before the data: a bad --json fails at once
+    decoder = "torchcodec" if problem is None else "decord"
+    report = Report("loader_speed", machine([decoder]), json_path)  # before the data: a bad --json fails at once
     if gpu_rates_path is not None:
         read_gpu_rates(gpu_rates_path)  # a bad file fails before anything is measured
     if problem is not None:
-        report.note(f"torchcodec rows skipped: {problem}")
+        report.note(f"RGB read with decord: torchcodec does not load here: {problem}")
     prepare_data(root, settings, workers)
     # One thread everywhere: what each DataLoader worker gets.
     torch.set_num_threads(1)
@@ -620,15 +498,12 @@ def run(root: Path, settings: Settings, workers: int, json_path: Path | None, gp
     torch.manual_seed(0)
     report.note(describe_data(root, data_module(root, settings, "two_stream", "decord")))
     report.note(f"method: main process, 1 thread, samples per CPU second unless marked wall clock; best of "
-                f"{settings.rounds} round(s) of {settings.seconds:g} s per variant (variants alternate, same "
-                f"items; compare within a row); test rows: {settings.test_positions} positions x 10 crops; "
-                "before: item + dataset.finish on the host (test: every view materialised as float32), "
-                "after: the uint8 item alone (finished on the device)")
-    ours = report.table("Our dataset, per DataLoader worker, before and after",
-                        [column.format(workers=workers) for column in OURS_COLUMNS])
-    measured = measure_ours(root, settings, workers, decoders, ours)
-    add_cores_needed(report, settings, measured, decoders, gpu_rates_path)
-    measure_torchvision(root, settings, workers, decoders, torchvision_reference(), report)
+                f"{settings.rounds} round(s) of {settings.seconds:g} s per row; test rows: "
+                f"{settings.test_positions} positions x 10 crops; samples as workers hand them over (uint8)")
+    ours = report.table("Our dataset, per DataLoader worker", [column.format(workers=workers) for column in OURS_COLUMNS])
+    measured = measure_ours(root, settings, workers, decoder, ours)
+    add_cores_needed(report, settings, measured, decoder, gpu_rates_path)
+    measure_torchvision(root, settings, workers, decoder, torchvision_reference(), report)
     report.finish()
 
 
@@ -642,8 +517,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, help="seconds per variant and round (default: 2, quick 0.3)")
     parser.add_argument("--rounds", type=int, help="rounds per row (default: 2, quick 1)")
     parser.add_argument("--gpu-rates", type=Path, metavar="FILE",
-                        help="the --json of benchmarks/model_speed.py run on the GPU to feed (default: I3D RGB's "
-                             f"H200 rate, {H200_I3D_RGB:g} clips/s, the other networks estimated from it)")
+                        help="the --json of benchmarks/model_speed.py run on the GPU to feed (without it the "
+                             "cores table is skipped)")
     add_json_option(parser)
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL

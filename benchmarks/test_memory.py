@@ -47,7 +47,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -197,6 +197,8 @@ def measure(root: Path, settings: Settings, row: Row, path: SamplePath, threads:
     from datamodules.annotations import UCF101
     from datamodules.batch import collate_test
     from datamodules.datamodule import VideoDataModule
+    from datamodules.settings import EvalProtocol, Roots
+    from datamodules.transforms import Augmentation
     from lightning_modules.evaluation.views import forward_views, video_scores
     from models import ResNetStream
 
@@ -204,11 +206,11 @@ def measure(root: Path, settings: Settings, row: Row, path: SamplePath, threads:
     torch.manual_seed(0)  # the same random network in both paths' processes: their scores must agree
     channels = 2 * FLOW_FIELDS if row.modality == "flow" else 3
     network = ResNetStream(NUM_CLASSES, depth=row.depth, in_channels=channels, modality=row.modality).eval()
-    module = VideoDataModule(UCF101(str(root / ANNOTATION_DIR)), video_root=str(root / VIDEO_DIR),
-                             frames_root=str(root / FLOW_DIR), modality=row.modality, crop_size=settings.crop,
-                             short_side=settings.short_side, test_positions=settings.positions,
-                             cache_dir=str(root / "index_cache"))
-    module.set_input_specs({row.modality: network.input_spec})
+    module = VideoDataModule(UCF101(str(root / ANNOTATION_DIR)),
+                             Roots(str(root / VIDEO_DIR), str(root / FLOW_DIR), cache_dir=str(root / "index_cache")),
+                             augment=Augmentation(short_side=settings.short_side),
+                             test=EvalProtocol(positions=settings.positions))
+    module.set_input_specs({row.modality: replace(network.input_spec, size=settings.crop)})
     dataset = module.make_dataset("test")
     load_peak, baseline = peak_mib(), rss_mib()
 

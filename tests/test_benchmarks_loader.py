@@ -1,6 +1,6 @@
-"""benchmarks/loader_speed.py: its --quick mode on a tiny generated dataset (rows as measured, before and
-after, --json), also where torchcodec does not load; the GPU rates it divides by; and the torchvision
-comparison where torchvision lacks what its UCF101 needs."""
+"""benchmarks/loader_speed.py: its --quick mode on a tiny generated dataset (rows as measured, --json), also
+where torchcodec does not load; the GPU rates it divides by; and the torchvision comparison where torchvision
+lacks what its UCF101 needs."""
 
 import importlib.util
 import io
@@ -20,15 +20,11 @@ sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling table.py
 import loader_speed  # noqa: E402
 import table  # noqa: E402
 
-OURS_HEADER = (
-    "| sample | stage | source | shape before (float32) / after (uint8) | MB per sample before / after | "
-    "before samples/s per worker | after samples/s per worker | after / before | before CPU ms/sample | "
-    "after CPU ms/sample | wall-clock samples/s before / after | after vs decord | "
-    "2-worker DataLoader samples/s (after) |")
-CORES_HEADER = ("| network | sample | GPU pass | GPU samples/s | GPU rate | per-worker samples/s before / after | "
-                "cores before | cores after |")
-REFERENCE_HEADER = ("| 16-frame rgb clip | shape | ours decord samples/s | ours torchcodec samples/s | "
-                    "torchvision samples/s |")
+OURS_HEADER = ("| sample | stage | source | shape (uint8) | MB per sample | samples/s per worker | CPU ms/sample | "
+               "wall-clock samples/s | 2-worker DataLoader samples/s |")
+CORES_HEADER = "| network | sample | GPU pass | GPU samples/s | per-worker samples/s | cores |"
+REFERENCE_HEADER = ("| 16-frame rgb clip | shape | ours (torchcodec) samples/s | torchvision samples/s | "
+                    "ours / torchvision | same ratio, wall clock |")
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -37,7 +33,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           stderr=subprocess.STDOUT, text=True, timeout=300, env=env)
 
 
-def _model_speed_json(path: Path, rates: dict[str, tuple[float, float]], device: str = "NVIDIA H200") -> Path:
+def _model_speed_json(path: Path, rates: dict[str, tuple[float, float]], device: str = "NVIDIA H100") -> Path:
     """A --json as benchmarks/model_speed.py writes it on a GPU: network -> (fwd, fwd+bwd) samples/s."""
     report = table.Report("model_speed", table.describe_machine(device), path, out=io.StringIO())
     speed = report.table("Networks at their papers' input sizes", [
@@ -53,49 +49,49 @@ def _model_speed_json(path: Path, rates: dict[str, tuple[float, float]], device:
 def test_quick_run_prints_the_tables(tmp_path):
     data = tmp_path / "data"
     generate(data, layout="ucf101", num_classes=2, videos_per_class=3, num_frames=20, size=(320, 240))
-    result = _run("--quick", "--data", str(data), "--seconds", "0.1", "--json", str(tmp_path / "loader.json"))
+    gpu = _model_speed_json(tmp_path / "gpu.json", {"i3d_rgb": (400.0, 120.0), "resnet50_flow": (9000.0, 3000.0)})
+    result = _run("--quick", "--data", str(data), "--seconds", "0.1", "--gpu-rates", str(gpu),
+                  "--json", str(tmp_path / "loader.json"))
     assert result.returncode == 0, result.stdout
     for header in (OURS_HEADER, CORES_HEADER, REFERENCE_HEADER):
         assert header in result.stdout
-    assert "6 videos" in result.stdout and "320x240" in result.stdout
-    assert "machine:" in result.stdout and "CPU cores" in result.stdout
+    assert "6 videos" in result.stdout and "320x240" in result.stdout and "machine:" in result.stdout
     assert len(list((data / "flow").rglob("meta.json"))) == 6  # flow extracted into --data, kept for reuse
-    # Each group's rows are out before the next group is timed.
+    # Each row is out before the next is timed.
     assert result.stdout.index("| rgb frame | train | torchcodec |") < result.stdout.index("timing flow train")
-    # Before: the host's float32 views (20 views x 2L x crop); after: the worker's uint8 positions at stored size.
+    # The worker's uint8 positions at stored size: 2 positions x L x 2 x 256 x 341.
     test_row = next(line for line in result.stdout.splitlines() if line.startswith("| 20-view flow stacks |"))
-    assert "| 20x20x224x224 / 2x10x2x256x341 |" in test_row
+    assert "| 2x10x2x256x341 |" in test_row
     assert "smoke numbers only" in result.stdout  # 16-frame clips and 20 views: not the networks' samples
     document = json.loads((tmp_path / "loader.json").read_text())
     ours, cores, reference = document["tables"]
-    assert len(ours["rows"]) == 9 and [row["16-frame rgb clip"] for row in reference["rows"]] == [
+    assert len(ours["rows"]) == 6 and [row["16-frame rgb clip"] for row in reference["rows"]] == [
         "decode only", "train augmentation"]
     assert {"cpu_count", "torch", "device", "torchvision", "torchcodec"} <= set(document["machine"])
     first = ours["rows"][0]
-    assert f"| {table.significant(first['after samples/s per worker'])} |" in result.stdout
+    assert f"| {table.significant(first['samples/s per worker'])} |" in result.stdout
     for row in ours["rows"]:
-        before, after = row["before samples/s per worker"], row["after samples/s per worker"]
-        assert row["after / before"] == pytest.approx(after / before)
-        float32, uint8 = row["MB per sample before / after"]
-        if row["stage"] == "train":  # the same crop, 4 bytes a value before, 1 after
-            assert float32 == pytest.approx(4 * uint8)
-        else:  # 10 float32 crops of each uncropped uint8 position
-            assert float32 > 4 * uint8
-    assert len(cores["rows"]) == len(loader_speed.FEEDS)
-    i3d = next(row for row in cores["rows"] if row["network"] == "i3d_rgb")
-    clip = next(row for row in ours["rows"] if row["sample"] == "16-frame rgb clip" and row["source"] == "torchcodec")
-    assert i3d["GPU samples/s"] == loader_speed.H200_I3D_RGB and i3d["GPU rate"].startswith("measured")
-    assert i3d["cores after"] == pytest.approx(loader_speed.H200_I3D_RGB / clip["after samples/s per worker"])
-    flow_test = next(row for row in cores["rows"] if row["network"] == "resnet50_flow" and "test" in row["sample"])
+        assert row["CPU ms/sample"] == pytest.approx(1000 / row["samples/s per worker"])
+    for row in reference["rows"]:
+        assert row["ours / torchvision"] == pytest.approx(row["ours (torchcodec) samples/s"]
+                                                          / row["torchvision samples/s"])
+    # Only the networks the model_speed run measured: I3D RGB training, ResNet-50 flow training and testing.
+    assert [(row["network"], row["GPU pass"]) for row in cores["rows"]] == [
+        ("resnet50_flow", "fwd+bwd"), ("i3d_rgb", "fwd+bwd"), ("resnet50_flow", "fwd")]
+    i3d = cores["rows"][1]
+    clip = next(row for row in ours["rows"] if row["sample"] == "16-frame rgb clip")
+    assert i3d["GPU samples/s"] == 120.0 and i3d["cores"] == pytest.approx(120.0 / clip["samples/s per worker"])
+    flow_test = cores["rows"][2]
     flow_views = next(row for row in ours["rows"] if row["sample"] == "20-view flow stacks")
     # A test consumes a video's 20 views: the GPU's views/s over 20 are its videos/s.
-    assert flow_test["cores before"] == pytest.approx(flow_test["GPU samples/s"]
-                                                      / flow_views["before samples/s per worker"])
+    assert flow_test["GPU samples/s"] == pytest.approx(9000.0 / 20)
+    assert flow_test["cores"] == pytest.approx(9000.0 / 20 / flow_views["samples/s per worker"])
 
 
 @pytest.mark.slow
-def test_quick_run_without_torchcodec_skips_its_rows(tmp_path):
-    """A machine without FFmpeg: torchcodec's import fails; its rows and torchvision's comparison are skipped."""
+def test_quick_run_without_torchcodec_reads_with_decord_and_assumes_no_gpu(tmp_path):
+    """A machine without FFmpeg: torchcodec's import fails; RGB is read with decord and torchvision's
+    comparison (torchcodec underneath) is skipped; without --gpu-rates no cores table."""
     data = tmp_path / "data"
     generate(data, layout="ucf101", num_classes=2, videos_per_class=3, num_frames=20, size=(320, 240))
     shadow = tmp_path / "shadow" / "torchcodec"
@@ -105,31 +101,19 @@ def test_quick_run_without_torchcodec_skips_its_rows(tmp_path):
     result = _run("--quick", "--data", str(data), "--seconds", "0.05", "--workers", "1", "--json",
                   str(tmp_path / "loader.json"), env=env)
     assert result.returncode == 0, result.stdout
-    assert "torchcodec rows skipped: " in result.stdout and "libavutil.so not found" in result.stdout
-    assert "| torchcodec |" not in result.stdout
+    assert "torchcodec does not load here: " in result.stdout and "libavutil.so not found" in result.stdout
+    assert "| torchcodec |" not in result.stdout and "no GPU rate is assumed" in result.stdout
     document = json.loads((tmp_path / "loader.json").read_text())
-    ours, cores = document["tables"]  # torchvision's UCF101 decodes with torchcodec too: skipped with the reason
+    (ours,) = document["tables"]
     assert [row["source"] for row in ours["rows"]] == ["decord", "flow JPEGs", "decord", "flow JPEGs", "flow JPEGs",
                                                         "decord"]
-    assert all("decord" in row["sample"] or "flow JPEGs" in row["sample"] for row in cores["rows"])
     assert document["machine"]["torchcodec"] == "not loadable"
 
 
-def test_gpu_rates_from_a_model_speed_run_and_estimates_for_the_rest(tmp_path):
-    path = _model_speed_json(tmp_path / "gpu.json", {"i3d_rgb": (400.0, 120.0), "resnet50_flow": (9000.0, 3000.0)})
-    feeds = loader_speed.FEEDS
-    rates = loader_speed.gpu_rates(feeds, path)
-    assert rates["resnet50_flow", "fwd"] == loader_speed.GpuRate(9000.0, "measured, NVIDIA H200 (gpu.json)")
-    assert rates["i3d_rgb", "fwd+bwd"].samples_per_s == 120.0
-    flops = loader_speed.gflops
-    estimate = rates["i3d_flow", "fwd+bwd"]
-    assert estimate.samples_per_s == pytest.approx(120.0 * flops("i3d_rgb") / flops("i3d_flow"))
-    assert estimate.source.startswith("estimate: I3D RGB on NVIDIA H200")
-    forward = rates["googlenet_rgb", "fwd"]
-    assert forward.samples_per_s == pytest.approx(3 * 120.0 * flops("i3d_rgb") / flops("googlenet_rgb"))
-    default = loader_speed.gpu_rates(feeds, None)
-    assert default["i3d_rgb", "fwd+bwd"] == loader_speed.GpuRate(loader_speed.H200_I3D_RGB,
-                                                                  "measured, NVIDIA H200 training step")
+def test_gpu_rates_are_read_from_a_model_speed_run(tmp_path):
+    path = _model_speed_json(tmp_path / "gpu.json", {"i3d_rgb": (400.0, 120.0)}, device="NVIDIA H100")
+    assert loader_speed.read_gpu_rates(path) == ("NVIDIA H100", {("i3d_rgb", "fwd"): 400.0,
+                                                                 ("i3d_rgb", "fwd+bwd"): 120.0})
 
 
 def test_gpu_rates_from_another_file_are_refused_naming_it(tmp_path):
@@ -137,9 +121,9 @@ def test_gpu_rates_from_another_file_are_refused_naming_it(tmp_path):
     report = table.Report("loader_speed", table.describe_machine(), other, out=io.StringIO())
     report.finish()
     with pytest.raises(SystemExit, match="loader.json is not the --json of a benchmarks/model_speed.py run on a GPU"):
-        loader_speed.gpu_rates(loader_speed.FEEDS, other)
+        loader_speed.read_gpu_rates(other)
     with pytest.raises(SystemExit, match="--gpu-rates: cannot read"):
-        loader_speed.gpu_rates(loader_speed.FEEDS, tmp_path / "missing.json")
+        loader_speed.read_gpu_rates(tmp_path / "missing.json")
 
 
 def test_torchvision_installed_here_is_compared():
@@ -176,8 +160,7 @@ def test_skipped_comparison_is_reported_not_measured(tmp_path):
     out = io.StringIO()
     report = table.Report("loader_speed", table.describe_machine(), tmp_path / "loader.json", out=out)
     reference = loader_speed.Reference("torchcodec", "torchvision 9.9 decodes with something absent")
-    loader_speed.measure_torchvision(tmp_path / "no_data", loader_speed.QUICK, 1, loader_speed.DECODERS, reference,
-                                     report)
+    loader_speed.measure_torchvision(tmp_path / "no_data", loader_speed.QUICK, 1, "decord", reference, report)
     assert "comparison skipped: torchvision 9.9 decodes with something absent." in out.getvalue()
     document = json.loads((tmp_path / "loader.json").read_text())
     assert document["tables"] == [] and "comparison skipped" in document["notes"][-1]
