@@ -1,6 +1,6 @@
 """How fast flow samples come out of the packed store against folders, and what each costs on disk.
 
-Prints markdown tables (they paste into the README):
+Prints markdown tables (``benchmarks/report.py`` turns their ``--json`` into docs/benchmarks.md):
 
 1. Reading, samples/s of the folder store (``flow.store.FolderFlowStore``) and of the
    packed store (``flow.packed.PackedFlowStore``) on the same JPEGs, in one process and

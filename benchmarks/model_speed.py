@@ -1,6 +1,6 @@
 """How big and how fast the project's networks are, at the input sizes of their papers.
 
-Prints markdown tables (they paste into the README), each row as soon as it is measured;
+Prints markdown tables (docs/benchmarks.md, through ``benchmarks/report.py``), each row as soon as it is measured;
 times and rates at 3 significant digits; ``--json FILE`` writes the same tables unrounded
 with the machine they ran on (``benchmarks/table.py``):
 

@@ -307,7 +307,7 @@ READERS: dict[str, Callable[..., FrameReader]] = {
 def create_reader(name: str, **kwargs: Any) -> FrameReader:
     """The frame reader named by the data setting ``decoder``: decord, torchcodec,
     torchcodec_cuda (torchcodec on the GPU; never chosen by auto), rawframes, or auto: torchcodec where it imports (it decoded 1.6x faster than decord here, see the
-    README's loader benchmark), else decord, whose wheel needs no system FFmpeg."""
+    decoder benchmark, docs/benchmarks.md), else decord, whose wheel needs no system FFmpeg."""
     if name == "auto":
         try:
             return TorchcodecReader(**kwargs)

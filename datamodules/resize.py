@@ -76,7 +76,7 @@ CODECS: dict[str, Codec] = {
     # crf 18: close to transparent on sources that are themselves compressed. The output is
     # read many times, written once: tune fastdecode (no CABAC, no deblocking filter) halved
     # the decoders' time per clip, and preset veryfast encoded 2.7x faster than fast, at about
-    # the same size (640x480 -> 342x256, benchmarks/resize_speed.py's material). bf 0: no B-frames.
+    # the same size (640x480 -> 342x256, benchmarks/decode_speed.py's material). bf 0: no B-frames.
     "h264": Codec("libx264", even_size=True,
                   options={"crf": "18", "preset": "veryfast", "tune": "fastdecode", "bf": "0"}),
     # FFmpeg's -q:v 2, its best fixed quantiser but one.
