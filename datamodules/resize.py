@@ -24,8 +24,9 @@ to the frames and the output carries none, so every decoder shows the same frame
 A video is written as ``<id>.mp4.tmp-<host>-<pid>``, its frame count checked, and renamed:
 an output under its final name is complete, so a rerun skips it, and redoes every video a
 killed run left unfinished (removing that run's temporary file). A lock per video
-(``flow/ownership.py``) keeps a second run on the same root off a video being written. Failures, the failure list and the exit
-status are flow extraction's; the run over many videos is on ``flow.pool``'s processes.
+(``flow/ownership.py``) keeps a second run on the same root off a video being written.
+Failures, the failure list and the exit status are flow extraction's; the run over many
+videos is on ``flow.pool``'s processes.
 """
 
 from __future__ import annotations

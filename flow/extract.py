@@ -3,9 +3,10 @@
 A video's folder (or pack) is built under a temporary name of its writer's, meta.json
 last, and renamed into place complete (``flow/outputs.py``); a lock per video keeps a
 second run on the same root off it (``flow/ownership.py``). A run killed at any point
-leaves nothing that looks complete, and the next run redoes exactly the unfinished videos. Per-video problems (corrupt or truncated files,
-too few frames) are reported and skipped; a full disk or an unwritable output root
-stops the run, because every later video would fail the same way.
+leaves nothing that looks complete, and the next run redoes exactly the unfinished videos.
+Per-video problems (corrupt or truncated files, too few frames) are reported and skipped;
+a full disk or an unwritable output root stops the run, because every later video would
+fail the same way.
 
 Listing videos and naming them is ``flow/videos.py``; running videos on worker
 processes that may crash is ``flow/pool.py``.

@@ -99,6 +99,7 @@ class FolderOutput(VideoOutput):
         self.layout = layout
         self.folder = temporary(folder)
         try:
+            shutil.rmtree(self.folder, ignore_errors=True)  # ours, left by an attempt that could not clean up
             self.folder.mkdir(parents=True)
         except BaseException:
             self._lock.release()
@@ -123,7 +124,7 @@ class FolderOutput(VideoOutput):
                 for path in sorted(self.folder.iterdir(), key=lambda path: path.name == META_FILE):
                     os.replace(path, final / path.name)  # meta.json last
                 self.folder.rmdir()
-                _fsync_dir(final.parent)
+                _fsync_dir(final)
                 return
         os.rename(self.folder, final)
         _fsync_dir(final.parent)  # the rename itself durable: a crash cannot undo a "complete"

@@ -21,7 +21,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LOCK_SUFFIX", "TMP_MARK", "VideoBusy", "VideoLock", "Writer", "claim", "lock_path", "temporary", "writer_tag"]
+__all__ = ["LOCK_SUFFIX", "TMP_MARK", "VideoBusy", "VideoLock", "Writer", "claim", "lock_path", "temporary",
+           "writer_tag"]  # fmt: skip
 
 LOCK_SUFFIX = ".lock"
 TMP_MARK = ".tmp-"  # in every temporary name: "<id>.tmp-<host>-<pid>", "<id>.zip.tmp-<host>-<pid>"
