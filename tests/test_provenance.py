@@ -14,7 +14,12 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_modules import Evaluation, MultiTaskClassifier, TwoStreamClassifier, VideoClassifier
-from lightning_modules.provenance import RefuseUntrainedEvaluation, UntrainedNetworkError, untrained_streams
+from lightning_modules.provenance import (
+    RefuseUntrainedEvaluation,
+    UntrainedNetworkError,
+    require_trained,
+    untrained_streams,
+)
 from models import InceptionI3D, export_port_state_dict
 from tests.test_classifier import NUM_CLASSES, TinyData, tiny_builder, tiny_network
 
@@ -54,6 +59,11 @@ def test_an_i3d_port_file_with_as_many_classes_is_a_stream_checkpoint(tmp_path) 
                                 spatial_checkpoint=same)
     assert untrained_streams(model) == ["the temporal stream (InceptionI3D)"]
     torch.testing.assert_close(model.spatial.logits.conv3d.bias, torch.load(same, weights_only=True)["logits.conv3d.bias"])
+    flow = tmp_path / "flow.pt"
+    torch.save(export_port_state_dict(InceptionI3D(NUM_CLASSES, modality="flow")), flow)
+    model = TwoStreamClassifier(lambda k: InceptionI3D(k), lambda k: InceptionI3D(k, modality="flow"), NUM_CLASSES,
+                                spatial_checkpoint=same, temporal_checkpoint=str(flow))
+    require_trained(model, "test", None)  # DeepMind's released two-stream I3D, evaluated as it is
     with pytest.raises(ValueError, match="7 classes"):  # a stream checkpoint must bring its classifier
         TwoStreamClassifier(lambda k: InceptionI3D(k), tiny_builder, NUM_CLASSES,
                             spatial_checkpoint=i3d_port_file(tmp_path, 7))
