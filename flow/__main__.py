@@ -3,6 +3,7 @@
 Exit status of ``extract``: 0 all videos done or skipped, 1 some videos failed (listed
 in the failures file), 2 bad arguments, 3 the run stopped (output unwritable, disk full).
 ``pack`` and ``unpack``: 0 all done or skipped, 1 some failed (printed), 2 bad arguments.
+All three: 130 / 143 when Ctrl-C / SIGTERM stopped the run (one line; rerun to resume).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from flow.pack_convert import convert_many
 from flow.sharding import Shard, parse_shard, process_device, shard_from_env
 from flow.store import FolderFlowStore
 from flow.torch_codec import JPEG_ENCODERS
-from flow.video_run import EXIT_FAILURES, run_command
+from flow.video_run import EXIT_FAILURES, run_command, stoppable
 from flow.videos import VIDEO_EXTENSIONS
 
 EXIT_USAGE = 2
@@ -242,10 +243,14 @@ def _run_convert(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if not args.source.is_dir():
         parser.error(f"{args.source} is not a folder")
     layout = NAMED_LAYOUTS[args.flow_layout] if args.direction == "pack" else None
-    summary = convert_many(args.direction, args.source, args.target, workers=args.workers, layout=layout,
-                           report=lambda line: print(line, file=sys.stderr))
-    print(summary.format())
-    return EXIT_FAILURES if summary.failed else 0
+
+    def convert() -> int:
+        summary = convert_many(args.direction, args.source, args.target, workers=args.workers, layout=layout,
+                               report=lambda line: print(line, file=sys.stderr))
+        print(summary.format())
+        return EXIT_FAILURES if summary.failed else 0
+
+    return stoppable(convert)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -102,9 +102,14 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, shard
     ``run(videos, failures_file)``; its summary printed; the exit status scripts read: 0, 1
     when videos failed (listed in ``--failures``), 3 when the run stopped (a rerun resumes),
     130 / 143 when Ctrl-C / SIGTERM stopped it (one line, no traceback; a rerun resumes)."""
+    return stoppable(lambda: _run_command(parser, args, shard, what, run))
+
+
+def stoppable(command: Callable[[], int]) -> int:
+    """``command()``'s exit status, or 130 / 143 with one line when Ctrl-C / SIGTERM stops it."""
     try:
         with stop_on_sigterm():
-            return _run_command(parser, args, shard, what, run)
+            return command()
     except KeyboardInterrupt:
         stopped, status = "Ctrl-C", EXIT_INTERRUPTED
     except Terminated:
