@@ -162,6 +162,8 @@ def test_under_wandb_a_new_process_finds_the_best_checkpoint(datasets, wandb_env
     assert {path.parent for path in tmp_path.resolve().rglob("test_scores*.npz")} == {checkpoints.parent}
     assert {path.parent for path in tmp_path.resolve().rglob("config.yaml")} == {checkpoints.parent}
     tested.trainer.logger.experiment.finish()
+    # The fit's and the test's logs: a run each, with ids of their own.
+    assert len({path.name.rsplit("-", 1)[1] for path in tmp_path.rglob("offline-run-*")}) == 2
 
 
 # No numbers from networks nobody trained.
