@@ -2,22 +2,19 @@
 
 from datamodules.datamodule import VideoDataModule
 from datamodules.datasets import DataFailureError, VideoDataset
-from datamodules.legacy import (
-    HMDB51DataModule,
-    KineticsDataModule,
-    ListDataModule,
-    UCF101DataModule,
-)
 from datamodules.multi import MultiDataModule
+from datamodules.settings import EvalProtocol, FrameSampling, LoaderSettings, Roots
 from datamodules.synthetic import generate
+from datamodules.transforms import Augmentation
 
 __all__ = [
+    "Augmentation",
     "DataFailureError",
-    "HMDB51DataModule",
-    "KineticsDataModule",
-    "ListDataModule",
+    "EvalProtocol",
+    "FrameSampling",
+    "LoaderSettings",
     "MultiDataModule",
-    "UCF101DataModule",
+    "Roots",
     "VideoDataModule",
     "VideoDataset",
     "generate",

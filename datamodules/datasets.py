@@ -111,8 +111,8 @@ def check_bidirectional(modality: str, specs: Mapping[str, InputSpec]) -> None:
         raise ValueError(f"bidirectional_flow stacks 2D flow fields: use modality flow or two_stream, not {modality!r}")
     length = specs["flow"].frames
     if length % 2:
-        raise ValueError(f"bidirectional_flow takes L/2 backward and L/2 forward fields: L (num_fields, or the "
-                         f"flow network's InputSpec frames) must be even, got {length}")
+        raise ValueError(f"bidirectional_flow takes L/2 backward and L/2 forward fields: L (the flow network's "
+                         f"InputSpec frames) must be even, got {length}")
 
 
 class VideoDataset(Dataset):

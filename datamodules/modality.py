@@ -1,15 +1,16 @@
-"""The six input modalities: which keys a sample holds, 2D or 3D, and default InputSpecs.
+"""The six input modalities: which keys a sample holds, 2D or 3D, read off the networks.
 
 A network declares its input (``models.input_spec.InputSpec``) and the data side follows
-it. The defaults here apply only when no network spec is given, and follow the papers:
-2D RGB with ImageNet mean/std, a 2D flow stack in pixels (two-stream), 3D RGB in
-[-1, 1] and 3D flow clipped to +-20 px and scaled to [-1, 1] (DeepMind's I3D).
+it: ``infer_modality`` names what a set of networks reads. ``paper_specs`` are the papers'
+InputSpecs for a modality (2D RGB with ImageNet mean/std, a 2D flow stack in pixels
+(two-stream), 3D RGB in [-1, 1], 3D flow clipped to +-20 px and scaled to [-1, 1]
+(DeepMind's I3D)), for feeding a data module without building a network (tests,
+benchmarks); a data module never falls back to them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Literal, get_args
 
 from models.input_spec import (
@@ -45,45 +46,36 @@ def is_clip(modality: str) -> bool:
     return modality.endswith("_clip")
 
 
-def default_specs(modality: str, num_fields: int, frames: int, crop_size: int | None) -> dict[str, InputSpec]:
-    """InputSpecs for the modality's keys when no network supplies them (see module docstring)."""
-    keys = modality_keys(modality)
-    crop_size = crop_size or PAPER_CROP_SIZE
-    if is_clip(modality):
-        specs = {"rgb": symmetric_rgb(3, frames, crop_size), "flow": flow_unit(3, frames, crop_size)}
-    else:
-        specs = {"rgb": imagenet_rgb(2, 1, crop_size), "flow": flow_pixels(num_fields, crop_size)}
-    return {key: specs[key] for key in keys}
+def paper_specs(modality: str, num_fields: int = 10, frames: int = 64,
+                size: int = PAPER_CROP_SIZE) -> dict[str, InputSpec]:
+    """The papers' InputSpecs for the modality's keys (see module docstring).
 
-
-def resolve_specs(
-    modality: str, given: Mapping[str, InputSpec | None], num_fields: int, frames: int, crop_size: int | None
-) -> dict[str, InputSpec]:
-    """The spec of every key of the modality: the given one (a network's) where present,
-    else the default; checks that given specs fit the modality (key, 2D/3D).
-
-    An explicit ``crop_size`` overrides the size a network declares (most networks pool
-    adaptively, and smaller crops make quick experiments cheap); None keeps it.
+    Args:
+        modality: one of ``MODALITIES``.
+        num_fields: flow fields L per 2D stack (2L channels).
+        frames: frames T per 3D clip.
+        size: square crop side.
     """
-    specs = default_specs(modality, num_fields, frames, crop_size)
-    dims = 3 if is_clip(modality) else 2
-    for key, spec in given.items():
-        if spec is None or key not in specs:
-            continue
-        if spec.modality != key or spec.dims != dims:
-            raise ValueError(f"the {key!r} InputSpec ({spec.modality}, {spec.dims}D) does not fit "
-                             f"modality {modality!r} ({key}, {dims}D)")
-        specs[key] = spec if crop_size is None else replace(spec, size=crop_size)
-    return specs
+    keys = modality_keys(modality)
+    if is_clip(modality):
+        specs = {"rgb": symmetric_rgb(3, frames, size), "flow": flow_unit(3, frames, size)}
+    else:
+        specs = {"rgb": imagenet_rgb(2, 1, size), "flow": flow_pixels(num_fields, size)}
+    return {key: specs[key] for key in keys}
 
 
 def infer_modality(specs: Mapping[str, InputSpec | None]) -> str:
     """The modality the networks' InputSpecs read (keys ``rgb``/``flow``): which keys have a
     spec, and 2D or 3D, so a config says the modality once, on its networks."""
+    unknown = sorted(key for key, spec in specs.items() if spec is not None and key not in ("rgb", "flow"))
+    if unknown:
+        raise ValueError(f"input specs for unknown keys {unknown}: the data gives 'rgb' and 'flow'")
     keys = [key for key in ("rgb", "flow") if specs.get(key) is not None]
     if not keys:
-        raise ValueError("no network InputSpec to infer the data's modality from: set data modality "
-                         f"(one of {', '.join(MODALITIES)})")
+        raise ValueError("no network InputSpec to say what the data reads: networks declare input_spec")
+    for key in keys:
+        if specs[key].modality != key:
+            raise ValueError(f"the {key!r} InputSpec is a {specs[key].modality} spec: it does not fit key {key!r}")
     dims = {specs[key].dims for key in keys}
     if len(dims) != 1:
         raise ValueError(f"the networks mix 2D and 3D inputs ({', '.join(f'{k} {specs[k].dims}D' for k in keys)}): "

@@ -24,26 +24,29 @@ from models.input_spec import InputSpec
 
 
 def sample_settings(dm: VideoDataModule) -> dict[str, object]:
-    """What shapes a datamodule's samples (a batch can only stack equal shapes).
+    """What shapes a datamodule's samples beyond the networks' input (a batch can only stack
+    equal shapes), by config key; the test crops only once the input says them (their default
+    follows 2D/3D and the dataset's flip).
 
     Args:
         dm: the datamodule.
     """
     views = dm.sampling
-    known = dm.modality is not None  # else specs and test crops follow the networks, later
-    return {"input specs (num_fields, frames, crop_size)": dm.input_specs if known else None, "test_positions": views.test_positions,
-            "test_clips": views.test_clips, "whole_video_test": views.whole_video, "test_crops": dm.test_crops,
-            "flow_mean_subtraction": dm.flow_mean_subtraction}
+    settings = {"test.positions": views.test_positions, "test.clips": views.test_clips,
+                "test.whole_video": views.whole_video, "sampling.stride": views.stride,
+                "sampling.bidirectional_flow": dm.frame_sampling.bidirectional_flow,
+                "augment.flow_mean_subtraction": dm.augment.flow_mean_subtraction}
+    return settings if dm.test_crops is None else {**settings, "test.crops": dm.test_crops}
 
 
 class MultiDataModule(pl.LightningDataModule):
     """Combines DataModules of different datasets that feed one network.
 
     Args:
-        datamodules: one per dataset, in the order of the model's heads (e.g. a
-            UCF101DataModule, then an HMDB51DataModule). They must share the modality,
-            input specs (fields, frames, crop) and test views; the first one's loader settings
-            (batch sizes, workers, seed) serve the combined loaders.
+        datamodules: one per dataset, in the order of the model's heads (e.g. UCF-101's,
+            then HMDB-51's). They must agree on the test views, the sampling and the flow mean
+            subtraction (the networks' input specs reach all of them alike); the first one's
+            ``loader`` block (batch sizes, workers, seed) serves the combined loaders.
     """
 
     def __init__(self, datamodules: list[VideoDataModule]):
@@ -71,43 +74,43 @@ class MultiDataModule(pl.LightningDataModule):
         return [dm.test_video_ids for dm in self.datamodules]
 
     def _check_shared_settings(self) -> None:
-        """The datasets agree on what shapes a sample; a modality or test crops not known yet
-        (inferred from the networks later) are compared once they are, after set_input_specs."""
-        modalities = {dm.modality for dm in self.datamodules} - {None}
-        if len(modalities) > 1:
-            raise ValueError(f"the datasets must share one modality, got {sorted(modalities)}")
+        """The datasets agree on what shapes a sample."""
         first = sample_settings(self.datamodules[0])
         for position, dm in enumerate(self.datamodules[1:], 1):
-            differ = [name for name, value in sample_settings(dm).items()
-                      if value != first[name] and value is not None and first[name] is not None]
+            settings = sample_settings(dm)
+            differ = [name for name, value in settings.items() if name in first and value != first[name]]
             if differ:
                 raise ValueError(f"batches mix the datasets, but datamodules[{position}] differs from datamodules[0] "
                                  f"in {differ}")
 
-    def set_input_specs(self, specs: Mapping[str, InputSpec]) -> None:
+    def set_input_specs(self, specs: Mapping[str, InputSpec | None]) -> None:
+        """What the network reads, for every dataset (``VideoDataModule.set_input_specs``)."""
         for dm in self.datamodules:
             dm.set_input_specs(specs)
-        self._check_shared_settings()
+        self._check_shared_settings()  # test crops follow the input now (and each dataset's flip)
         self.datasets.clear()
 
-    def _adopt_model_specs(self) -> None:
-        """The model's networks' InputSpecs for every dataset (and with them the modality, where unset)."""
-        model_specs = getattr(self.trainer.lightning_module, "input_specs", None) if self.trainer else None
-        if model_specs is not None:
-            self.set_input_specs(model_specs)
+    def _specs_from_model(self) -> None:
+        """Where nothing set the input yet, the attached model's (the datamodules inside have no trainer)."""
+        if self.datamodules[0].modality is None:
+            specs = getattr(self.trainer.lightning_module, "input_specs", None) if self.trainer else None
+            if specs is None:
+                raise ValueError("data input: not set, and no model's input_specs to take it from; attach a model "
+                                 "whose network declares input_spec, or call set_input_specs")
+            self.set_input_specs(specs)
 
     def prepare_data(self) -> None:
-        self._adopt_model_specs()  # the datamodules inside have no trainer of their own
+        self._specs_from_model()
         for dm in self.datamodules:
             dm.prepare_data()
 
     def setup(self, stage: str) -> None:
-        self._adopt_model_specs()
+        self._specs_from_model()
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """uint8 batches to the network's inputs on the device (the datasets share the settings)."""
         first = self.datamodules[0]
-        return finish_batch(batch, first.input_specs, first.flow_mean_subtraction, input_dtype(self.trainer))
+        return finish_batch(batch, first.input_specs, first.augment.flow_mean_subtraction, input_dtype(self.trainer))
 
     def _datasets(self, split: Split) -> list[VideoDataset]:
         if split not in self.datasets:

@@ -118,6 +118,32 @@ def apply_view(frames: torch.Tensor, view: View, flow: bool = False) -> torch.Te
     return out
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """How frames become a network's crop: the short-side resize of every stage, and what
+    training randomises. A new augmentation is a field here and its use in ``Augment``.
+
+    Args:
+        short_side: frames and flow are resized so their shorter side has this length
+            before cropping (the flow extractor's default is the same 256, so flow is
+            usually stored at size); None keeps the stored size.
+        multiscale_crop: training crops by TSN's multi-scale corner crop, not a random crop.
+        scales: side lengths of multi-scale crops, relative to the short side (TSN's).
+        flip: random horizontal flips in training (and mirrored test crops may be asked
+            for); None: as the annotations say (off where a flip changes the label, e.g.
+            Something-Something's "from left to right").
+        flow_mean_subtraction: subtract each flow field's mean vector (camera motion);
+            None: on for 2D networks (two-stream paper), off for 3D ones (I3D). Applied on
+            the device.
+    """
+
+    short_side: int | None = 256
+    multiscale_crop: bool = False
+    scales: tuple[float, ...] = TSN_SCALES
+    flip: bool | None = None
+    flow_mean_subtraction: bool | None = None
+
+
 class Augment:
     """Draws the views of a sample once and applies them to every key's uint8 frames (the
     host half of the input pipeline; ``datamodules.batch.finish_batch`` is the device half).
@@ -132,39 +158,33 @@ class Augment:
         stage: "train", "val" or "test".
         specs: the InputSpec of the network reading each key (``rgb``, ``flow``); all
             must agree on the crop size.
-        short_side: resize frames so their shorter side has this length first (None: keep).
-        multiscale: training crops by TSN's multi-scale corner crop instead of a random crop.
-        flip: random horizontal flip in training, and mirrored test crops may be asked for.
+        settings: the augmentation; its ``flip`` must be decided (True/False) by now.
         test_crops: "ten", "five", "three" or "centre" crops per position at test.
-        scales: side lengths of multi-scale crops, relative to the short side.
-        subtract_flow_mean: subtract each flow field's mean vector; None: on for 2D
-            networks (two-stream paper), off for 3D ones (I3D). Applied on the device.
     """
 
     def __init__(
         self,
         stage: Stage,
         specs: Mapping[str, InputSpec],
-        short_side: int | None = 256,
-        multiscale: bool = False,
-        flip: bool = True,
+        settings: Augmentation = Augmentation(flip=True),
         test_crops: TestCrops = "ten",
-        scales: Sequence[float] = TSN_SCALES,
-        subtract_flow_mean: bool | None = None,
     ):
         if stage not in ("train", "val", "test"):
             raise ValueError(f"unknown stage {stage!r}; expected 'train', 'val' or 'test'")
         if test_crops not in ("ten", "five", "three", "centre"):
             raise ValueError(f"unknown test_crops {test_crops!r}; expected 'ten', 'five', 'three' or 'centre'")
-        if test_crops == "ten" and not flip:
+        if settings.flip is None:
+            raise ValueError("Augment: flip is not decided (None: the data module sets it from the annotations)")
+        if test_crops == "ten" and not settings.flip:
             raise ValueError("test_crops 'ten' mirrors five of its crops, but flip is off (labels that name a "
                              "direction): use 'five', 'three' or 'centre'")
         sizes = {spec.size for spec in specs.values()}
         if len(sizes) != 1:
             raise ValueError(f"the networks of one sample must take one crop size, got {sorted(sizes)}")
         self.stage, self.specs, self.crop = stage, dict(specs), sizes.pop()
-        self.short_side, self.multiscale, self.flip = short_side, multiscale, flip
-        self.test_crops, self.scales, self.subtract_flow_mean = test_crops, tuple(scales), subtract_flow_mean
+        self.settings, self.test_crops = settings, test_crops
+        self.short_side, self.multiscale, self.flip = settings.short_side, settings.multiscale_crop, settings.flip
+        self.scales, self.subtract_flow_mean = tuple(settings.scales), settings.flow_mean_subtraction
 
     def views(self, height: int, width: int, rng: np.random.Generator | None = None) -> list[View]:
         """The views of one sample taken from frames of this size (after the short-side resize)."""

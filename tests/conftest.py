@@ -99,3 +99,39 @@ def finished(dataset, i: int) -> dict:
 
     batch = dataset.finish((collate_test if dataset.stage == "test" else default_collate)([dataset[i]]))
     return {key: (value.materialise() if isinstance(value, TestViews) else value)[0] for key, value in batch.items()}
+
+
+# A VideoDataModule setting -> (its block, its name there): tests of the data path say their
+# settings flat; a network's specs stand in for the model (datamodules.modality.paper_specs).
+BLOCK_OF = {
+    "video_root": ("roots", "video_root"), "frames_root": ("roots", "frames_root"),
+    "flow_layout": ("roots", "flow_layout"), "cache_dir": ("roots", "cache_dir"),
+    "short_side": ("augment", "short_side"), "multiscale_crop": ("augment", "multiscale_crop"),
+    "flip": ("augment", "flip"), "flow_mean_subtraction": ("augment", "flow_mean_subtraction"),
+    "stride": ("sampling", "stride"), "bidirectional_flow": ("sampling", "bidirectional_flow"),
+    "clips_per_video": ("sampling", "clips_per_video"),
+    "test_positions": ("test", "positions"), "test_crops": ("test", "crops"), "test_clips": ("test", "clips"),
+    "whole_video_test": ("test", "whole_video"), "svm_positions": ("test", "svm_positions"),
+    "svm_crops": ("test", "svm_crops"),
+    **{name: ("loader", name) for name in ("batch_size", "test_batch_size", "num_workers", "pin_memory",
+                                           "persistent_workers", "decoder", "seed", "max_failure_rate")},
+}
+
+
+def video_datamodule(annotations, modality: str | None = None, num_fields: int = 10, frames: int = 64,
+                     crop_size: int = 224, **settings):
+    """A ``VideoDataModule`` from flat settings (``BLOCK_OF``), given the papers' InputSpecs for
+    ``modality`` (L=``num_fields``, T=``frames``, ``crop_size``) as a network would give its own."""
+    from datamodules import Augmentation, EvalProtocol, FrameSampling, LoaderSettings, Roots, VideoDataModule
+    from datamodules.modality import paper_specs
+
+    blocks: dict[str, dict] = {}
+    for name, value in settings.items():
+        block, key = BLOCK_OF[name]
+        blocks.setdefault(block, {})[key] = value
+    parts = {"augment": Augmentation, "sampling": FrameSampling, "test": EvalProtocol, "loader": LoaderSettings}
+    dm = VideoDataModule(annotations, Roots(**blocks.pop("roots")),
+                         **{block: parts[block](**values) for block, values in blocks.items()})
+    if modality is not None:
+        dm.set_input_specs(paper_specs(modality, num_fields, frames, crop_size))
+    return dm

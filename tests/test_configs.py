@@ -2,7 +2,8 @@
 
 The configs are the real experiments; only what a 2-core CI machine cannot afford is
 overridden, the way a user would override it: dataset paths (the generated tiny
-datasets), pretrained weights (none: no downloads), clip lengths, crop sizes, workers.
+datasets), pretrained weights (none: no downloads), the networks' clip lengths and input
+sizes, workers.
 """
 
 from pathlib import Path
@@ -49,19 +50,24 @@ def dataset_for(kind: str, datasets: dict[str, tuple], tmp_path: Path) -> tuple:
     return generate_with_flow(tmp_path / f"{LAYOUTS[kind]}_tiny", LAYOUTS[kind], videos_per_class=4, **TINY)
 
 
-def dataset_settings(data, frames: Path, cache: Path) -> dict[str, Any]:
-    return {"video_root": str(data.video_root), "frames_root": str(frames), "cache_dir": str(cache),
-            "num_workers": 0, "batch_size": 2, "pin_memory": False, "test_positions": 2}
+def dataset_settings(data, frames: Path, cache: Path, short_side: int | None) -> dict[str, dict[str, Any]]:
+    """The data blocks' settings for a tiny dataset, by block."""
+    return {"roots": {"video_root": str(data.video_root), "frames_root": str(frames), "cache_dir": str(cache)},
+            "loader": {"num_workers": 0, "batch_size": 2, "pin_memory": False}, "test": {"positions": 2},
+            "augment": {"short_side": short_side}}
 
 
-def shrink_network(network: dict[str, Any]) -> int | None:
-    """No downloads, short clips; returns the crop size the network needs (CNN-M: 224)."""
+def shrink_network(network: dict[str, Any]) -> int:
+    """No downloads, short clips, small crops; returns the crop size the network takes (CNN-M: only 224)."""
     init = network.setdefault("init_args", {})
     if "weights" in init:
         init["weights"] = None
     if "frames" in init:
         init["frames"] = 8
-    return 224 if network["class_path"].endswith("CNNM2048") else None
+    if network["class_path"].endswith("CNNM2048"):
+        return 224
+    init["input_size"] = 32
+    return 32
 
 
 def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
@@ -71,7 +77,8 @@ def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
     config["trainer"].pop("logger", None)
     model = config["model"]["init_args"]
     crops = {shrink_network(model[key]) for key in ("network", "spatial", "temporal") if key in model}
-    crop = 224 if 224 in crops else 32
+    assert len(crops) == 1, f"{name}: the networks of one sample take one crop size"
+    crop = crops.pop()
     data = config["data"]
     modules = data["init_args"]["datamodules"] if data["class_path"].endswith("MultiDataModule") else [data]
     for module in modules:
@@ -80,8 +87,9 @@ def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
         kind = source["class_path"].rsplit(".", 1)[1]
         dataset, frames = dataset_for(kind, datasets, tmp_path)
         source["init_args"].update(source_settings(kind, dataset))
-        module["init_args"].update(dataset_settings(dataset, frames, tmp_path / "cache"),
-                                   crop_size=crop, short_side=256 if crop == 224 else None)
+        settings = dataset_settings(dataset, frames, tmp_path / "cache", 256 if crop == 224 else None)
+        for block, values in settings.items():
+            module["init_args"][block] = {**module["init_args"].get(block, {}), **values}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -99,7 +107,7 @@ def test_config_fast_dev_run(name: str, ucf101_tiny, hmdb51_tiny, kinetics_tiny,
 def test_missing_dataset_root_is_one_line_naming_the_setting(ucf101_tiny, tmp_path, capsys) -> None:
     missing = tmp_path / "no_such_folder"
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.init_args.video_root", str(missing),
+        cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.init_args.roots.video_root", str(missing),
                   "--data.init_args.annotations.init_args.annotation_dir", str(ucf101_tiny[0].annotation_dir)])
     message = str(exit_info.value.code)
     assert "video_root" in message and str(missing) in message and "\n" not in message
@@ -110,18 +118,26 @@ def test_missing_dataset_root_is_one_line_naming_the_setting(ucf101_tiny, tmp_pa
     assert "annotation_dir" in message and str(missing) in message and "\n" not in message
 
 
-def test_every_config_says_the_dataset_once_and_l_once() -> None:
-    """One DataModule with an annotation source; L comes from the network (``in_channels``),
-    so no data section repeats it as ``num_fields``, and the modality from the networks, so
-    no data section repeats it either."""
+def test_a_misspelt_data_key_is_named(ucf101_tiny, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.init_args.loader.batchsize", "3"])
+    assert "batchsize" in capsys.readouterr().err
+
+
+BLOCKS = {"annotations", "roots", "augment", "sampling", "test", "loader"}
+
+
+def test_every_config_says_the_dataset_once_and_the_input_never() -> None:
+    """One DataModule with an annotation source and its settings in blocks; what the input is
+    (modality, L, T, crop size) comes from the networks, so no data section says it."""
     for path in sorted(CONFIGS.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())["data"]
         modules = data["init_args"]["datamodules"] if data["class_path"].endswith("MultiDataModule") else [data]
         for module in modules:
             assert module["class_path"] == "datamodules.VideoDataModule", path.name
             assert module["init_args"]["annotations"]["class_path"].startswith("datamodules.annotations."), path.name
-            assert "num_fields" not in module["init_args"], path.name
-            assert "modality" not in module["init_args"], path.name
+            assert set(module["init_args"]) <= BLOCKS, f"{path.name}: {sorted(set(module['init_args']) - BLOCKS)}"
+            assert "video_root" in module["init_args"]["roots"], path.name
 
 
 class InterruptAfterOneStep(Callback):

@@ -14,12 +14,14 @@ from torch.utils.data import DataLoader
 
 import datamodules.datasets as datasets_module
 import datamodules.transforms as transforms_module
-from datamodules import DataFailureError, UCF101DataModule, VideoDataModule, generate
+from datamodules import DataFailureError, EvalProtocol, VideoDataModule, generate
+from datamodules.annotations import UCF101
 from datamodules.batch import collate_test
 from datamodules.datasets import FrameSizeMismatch
 from flow.extract import ExtractionConfig, extract_many, extract_video
+from models.input_spec import flow_pixels
 from test_rotation import rotated_copy
-from tests.conftest import finished
+from tests.conftest import finished, video_datamodule
 
 MODALITIES = ["rgb", "flow", "two_stream", "rgb_clip", "flow_clip", "two_stream_clip"]
 L, T, CROP = 4, 4, 32
@@ -35,12 +37,12 @@ def ucf(tmp_path_factory):
     return data, root
 
 
-def datamodule(ucf, **settings) -> UCF101DataModule:
+def datamodule(ucf, **settings) -> VideoDataModule:
     data, root = ucf
     options = dict(num_fields=L, frames=T, crop_size=CROP, short_side=None, test_positions=3, test_clips=2,
                    batch_size=2, num_workers=0, pin_memory=False, cache_dir=str(root / "cache"))
     frames_root = settings.pop("frames_root", root / "frames")
-    return UCF101DataModule(annotation_dir=str(data.annotation_dir), video_root=str(data.video_root),
+    return video_datamodule(UCF101(str(data.annotation_dir)), video_root=str(data.video_root),
                             frames_root=str(frames_root), **{**options, **settings})
 
 
@@ -76,9 +78,8 @@ def test_default_test_protocol_is_25_positions_by_10_crops(ucf):
     sample = finished(dm.make_dataset("test"), 0)
     assert shape(sample["rgb"]) == (250, 3, 16, 16)
     assert shape(sample["flow"]) == (250, 20, 16, 16)
-    defaults = inspect.signature(VideoDataModule).parameters
-    assert defaults["test_positions"].default == 25 and defaults["num_fields"].default == 10
-    assert defaults["test_crops"].default is None and dm.test_crops == "ten"  # None: ten for 2D
+    assert EvalProtocol().positions == 25 and inspect.signature(flow_pixels).parameters["fields"].default == 10
+    assert EvalProtocol().crops is None and dm.test_crops == "ten"  # None: ten for 2D
 
 
 def test_two_stream_sample_shares_position_crop_and_flip(ucf, monkeypatch):

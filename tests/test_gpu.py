@@ -80,17 +80,22 @@ def working_directory(path: Path) -> Iterator[None]:
 
 
 def gpu_config(name: str, datasets: dict[str, tuple], folder: Path, trainer: dict[str, Any],
-               data: dict[str, Any] | None = None, model: dict[str, Any] | None = None) -> Path:
+               loader: dict[str, Any] | None = None, model: dict[str, Any] | None = None,
+               input_size: int | None = None) -> Path:
     """configs/<name>.yaml on the tiny datasets (as tests/test_configs.py shrinks it) with these
-    trainer, data and model settings, tested with the config's own protocol (2D: 25 x 10)."""
+    trainer, data loader and model settings and the networks' input size, tested with the
+    config's own protocol (2D: 25 x 10)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(tiny_config(name, datasets, folder).read_text())
     config["trainer"].pop("fast_dev_run")
     config["trainer"].update(enable_progress_bar=False, enable_model_summary=False, **trainer, callbacks=[
         *config["trainer"].get("callbacks", []), {"class_path": f"{__name__}.RecordLayerOutputs"}])
-    del config["data"]["init_args"]["test_positions"]  # tiny_config's 2: back to the config's (the paper's 25)
-    config["data"]["init_args"].update(data or {})
+    del config["data"]["init_args"]["test"]["positions"]  # tiny_config's 2: back to the config's (the paper's 25)
+    config["data"]["init_args"]["loader"].update(loader or {})
     config["model"]["init_args"].update(model or {})
+    for key in ("network", "spatial", "temporal"):
+        if input_size is not None and key in config["model"]["init_args"]:
+            config["model"]["init_args"][key]["init_args"]["input_size"] = input_size
     path = folder / f"{name}_gpu.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -138,7 +143,7 @@ def two_stream_on_cuda(bf16_capable, ucf101_tiny, tmp_path_factory) -> tuple[Pat
     label smoothing keeps the optimum off saturated scores."""
     folder = tmp_path_factory.mktemp("two_stream")
     config = gpu_config("quickstart", {"UCF101DataModule": ucf101_tiny}, folder, trainer={"max_epochs": 20},
-                        data={"batch_size": 8, "crop_size": 48}, model={"label_smoothing": 0.2})
+                        loader={"batch_size": 8}, model={"label_smoothing": 0.2}, input_size=48)
     checkpoint = folder / "fitted.ckpt"
     fit(config, checkpoint, *ON_CUDA)
     return config, checkpoint, scored_on(config, checkpoint, *ON_CUDA)

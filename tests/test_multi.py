@@ -5,8 +5,20 @@ from dataclasses import replace
 import pytest
 import torch
 
-from datamodules import HMDB51DataModule, MultiDataModule, UCF101DataModule, generate
+from datamodules import (
+    Augmentation,
+    EvalProtocol,
+    LoaderSettings,
+    MultiDataModule,
+    Roots,
+    VideoDataModule,
+    generate,
+)
+from datamodules.annotations import HMDB51, UCF101
+from datamodules.modality import paper_specs
 from flow.extract import ExtractionConfig, extract_many
+
+FLOW = paper_specs("flow", num_fields=4, size=32)  # what the one network reads
 
 
 def with_flow(root, layout, num_classes):
@@ -21,14 +33,16 @@ def with_flow(root, layout, num_classes):
 def multi(tmp_path_factory):
     root = tmp_path_factory.mktemp("multi")
     ucf, hmdb = with_flow(root, "ucf101", 4), with_flow(root, "hmdb51", 3)
-    shared = {"modality": "flow", "num_fields": 4, "crop_size": 32, "short_side": None, "test_positions": 2,
-              "batch_size": 4, "num_workers": 0, "pin_memory": False, "cache_dir": str(root / "cache"), "seed": 0}
-    return MultiDataModule([
-        UCF101DataModule(annotation_dir=str(ucf.annotation_dir), video_root=str(ucf.video_root),
-                         frames_root=str(root / "ucf101_flow"), **shared),
-        HMDB51DataModule(split_dir=str(hmdb.annotation_dir), video_root=str(hmdb.video_root),
-                         frames_root=str(root / "hmdb51_flow"), **shared),
+    shared = {"augment": Augmentation(short_side=None), "test": EvalProtocol(positions=2),
+              "loader": LoaderSettings(batch_size=4, num_workers=0, pin_memory=False, seed=0)}
+    multi = MultiDataModule([
+        VideoDataModule(UCF101(str(ucf.annotation_dir)),
+                        Roots(str(ucf.video_root), str(root / "ucf101_flow"), cache_dir=str(root / "cache")), **shared),
+        VideoDataModule(HMDB51(str(hmdb.annotation_dir)),
+                        Roots(str(hmdb.video_root), str(root / "hmdb51_flow"), cache_dir=str(root / "cache")), **shared),
     ])
+    multi.set_input_specs(FLOW)
+    return multi
 
 
 def test_num_classes_per_dataset_in_head_order(multi):
@@ -59,14 +73,9 @@ def test_evaluation_is_one_loader_in_dataset_order(multi):
     assert multi.on_after_batch_transfer(batches[0], 0)["flow"].materialise().shape == (1, 20, 8, 32, 32)
 
 
-def test_datasets_must_share_the_modality(multi):
-    first, second = multi.datamodules
-    second.modality = "rgb"
-    try:
-        with pytest.raises(ValueError, match="share one modality"):
-            MultiDataModule([first, second])
-    finally:
-        second.modality = "flow"
+def test_every_dataset_reads_what_the_network_reads(multi):
+    assert [dm.modality for dm in multi.datamodules] == ["flow", "flow"]
+    assert all(dm.input_specs == FLOW for dm in multi.datamodules)
 
 
 def test_test_video_ids_and_classes_per_dataset_in_head_order(multi):
@@ -84,23 +93,16 @@ def test_datasets_must_give_samples_of_one_shape(multi):
     first, second = multi.datamodules
     second.sampling = replace(second.sampling, test_positions=3)
     try:
-        with pytest.raises(ValueError, match=r"datamodules\[1\] differs .*test_positions"):
+        with pytest.raises(ValueError, match=r"datamodules\[1\] differs .*test.positions"):
             MultiDataModule([first, second])
     finally:
         second.sampling = first.sampling
 
 
-def test_datasets_whose_modality_comes_from_the_networks_are_checked_once_it_does(multi):
+def test_default_test_crops_that_follow_flip_are_compared_once_the_input_is_known(multi):
     first, second = multi.datamodules
-    saved = second.modality, second.keys, second.input_specs
-    second.modality, second.keys, second.input_specs = None, (), {}
-    try:
-        combined = MultiDataModule([first, second])  # None beside flow: compared once known
-        combined.set_input_specs({"flow": first.input_specs["flow"]})
-        assert second.modality == "flow"
-        second.crop_size = 16  # a setting that shapes samples, differing once the specs resolve
-        with pytest.raises(ValueError, match="differs from datamodules\\[0\\]"):
-            combined.set_input_specs({"flow": first.input_specs["flow"]})
-    finally:
-        second.modality, second.keys, second.input_specs = saved
-        second.crop_size = first.crop_size
+    unmirrored = VideoDataModule(second.annotations, second.roots, augment=Augmentation(short_side=None, flip=False),
+                                 test=second.protocol, loader=second.loader_settings)
+    combined = MultiDataModule([first, unmirrored])  # crops None in both: equal so far
+    with pytest.raises(ValueError, match=r"differs from datamodules\[0\] in \['test.crops'\]"):
+        combined.set_input_specs(FLOW)  # ten crops beside five

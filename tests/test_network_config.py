@@ -43,3 +43,14 @@ def test_parsed_network_takes_num_classes_when_called(parser, class_path, init_a
 def test_num_classes_is_not_a_config_option(parser):
     with pytest.raises(ArgumentError, match="num_classes"):
         parser.parse_object({"network": {"class_path": "models.C3D", "init_args": {"num_classes": 4}}})
+
+
+@pytest.mark.parametrize(("class_path", "init_args"), [
+    ("models.ResNetStream", {"depth": 18, "in_channels": 20, "modality": "flow"}),
+    ("models.GoogLeNetStream", {}),
+    ("models.InceptionI3D", {"modality": "flow", "frames": 8}),
+])
+def test_the_crop_size_the_data_cuts_is_the_networks(parser, class_path, init_args):
+    """The data has no crop_size: a network declares its input size in input_spec."""
+    config = parser.parse_object({"network": {"class_path": class_path, "init_args": {**init_args, "input_size": 64}}})
+    assert parser.instantiate(config).network(3).input_spec.size == 64

@@ -13,11 +13,10 @@ from types import SimpleNamespace
 import av
 import numpy as np
 import pytest
-from test_datamodule import settings
 from test_rotation import probed_rotation, red_corner, rotated_copy, write_marked_video
 
 import datamodules.resize
-from datamodules import VideoDataModule, generate
+from datamodules import generate
 from datamodules.__main__ import main
 from datamodules.annotations import UCF101
 from datamodules.decoding import create_reader
@@ -27,11 +26,18 @@ from flow.ownership import Writer, lock_path, temporary
 from flow.extract import ExtractionConfig, extract_many
 from flow.frames import resized_size
 from flow.videos import list_videos
+from tests.conftest import video_datamodule
 
 WIDTH, HEIGHT, FRAMES = 64, 48, 20
 RATE = "30000/1001"
 READERS = ["decord", "torchcodec"]
 
+
+
+def settings(root: Path, **overrides) -> dict:
+    """Small data settings for ``video_datamodule``: 32 px crops of L=4 stacks, 2 test positions."""
+    return {"num_fields": 4, "crop_size": 32, "short_side": None, "test_positions": 2, "batch_size": 3,
+            "num_workers": 0, "pin_memory": False, "cache_dir": str(root / "cache"), **overrides}
 
 def distinct_frames(count: int = FRAMES) -> np.ndarray:
     """(count, HEIGHT, WIDTH, 3) RGB frames that differ from each other: a bright square
@@ -251,8 +257,8 @@ def test_the_datamodule_reads_a_resized_root_with_the_datasets_annotations(tmp_p
     out = tmp_path / "resized"
     assert main(["resize", str(data.video_root), str(out), "--short-side", "32", "--no-progress"]) == 0
     assert all(not (out / path.relative_to(data.video_root)).exists() for path in data.videos)  # .avi listed, .mp4 written
-    datamodule = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(out), modality="rgb",
-                                 **settings(tmp_path, num_fields=1))
+    datamodule = video_datamodule(UCF101(str(data.annotation_dir)), "rgb", video_root=str(out),
+                                  **settings(tmp_path, num_fields=1))
     datamodule.setup("fit")
     index = datamodule.datasets["train"].index
     assert len(index) == 4 and all(path.endswith(".mp4") for path in index.paths)
@@ -268,8 +274,8 @@ def test_two_streams_read_mpeg4_resized_videos_beside_flow_extracted_from_the_or
     assert extract_many(data.video_root, videos, tmp_path / "flow", ExtractionConfig(algorithm="dis", short_side=32),
                         progress=False).failed == 0
     assert resize_many(data.video_root, videos, tmp_path / "resized", config(codec="mpeg4"), progress=False).done == 6
-    datamodule = VideoDataModule(UCF101(str(data.annotation_dir)), video_root=str(tmp_path / "resized"),
-                                 frames_root=str(tmp_path / "flow"), modality="two_stream", **settings(tmp_path))
+    datamodule = video_datamodule(UCF101(str(data.annotation_dir)), "two_stream", video_root=str(tmp_path / "resized"),
+                                  frames_root=str(tmp_path / "flow"), **settings(tmp_path))
     datamodule.setup("validate")
     dataset = datamodule.datasets["val"]
     for j in range(len(dataset)):  # evaluation raises at once on RGB and flow of different sizes

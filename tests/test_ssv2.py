@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from datamodules import VideoDataModule
 from datamodules.annotations import (
     AnnotationError,
     SSv2,
@@ -19,6 +18,7 @@ from datamodules.annotations import (
 from datamodules.annotations.ssv2 import template_class
 from datamodules.check import check_source
 from datamodules.synthetic import generate
+from tests.conftest import video_datamodule
 
 
 @pytest.fixture(scope="module")
@@ -102,20 +102,19 @@ def test_check_command_lists_every_split(ssv2, tmp_path):
 
 
 def test_datamodule_reads_webm_clips_without_flipping(ssv2, tmp_path):
-    dm = VideoDataModule(SSv2(str(ssv2.annotation_dir)), video_root=str(ssv2.video_root), modality="rgb_clip",
-                         frames=4, crop_size=32, short_side=None, test_clips=2, batch_size=2, num_workers=0,
-                         pin_memory=False, cache_dir=str(tmp_path / "cache"))
+    dm = video_datamodule(SSv2(str(ssv2.annotation_dir)), "rgb_clip", frames=4, crop_size=32,
+                          video_root=str(ssv2.video_root), short_side=None, test_clips=2, batch_size=2, num_workers=0,
+                          pin_memory=False, cache_dir=str(tmp_path / "cache"))
     assert dm.num_classes == 4 and not dm.flip and dm.test_crops == "three"
     dm.setup("fit")
     assert not dm.datasets["train"].augment.flip
     assert len(dm.datasets["val"]) == len(json.loads((ssv2.annotation_dir / "validation.json").read_text()))
     batch = next(iter(dm.train_dataloader()))
     assert dm.on_after_batch_transfer(batch, 0)["rgb"].shape == (2, 3, 4, 32, 32) and batch["label"].min() >= 0
-    frame_2d = VideoDataModule(SSv2(str(ssv2.annotation_dir)), video_root=str(ssv2.video_root), modality="rgb",
-                               cache_dir=str(tmp_path / "cache"))
+    frame_2d = video_datamodule(SSv2(str(ssv2.annotation_dir)), "rgb", video_root=str(ssv2.video_root),
+                                cache_dir=str(tmp_path / "cache"))
     assert frame_2d.test_crops == "five"  # ten crops would mirror
-    with pytest.raises(ValueError, match="test_crops: 'ten' mirrors .* SSv2"):
-        VideoDataModule(SSv2(str(ssv2.annotation_dir)), video_root=str(ssv2.video_root), modality="rgb",
-                        test_crops="ten")
-    flipped = VideoDataModule(SSv2(str(ssv2.annotation_dir)), video_root=str(ssv2.video_root), flip=True)
+    with pytest.raises(ValueError, match="test.crops: 'ten' mirrors .* SSv2"):
+        video_datamodule(SSv2(str(ssv2.annotation_dir)), video_root=str(ssv2.video_root), test_crops="ten")
+    flipped = video_datamodule(SSv2(str(ssv2.annotation_dir)), video_root=str(ssv2.video_root), flip=True)
     assert flipped.flip  # the user's explicit choice wins
