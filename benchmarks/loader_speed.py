@@ -346,7 +346,7 @@ def compare(datasets: Mapping[Key, Dataset], settings: Settings, min_samples: in
     return results
 
 
-# Our dataset, before and after.
+# Our dataset.
 
 
 def our_rows(decoder: str) -> list[Row]:
