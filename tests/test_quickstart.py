@@ -5,8 +5,8 @@ installed).
 
 Generate the synthetic dataset, extract its flow, train both streams, test with 25 x 10
 views and print the paper's table, recompute it from the score files; then what users rely
-on afterwards: a 2-process DDP test on CPU scores exactly the same videos with the same
-numbers, and a resumed fit continues the step count.
+on afterwards: a resumed fit continues the step count (and a 2-process DDP test on CPU, which
+scored exactly the same videos with the same numbers, until cli.py refused several CPU devices).
 """
 
 import re
@@ -109,6 +109,8 @@ def test_every_test_video_scored_once_with_all_views(quickstart) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="cli.py refuses --trainer.devices 2 on the CPU (check_trainer_settings, "
+                   "issue 17), so the CLI's 2-process DDP test cannot run on a CPU: to be settled by the lead")
 def test_ddp_on_cpu_gives_the_same_scores(quickstart) -> None:
     cwd, outputs = quickstart
     tested = outputs["cli.py test"]
