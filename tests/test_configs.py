@@ -3,9 +3,11 @@
 The configs are the real experiments; only what a 2-core CI machine cannot afford is
 overridden, the way a user would override it: dataset paths (the generated tiny
 datasets), pretrained weights (none: no downloads), the networks' clip lengths and input
-sizes, workers.
+sizes, workers. Each config's tiny dataset comes from its annotation source's synthetic
+layout (``AnnotationSource.synthetic``), so a new dataset's config runs here unlisted.
 """
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -16,38 +18,65 @@ import yaml
 from pytorch_lightning.callbacks import Callback
 
 from cli import cli_main
+from datamodules.annotations import AnnotationSource
+from datamodules.synthetic.layouts import Layout
 from tests.conftest import TINY, generate_with_flow
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
+def source_class(class_path: str) -> type[AnnotationSource]:
+    """The annotation source a config's ``annotations.class_path`` names."""
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def config_sources(name: str) -> list[type[AnnotationSource]]:
+    """The annotation sources of configs/<name>.yaml (several for a MultiDataModule)."""
+    data = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["data"]
+    modules = data["init_args"]["datamodules"] if data["class_path"].endswith("MultiDataModule") else [data]
+    return [source_class(module["init_args"]["annotations"]["class_path"]) for module in modules]
+
+
+def synthetic_layout(source: type[AnnotationSource]) -> Layout:
+    if source.synthetic is None:
+        pytest.fail(f"{source.__name__} declares no synthetic layout (AnnotationSource.synthetic): "
+                    f"its configs cannot run on generated data")
+    return source.synthetic
+
+
+def tiny_dataset(source: type[AnnotationSource], folder: Path) -> tuple:
+    """A tiny dataset with flow in ``source``'s synthetic layout, under ``folder``."""
+    layout = synthetic_layout(source).name
+    return generate_with_flow(folder / f"{layout}_tiny", layout, videos_per_class=4, **TINY)
+
+
 @pytest.fixture(scope="module")
-def ssv2_tiny(tmp_path_factory) -> tuple:
-    return generate_with_flow(tmp_path_factory.mktemp("ssv2"), "ssv2", videos_per_class=4, **TINY)
+def generated() -> dict[str, tuple]:
+    """Tiny datasets this module generated, by layout: one per layout for all its tests."""
+    return {}
 
 
-def source_settings(kind: str, data) -> dict[str, Any]:
-    """The annotation source's init_args for a generated dataset."""
-    return {
-        "UCF101": {"annotation_dir": str(data.annotation_dir)},
-        "HMDB51": {"split_dir": str(data.annotation_dir)},
-        "Kinetics": {"train_csv": str(data.annotation_dir / "train.csv"),
-                     "val_csv": str(data.annotation_dir / "val.csv"),
-                     "label_map": str(data.annotation_dir / "label_map.txt")},
-        "SSv2": {"annotation_dir": str(data.annotation_dir)},
-    }[kind]
+def shared_dataset(source: type[AnnotationSource], request: pytest.FixtureRequest, generated: dict[str, tuple],
+                   tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """conftest's ``<layout>_tiny`` (shared with the other tests) where there is one, else
+    one generated once for this module."""
+    layout = synthetic_layout(source).name
+    try:
+        return request.getfixturevalue(f"{layout}_tiny")
+    except pytest.FixtureLookupError:
+        if layout not in generated:
+            generated[layout] = tiny_dataset(source, tmp_path_factory.mktemp(layout))
+        return generated[layout]
 
 
-LAYOUTS = {"UCF101": "ucf101", "HMDB51": "hmdb51", "Kinetics": "kinetics", "SSv2": "ssv2"}
-
-
-def dataset_for(kind: str, datasets: dict[str, tuple], tmp_path: Path) -> tuple:
+def dataset_for(source: type[AnnotationSource], datasets: dict[str, tuple], tmp_path: Path) -> tuple:
     """The tiny dataset of an annotation source: from ``datasets`` (keyed by the source's
     class name, or by the old ``<Name>DataModule``), else generated under ``tmp_path``."""
-    for key in (kind, f"{kind}DataModule"):
+    for key in (source.__name__, f"{source.__name__}DataModule"):
         if key in datasets:
             return datasets[key]
-    return generate_with_flow(tmp_path / f"{LAYOUTS[kind]}_tiny", LAYOUTS[kind], videos_per_class=4, **TINY)
+    return tiny_dataset(source, tmp_path)
 
 
 def dataset_settings(data, frames: Path, cache: Path, short_side: int | None) -> dict[str, dict[str, Any]]:
@@ -83,10 +112,10 @@ def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
     modules = data["init_args"]["datamodules"] if data["class_path"].endswith("MultiDataModule") else [data]
     for module in modules:
         assert module["class_path"] == "datamodules.VideoDataModule", f"{name}: {module['class_path']}"
-        source = module["init_args"]["annotations"]
-        kind = source["class_path"].rsplit(".", 1)[1]
-        dataset, frames = dataset_for(kind, datasets, tmp_path)
-        source["init_args"].update(source_settings(kind, dataset))
+        annotations = module["init_args"]["annotations"]
+        source = source_class(annotations["class_path"])
+        dataset, frames = dataset_for(source, datasets, tmp_path)
+        annotations["init_args"].update(synthetic_layout(source).source_settings(dataset.annotation_dir))
         settings = dataset_settings(dataset, frames, tmp_path / "cache", 256 if crop == 224 else None)
         for block, values in settings.items():
             module["init_args"][block] = {**module["init_args"].get(block, {}), **values}
@@ -97,8 +126,9 @@ def tiny_config(name: str, datasets: dict[str, tuple], tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(path.stem for path in CONFIGS.glob("*.yaml")))
-def test_config_fast_dev_run(name: str, ucf101_tiny, hmdb51_tiny, kinetics_tiny, ssv2_tiny, tmp_path) -> None:
-    datasets = {"UCF101": ucf101_tiny, "HMDB51": hmdb51_tiny, "Kinetics": kinetics_tiny, "SSv2": ssv2_tiny}
+def test_config_fast_dev_run(name: str, request, generated, tmp_path_factory, tmp_path) -> None:
+    datasets = {source.__name__: shared_dataset(source, request, generated, tmp_path_factory)
+                for source in config_sources(name)}
     cli = cli_main(["fit", "--config", str(tiny_config(name, datasets, tmp_path))])
     assert cli.trainer.state.finished, f"{name}: fit did not finish"
     assert cli.trainer.global_step == 1
@@ -148,9 +178,8 @@ class InterruptAfterOneStep(Callback):
             raise KeyboardInterrupt
 
 
-def test_ctrl_c_leaves_a_usable_last_checkpoint(ucf101_tiny, hmdb51_tiny, kinetics_tiny, tmp_path) -> None:
-    datasets = {"UCF101": ucf101_tiny, "HMDB51": hmdb51_tiny, "Kinetics": kinetics_tiny}
-    config = yaml.safe_load(tiny_config("quickstart", datasets, tmp_path).read_text())
+def test_ctrl_c_leaves_a_usable_last_checkpoint(ucf101_tiny, tmp_path) -> None:
+    config = yaml.safe_load(tiny_config("quickstart", {"UCF101": ucf101_tiny}, tmp_path).read_text())
     config["trainer"].pop("fast_dev_run")
     config["trainer"]["max_epochs"] = 3
     config["trainer"]["callbacks"] = [{"class_path": f"{__name__}.InterruptAfterOneStep"}]

@@ -13,6 +13,7 @@ import pytest
 from datamodules.synthetic import generate
 from datamodules.synthetic import generator as generator_module
 from datamodules.synthetic.__main__ import main
+from datamodules.synthetic.layouts import synthetic_sources
 
 SMALL = dict(num_classes=4, num_frames=12, size=(64, 48))
 
@@ -107,6 +108,22 @@ def test_kinetics_annotations(datasets):
             assert path.is_file()
             seen.append(path)
     assert sorted(seen) == sorted(dataset.videos)
+
+
+def test_every_layout_is_read_by_the_source_that_declares_it(tmp_path):
+    """The layouts come from the readers (``AnnotationSource.synthetic``), not from a list,
+    and each one's files are read by its own source pointed at them (``source_settings``)."""
+    sources = synthetic_sources()
+    assert {"ucf101", "hmdb51", "kinetics", "ssv2"} <= set(sources)
+    for name, source in sources.items():
+        layout = source.synthetic
+        dataset = generate(tmp_path / name, name, num_classes=2, videos_per_class=layout.min_videos,
+                           num_frames=2, size=(16, 16))
+        reader = source(**layout.source_settings(dataset.annotation_dir))
+        assert reader.classes() == dataset.classes, name
+        for split in reader.splits():
+            assert {record.label for record in reader.records(split).records} <= {-1, 0, 1}, (name, split)
+        assert reader.records(reader.stage_split("train")).records, name
 
 
 def test_same_seed_same_frames_other_seed_differs(tmp_path):

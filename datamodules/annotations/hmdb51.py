@@ -20,6 +20,8 @@ from datamodules.annotations.records import (
     strip_extension,
 )
 from datamodules.annotations.source import AnnotationSource, require_path, require_split
+from datamodules.synthetic.classes import ClassSpec
+from datamodules.synthetic.layouts import NUM_SPLITS, Clip, Layout, write_lines
 
 _FLAGS = {"train": "1", "test": "2"}
 
@@ -48,6 +50,49 @@ def read_hmdb51(split_dir: Path | str, split: int, subset: Literal["train", "tes
     return Annotations(classes, records)
 
 
+class HMDB51Layout(Layout):
+    """The synthetic HMDB-51: ``hmdb51/<class>/<video>.avi``; ``testTrainMulti_7030_splits/
+    <class>_test_split{1,2,3}.txt``, lines ``<video>.avi <flag> `` (trailing space, LF), flag
+    1 train / 2 test / 0 unused: about 70/30 per class, one in eight unused; classes in
+    lower snake case (``move_left``).
+    """
+
+    name, fourcc, default_size, min_videos = "hmdb51", "XVID", (320, 240), 2
+    video_dir, annotation_subdir = "hmdb51", "testTrainMulti_7030_splits"
+    flags = {"train": 1, "test": 2, "unused": 0}
+
+    def class_name(self, words: tuple[str, ...]) -> str:
+        return "_".join(words)
+
+    def plan(self, classes: list[ClassSpec], videos_per_class: int, seed: int) -> list[Clip]:
+        unused = videos_per_class // 8
+        test = max(1, round(0.3 * (videos_per_class - unused)))
+        roles = ["test"] * test + ["unused"] * unused
+        roles += ["train"] * (videos_per_class - len(roles))
+        clips = []
+        for index, spec in enumerate(classes):
+            rng = spec.rng(seed, 2)
+            per_split = [rng.permutation(roles).tolist() for _ in range(NUM_SPLITS)]
+            for video in range(videos_per_class):
+                # Named like the real clips: movie, action, body parts, camera motion,
+                # people, viewpoint, quality, counter.
+                path = f"{spec.name}/Synthetic_{spec.name}_f_nm_np1_fr_med_{video}.avi"
+                clips.append(Clip(path, index, video, tuple(split[video] for split in per_split)))
+        return clips
+
+    def write_annotations(self, out: Path, classes: list[ClassSpec], clips: list[Clip]) -> None:
+        folder = out / self.annotation_subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, spec in enumerate(classes):
+            own = [c for c in clips if c.class_index == index]
+            for k in range(NUM_SPLITS):
+                lines = [f"{Path(c.path).name} {self.flags[c.splits[k]]} " for c in own]
+                write_lines(folder / f"{spec.name}_test_split{k + 1}.txt", lines, "\n")
+
+    def source_settings(self, annotation_dir: Path) -> dict[str, str]:
+        return {"split_dir": str(annotation_dir)}
+
+
 class HMDB51(AnnotationSource):
     """HMDB-51 with its official splits (``testTrainMulti_7030_splits``); validates on the test split.
 
@@ -55,6 +100,8 @@ class HMDB51(AnnotationSource):
         split_dir: folder with the ``<class>_test_split<k>.txt`` files.
         split: 1, 2 or 3.
     """
+
+    synthetic = HMDB51Layout()
 
     def __init__(self, split_dir: str, split: int = 1):
         require_split(split)

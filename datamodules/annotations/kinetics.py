@@ -17,6 +17,8 @@ match, through ``_label_key``.
 from __future__ import annotations
 
 import csv
+import math
+import string
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +37,8 @@ from datamodules.annotations.source import (
     require_path,
     split_reading,
 )
+from datamodules.synthetic.classes import ClassSpec
+from datamodules.synthetic.layouts import Clip, Layout, write_lines
 
 VideoLayout = Literal["split_label", "flat", "auto"]
 _REQUIRED = ("youtube_id", "time_start", "time_end")
@@ -116,6 +120,63 @@ def read_kinetics(
     return Annotations(classes, records)
 
 
+def quote(label: str) -> str:
+    """Quote a label the way the real Kinetics CSV does: exactly those with a space."""
+    return f'"{label}"' if " " in label else label
+
+
+class KineticsLayout(Layout):
+    """The synthetic Kinetics: ``kinetics/<split>/<label_dir>/<youtube_id>_<start:06d>_<end:06d>.mp4``
+    with split ``train`` or ``val`` and ``label_dir`` the label with spaces replaced by
+    underscores (mmaction2's convention); ``kinetics/annotations/{train,val}.csv``
+    (``label,youtube_id,time_start,time_end,split,is_cc``, labels with spaces quoted as in
+    the real CSV) and ``label_map.txt`` (one label per line, class-index order); classes in
+    lower case with spaces (``move left``).
+
+    Times are nominal 10 s windows as in the real CSV; the clip itself lasts
+    ``num_frames / fps``.
+    """
+
+    name, fourcc, default_size, min_videos = "kinetics", "mp4v", (340, 256), 2
+    video_dir, annotation_subdir = "kinetics", "kinetics/annotations"
+    youtube_alphabet = string.ascii_letters + string.digits + "-_"
+
+    def class_name(self, words: tuple[str, ...]) -> str:
+        return " ".join(words)
+
+    def plan(self, classes: list[ClassSpec], videos_per_class: int, seed: int) -> list[Clip]:
+        val = max(1, math.ceil(0.25 * videos_per_class))
+        clips = []
+        for index, spec in enumerate(classes):
+            rng = spec.rng(seed, 3)
+            for video in range(videos_per_class):
+                youtube_id = "".join(rng.choice(list(self.youtube_alphabet), 11))
+                start = int(rng.integers(0, 290))
+                split = "val" if video < val else "train"
+                path = f"{split}/{spec.name.replace(' ', '_')}/{youtube_id}_{start:06d}_{start + 10:06d}.mp4"
+                clips.append(Clip(path, index, video, (split,)))
+        return clips
+
+    def write_annotations(self, out: Path, classes: list[ClassSpec], clips: list[Clip]) -> None:
+        folder = out / self.annotation_subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        write_lines(folder / "label_map.txt", [spec.name for spec in classes], "\n")
+        for split in ("train", "val"):
+            rows = []
+            for clip in clips:
+                if clip.splits[0] == split:
+                    label = classes[clip.class_index].name
+                    youtube_id, start, end = Path(clip.path).stem.rsplit("_", 2)
+                    rows.append((label, youtube_id, int(start), int(end)))
+            lines = ["label,youtube_id,time_start,time_end,split,is_cc"]
+            lines += [f"{quote(label)},{yid},{start},{end},{split},0" for label, yid, start, end in sorted(rows)]
+            write_lines(folder / f"{split}.csv", lines, "\n")
+
+    def source_settings(self, annotation_dir: Path) -> dict[str, str]:
+        return {"train_csv": str(annotation_dir / "train.csv"), "val_csv": str(annotation_dir / "val.csv"),
+                "label_map": str(annotation_dir / "label_map.txt")}
+
+
 class Kinetics(AnnotationSource):
     """Kinetics from its CSVs; validates and tests on ``val_csv`` unless ``test_csv`` is given.
 
@@ -127,6 +188,8 @@ class Kinetics(AnnotationSource):
             label_map_400_i3d.txt); None: the sorted labels of train_csv.
         video_layout: clips under ``<split>/<label>/`` (split_label), flat, or auto (either).
     """
+
+    synthetic = KineticsLayout()
 
     def __init__(
         self,

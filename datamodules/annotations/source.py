@@ -8,7 +8,10 @@ split, Something-Something v2 tests on its validation set) and whether its label
 a horizontal mirror (``mirrorable``: "from left to right" does not). ``VideoDataModule``
 takes any source; ``check`` takes the same object (``--config``, or ``--annotations CLASS`` with the same
 settings). A new dataset is one file in ``datamodules/annotations/`` holding its reader and
-its source, and one config; nothing registers it.
+its source, and one config; nothing registers it. A source whose dataset the synthetic
+generator imitates says how in ``synthetic`` (a ``datamodules.synthetic.layouts.Layout``
+in the same file), which makes ``python -m datamodules.synthetic --layout NAME`` and the
+configs' tests take it.
 
 Bad settings fail in ``__init__``, before a model is built, with one line naming the
 setting (a file that does not exist, a split outside 1-3).
@@ -19,9 +22,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from datamodules.annotations.records import Annotations
+
+if TYPE_CHECKING:
+    from datamodules.synthetic.layouts import Layout
 
 Stage = Literal["train", "val", "test"]
 
@@ -70,11 +76,13 @@ def split_reading(files: Mapping[str, str | None], stage: str) -> str:
 class AnnotationSource(ABC):
     """A dataset's annotation files: classes, splits and the records of each split.
 
-    Subclasses set ``mirrorable = False`` when a horizontal flip changes the label, and
-    override ``stage_split`` when the stages do not read the splits of the same name.
+    Subclasses set ``mirrorable = False`` when a horizontal flip changes the label,
+    override ``stage_split`` when the stages do not read the splits of the same name, and
+    set ``synthetic`` to the layout the synthetic generator writes for their dataset.
     """
 
     mirrorable: bool = True
+    synthetic: ClassVar[Layout | None] = None
 
     @abstractmethod
     def classes(self) -> list[str]:

@@ -20,8 +20,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from datamodules.annotations.records import AnnotationError, Annotations, VideoRecord
 from datamodules.annotations.source import AnnotationSource, require_path
+from datamodules.synthetic.classes import ClassSpec
+from datamodules.synthetic.layouts import Clip, Layout, write_json
 
 LABELS_FILE = "labels.json"
 SPLIT_FILES = {"train": "train.json", "validation": "validation.json", "test": "test.json"}
@@ -85,6 +89,60 @@ def read_ssv2(path: Path | str, classes: list[str]) -> Annotations:
     return Annotations(list(classes), records)
 
 
+class SSv2Layout(Layout):
+    """The synthetic Something-Something v2: ``20bn-something-something-v2/<id>.webm`` (VP9),
+    flat, numeric ids; ``labels/`` with ``labels.json`` (template without brackets -> string
+    id, ids in alphabetical order), ``train.json`` and ``validation.json`` (rows ``id``,
+    ``label``: the template filled in, ``template`` with ``[something]`` brackets,
+    ``placeholders``) and ``test.json`` (rows with ``id`` only); about 70/15/15 per class.
+    Classes are templates without their brackets (``Something move left``, from the
+    template ``[Something] move left``, like its "Something falling like a rock").
+    """
+
+    name, fourcc, default_size, min_videos = "ssv2", "VP90", (320, 240), 3
+    video_dir, annotation_subdir = "20bn-something-something-v2", "labels"
+    objects = ("a box", "a cup", "a pen", "a phone", "a spoon")
+
+    def class_name(self, words: tuple[str, ...]) -> str:
+        return "Something " + " ".join(words)
+
+    def plan(self, classes: list[ClassSpec], videos_per_class: int, seed: int) -> list[Clip]:
+        held_out = max(1, round(0.15 * videos_per_class))
+        roles = ["validation"] * held_out + ["test"] * held_out
+        roles += ["train"] * (videos_per_class - len(roles))
+        # Unique numeric ids in random order, as the real ones (1..220847).
+        rng = np.random.default_rng([seed, 4])
+        ids = rng.choice(np.arange(1, 220848), size=len(classes) * videos_per_class, replace=False)
+        clips = []
+        for index, _ in enumerate(classes):
+            for video in range(videos_per_class):
+                video_id = int(ids[index * videos_per_class + video])
+                clips.append(Clip(f"{video_id}.webm", index, video, (roles[video],)))
+        return clips
+
+    def write_annotations(self, out: Path, classes: list[ClassSpec], clips: list[Clip]) -> None:
+        folder = out / self.annotation_subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / LABELS_FILE, {spec.name: str(i) for i, spec in enumerate(classes)})
+        for split, file in SPLIT_FILES.items():
+            rows = []
+            for clip in clips:
+                if clip.splits[0] != split:
+                    continue
+                video_id = Path(clip.path).stem
+                if split == "test":
+                    rows.append({"id": video_id})
+                    continue
+                words = classes[clip.class_index].words
+                placeholder = self.objects[clip.background % len(self.objects)]
+                rows.append({"id": video_id, "label": f"{placeholder} {' '.join(words)}",
+                             "template": "[Something] " + " ".join(words), "placeholders": [placeholder]})
+            write_json(folder / file, rows)
+
+    def source_settings(self, annotation_dir: Path) -> dict[str, str]:
+        return {"annotation_dir": str(annotation_dir)}
+
+
 class SSv2(AnnotationSource):
     """Something-Something v2 (174 classes); validates and tests on ``validation.json``.
 
@@ -93,6 +151,7 @@ class SSv2(AnnotationSource):
     """
 
     mirrorable = False
+    synthetic = SSv2Layout()
 
     def __init__(self, annotation_dir: str):
         require_path("annotation_dir", annotation_dir, folder=True)

@@ -20,6 +20,8 @@ from datamodules.annotations.records import (
     strip_extension,
 )
 from datamodules.annotations.source import AnnotationSource, require_path, require_split
+from datamodules.synthetic.classes import ClassSpec
+from datamodules.synthetic.layouts import NUM_SPLITS, Clip, Layout, write_lines
 
 
 def read_class_index(path: Path | str) -> list[str]:
@@ -78,6 +80,50 @@ def read_ucf101(annotation_dir: Path | str, split: int, subset: Literal["train",
     return Annotations(classes, records)
 
 
+class UCF101Layout(Layout):
+    """The synthetic UCF-101: ``UCF-101/<Class>/v_<Class>_gGG_cCC.avi``; ``ucfTrainTestlist/``
+    with ``classInd.txt``, ``trainlist0k.txt``, ``testlist0k.txt`` (CRLF), classes in
+    CamelCase (``MoveLeft``).
+
+    Clips come in groups that share a background (the real groups share actor and scene);
+    split k tests the k-th block of groups, the last groups are always trained on, as in
+    the real splits (7 of 25 groups tested per split, groups 22-25 never).
+    """
+
+    name, fourcc, default_size, min_videos = "ucf101", "XVID", (320, 240), 3
+    video_dir, annotation_subdir = "UCF-101", "ucfTrainTestlist"
+
+    def class_name(self, words: tuple[str, ...]) -> str:
+        return "".join(word.capitalize() for word in words)
+
+    def plan(self, classes: list[ClassSpec], videos_per_class: int, seed: int) -> list[Clip]:
+        num_groups = min(25, max(3, videos_per_class // 2))
+        tested = max(1, num_groups * 7 // 25)
+        clips = []
+        for index, spec in enumerate(classes):
+            for group in range(num_groups):
+                splits = tuple("test" if group // tested == k else "train" for k in range(NUM_SPLITS))
+                # Clips spread as evenly as possible over the groups, the first ones taking the extra.
+                size = videos_per_class // num_groups + (group < videos_per_class % num_groups)
+                for clip in range(size):
+                    stem = f"v_{spec.name}_g{group + 1:02d}_c{clip + 1:02d}"
+                    clips.append(Clip(f"{spec.name}/{stem}.avi", index, group, splits))
+        return clips
+
+    def write_annotations(self, out: Path, classes: list[ClassSpec], clips: list[Clip]) -> None:
+        folder = out / self.annotation_subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        write_lines(folder / "classInd.txt", [f"{i + 1} {spec.name}" for i, spec in enumerate(classes)], "\r\n")
+        for k in range(NUM_SPLITS):
+            train = [f"{c.path} {c.class_index + 1}" for c in clips if c.splits[k] == "train"]
+            test = [c.path for c in clips if c.splits[k] == "test"]
+            write_lines(folder / f"trainlist{k + 1:02d}.txt", train, "\r\n")
+            write_lines(folder / f"testlist{k + 1:02d}.txt", test, "\r\n")
+
+    def source_settings(self, annotation_dir: Path) -> dict[str, str]:
+        return {"annotation_dir": str(annotation_dir)}
+
+
 class UCF101(AnnotationSource):
     """UCF-101 with its official splits (``ucfTrainTestlist``); validates on the test split.
 
@@ -85,6 +131,8 @@ class UCF101(AnnotationSource):
         annotation_dir: folder with classInd.txt, trainlist0k.txt, testlist0k.txt.
         split: 1, 2 or 3.
     """
+
+    synthetic = UCF101Layout()
 
     def __init__(self, annotation_dir: str, split: int = 1):
         require_split(split)

@@ -1,4 +1,5 @@
-"""``python -m datamodules.synthetic OUT --layout ucf101|hmdb51|kinetics|ssv2 [...]``."""
+"""``python -m datamodules.synthetic OUT --layout LAYOUT [...]``: a synthetic dataset in the layout of
+a dataset that ``datamodules/annotations/`` reads (its source's ``synthetic``)."""
 
 import argparse
 import time
@@ -8,7 +9,7 @@ from datamodules.synthetic.generator import (
     DEFAULT_VIDEOS_PER_CLASS,
     generate,
 )
-from datamodules.synthetic.layouts import LAYOUTS
+from datamodules.synthetic.layouts import layouts
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -22,7 +23,7 @@ def main(args: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m datamodules.synthetic", description=__doc__)
     parser.add_argument("out", metavar="OUT", help="new or empty output folder; one holding a dataset with the "
                         "same settings is reused (or finished, after a killed run)")
-    parser.add_argument("--layout", choices=list(LAYOUTS), default="ucf101")
+    parser.add_argument("--layout", choices=list(layouts()), default="ucf101")
     parser.add_argument("--classes", type=int, default=8, help="number of classes, half motion, half appearance")
     parser.add_argument("--videos-per-class", type=int, default=DEFAULT_VIDEOS_PER_CLASS)
     parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES, help="frames per video")

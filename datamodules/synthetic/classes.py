@@ -11,6 +11,7 @@ Two kinds of class, so that a run can tell what each stream learned:
 """
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,27 +70,11 @@ class ClassSpec:
         return np.random.default_rng([seed, zlib.crc32(" ".join(self.words).encode()), *keys])
 
 
-def format_name(words: tuple[str, ...], layout: str) -> str:
-    """Name a class the way the layout's real dataset does.
-
-    UCF-101 uses CamelCase (``MoveLeft``), HMDB-51 lower snake case
-    (``move_left``), Kinetics lower case with spaces (``move left``),
-    Something-Something v2 a template without its brackets (``Something move left``,
-    from the template ``[Something] move left``, like its "Something falling like a rock").
-    """
-    if layout == "ucf101":
-        return "".join(word.capitalize() for word in words)
-    if layout == "hmdb51":
-        return "_".join(words)
-    if layout == "kinetics":
-        return " ".join(words)
-    if layout == "ssv2":
-        return "Something " + " ".join(words)
-    raise ValueError(f"layout must be one of ucf101, hmdb51, kinetics, ssv2; got {layout!r}")
-
-
-def make_classes(num_classes: int, layout: str) -> list[ClassSpec]:
+def make_classes(num_classes: int, class_name: Callable[[tuple[str, ...]], str]) -> list[ClassSpec]:
     """The first ``ceil(n/2)`` motions and ``floor(n/2)`` appearances, sorted by name.
+
+    ``class_name`` names a class from its words the way the layout's real dataset does
+    (UCF-101 ``MoveLeft``, HMDB-51 ``move_left``: ``Layout.class_name``).
 
     Sorted because the real datasets index their classes alphabetically
     (UCF-101's classInd.txt, Kinetics' label map), and readers that sort folder
@@ -99,11 +84,11 @@ def make_classes(num_classes: int, layout: str) -> list[ClassSpec]:
         raise ValueError(f"num_classes (--classes) must be between 2 and {MAX_CLASSES}; got {num_classes}")
     num_appearance = num_classes // 2
     specs = [
-        ClassSpec(format_name(words, layout), "motion", words, motion=motion)
+        ClassSpec(class_name(words), "motion", words, motion=motion)
         for words, motion in list(MOTIONS.items())[: num_classes - num_appearance]
     ]
     for i, (colour, hue) in enumerate(COLOURS[:num_appearance]):
         shape = SHAPES[i % len(SHAPES)]
         words = (colour, shape + "s")
-        specs.append(ClassSpec(format_name(words, layout), "appearance", words, hue=hue, shape=shape))
+        specs.append(ClassSpec(class_name(words), "appearance", words, hue=hue, shape=shape))
     return sorted(specs, key=lambda spec: spec.name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.synthetic.classes import make_classes
-from datamodules.synthetic.layouts import LAYOUTS
+from datamodules.synthetic.layouts import layouts
 
 COMPLETE = "synthetic.json"
 INCOMPLETE = "synthetic.incomplete.json"
@@ -109,8 +109,8 @@ def conflict(state: FolderState, summary: dict) -> str:
 def expected_files(recorded: dict) -> set[str]:
     """Every file the generator writes with the recorded settings (relative, POSIX), including
     the markers and videos still under their temporary names."""
-    spec = LAYOUTS[recorded["layout"]]
-    classes = make_classes(len(recorded["classes"]), spec.name)
+    spec = layouts()[recorded["layout"]]
+    classes = make_classes(len(recorded["classes"]), spec.class_name)
     clips = spec.plan(classes, int(recorded["videos_per_class"]), int(recorded["seed"]))
     files = {COMPLETE, INCOMPLETE, f"{INCOMPLETE}.tmp"}
     for clip in clips:

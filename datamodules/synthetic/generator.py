@@ -10,7 +10,7 @@ import numpy as np
 from datamodules.synthetic import folder
 from datamodules.synthetic.classes import make_classes
 from datamodules.synthetic.folder import partial_path
-from datamodules.synthetic.layouts import LAYOUTS
+from datamodules.synthetic.layouts import layouts
 from datamodules.synthetic.render import render_video
 
 DEFAULT_VIDEOS_PER_CLASS = 8
@@ -61,11 +61,11 @@ def generate(
     a dataset this generator wrote, whatever its settings, and generates anew; it raises
     FileExistsError, deleting nothing, for a folder holding anything else (``folder.py``).
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
-    spec = LAYOUTS[layout]
+    if layout not in layouts():
+        raise ValueError(f"layout must be one of {', '.join(layouts())}; got {layout!r}")
+    spec = layouts()[layout]
     width, height = size or spec.default_size
-    classes = make_classes(num_classes, layout)
+    classes = make_classes(num_classes, spec.class_name)
     check_arguments(spec.min_videos, videos_per_class, num_frames, width, height, fps, seed, layout)
     root = Path(out)
     video_root = root / spec.video_dir
