@@ -78,6 +78,7 @@ from datamodules.index import VideoIndex, build_index
 from datamodules.modality import infer_modality, is_clip, modality_keys
 from datamodules.sampling import Sampling, Stage
 from datamodules.settings import EvalProtocol, FrameSampling, LoaderSettings, Roots
+from datamodules.trajectory import check_stacking
 from datamodules.transforms import Augment, Augmentation, TestCrops
 from flow.layout import NAMED_LAYOUTS
 from flow.packed import open_flow_store
@@ -179,6 +180,8 @@ class VideoDataModule(pl.LightningDataModule):
                      folder=True)
         if self.frame_sampling.bidirectional_flow:
             check_bidirectional(modality, given)
+        if "flow" in given:
+            check_stacking(self.frame_sampling.stacking, given["flow"].dims)
         if modality != self.modality:
             self._indices.clear()  # which videos are usable depends on what the input reads
         self.modality, self.keys, self.input_specs = modality, keys, given
@@ -229,7 +232,8 @@ class VideoDataModule(pl.LightningDataModule):
         if "rgb" in self.keys:
             # Resizing happens once, in Augment, where the flow's scale is tracked too.
             reader = create_reader("rawframes", store=store) if decoder == "rawframes" else create_reader(decoder)
-        augment = Augment(stage, self.input_specs, self.augment, test_crops=crops)
+        augment = Augment(stage, self.input_specs, self.augment, test_crops=crops,
+                          stacking=self.frame_sampling.stacking)
         return VideoDataset(index, self.modality, stage, augment, reader, store, sampling,
                             self.loader_settings.max_failure_rate, tag, self.frame_sampling.bidirectional_flow,
                             clips_per_video=self.frame_sampling.clips_per_video if stage == "train" else 1)
@@ -277,7 +281,7 @@ class VideoDataModule(pl.LightningDataModule):
             persistent_workers=settings.persistent_workers and settings.num_workers > 0,
             drop_last=split == "train",
             generator=generator,
-            collate_fn={"test": collate_test, "train": collate_flat}.get(split),
+            collate_fn=collate_test if split == "test" else collate_flat,
             # A CUDA decoder cannot run in workers forked after CUDA started (the model is on the GPU).
             multiprocessing_context=self._worker_start_method(dataset) if settings.num_workers > 0 else None,
         )
@@ -290,7 +294,13 @@ class VideoDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """uint8 batches, now on the device, to the networks' inputs (module docstring)."""
-        return finish_batch(batch, self.input_specs, self.augment.flow_mean_subtraction, input_dtype(self.trainer))
+        return self.finish(batch, input_dtype(self.trainer))
+
+    def finish(self, batch: dict, dtype: torch.dtype | None = None) -> dict:
+        """A collated batch of this module's samples, on its device, as the networks take it."""
+        sampling = self.frame_sampling
+        return finish_batch(batch, self.input_specs, self.augment.flow_mean_subtraction, dtype, sampling.stacking,
+                            sampling.bidirectional_flow)
 
     def _dataset(self, name: str) -> VideoDataset:
         """The dataset of a split, or ``svm_train``; built once (until the specs change)."""

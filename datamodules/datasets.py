@@ -194,7 +194,8 @@ class VideoDataset(Dataset):
 
     def finish(self, batch: dict) -> dict:
         """A collated batch of this dataset's items, on its device, as the networks take it."""
-        return finish_batch(batch, self.augment.specs, self.augment.subtract_flow_mean)
+        return finish_batch(batch, self.augment.specs, self.augment.subtract_flow_mean,
+                            stacking=self.augment.stacking, bidirectional=self.bidirectional)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int] | list[dict[str, torch.Tensor | int]]:
         if self.stage != "train":

@@ -78,9 +78,21 @@ def flow_to_input(planes: Tensor, quantized: Tensor, spec: InputSpec, scale: Ten
     multiply by ``spec.flow_scale``, normalise by ``spec.mean``/``spec.std``. Layout: 2D
     (N, 2L, H, W) ordered x1..xL, y1..yL; 3D (N, 2, L, H, W).
     """
+    return pixels_to_input(flow_pixels(planes, quantized, scale), spec, subtract_mean)
+
+
+def flow_pixels(planes: Tensor, quantized: Tensor, scale: Tensor | None = None) -> Tensor:
+    """Quantized uint8 (N, L, 2, H, W) [x, y] fields -> float32 flow in pixels, x and y
+    stretched by each sample's ``scale`` (N, 2) (resizing)."""
     flow = dequantize_levels(planes, quantized)
     if scale is not None:
         flow *= scale.to(device=flow.device, dtype=torch.float32).view(-1, 1, 2, 1, 1)
+    return flow
+
+
+def pixels_to_input(flow: Tensor, spec: InputSpec, subtract_mean: bool = True) -> Tensor:
+    """float (N, L, 2, H, W) flow in pixels, cropped, -> the network's input (``flow_to_input``'s
+    steps after the dequantization and stretch; ``flow`` may be modified in place)."""
     if subtract_mean:
         flow -= flow.mean(dim=(-2, -1), keepdim=True)
     if spec.flow_clip is not None:
@@ -93,6 +105,13 @@ def flow_to_input(planes: Tensor, quantized: Tensor, spec: InputSpec, scale: Ten
         fields = flow.shape[2]
         raise ValueError(f"a stack of {fields} fields gives {2 * fields} channels; the network takes {spec.channels}")
     return flow.reshape(flow.shape[0], -1, *flow.shape[3:])
+
+
+def mirror_flow(flow: Tensor) -> Tensor:
+    """float (..., 2, H, W) [x, y] fields of the mirrored video: mirrored along x, x negated (a copy)."""
+    out = flow.flip(-1)
+    out[..., 0, :, :].neg_()
+    return out
 
 
 def to_input(key: str, frames: Tensor, spec: InputSpec, quantized: Tensor | None = None,

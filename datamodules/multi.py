@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import pytorch_lightning as pl
 from torch.utils.data import ConcatDataset, DataLoader
 
-from datamodules.batch import finish_batch, input_dtype
+from datamodules.batch import input_dtype
 from datamodules.datamodule import Split, VideoDataModule
 from datamodules.datasets import VideoDataset
 from models.input_spec import InputSpec
@@ -35,6 +35,7 @@ def sample_settings(dm: VideoDataModule) -> dict[str, object]:
     settings = {"test.positions": views.test_positions, "test.clips": views.test_clips,
                 "test.whole_video": views.whole_video, "sampling.stride": views.stride,
                 "sampling.bidirectional_flow": dm.frame_sampling.bidirectional_flow,
+                "sampling.stacking": dm.frame_sampling.stacking,
                 "augment.flow_mean_subtraction": dm.augment.flow_mean_subtraction}
     return settings if dm.test_crops is None else {**settings, "test.crops": dm.test_crops}
 
@@ -109,8 +110,7 @@ class MultiDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """uint8 batches to the network's inputs on the device (the datasets share the settings)."""
-        first = self.datamodules[0]
-        return finish_batch(batch, first.input_specs, first.augment.flow_mean_subtraction, input_dtype(self.trainer))
+        return self.datamodules[0].finish(batch, input_dtype(self.trainer))
 
     def _datasets(self, split: Split) -> list[VideoDataset]:
         if split not in self.datasets:

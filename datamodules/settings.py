@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from datamodules.sampling import TEST_CLIPS, TEST_POSITIONS
+from datamodules.trajectory import STACKINGS
 from datamodules.transforms import TestCrops
 
 Decoder = Literal["auto", "decord", "torchcodec", "torchcodec_cuda", "rawframes"]
 FlowLayoutName = Literal["ours", "denseflow", "mmaction2"]
+Stacking = Literal["optical_flow", "trajectory"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,22 @@ class FrameSampling:
         clips_per_video: training samples (clips, frames or stacks, each with its own
             position, crop and flip) drawn from one decode of a video (PySlowFast's
             ``NUM_SAMPLE``): a training batch holds batch_size x clips_per_video samples.
+        stacking: how a 2D flow stack reads its L fields (two-stream paper, section 3.1):
+            optical_flow, every field at the output pixel; trajectory, each field at the
+            point the preceding fields moved the pixel to (``datamodules.trajectory``; points
+            leaving the frame are clamped to its border). Trajectory stacking runs on the
+            device from the whole field, so the workers ship flow uncropped with its crop box.
+            2D flow networks only.
     """
 
     stride: int = 1
     bidirectional_flow: bool = False
     clips_per_video: int = 1
+    stacking: Stacking = "optical_flow"
 
     def __post_init__(self) -> None:
+        if self.stacking not in STACKINGS:
+            raise ValueError(f"sampling.stacking must be one of {', '.join(STACKINGS)}, got {self.stacking!r}")
         for name in ("stride", "clips_per_video"):
             if getattr(self, name) < 1:
                 raise ValueError(f"sampling.{name} must be >= 1, got {getattr(self, name)}")

@@ -160,6 +160,9 @@ class Augment:
             must agree on the crop size.
         settings: the augmentation; its ``flip`` must be decided (True/False) by now.
         test_crops: "ten", "five", "three" or "centre" crops per position at test.
+        stacking: ``trajectory``: train and val flow leaves uncropped (short-side resized) with
+            its view in ``flow_view``, for the device to stack it from the whole field
+            (``datamodules.batch.trajectory_inputs``); ``optical_flow``: cropped here.
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class Augment:
         specs: Mapping[str, InputSpec],
         settings: Augmentation = Augmentation(flip=True),
         test_crops: TestCrops = "ten",
+        stacking: str = "optical_flow",
     ):
         if stage not in ("train", "val", "test"):
             raise ValueError(f"unknown stage {stage!r}; expected 'train', 'val' or 'test'")
@@ -185,6 +189,7 @@ class Augment:
         self.settings, self.test_crops = settings, test_crops
         self.short_side, self.multiscale, self.flip = settings.short_side, settings.multiscale_crop, settings.flip
         self.scales, self.subtract_flow_mean = tuple(settings.scales), settings.flow_mean_subtraction
+        self.stacking = stacking
 
     def views(self, height: int, width: int, rng: np.random.Generator | None = None) -> list[View]:
         """The views of one sample taken from frames of this size (after the short-side resize)."""
@@ -236,7 +241,10 @@ class Augment:
         (top, left, height, width, flip) that ``datamodules.batch.TestViews`` cuts on the
         device. With flow: ``flow_quantization`` ([step, bound]) and ``flow_scale`` (x, y
         stretch of the resize and of a multi-scale crop), float32 values as int32 bits
-        (``datamodules.inputs.as_bits``: no precision plugin may round them).
+        (``datamodules.inputs.as_bits``: no precision plugin may round them). With trajectory
+        stacking, train and val flow is (L, 2, H, W) uncropped, ``flow_scale`` the resize's
+        stretch alone, and ``flow_view`` (7,) its view: top, left, height, width, flip, and the
+        (height, width) the crop is resized to (its own size without a multi-scale resize).
         """
         resized = {}
         for key, clip in frames.items():
@@ -255,6 +263,11 @@ class Augment:
             if self.stage == "test":
                 sample[key] = clip
                 view_scale = (1.0, 1.0)
+            elif key == "flow" and self.stacking == "trajectory":
+                view = views[0]
+                sample[key], view_scale = clip[0], (1.0, 1.0)  # the device stacks, then crops and stretches
+                sample["flow_view"] = torch.tensor([*view.box, int(view.flip), *(view.size or view.box[2:])],
+                                                   dtype=torch.int64)
             else:
                 sample[key] = apply_view(clip[0], views[0], flow=key == "flow")
                 view_scale = views[0].scale()

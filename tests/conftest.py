@@ -109,7 +109,7 @@ BLOCK_OF = {
     "short_side": ("augment", "short_side"), "multiscale_crop": ("augment", "multiscale_crop"),
     "flip": ("augment", "flip"), "flow_mean_subtraction": ("augment", "flow_mean_subtraction"),
     "stride": ("sampling", "stride"), "bidirectional_flow": ("sampling", "bidirectional_flow"),
-    "clips_per_video": ("sampling", "clips_per_video"),
+    "clips_per_video": ("sampling", "clips_per_video"), "stacking": ("sampling", "stacking"),
     "test_positions": ("test", "positions"), "test_crops": ("test", "crops"), "test_clips": ("test", "clips"),
     "whole_video_test": ("test", "whole_video"), "svm_positions": ("test", "svm_positions"),
     "svm_crops": ("test", "svm_crops"),
