@@ -65,6 +65,7 @@ from datamodules.sampling import (
     two_stream_positions,
     whole_video_positions,
 )
+from datamodules.trajectory import bound_problem
 from datamodules.transforms import Augment
 from flow.store import FolderFlowStore
 from models.input_spec import InputSpec
@@ -72,6 +73,7 @@ from models.input_spec import InputSpec
 log = logging.getLogger(__name__)
 
 _warned_counts: set[str] = set()  # flow folders whose field count was warned about, in this process
+_checked_bounds: set[str] = set()  # flow folders checked for a bound too small for trajectories, in this process
 
 
 def _warn_field_count(folder: object, num_flows: int, num_frames: int) -> None:
@@ -345,7 +347,14 @@ class VideoDataset(Dataset):
         if len(sizes) > 1:
             raise ValueError(f"{self.store.folder(video_id)}: backward and forward fields differ in size {sorted(sizes)}")
         planes = [fields.planes.reshape(len(indices), -1, *fields.planes.shape[1:]) for fields in directions]
-        return (planes[0] if len(planes) == 1 else torch.cat(planes, dim=1)), directions[-1].bound
+        stacks = planes[0] if len(planes) == 1 else torch.cat(planes, dim=1)
+        folder = str(self.store.folder(video_id))
+        if self.augment.stacking == "trajectory" and folder not in _checked_bounds:
+            _checked_bounds.add(folder)  # on the first fields read: once per video, not per sample
+            problem = bound_problem(stacks, directions[-1].bound)
+            if problem is not None:  # trajectories would stop short where the motion was clipped
+                log.warning("%s: %s", folder, problem)
+        return stacks, directions[-1].bound
 
     def _read_rgb(self, j: int, indices: np.ndarray) -> torch.Tensor:
         """uint8 (P, T, 3, H, W) RGB frames."""

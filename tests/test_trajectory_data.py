@@ -13,6 +13,7 @@ from datamodules.batch import collate_flat, collate_test, finish_batch
 from datamodules.inputs import from_bits
 from datamodules.trajectory import fields_to_channels, trajectory_stack
 from flow.codec import dequantize
+from flow.extract import ExtractionConfig, extract_many
 from tests.conftest import video_datamodule
 
 FIELDS, CROP, SHORT_SIDE = 4, 32, 40  # the tiny videos are 64 x 48: resized to 53 x 40, so x, y are stretched
@@ -150,3 +151,18 @@ def test_batches_finished_on_a_gpu_equal_the_cpus(ucf101_tiny):
     for batch, inputs in ((train, lambda b: b["flow"]), (test, lambda b: b["flow"].materialise())):
         on_gpu = inputs(dm.finish(move_data_to_device(batch, "cuda")))
         torch.testing.assert_close(on_gpu.cpu(), inputs(dm.finish(batch)), atol=1e-4, rtol=0)
+
+
+def test_flow_stored_with_a_too_small_bound_is_warned_once_per_video(ucf101_tiny, tmp_path, caplog):
+    """Flow extracted with --bound 0.25: the synthetic motion (pixels per frame) is clipped at the bound."""
+    data, _ = ucf101_tiny
+    videos = [str(path.relative_to(data.video_root)) for path in data.videos]
+    assert extract_many(data.video_root, videos, tmp_path / "flow", ExtractionConfig(algorithm="dis", short_side=0,
+                                                                                     bound=0.25),
+                        progress=False).failed == 0
+    dm = datamodule((data, tmp_path / "flow"), "flow", cache_dir=str(tmp_path / "cache"))
+    dataset = dm.make_dataset("train")
+    with caplog.at_level("WARNING", logger="datamodules.datasets"):
+        dataset[0], dataset[0]
+    warned = [r.getMessage() for r in caplog.records if "quantization bound +-0.25" in r.getMessage()]
+    assert len(warned) == 1 and dataset.index.video_ids[0] in warned[0] and "--bound" in warned[0]
