@@ -131,9 +131,11 @@ def extract_video(
     config: ExtractionConfig,
     algorithms: Sequence[FlowAlgorithm] | None = None,
     source: str | None = None,
+    replace: bool = True,
 ) -> VideoResult:
     """Extract one video into ``out_dir`` (built as ``<out_dir>.tmp-<host>-<pid>`` and renamed
-    when complete; earlier files of ours there are replaced), or with ``config.store``
+    when complete; earlier files of ours there are replaced, a complete output only with
+    ``replace``), or with ``config.store``
     "packed" into the pack ``<out_dir>.zip`` (no folder is made).
 
     Field k is the flow from sampled frame k to k+1; with ``config.backward`` also from
@@ -141,7 +143,8 @@ def extract_video(
     caller reuse them over many videos; by default ``config.create_algorithms()``.
     ``source`` is what meta.json records as the source (default: the path given).
     Raises VideoError for a video that cannot be extracted, VideoBusy for one another
-    writer holds (``flow/ownership.py``) or completed meanwhile.
+    writer holds (``flow/ownership.py``) or, without ``replace``, one already complete (a run
+    passes replace=False: another writer completed the video since the run listed it).
     """
     started = time.perf_counter()
     video_path, out_dir = Path(video_path), Path(out_dir)
@@ -152,7 +155,7 @@ def extract_video(
     num_frames = 0
     # Opened first: a video another writer holds is skipped before any decoding, and a
     # killed writer's leftovers go even when this video then fails.
-    output = open_output(out_dir, config)
+    output = open_output(out_dir, config, replace)
     try:
         frames = open_video(video_path, config, gray=not color, rgb=color or config.rgb)
         # Four stages overlap: decoding (a thread), flow (a thread per algorithm instance),
@@ -214,7 +217,8 @@ class _Worker:
 
     def __call__(self, job: Job) -> VideoResult | Skipped | str:
         try:
-            return extract_video(job.source, job.target, self.config, self.algorithms, source=job.listed)
+            return extract_video(job.source, job.target, self.config, self.algorithms, source=job.listed,
+                                 replace=False)
         except VideoBusy as busy:
             return Skipped(str(busy))
         except Exception as error:  # noqa: BLE001 - one odd video must not stop 300,000

@@ -45,11 +45,11 @@ class VideoOutput(ABC):
     Holds the video's lock from opening until ``finish`` or ``discard``.
     """
 
-    def __init__(self, final: Path, lock_of: Path):
+    def __init__(self, final: Path, lock_of: Path, replace: bool):
         self.final = final
         self._lock = claim(final, lock_of)
         try:
-            if self.is_complete():
+            if not replace and self.is_complete():
                 raise VideoBusy("completed by another writer since this run listed it")
         except BaseException:
             self._lock.release()
@@ -94,8 +94,8 @@ def write_file(path: Path, data: bytes) -> int:
 class FolderOutput(VideoOutput):
     """The files of ``folder``, written into this writer's ``<folder>.tmp-<host>-<pid>/``."""
 
-    def __init__(self, folder: Path, layout: FrameLayout):
-        super().__init__(folder, folder)
+    def __init__(self, folder: Path, layout: FrameLayout, replace: bool):
+        super().__init__(folder, folder, replace)
         self.layout = layout
         self.folder = temporary(folder)
         try:
@@ -137,9 +137,9 @@ class PackOutput(VideoOutput):
     """The members of ``<folder>.zip``, streamed into ``<folder>.zip.tmp-<host>-<pid>`` and
     renamed by ``finish``: no file per field reaches the disk."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, replace: bool):
         pack = pack_path(folder.parent, folder.name)
-        super().__init__(pack, folder)
+        super().__init__(pack, folder, replace)
         try:
             self._writer = PackWriter(pack, durable=True)
         except BaseException:
@@ -160,13 +160,13 @@ class PackOutput(VideoOutput):
         self._writer.abort()
 
 
-def open_output(folder: Path, config: ExtractionConfig) -> VideoOutput:
+def open_output(folder: Path, config: ExtractionConfig, replace: bool = False) -> VideoOutput:
     """The output of the video whose folder is ``folder`` in ``config.store`` ("folders", or
-    "packed": the pack ``<folder>.zip``); raises VideoBusy when another writer holds or has
-    completed it."""
+    "packed": the pack ``<folder>.zip``); raises VideoBusy when another writer holds it or,
+    unless ``replace``, has completed it."""
     if config.store == "packed":
-        return PackOutput(folder)
-    return FolderOutput(folder, config.layout)
+        return PackOutput(folder, replace)
+    return FolderOutput(folder, config.layout, replace)
 
 
 def finish_video(
