@@ -210,19 +210,16 @@ def default_precision(accelerator: str, cuda: bool | None = None, bf16: bool | N
 
 
 def check_trainer_settings(trainer: Namespace, cuda: bool | None = None) -> None:
-    """Refuse (``ValueError`` naming the setting) what cannot train: a GPU accelerator without
-    a GPU, and several devices on the CPU, where Lightning starts one DDP process per device
-    on the same cores, each training on a slice of the data (with tiny data, none)."""
+    """Refuse (``ValueError`` naming the setting) a GPU accelerator without a GPU.
+
+    Several devices on the CPU stay allowed: DDP over gloo processes is how the evaluation's
+    exactness under DDP is tested without a GPU. A CPU fit whose ranks get no training batch
+    (tiny data split over too many processes) exits 1 after the fit (``no batch`` above)."""
     cuda = torch.cuda.is_available() if cuda is None else cuda
     accelerator = str(trainer.get("accelerator") or "auto")
     if accelerator in ("gpu", "cuda") and not cuda:
         raise ValueError(f"--trainer.accelerator {accelerator}: no CUDA GPU is visible here "
                          "(torch.cuda.is_available() is False); use cpu, or auto to take a GPU where there is one")
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not cuda and not torch.backends.mps.is_available())
-    devices = trainer.get("devices")
-    if on_cpu and str(devices) not in ("1", "auto", "None", "[0]"):
-        raise ValueError(f"--trainer.devices {devices} on the CPU: a CPU run is one process, which uses every "
-                         "core already; use --trainer.devices 1, or a GPU accelerator for several devices")
 
 
 def check_ckpt_path(ckpt_path: str, stage: str) -> None:

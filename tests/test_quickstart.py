@@ -109,8 +109,6 @@ def test_every_test_video_scored_once_with_all_views(quickstart) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="cli.py refuses --trainer.devices 2 on the CPU (check_trainer_settings, "
-                   "issue 17), so the CLI's 2-process DDP test cannot run on a CPU: to be settled by the lead")
 def test_ddp_on_cpu_gives_the_same_scores(quickstart) -> None:
     cwd, outputs = quickstart
     tested = outputs["cli.py test"]
