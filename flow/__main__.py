@@ -19,7 +19,8 @@ from PIL import Image
 from flow.algorithms import ALGORITHMS, create_algorithm
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY, dequantize
 from flow.colorwheel import flow_to_color
-from flow.extract import STORES, ExtractionConfig, extract_many
+from flow.extract import extract_many
+from flow.extraction_config import STORES, ExtractionConfig
 from flow.frames import DECODERS
 from flow.layout import NAMED_LAYOUTS
 from flow.pack_convert import convert_many

@@ -36,19 +36,17 @@ from functools import partial
 from itertools import chain, islice
 from pathlib import Path
 from queue import Empty, Full, Queue
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from flow.algorithms import FlowAlgorithm, create_algorithm
-from flow.frames import VideoError, VideoFrames, open_video
+from flow.extraction_config import ExtractionConfig, open_video
+from flow.frames import VideoError, VideoFrames
 from flow.outputs import VideoBusy, VideoOutput, finish_video, open_output, write_jpeg
 from flow.summary import VideoResult
 from flow.video_run import FatalError, Job, Skipped, failure_reason
 
-if TYPE_CHECKING:
-    from flow.extract import ExtractionConfig
 
 Outcome = tuple[Job, VideoResult | Skipped | str]
 from flow.stages import QUEUE_DEPTH, opencv_threads, prefetched, usable_cores

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from functools import partial
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import av
 import cv2
@@ -35,9 +35,6 @@ from av.video.reformatter import VideoReformatter
 
 from flow.av_compat import display_matrix, frames_per_second, open_input
 from flow.orientation import quarter_turns, upright, upright_size
-
-if TYPE_CHECKING:
-    from flow.extract import ExtractionConfig
 
 
 class VideoError(Exception):
@@ -210,8 +207,3 @@ class DecordFrames(VideoFrames):
 
 
 DECODERS: dict[str, type[VideoFrames]] = {cls.name: cls for cls in (PyAVFrames, DecordFrames)}
-
-
-def open_video(path: Path | str, config: ExtractionConfig, gray: bool = True, rgb: bool = False) -> VideoFrames:
-    """The video's sampled, resized frames, as the extraction reads them (with ``config.decoder``)."""
-    return DECODERS[config.decoder](Path(path), config.short_side, config.step, gray=gray, rgb=rgb)

@@ -32,7 +32,7 @@ from flow.packed import PackWriter, pack_path
 from flow.summary import VideoResult
 
 if TYPE_CHECKING:
-    from flow.extract import ExtractionConfig
+    from flow.extraction_config import ExtractionConfig
     from flow.frames import VideoFrames
 
 __all__ = ["FolderOutput", "PackOutput", "VideoBusy", "VideoOutput", "clear_folder", "finish_video", "open_output",

@@ -13,7 +13,7 @@ import pytest
 from datamodules.synthetic import generate
 from datamodules.synthetic import generator as generator_module
 from datamodules.synthetic.__main__ import main
-from datamodules.synthetic.layouts import synthetic_sources
+from datamodules.synthetic.discovery import synthetic_sources
 
 SMALL = dict(num_classes=4, num_frames=12, size=(64, 48))
 

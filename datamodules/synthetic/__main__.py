@@ -9,7 +9,7 @@ from datamodules.synthetic.generator import (
     DEFAULT_VIDEOS_PER_CLASS,
     generate,
 )
-from datamodules.synthetic.layouts import layouts
+from datamodules.synthetic.discovery import layouts
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.synthetic.classes import make_classes
-from datamodules.synthetic.layouts import layouts
+from datamodules.synthetic.discovery import layouts
 
 COMPLETE = "synthetic.json"
 INCOMPLETE = "synthetic.incomplete.json"

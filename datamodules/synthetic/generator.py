@@ -10,7 +10,7 @@ import numpy as np
 from datamodules.synthetic import folder
 from datamodules.synthetic.classes import make_classes
 from datamodules.synthetic.folder import partial_path
-from datamodules.synthetic.layouts import layouts
+from datamodules.synthetic.discovery import layouts
 from datamodules.synthetic.render import render_video
 
 DEFAULT_VIDEOS_PER_CLASS = 8

@@ -4,23 +4,16 @@ Each reader file in ``datamodules/annotations/`` that the generator can imitate 
 ``AnnotationSource`` a ``synthetic`` layout (a subclass of :class:`Layout` in the same
 file), which reproduces the real dataset's folders, file names, class names and
 annotation bytes, so that the real reader runs unchanged on the generated folder.
-:func:`layouts` finds them by importing every module of ``datamodules/annotations/`` and
-walking the ``AnnotationSource`` subclasses, so a new dataset adds no line here.
+``datamodules/synthetic/discovery.py`` finds them, so a new dataset adds no line here.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from datamodules.synthetic.classes import ClassSpec
-
-if TYPE_CHECKING:
-    from datamodules.annotations.source import AnnotationSource
 
 NUM_SPLITS = 3
 
@@ -71,35 +64,6 @@ class Layout:
         """The source's init arguments (a config's ``annotations.init_args``) that read
         the generated annotation files in ``annotation_dir``."""
         raise NotImplementedError
-
-
-def synthetic_sources() -> dict[str, type[AnnotationSource]]:
-    """Every annotation source in ``datamodules/annotations/`` that declares a synthetic
-    layout, by the layout's name (sorted)."""
-    # Imported here, not at the top: the readers import this module for Layout.
-    import datamodules.annotations as package
-    from datamodules.annotations.source import AnnotationSource
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
-    found: dict[str, type[AnnotationSource]] = {}
-    pending = list(AnnotationSource.__subclasses__())
-    while pending:
-        source = pending.pop(0)
-        pending += source.__subclasses__()
-        layout = vars(source).get("synthetic")  # declared by this class, not inherited
-        if layout is None:
-            continue
-        if layout.name in found:
-            raise ValueError(f"{found[layout.name].__name__} and {source.__name__} both declare the synthetic "
-                             f"layout {layout.name!r}")
-        found[layout.name] = source
-    return dict(sorted(found.items()))
-
-
-def layouts() -> dict[str, Layout]:
-    """Every synthetic layout, by name: those the sources in ``datamodules/annotations/`` declare."""
-    return {name: source.synthetic for name, source in synthetic_sources().items()}
 
 
 def write_json(path: Path, data: object) -> None:
