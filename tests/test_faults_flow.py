@@ -40,8 +40,10 @@ def extract_command(video_root: Path, out: Path, *extra: str) -> list[str]:
 
 def start(video_root: Path, out: Path, *extra: str) -> subprocess.Popen:
     # tvl1: slow enough on 64x48 that the run is still going when it is killed.
+    # SIGINT restored: a shell's background job ignores it and the child would inherit that.
     return subprocess.Popen(extract_command(video_root, out, "--algorithm", "tvl1", *extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition, timeout: float, what: str) -> None:

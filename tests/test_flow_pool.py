@@ -139,8 +139,11 @@ def test_ctrl_c_stops_the_run_and_leaves_no_process_behind():
               "for job, pid in pool_outcomes(range(1000), make_nap, processes=2): print(pid, flush=True)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
     # A session of its own, as a terminal's Ctrl-C reaches the whole foreground group.
+    # SIGINT restored: a shell's background job (CI's second suite) ignores it, and the child
+    # would inherit that, where a terminal's Ctrl-C reaches a process that does not.
     run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=env, start_new_session=True)
+                           text=True, env=env, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert run.stdout.readline().strip().isdigit()
         os.killpg(run.pid, signal.SIGINT)
