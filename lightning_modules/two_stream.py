@@ -123,7 +123,7 @@ class TwoStreamClassifier(StreamsModule):
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         # The training videos' scores, saved beside the test scores so that the SVM fusion can be
-        # redone offline (python -m lightning_modules.evaluation.fusion_table); not a test result.
+        # redone offline (python -m lightning_modules.evaluation); not a test result.
         self.svm_train = self.test_results.pop(SVM_TRAIN.name, None)
         results = self.test_results[""]
         if not results["index"].size:

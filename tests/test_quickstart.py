@@ -43,7 +43,7 @@ def test_the_quickstart_is_separate_short_commands():
     assert [argv[:3] for argv in commands] == [
         ["pip", "install", "-e"], ["python", "-m", "datamodules.synthetic"], ["python", "-m", "flow"],
         ["python", "cli.py", "fit"], ["python", "cli.py", "test"], ["python", "-m", commands[5][2]]]
-    assert commands[5][2].endswith("fusion_table")
+    assert commands[5][2] == "lightning_modules.evaluation"
     section = README.read_text().split("\n## Quickstart", 1)[1].split("\n## ", 1)[0]
     assert max(len(line) for line in section.splitlines()) <= 120, "a quickstart line a reader has to scroll"
 
@@ -90,7 +90,7 @@ def test_table_shows_what_each_stream_learned(quickstart) -> None:
     _, outputs = quickstart
     tested = outputs["cli.py test"]
     assert set(table_rows(tested)) == {"spatial", "temporal", "fusion by averaging", "fusion by SVM"}
-    grouped = table_rows(next(out for key, out in outputs.items() if key.endswith("fusion_table")))
+    grouped = table_rows(next(out for key, out in outputs.items() if key.endswith("lightning_modules.evaluation")))
     # columns: all, appearance classes, motion classes
     spatial, temporal, average = grouped["spatial"], grouped["temporal"], grouped["fusion by averaging"]
     assert temporal[2] > spatial[2], "the temporal stream should win on the motion-only classes"

@@ -17,7 +17,7 @@ crops of I3D's):
    gathered arrays and writes the ``.npz`` score files (``scores``).
 5. ``fusion_table`` fuses two streams' scores (average, SVM) into the two-stream paper's
    table, in a test (``TwoStreamClassifier``) and from the files
-   (``python -m lightning_modules.evaluation.fusion_table``).
+   (``python -m lightning_modules.evaluation``).
 
 A module's evaluation settings (views per forward, the score file) are ``settings.Evaluation``,
 its ``evaluation:`` block.

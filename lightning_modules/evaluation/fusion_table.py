@@ -1,6 +1,6 @@
 """The two-stream paper's table from per-video score files: spatial, temporal, fusions.
 
-``python -m lightning_modules.evaluation.fusion_table TEST.npz [--svm-train TRAIN.npz] [--weights 1 1.5]
+``python -m lightning_modules.evaluation TEST.npz [--svm-train TRAIN.npz] [--weights 1 1.5]
 [--class-groups synthetic.json]`` recomputes, from the files a two-stream test wrote, the
 table it printed, optionally with one column per group of classes (the synthetic
 dataset's "motion" and "appearance" classes, say). Streams trained and tested apart
@@ -105,7 +105,7 @@ def read_scores(parser: argparse.ArgumentParser, path: Path, streams: Sequence[s
 
 
 def main(args: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lightning_modules.evaluation.fusion_table", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lightning_modules.evaluation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("test", type=Path, help="test score file (.npz) of a two-stream test")
     parser.add_argument("--svm-train", type=Path, help="the training videos' score file, for SVM fusion")
@@ -121,6 +121,3 @@ def main(args: list[str] | None = None) -> None:
     groups = class_groups(options.class_groups) if options.class_groups else None
     print(format_table(rows, test["labels"], groups))
 
-
-if __name__ == "__main__":
-    main()
