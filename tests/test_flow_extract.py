@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import flow.extract
+import flow.extraction_config
 import flow.outputs
 import flow.frames
 from flow.algorithms import FlowAlgorithm
@@ -330,7 +331,7 @@ def test_flow_threads_write_the_same_files_as_one(tmp_path, algorithm):
 
 
 def test_flow_threads_default_to_the_cores_over_the_workers(monkeypatch):
-    monkeypatch.setattr(flow.extract, "usable_cores", lambda: 8)
+    monkeypatch.setattr(flow.extraction_config, "usable_cores", lambda: 8)
     assert ExtractionConfig(algorithm="dis").flow_threads() == 8
     assert ExtractionConfig(algorithm="dis").flow_threads(workers=3) == 2
     assert ExtractionConfig(algorithm="dis").flow_threads(workers=16) == 1
