@@ -14,9 +14,9 @@ and predict refuse networks that nobody trained (``lightning_modules.provenance`
 
 Logs go to a folder per run (``runs/quickstart/fit-<date>-<time>``, ``test-...``), so no
 stage deletes another's. What cannot work is refused in one line before anything runs: a
-checkpoint file that is missing, empty or truncated, a GPU where there is none, several
-CPU processes. A fit that trained on no batch exits 1; Ctrl-C and SIGTERM stop with one
-line, exit 130 and 143, after saving last.ckpt.
+checkpoint file that is missing, empty or truncated, a GPU where there is none. A fit that
+trained on no batch exits 1; Ctrl-C and SIGTERM stop with one line, exit 130 and 143, after
+saving last.ckpt.
 """
 
 import signal
@@ -169,7 +169,7 @@ class VideoCLI(LightningCLI):
             sys.exit(f"error: fit trained on no batch: {trainer.ckpt_path} has already done trainer.max_epochs="
                      f"{trainer.max_epochs}; raise --trainer.max_epochs to train on")
         sys.exit(f"error: fit trained on no batch: the training loader gave {trainer.num_training_batches} "
-                 "batches on this process; check the training split, data.batch_size and limit_train_batches")
+                 "batches on this process; check the training split, data.init_args.loader.batch_size and limit_train_batches")
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Ctrl-C and SIGTERM end the run with one line and exit 130 and 143 (the shell's
