@@ -1,5 +1,8 @@
 """Command line: ``python cli.py fit|validate|test|predict --config configs/X.yaml``.
 
+``python cli.py classify|features|export ...`` run a trained network on videos outside a
+Trainer (``inference/``).
+
 The model and the data are chosen in the YAML by ``class_path`` (any LightningModule of
 ``lightning_modules/``, any DataModule of ``datamodules/``). The number of classes is
 said once, by the data's class list: it is linked into the model, which builds its
@@ -279,6 +282,17 @@ def _missing_path(error: BaseException | None) -> OSError | None:
     return None
 
 
+# Commands on a trained network outside a Trainer: each is ``inference/<name>.py``'s ``main``.
+INFERENCE_COMMANDS = ("classify", "features", "export")
+
+
+def run_inference_command(name: str, args: list[str]) -> int:
+    """``python cli.py classify|features|export ...``: the command's exit status."""
+    import importlib
+
+    return importlib.import_module(f"inference.{name}").main(args)
+
+
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Build (and by default run) the CLI; ``args`` lets tests call it in-process."""
     return VideoCLI(
@@ -295,4 +309,6 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in INFERENCE_COMMANDS:
+        sys.exit(run_inference_command(sys.argv[1], sys.argv[2:]))
     cli_main()
