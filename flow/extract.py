@@ -59,6 +59,7 @@ def extract_video(
     algorithms: Sequence[FlowAlgorithm] | None = None,
     source: str | None = None,
     replace: bool = True,
+    output: VideoOutput | None = None,
 ) -> VideoResult:
     """Extract one video into ``out_dir`` (built as ``<out_dir>.tmp-<host>-<pid>`` and renamed
     when complete; earlier files of ours there are replaced, a complete output only with
@@ -72,6 +73,8 @@ def extract_video(
     Raises VideoError for a video that cannot be extracted, VideoBusy for one another
     writer holds (``flow/ownership.py``) or, without ``replace``, one already complete (a run
     passes replace=False: another writer completed the video since the run listed it).
+    ``output``: where the files go instead (``flow.memory_store.MemoryOutput``: in memory);
+    their names are still those of ``out_dir``'s layout.
     """
     started = time.perf_counter()
     video_path, out_dir = Path(video_path), Path(out_dir)
@@ -82,7 +85,7 @@ def extract_video(
     num_frames = 0
     # Opened first: a video another writer holds is skipped before any decoding, and a
     # killed writer's leftovers go even when this video then fails.
-    output = open_output(out_dir, config, replace)
+    output = open_output(out_dir, config, replace) if output is None else output
     try:
         frames = open_video(video_path, config, gray=not color, rgb=color or config.rgb)
         # Four stages overlap: decoding (a thread), flow (a thread per algorithm instance),
