@@ -114,6 +114,12 @@ def mirror_flow(flow: Tensor) -> Tensor:
     return out
 
 
+def subtracts_flow_mean(spec: InputSpec, subtract_flow_mean: bool | None = None) -> bool:
+    """Whether a flow field's mean vector is subtracted: ``subtract_flow_mean`` where set, else
+    for 2D networks only (two-stream paper), not 3D ones (I3D)."""
+    return spec.dims == 2 if subtract_flow_mean is None else subtract_flow_mean
+
+
 def to_input(key: str, frames: Tensor, spec: InputSpec, quantized: Tensor | None = None,
              scale: Tensor | None = None, subtract_flow_mean: bool | None = None) -> Tensor:
     """A batch of one key's uint8 samples (N, T, C, H, W) as the network reading it takes them.
@@ -124,8 +130,7 @@ def to_input(key: str, frames: Tensor, spec: InputSpec, quantized: Tensor | None
         spec: the network's InputSpec.
         quantized: flow only: each sample's [step, bound] (``quantization``, (N, 2)).
         scale: flow only: how much resizing stretched each sample's x, y (N, 2); None: 1.
-        subtract_flow_mean: subtract each field's mean vector; None: for 2D networks only
-            (two-stream paper), not 3D ones (I3D).
+        subtract_flow_mean: see ``subtracts_flow_mean``.
     """
     if frames.dtype != torch.uint8:
         raise ValueError(f"{key!r} samples must be uint8 to be finished on the device, got {frames.dtype}")
@@ -133,5 +138,4 @@ def to_input(key: str, frames: Tensor, spec: InputSpec, quantized: Tensor | None
         return rgb_to_input(frames, spec)
     if quantized is None:
         raise ValueError("flow samples need their quantization (the batch's flow_quantization)")
-    subtract = spec.dims == 2 if subtract_flow_mean is None else subtract_flow_mean
-    return flow_to_input(frames, quantized, spec, scale, subtract)
+    return flow_to_input(frames, quantized, spec, scale, subtracts_flow_mean(spec, subtract_flow_mean))

@@ -238,7 +238,7 @@ class Augment:
 
         Train and val: each key's one view (T, C, crop, crop). Test: each key's positions
         short-side resized, uncropped (P, T, C, H, W), and ``views`` (K, 5): the crop boxes
-        (top, left, height, width, flip) that ``datamodules.batch.TestViews`` cuts on the
+        (top, left, height, width, flip) that ``datamodules.test_views.TestViews`` cuts on the
         device. With flow: ``flow_quantization`` ([step, bound]) and ``flow_scale`` (x, y
         stretch of the resize and of a multi-scale crop), float32 values as int32 bits
         (``datamodules.inputs.as_bits``: no precision plugin may round them). With trajectory

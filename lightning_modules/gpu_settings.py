@@ -35,7 +35,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
-from datamodules.batch import TestViews
+from datamodules.test_views import TestViews
 
 MatmulPrecision = Literal["highest", "high", "medium"]
 

@@ -95,7 +95,8 @@ def finished(dataset, i: int) -> dict:
     datamodules' ``on_after_batch_transfer`` does (test keys as all their views, (V, ...))."""
     from torch.utils.data import default_collate
 
-    from datamodules.batch import TestViews, collate_test
+    from datamodules.batch import collate_test
+    from datamodules.test_views import TestViews
 
     batch = dataset.finish((collate_test if dataset.stage == "test" else default_collate)([dataset[i]]))
     return {key: (value.materialise() if isinstance(value, TestViews) else value)[0] for key, value in batch.items()}

@@ -18,7 +18,8 @@ from torch.utils.data import default_collate
 
 from datamodules import Augmentation, EvalProtocol, LoaderSettings, Roots, VideoDataModule
 from datamodules.annotations import UCF101
-from datamodules.batch import TestViews, collate_test, finish_batch, input_dtype
+from datamodules.batch import collate_test, finish_batch, input_dtype
+from datamodules.test_views import TestViews
 from datamodules.inputs import as_bits, from_bits, quantization
 from flow.codec import dequantize
 from lightning_modules import VideoClassifier

@@ -10,6 +10,7 @@ import torchvision.transforms.v2.functional as F
 from datamodules.annotations import UCF101
 from datamodules import batch as batches
 from datamodules.batch import collate_flat, collate_test, finish_batch
+from datamodules.test_views import TestViews
 from datamodules.inputs import from_bits
 from datamodules.trajectory import fields_to_channels, trajectory_stack
 from flow.codec import dequantize
@@ -74,7 +75,7 @@ def test_test_views_cut_each_positions_whole_trajectory_stack(ucf101_tiny):
     sample = dm.make_dataset("test")[0]
     positions, boxes = sample["flow"].clone(), sample["views"].tolist()
     views = dm.finish(collate_test([sample]))["flow"]
-    assert isinstance(views, batches.TestViews) and views.shape == (1, 2 * 10)
+    assert isinstance(views, TestViews) and views.shape == (1, 2 * 10)
     got = views.materialise(chunk_size=7)[0]  # chunks that straddle positions and boxes
     assert any(flip for *_, flip in boxes) and not all(flip for *_, flip in boxes)
     for v, (p, k) in enumerate((p, k) for p in range(len(positions)) for k in range(len(boxes))):

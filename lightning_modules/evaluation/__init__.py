@@ -5,11 +5,12 @@ crops of I3D's):
 
 1. ``datamodules.transforms.Augment`` (test stage) gives each video its P sampled
    positions uncropped, short-side resized, and the K crop boxes (``views``).
-2. ``datamodules.batch.finish_batch`` (the datamodule's ``on_after_batch_transfer``) turns a
-   test batch's keys into ``datamodules.batch.TestViews``: the P x K views, cut by
-   ``transforms.apply_view`` and converted by ``datamodules.inputs.to_input`` on the device,
-   a chunk at a time. They stay in ``datamodules/`` because the datamodule builds them
-   (data moves one way: flow -> datamodules -> lightning_modules).
+2. ``datamodules.batch.finish_batch`` (the datamodule's ``on_after_batch_transfer``) wraps a
+   test batch's keys, on the device, in ``TestViews`` (``datamodules/test_views.py``): the
+   P x K views of each video, cut by ``transforms.apply_view`` and converted by
+   ``datamodules.inputs.to_input`` a chunk at a time when asked. They are made on the data
+   side because the datamodule makes them (data moves one way: flow -> datamodules ->
+   lightning_modules); everything after the data is here.
 3. ``views.forward_views`` (here) puts them through a network ``chunk_size`` views at a
    time; ``views.video_scores`` averages the softmax over each video's views.
 4. ``video_test.VideoTest`` collects a module's per-video scores per group, gathers them

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor, nn
 
-from datamodules.batch import TestViews
+from datamodules.test_views import TestViews
 
 
 def forward_views(network: nn.Module, views: Tensor | TestViews, chunk_size: int) -> Tensor:
