@@ -1,0 +1,200 @@
+"""``python cli.py features VIDEO_ROOT OUT (--checkpoint CKPT | --config X.yaml) ...``.
+
+Features of every video under VIDEO_ROOT (or in ``--list``) for temporal localisation,
+anomaly detection or video-text work: per stream a float32 T x D array (I3D 1024, ResNet-50
+2048; ten crops T x 10 x D; ``--concat`` RGB and flow joined) and the snippets' timestamps,
+one set of ``.npy`` files per video (``inference/feature_run.py``). Snippets and what each
+network reads of them: ``inference/snippets.py``; the views and the pooling:
+``inference/feature_extractor.py``.
+
+The network comes from a checkpoint (its recipe says the data's sizes, decoder and flow
+settings), or from a config (``--config``): its networks' ``weights:`` (the I3D port's
+Kinetics files, or ImageNet weights inflated), with ``--checkpoint`` for a state dict.
+Flow is computed on the fly with the settings the checkpoint's flow was extracted with
+(``flow.memory_store``: the same engine, quantisation and JPEG round trip as ``classify``),
+or read from an extracted root (``--frames-root``).
+
+Exit status as ``python -m flow extract``'s: 0 every video done or skipped, 1 some failed
+(listed in the failures file), 2 bad arguments, 3 the run stopped (output unwritable, disk
+full, workers crashing), 130 / 143 on Ctrl-C / SIGTERM (a rerun resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from datamodules.decoding import create_reader
+from datamodules.transforms import Augmentation
+from flow.extraction_config import ExtractionConfig
+from flow.memory_store import MemoryFlowStore
+from flow.packed import open_flow_store
+from flow.sharding import parse_shard, process_device, shard_from_env
+from flow.store import FolderFlowStore
+from flow.video_run import run_command
+from flow.videos import VIDEO_EXTENSIONS
+from inference.feature_extractor import CROPS, FeatureExtractor, FeatureSettings
+from inference.feature_run import extract_features_many
+from inference.recipe import Recipe
+
+DESCRIPTION = """Extract features of every video under VIDEO_ROOT (or those in --list) into
+OUT/<video id>_<stream>.npy (float32, T x D; T x 10 x D with --crops ten) and
+OUT/<video id>_timestamps.npy (T x 2 seconds). Finished videos are skipped, so a killed
+run resumes by running the same command again."""
+
+
+class ExtractedFlow:
+    """A video's flow read from an extracted root (folders or packs)."""
+
+    def __init__(self, root: Path | str):
+        self.store = open_flow_store(root)
+
+    def __call__(self, path: Path, video_id: str) -> FolderFlowStore:
+        if not self.store.exists(video_id) or self.store.meta(video_id) is None:
+            raise FileNotFoundError(f"no complete flow for {video_id} under {self.store.root}")
+        return self.store
+
+
+class FlowOnTheFly:
+    """A video's flow computed in memory with ``config`` (the training flow's settings), one video at a time."""
+
+    def __init__(self, config: ExtractionConfig):
+        self.config = config
+        self.algorithms = config.create_algorithms()
+
+    def __call__(self, path: Path, video_id: str) -> FolderFlowStore:
+        store = MemoryFlowStore()  # a fresh one per video: the last video's JPEGs are let go
+        store.extract(path, video_id, self.config, self.algorithms)
+        return store
+
+
+@dataclass(frozen=True)
+class ExtractorSource:
+    """What builds the extractor: plain values, so each worker process builds its own."""
+
+    checkpoint: Path | None
+    config: Path | None
+    frames_root: Path | None
+    streams: tuple[str, ...] | None
+    settings: FeatureSettings
+    device: str
+    flow_algorithm: str | None = None
+
+    def build(self) -> FeatureExtractor:
+        from inference.load import load_checkpoint, load_config  # noqa: PLC0415 - Lightning, only when building
+
+        loaded = (load_config(self.config, self.checkpoint, self.device) if self.config is not None
+                  else load_checkpoint(self.checkpoint, self.device))
+        networks = {key: network for network, key in loaded.streams().values()}
+        if self.streams is not None:
+            missing = set(self.streams) - set(networks)
+            if missing:
+                raise ValueError(f"--streams {','.join(self.streams)}: the model reads {', '.join(sorted(networks))}")
+            networks = {key: networks[key] for key in self.streams}
+        recipe = loaded.recipe
+        flow_for = None
+        if "flow" in networks:
+            flow_for = ExtractedFlow(self.frames_root) if self.frames_root else FlowOnTheFly(
+                _flow_config(recipe, self.flow_algorithm))
+        augmentation = recipe.augment if recipe is not None else Augmentation()
+        reader = create_reader(recipe.decoder if recipe is not None else "auto")
+        return FeatureExtractor(networks, self.settings, augmentation, reader, flow_for, self.device)
+
+    def __call__(self) -> FeatureExtractor:
+        return self.build()
+
+
+def _flow_config(recipe: Recipe | None, algorithm: str | None) -> ExtractionConfig:
+    """The training flow's extraction settings (``--flow-algorithm`` swaps only the engine);
+    ``FlowUnknownError`` (a ValueError) when the recipe cannot say them."""
+    if recipe is None or recipe.flow is None:
+        raise ValueError("the model reads flow, but its recipe has no flow settings: give --frames-root")
+    config = recipe.flow.extraction_config()
+    return replace(config, algorithm=algorithm) if algorithm else config
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``features`` command's arguments."""
+    p = argparse.ArgumentParser(prog="cli.py features", description=DESCRIPTION)
+    p.add_argument("video_root", type=Path, metavar="VIDEO_ROOT")
+    p.add_argument("out_root", type=Path, metavar="OUT")
+    p.add_argument("--checkpoint", type=Path, help="a Lightning checkpoint of ours (with --config: its state dict)")
+    p.add_argument("--config", type=Path, help="a config whose model is built with its networks' weights: "
+                   "the I3D port's Kinetics files, or ImageNet weights inflated")
+    p.add_argument("--streams", help="comma-separated streams to extract (rgb, flow); default every stream the "
+                   "model reads")
+    p.add_argument("--stack-size", type=_positive(int), metavar="FRAMES",
+                   help="frames per snippet; default the largest number of frames a stream's network takes")
+    p.add_argument("--step-size", type=_positive(int), metavar="FRAMES",
+                   help="frames between snippet starts; default the stack size")
+    p.add_argument("--fps", type=_positive(float), help="resample frames to this rate before stacking")
+    p.add_argument("--crops", choices=sorted(CROPS), default="center",
+                   help="center: T x D; ten (4 corners and the centre, each mirrored): T x 10 x D")
+    p.add_argument("--concat", action="store_true", help="one T x (D_rgb + D_flow) array per video "
+                   "(<id>_concat.npy, RGB first) instead of one per stream")
+    p.add_argument("--frames-root", type=Path, help="read flow extracted there instead of computing it")
+    p.add_argument("--flow-algorithm", help="compute flow with this engine instead of the checkpoint's "
+                   "(e.g. tvl1_torch for tvl1 on a GPU)")
+    p.add_argument("--batch-size", type=_positive(int), default=8,
+                   help="snippets decoded together, and views per forward")
+    p.add_argument("--device", default=None, help="default cuda when available, else cpu")
+    p.add_argument("--workers", type=_positive(int), default=1, help="worker processes (each with the network)")
+    p.add_argument("--list", type=Path, dest="list_file", metavar="FILE",
+                   help="video paths relative to VIDEO_ROOT, one per line (a failures file works)")
+    p.add_argument("--shard", metavar="I/N", help="take every N-th video starting at I (0-based); default from "
+                   "SLURM_ARRAY_TASK_ID/COUNT or torchrun's RANK/WORLD_SIZE, else 0/1")
+    p.add_argument("--extensions", default=",".join(VIDEO_EXTENSIONS), help="video file extensions to look for")
+    p.add_argument("--failures", type=Path, metavar="FILE",
+                   help="where to list failed videos (default OUT/failures_shard<I>of<N>.txt)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``features``; the exit status (module docstring)."""
+    p = parser()
+    args = p.parse_args(argv)
+    if args.checkpoint is None and args.config is None:
+        p.error("give --checkpoint CKPT or --config X.yaml")
+    try:
+        shard = parse_shard(args.shard) if args.shard else shard_from_env()
+    except ValueError as error:
+        p.error(f"--shard: {error}")
+    device = process_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    streams = tuple(s.strip() for s in args.streams.split(",") if s.strip()) if args.streams else None
+    try:
+        settings = FeatureSettings(stack=args.stack_size, step=args.step_size, fps=args.fps, crops=args.crops,
+                                   concat=args.concat, batch=args.batch_size)
+        source = ExtractorSource(args.checkpoint, args.config, args.frames_root, streams, settings, device,
+                                 args.flow_algorithm)
+        extractor = source.build()  # refused here, once, with one line: not once per video
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.out_root.resolve().is_relative_to(args.video_root.resolve()):
+        p.error("OUT must lie outside VIDEO_ROOT")
+    settings = extractor.settings
+    what = (f"features ({', '.join(extractor.networks)}), stack {settings.stack}, step "
+            f"{settings.step or settings.stack}, {settings.crops} crops" + (f", {settings.fps} fps" if settings.fps else ""))
+    build = (lambda: extractor) if args.workers == 1 else source
+    return run_command(p, args, shard, what,
+                       lambda videos, failures: extract_features_many(args.video_root, videos, args.out_root, build,
+                                                                      workers=args.workers, failures_file=failures,
+                                                                      progress=not args.no_progress))

@@ -1,0 +1,136 @@
+"""inference/features.py: features equal the network's pooled forward_features on clips built by
+hand here; shapes of ten crops and concat; the run's resume and bad videos."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from datamodules.decoding import create_reader
+from datamodules.transforms import Augmentation
+from flow.packed import open_flow_store
+from flow.videos import list_videos, video_id
+from inference.feature_extractor import FeatureExtractor, FeatureSettings
+from inference.feature_run import extract_features_many, output_path
+from inference.features import ExtractedFlow
+from inference.snippets import SnippetGrid, resampled
+from models.inception_i3d import InceptionI3D
+from models.stream2d import ResNetStream
+
+SIZE = 32  # crop side of the tiny networks; the synthetic videos are 64 x 48
+AT_STORED_SIZE = Augmentation(short_side=None)  # no resize: the hand-built clips are plain crops
+
+
+@pytest.fixture(scope="module")
+def networks() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    return {"i3d_rgb": InceptionI3D(4, frames=8, input_size=SIZE).eval(),
+            "i3d_flow": InceptionI3D(4, modality="flow", frames=8, input_size=SIZE).eval(),
+            "resnet_rgb": ResNetStream(4, depth=18, input_size=SIZE).eval()}
+
+
+@pytest.fixture(scope="module")
+def data(ucf101_tiny) -> tuple[Path, list[str], Path]:
+    dataset, frames_root = ucf101_tiny
+    return dataset.video_root, list_videos(dataset.video_root), frames_root
+
+
+def pooled(network: torch.nn.Module, clip: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return network.forward_head(network.forward_features(clip), pre_logits=True).numpy()
+
+
+def centre(frames: np.ndarray) -> np.ndarray:
+    """(..., H, W, C) -> the centre SIZE x SIZE crop."""
+    top, left = round((frames.shape[-3] - SIZE) / 2), round((frames.shape[-2] - SIZE) / 2)
+    return frames[..., top:top + SIZE, left:left + SIZE, :]
+
+
+def extractor(networks: dict, frames_root: Path | None = None, **settings) -> FeatureExtractor:
+    return FeatureExtractor(networks, FeatureSettings(**settings), AT_STORED_SIZE, create_reader("auto"),
+                            ExtractedFlow(frames_root) if frames_root else None)
+
+
+def test_snippet_grid_timestamps_padding_and_resampling():
+    grid = SnippetGrid(length=20, stack=8, step=4, fps=10.0)
+    assert grid.starts.tolist() == [0, 4, 8, 12]
+    assert grid.timestamps()[1].tolist() == [0.4, 1.2]
+    short = SnippetGrid(length=5, stack=8, step=8, fps=10.0)
+    assert short.padded and short.timestamps().tolist() == [[0.0, 0.5]]
+    assert resampled(10, 30.0, 15.0).tolist() == [0, 2, 4, 6, 8]
+    assert resampled(4, 10.0, 20.0).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_i3d_features_equal_forward_features_on_hand_built_clips(networks, data):
+    """RGB (stack 8, step 4) and flow (fields read and dequantized here) of one video."""
+    video_root, videos, frames_root = data
+    rgb_net, flow_net = networks["i3d_rgb"], networks["i3d_flow"]
+    path = video_root / videos[0]
+    out = extractor({"rgb": rgb_net, "flow": flow_net}, frames_root, stack=8, step=2).extract(path, video_id(videos[0]))
+
+    store = open_flow_store(frames_root)
+    meta = store.meta(video_id(videos[0]))
+    fields = meta.num_flows  # the snippets of a two-stream run fit in the fields
+    frames = centre(create_reader("auto").read_frames(path, list(range(fields))))
+    folder = frames_root / video_id(videos[0])
+    x = [cv2.imread(str(folder / f"flow_x_{k + 1:05d}.jpg"), cv2.IMREAD_GRAYSCALE) for k in range(fields)]
+    y = [cv2.imread(str(folder / f"flow_y_{k + 1:05d}.jpg"), cv2.IMREAD_GRAYSCALE) for k in range(fields)]
+    levels = centre(np.stack([np.stack(x), np.stack(y)], axis=-1)).astype(np.float32)  # (fields, h, w, 2)
+    step = np.float32(2 * meta.bound / 255)
+    flow = np.clip(levels * step - np.float32(meta.bound), -20, 20) / 20  # I3D: clipped to 20 px, in [-1, 1]
+    starts = list(range(0, fields - 8 + 1, 2))
+    assert out.timestamps.shape == (len(starts), 2) and len(starts) >= 2
+    for t, s in enumerate(starts):
+        rgb_clip = torch.from_numpy((frames[s:s + 8] / np.float32(255) - 0.5) / 0.5).permute(3, 0, 1, 2)[None].float()
+        flow_clip = torch.from_numpy(flow[s:s + 8]).permute(3, 0, 1, 2)[None].float()
+        np.testing.assert_allclose(out.features["rgb"][t], pooled(rgb_net, rgb_clip)[0], atol=1e-5)
+        np.testing.assert_allclose(out.features["flow"][t], pooled(flow_net, flow_clip)[0], atol=1e-5)
+    assert out.features["rgb"].shape == (len(starts), 1024) and out.features["rgb"].dtype == np.float32
+
+
+def test_resnet_features_read_each_snippets_middle_frame(networks, data):
+    video_root, videos, _ = data
+    network = networks["resnet_rgb"]
+    path = video_root / videos[1]
+    out = extractor({"rgb": network}, stack=4, step=4).extract(path, video_id(videos[1]))
+    frames = create_reader("auto").read_frames(path, list(range(12)))
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    images = (centre(frames[[2, 6, 10]]) / np.float32(255) - mean) / std
+    expected = pooled(network, torch.from_numpy(images).permute(0, 3, 1, 2).float())
+    np.testing.assert_allclose(out.features["rgb"], expected, atol=1e-5)
+    assert out.features["rgb"].shape == (3, 512)
+
+
+def test_ten_crops_concat_and_a_short_video(networks, data):
+    video_root, videos, frames_root = data
+    path, vid = video_root / videos[2], video_id(videos[2])
+    ten = extractor({"rgb": networks["resnet_rgb"]}, stack=6, crops="ten").extract(path, vid)
+    assert ten.features["rgb"].shape == (2, 10, 512)
+    both = extractor({"rgb": networks["i3d_rgb"], "flow": networks["i3d_flow"]}, frames_root, stack=8,
+                     concat=True).extract(path, vid)
+    assert list(both.features) == ["concat"] and both.features["concat"].shape == (1, 2048)
+    short = extractor({"rgb": networks["i3d_rgb"]}, stack=32).extract(path, vid)  # 12 frames < one stack
+    assert short.features["rgb"].shape == (1, 1024) and "looped" in short.notes[0]
+    np.testing.assert_allclose(short.timestamps, [[0.0, short.duration]])
+
+
+def test_run_resumes_and_lists_a_corrupt_video(networks, data, tmp_path):
+    video_root, videos, _ = data
+    root = tmp_path / "videos"
+    for listed in videos[:2]:
+        (root / listed).parent.mkdir(parents=True, exist_ok=True)
+        (root / listed).symlink_to(video_root / listed)
+    (root / "broken.avi").write_bytes(b"not a video at all")
+    listed = list_videos(root)
+    build = lambda: extractor({"rgb": networks["resnet_rgb"]}, stack=6)  # noqa: E731
+    out = tmp_path / "features"
+    summary = extract_features_many(root, listed, out, build, failures_file=tmp_path / "failed.txt", progress=False)
+    assert (summary.done, summary.failed) == (2, 1)
+    assert (tmp_path / "failed.txt").read_text().startswith("broken.avi\t")
+    stamps = output_path(out, video_id(videos[0]), "timestamps")
+    assert np.load(output_path(out, video_id(videos[0]), "rgb")).shape == (2, 512) and stamps.is_file()
+    assert not list(out.rglob("*.tmp-*"))
+    again = extract_features_many(root, listed, out, build, progress=False)
+    assert (again.done, again.skipped, again.failed) == (0, 2, 1)
