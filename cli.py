@@ -44,6 +44,7 @@ from lightning_modules.checkpoints import (
 from lightning_modules.gpu_settings import GPUSettings
 from lightning_modules.loggers import log_folder_per_run
 from lightning_modules.provenance import RefuseUntrainedEvaluation, UntrainedNetworkError, require_trained
+from lightning_modules.recipe import SaveRecipe
 
 
 class TrainingBatches(Callback):
@@ -125,6 +126,9 @@ class VideoCLI(LightningCLI):
             specs = getattr(self.model, "input_specs", None)
             if specs is not None and hasattr(self.datamodule, "set_input_specs"):
                 self.datamodule.set_input_specs(specs)
+            # Every checkpoint carries what inference needs (class names, model and data settings):
+            # lightning_modules.recipe.
+            self.trainer.callbacks.append(SaveRecipe(self._get(self.config, "model")))
         except (OSError, ValueError) as error:
             missing = _missing_path(error)
             if missing is None:

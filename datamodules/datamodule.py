@@ -87,6 +87,12 @@ from models.input_spec import InputSpec
 Split = Literal["train", "val", "test"]
 
 
+def protocol_crops(protocol: EvalProtocol, modality: str, flip: bool) -> TestCrops:
+    """The crops a test takes: ``test.crops``, else three for clips (3D), ten for 2D inputs (five
+    where flips are off). Also what inference takes for a config's data (``inference.load``)."""
+    return protocol.crops or ("three" if is_clip(modality) else "ten" if flip else "five")
+
+
 class VideoDataModule(pl.LightningDataModule):
     """Train, val, test and predict loaders of one annotated video dataset.
 
@@ -185,7 +191,7 @@ class VideoDataModule(pl.LightningDataModule):
         if modality != self.modality:
             self._indices.clear()  # which videos are usable depends on what the input reads
         self.modality, self.keys, self.input_specs = modality, keys, given
-        self.test_crops = self.protocol.crops or ("three" if is_clip(modality) else "ten" if self.flip else "five")
+        self.test_crops = protocol_crops(self.protocol, modality, self.flip)
         self.datasets.clear()  # built with the old specs
 
     def _specs_from_model(self) -> None:
