@@ -43,7 +43,6 @@ from datamodules.settings import EvalProtocol, FrameSampling, LoaderSettings, Ro
 from datamodules.transforms import Augmentation
 from inference.recipe import FlowSettings, Recipe
 from lightning_modules.checkpoints import CheckpointFileError, check_checkpoint_file
-from lightning_modules.provenance import untrained_streams
 from lightning_modules.recipe import RECIPE_KEY, data_recipe, model_recipe
 from models.i3d_port import is_port_state_dict
 from models.input_spec import InputSpec
@@ -146,11 +145,11 @@ def load_config(config: str | Path, checkpoint: str | Path | None = None,
         classes = stored.classes
     num_classes = class_count(blocks["model"], classes, state, config, checkpoint)
     model = model_recipe(blocks["model"], num_classes)
+    if state is None:
+        refuse_untrained(model, config)
     module = build_module(model, keep_weights=state is None, source=f"config {config}")
     if state is not None:
         load_state(module, state["state_dict"], checkpoint)
-    else:
-        refuse_untrained(module, model, config)
     recipe = config_recipe(model, classes, data, datamodule, module, stored, config)
     if classes is None:
         warn_no_names(f"config {config}" + (f" and checkpoint {checkpoint}" if checkpoint else ""))
@@ -289,20 +288,22 @@ def published_classifier(weights: Any, num_classes: Any) -> bool:
     return bias is not None and bias.shape[0] == num_classes
 
 
-def refuse_untrained(module: LightningModule, model: dict, config: Path) -> None:
-    """ValueError unless every stream is trained: loaded by the module (``spatial_checkpoint``)
-    or built from a published trained classifier (``published_classifier``)."""
-    if not untrained_streams(module):
-        return
+def refuse_untrained(model: dict, config: Path) -> None:
+    """ValueError unless every network of ``model`` (a config without a checkpoint) classifies
+    with a trained classifier: loaded by the module (``spatial_checkpoint``) or a published
+    trained classifier (``published_classifier``). Decided from the config, before anything
+    is built: ImageNet ``weights`` are where training starts, and are not even downloaded."""
     init_args = model["init_args"]
-    recorded = getattr(module, "stream_weights", {})
-    untrained = [name for name, (attr, _) in module.streams.items()
-                 if name not in recorded and not published_classifier(
-                     (init_args.get(attr) or {}).get("init_args", {}).get("weights"), init_args.get("num_classes"))]
+    networks = {key: value for key, value in init_args.items() if isinstance(value, dict) and "class_path" in value}
+    untrained = [key for key, network in networks.items()
+                 if not init_args.get(f"{key}_checkpoint")
+                 and not published_classifier((network.get("init_args") or {}).get("weights"),
+                                              init_args.get("num_classes"))]
     if untrained:
-        raise ValueError(f"config {config}: the {' and '.join(untrained)} network{'s' if len(untrained) > 1 else ''} "
+        raise ValueError(f"config {config}: {' and '.join(f'model.init_args.{key}' for key in untrained)} "
                          "would classify with a classifier nobody trained (its weights are where training starts): "
-                         "give a checkpoint (--checkpoint CKPT) or published classifier weights (an I3D port file)")
+                         "give a checkpoint (--checkpoint CKPT) or published classifier weights (an I3D port file "
+                         "with as many classes)")
 
 
 def config_recipe(model: dict, classes: list[str] | None, data: dict, datamodule: LightningDataModule | None,
@@ -355,5 +356,8 @@ def _import(class_path: str) -> type | None:
 
 
 def _first_line(error: BaseException) -> str:
+    """The first line of the innermost cause (jsonargparse wraps a module's own error)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
