@@ -1,46 +1,33 @@
-"""How fast flow samples come out of the packed store against folders, and what each costs on disk.
+"""Folders or packs for flow: how fast each gives a worker its samples, and what each costs on disk.
 
-Prints markdown tables (``benchmarks/report.py`` turns their ``--json`` into docs/benchmarks.md):
+Two tables (``benchmarks/report.py`` turns their ``--json`` into docs/benchmarks.md):
 
-1. Reading, samples/s of the folder store (``flow.store.FolderFlowStore``) and of the
+1. Reading: samples/s of the folder store (``flow.store.FolderFlowStore``) and of the
    packed store (``flow.packed.PackedFlowStore``) on the same JPEGs, in one process and
-   one thread, as a DataLoader worker reads them:
-   - an L=10 train stack (a random video, a random position of 10 fields: 20 JPEGs),
-   - a 64-field clip (a random video and position: 128 JPEGs),
-   - a 250-view test (25 evenly spaced stacks of 10 fields of one video: 500 JPEGs),
-   each read and decoded (``read_flow``), and the train stack also as bytes alone (no
-   JPEG decoding: what the stores themselves cost). Each sample opens a new store, so it
-   reads its video's meta.json or central directory, as a worker does on a dataset of
-   more videos than the store keeps (256 central directories); two rows keep the store.
-   "cold": before each sample the files it reads (its video's pack, or its meta.json and
-   JPEGs) are dropped from the page cache (``benchmarks/page_cache.py``:
-   ``posix_fadvise(DONTNEED)`` per file after one ``sync``, no root needed, other files
-   untouched; that they left is checked with ``mincore``: the "resident" figure), and
-   the dropping is not timed. On a virtual machine a cold read may still come from the
-   host's cache. Where files cannot be dropped (tmpfs, another OS) the cold rows are
-   left out and the report says why. "warm": every file read once before.
-   The stores alternate over ``--rounds`` rounds of ``--seconds`` of reading each, on the
-   same samples in the same order, and each keeps its fastest round.
-2. Disk and index, per root and store: files, directories, bytes on disk (allocated
-   blocks) and of data, the time to write the root (folders: generating them; packs:
-   ``python -m flow pack``'s ``convert_many``), and the index build
-   (``datamodules.index.build_index``, as training starts: every video's meta.json or
-   pack opened, no index cache) cold and warm, and the index loaded from its cache
-   (which checks every folder's or pack's time). Cold: the files' pages dropped as
-   above (directory entries and inodes stay cached), or with ``--drop-all-caches``
-   (root) the whole machine's caches, directories and inodes included. Roots: the one of table 1, and one of
-   ``--videos`` tiny videos (default 10,000; one field of 32x24 each, the JPEG bytes
-   shared), generated for at most ``--index-seconds`` (the count made is printed).
+   one thread, as a DataLoader worker reads them: an L=10 train stack (20 JPEGs), a
+   64-field clip (128), a 250-view test (25 evenly spaced stacks of 10 fields: 500), each
+   decoded (``read_flow``), and the train stack as bytes alone (what the stores themselves
+   cost, no JPEG decoding). Each sample opens a new store, as a worker does on a dataset
+   of more videos than the store keeps. "cold": before each sample, untimed, the files it
+   reads are dropped from the page cache (``benchmarks/page_cache.py``: per-file
+   ``posix_fadvise(DONTNEED)``, checked with ``mincore``: the "resident" figure); on a
+   virtual machine a cold read may still come from the host's cache, and where files
+   cannot be dropped (tmpfs) the cold rows are left out. "warm": every file read once
+   before. The stores alternate over rounds on the same samples; each keeps its fastest.
+2. Disk and index: files, directories, bytes on disk (allocated blocks) and of data, and
+   the index a training run builds first (``datamodules.index.build_index``: every
+   video's meta.json or pack opened) cold (the files' pages dropped; directory entries and
+   inodes stay cached) and warm, and loaded from its cache (which checks every folder's
+   or pack's time); for the reading root and for ``--videos`` tiny videos (one 32x24
+   field each, written for at most ``Sizes.index_seconds``: the count made is printed).
 
-Data: flow of random smooth motion (a 5x6 grid of N(0, 1 px) displacements, bicubic
-up to 341x256: 9.3 KiB per field at quality 95, about real TV-L1 flow's size), quantized
-and encoded by ``flow.codec``, written with the extractor's layout and meta.json, then
-packed by ``flow.pack_convert``. It is made under ``--dir`` (default: the system's
-temporary folder; it must be on the disk to measure, not tmpfs) and removed at the end.
+Data: random smooth motion (a 5x6 grid of N(0, 1 px) displacements, bicubic up to 341x256:
+9.3 KiB per field at quality 95, about real TV-L1 flow's size), encoded by ``flow.codec``
+in the extractor's layout, packed by ``flow.pack_convert``; made under ``--dir`` (on the
+disk to measure, not tmpfs) and removed at the end.
 
-Run:  python benchmarks/flow_store.py               (default: under 2 minutes on 2 cores)
-      python benchmarks/flow_store.py --quick       (smoke run: tiny data, short rounds)
-      python benchmarks/flow_store.py --videos 100000 --index-seconds 600 --json store.json
+Run:  python benchmarks/flow_store.py            (under 2 minutes on 2 cores)
+      python benchmarks/flow_store.py --quick    (smoke run: tiny data, short rounds)
 """
 
 from __future__ import annotations
@@ -60,7 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from page_cache import cold_cache_problem, drop, drop_all_caches, write_back
+from page_cache import cold_cache_problem, drop, write_back
 from table import Report, add_json_option, describe_machine, progress, ratio
 
 from datamodules.annotations.records import Annotations, VideoRecord
@@ -73,10 +60,23 @@ from flow.packed import PackedFlowStore, pack_path
 from flow.store import FolderFlowStore
 
 SIZE = (341, 256)  # UCF-101's 320x240 at the extractor's short side 256
-FULL = {"stack_videos": 12, "fields": 250, "seconds": 0.5, "rounds": 2, "videos": 10_000, "index_seconds": 30.0}
-QUICK = {"stack_videos": 2, "fields": 64, "seconds": 0.05, "rounds": 1, "videos": 100, "index_seconds": 10.0}
-INDEX_FIELDS, INDEX_SIZE = 1, (32, 24)
+INDEX_SIZE = (32, 24)  # the many-video root's one field
 STORES = ("folder", "packed")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much a run reads and writes (``--quick``: ``QUICK``)."""
+
+    stack_videos: int = 12  # videos of the reading root
+    fields: int = 250  # per video of the reading root (>= 250: distinct test stacks)
+    seconds: float = 0.5  # of reading per store and round
+    rounds: int = 2  # per row, the stores alternating
+    videos: int = 10_000  # of the many-video root (--videos)
+    index_seconds: float = 30.0  # at most this long writing the many-video root
+
+
+QUICK = Sizes(stack_videos=2, fields=64, seconds=0.05, rounds=1, videos=100, index_seconds=10.0)
 
 
 # --- data ----------------------------------------------------------------------------
@@ -133,7 +133,6 @@ class Root:
     folders: Path
     packs: Path
     video_ids: list[str]
-    write_seconds: dict[str, float]
 
     def path(self, store: str) -> Path:
         return self.folders if store == "folder" else self.packs
@@ -149,17 +148,12 @@ class Root:
 def make_root(name: str, base: Path, video_ids: Sequence[str], fields: list[tuple[bytes, bytes]],
               size: tuple[int, int], rng: np.random.Generator | None, seconds: float = float("inf")) -> Root:
     progress(f"writing {name}")
-    tick = time.perf_counter()
-    written = write_folders(base / "folders", video_ids, fields, size, rng, tick + seconds)
-    folders_seconds = time.perf_counter() - tick
-    tick = time.perf_counter()
-    summary = convert_many("pack", base / "folders", base / "packs", workers=1,  # in-process, as the folders
-                           video_ids=written)
+    written = write_folders(base / "folders", video_ids, fields, size, rng, time.perf_counter() + seconds)
+    summary = convert_many("pack", base / "folders", base / "packs", workers=1, video_ids=written)
     if summary.failed or summary.converted != len(written):
         raise SystemExit(f"packing {base / 'folders'} failed: {summary.format()}")
-    packs_seconds = time.perf_counter() - tick
-    write_back()  # untimed: the cold rows drop clean pages only
-    return Root(name, base / "folders", base / "packs", written, {"folder": folders_seconds, "packed": packs_seconds})
+    write_back()  # the cold rows drop clean pages only
+    return Root(name, base / "folders", base / "packs", written)
 
 
 # --- table 1: reading ----------------------------------------------------------------
@@ -172,7 +166,6 @@ class Sample:
     length: int
     stacks: int = 1
     decode: bool = True
-    new_store: bool = True
 
     def plan(self, root: Root, num_fields: int, count: int, rng: np.random.Generator) -> list[tuple[str, list[int]]]:
         """``count`` samples: (video id, field indices)."""
@@ -208,11 +201,9 @@ def timed_round(store_name: str, root: Root, sample: Sample, plan: list[tuple[st
                 seconds: float) -> tuple[float, float, float | None]:
     """(samples/s and CPU ms per sample of reading alone, the largest resident fraction seen
     after dropping)."""
-    store = make_store(store_name, root)
     reading, cpu, count, resident = 0.0, 0.0, 0, None
     for video_id, indices in cycle(plan):
-        if sample.new_store:
-            store = make_store(store_name, root)
+        store = make_store(store_name, root)
         if cold:
             left = drop(root.sample_files(store_name, video_id, indices))
             resident = None if left is None else max(left, resident or 0.0)
@@ -226,7 +217,7 @@ def timed_round(store_name: str, root: Root, sample: Sample, plan: list[tuple[st
     return count / reading, 1000 * cpu / count, resident
 
 
-def reading_rows(report: Report, root: Root, num_fields: int, settings: dict, cold_problem: str | None) -> None:
+def reading_rows(report: Report, root: Root, sizes: Sizes, cold_problem: str | None) -> None:
     samples = [
         Sample("L=10 train stack", 10),
         Sample("64-field clip", 64),
@@ -239,22 +230,19 @@ def reading_rows(report: Report, root: Root, num_fields: int, settings: dict, co
         "folder CPU ms/sample", "packed CPU ms/sample"])
     rng = np.random.default_rng(0)
     warmed = False
-    cases = [(sample, cache) for sample in samples for cache in caches]
-    cases += [(Sample("L=10 train stack, store kept (index cached)", 10, new_store=False), "warm"),
-              (Sample("L=10 train stack, bytes only, store kept", 10, decode=False, new_store=False), "warm")]
-    for sample, cache in cases:
+    for sample, cache in [(sample, cache) for sample in samples for cache in caches]:
         if cache == "warm" and not warmed:
             for store in STORES:
                 for path in files_under(root.path(store)):
                     path.read_bytes()
             warmed = True
-        plan = sample.plan(root, num_fields, 4000 if sample.stacks == 1 else len(root.video_ids), rng)
+        plan = sample.plan(root, sizes.fields, 4000 if sample.stacks == 1 else len(root.video_ids), rng)
         progress(f"timing {sample.name}, {cache}")
         best = dict.fromkeys(STORES, (0.0, 0.0))
         resident: list[float] = []
-        for _ in range(settings["rounds"]):
+        for _ in range(sizes.rounds):
             for store in STORES:
-                rate, cpu, left = timed_round(store, root, sample, plan, cache == "cold", settings["seconds"])
+                rate, cpu, left = timed_round(store, root, sample, plan, cache == "cold", sizes.seconds)
                 best[store] = max(best[store], (rate, cpu))
                 resident += [] if left is None else [left]
         label = cache if cache == "warm" else f"cold ({max(resident, default=0.0):.0%} resident)"
@@ -290,10 +278,10 @@ def index_seconds(root: Root, store: str, cache_dir: Path) -> float:
     return seconds
 
 
-def disk_rows(report: Report, roots: list[Root], work: Path, cold_problem: str | None, drop_all: bool) -> None:
+def disk_rows(report: Report, roots: list[Root], work: Path, cold_problem: str | None) -> None:
     rows = report.table("Disk and index: folders vs packs", [
         "root", "store", "videos", "files", "directories", "MiB on disk", "MiB of data", "on disk vs folder",
-        "write s", "index build s, cold", "index build s, warm", "index from cache s", "index cold vs folder"])
+        "index build s, cold", "index build s, warm", "index from cache s", "index cold vs folder"])
     resident: list[float] = []
     for root in roots:
         base: dict[str, float] = {}
@@ -301,11 +289,8 @@ def disk_rows(report: Report, roots: list[Root], work: Path, cold_problem: str |
             progress(f"indexing {root.name}, {store}")
             files, directories, allocated, data = disk_usage(root.path(store))
             cold = None
-            if drop_all:
-                drop_all_caches()
-            elif cold_problem is None:
+            if cold_problem is None:
                 resident.append(drop(files_under(root.path(store))) or 0.0)
-            if drop_all or cold_problem is None:
                 cold = index_seconds(root, store, Path(tempfile.mkdtemp(dir=work)))
             cache = Path(tempfile.mkdtemp(dir=work))
             warm = index_seconds(root, store, cache)
@@ -313,38 +298,34 @@ def disk_rows(report: Report, roots: list[Root], work: Path, cold_problem: str |
             base.setdefault("allocated", allocated)
             base.setdefault("cold", cold or 0.0)
             rows.add(root.name, store, len(root.video_ids), files, directories, allocated / 2**20, data / 2**20,
-                     ratio(allocated / base["allocated"]), root.write_seconds[store], cold, warm, cached,
+                     ratio(allocated / base["allocated"]), cold, warm, cached,
                      ratio(cold / base["cold"]) if cold is not None and base["cold"] else None)
-    if drop_all:
-        report.note("cold index builds: after dropping every cache of the machine (--drop-all-caches)")
-    elif cold_problem is None:
+    if cold_problem is None:
         report.note(f"cold index builds: the files' pages dropped ({max(resident):.0%} left resident); directory "
-                    "entries and inodes stay cached (--drop-all-caches, as root, drops those too)")
+                    "entries and inodes stay cached")
 
 
 # --- main ----------------------------------------------------------------------------
 
-def run(settings: dict, work: Path, report: Report) -> None:
+def run(sizes: Sizes, work: Path, report: Report) -> None:
     cold_problem = cold_cache_problem(work)
     if cold_problem:
         report.note(f"cold rows left out: {cold_problem}")
     rng = np.random.default_rng(0)
-    fields = settings["fields"]
-    stack_ids = [f"Class{n % 3}/v_{n:04d}" for n in range(settings["stack_videos"])]
-    stacks = make_root(f"{len(stack_ids)} videos x {fields} fields, {SIZE[0]}x{SIZE[1]}", work / "stacks",
-                       stack_ids, smooth_fields(fields, SIZE, rng), SIZE, rng)
-    report.note(f"data: {stacks.name}; {disk_usage(stacks.folders)[3] / 2**10 / len(stack_ids) / fields:.1f} "
+    stack_ids = [f"Class{n % 3}/v_{n:04d}" for n in range(sizes.stack_videos)]
+    stacks = make_root(f"{len(stack_ids)} videos x {sizes.fields} fields, {SIZE[0]}x{SIZE[1]}", work / "stacks",
+                       stack_ids, smooth_fields(sizes.fields, SIZE, rng), SIZE, rng)
+    report.note(f"data: {stacks.name}; {disk_usage(stacks.folders)[3] / 2**10 / len(stack_ids) / sizes.fields:.1f} "
                 "KiB per field (x + y JPEGs)")
-    reading_rows(report, stacks, fields, settings, cold_problem)
-    many_ids = [f"Class{n % 400:03d}/v_{n:07d}" for n in range(settings["videos"])]
-    many = make_root("the many-video root", work / "many", many_ids, smooth_fields(INDEX_FIELDS, INDEX_SIZE, rng),
-                     INDEX_SIZE, None, settings["index_seconds"])
-    fields_text = f"{INDEX_FIELDS} field" + ("s" if INDEX_FIELDS > 1 else "")
-    many = replace(many, name=f"{len(many.video_ids)} videos x {fields_text}, {INDEX_SIZE[0]}x{INDEX_SIZE[1]}")
+    reading_rows(report, stacks, sizes, cold_problem)
+    many_ids = [f"Class{n % 400:03d}/v_{n:07d}" for n in range(sizes.videos)]
+    many = make_root("the many-video root", work / "many", many_ids, smooth_fields(1, INDEX_SIZE, rng),
+                     INDEX_SIZE, None, sizes.index_seconds)
+    many = replace(many, name=f"{len(many.video_ids)} videos x 1 field, {INDEX_SIZE[0]}x{INDEX_SIZE[1]}")
     if len(many.video_ids) < len(many_ids):
         report.note(f"the many-video root: {len(many.video_ids)} of {len(many_ids)} videos written in "
-                    f"--index-seconds {settings['index_seconds']:g}")
-    disk_rows(report, [stacks, many], work, cold_problem, settings["drop_all_caches"])
+                    f"{sizes.index_seconds:g} s")
+    disk_rows(report, [stacks, many], work, cold_problem)
 
 
 def remove_tree(root: Path) -> None:
@@ -359,34 +340,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, short rounds")
-    parser.add_argument("--videos", type=int, help="videos of the many-video root (default 10000, quick 200)")
-    parser.add_argument("--index-seconds", type=float, help="at most this long writing the many-video root "
-                        "(default 30, quick 10)")
-    parser.add_argument("--stack-videos", type=int, help="videos of the reading table's root (default 12)")
-    parser.add_argument("--fields", type=int, help="fields per video of the reading table (default 250, >= 250 "
-                        "for distinct test stacks)")
-    parser.add_argument("--seconds", type=float, help="seconds of reading per store and round (default 0.5)")
-    parser.add_argument("--rounds", type=int, help="rounds per row (default 2)")
-    parser.add_argument("--drop-all-caches", action="store_true",
-                        help="before each cold index build drop the whole machine's page, directory and inode "
-                        "caches (root only; slows every other process a moment)")
+    parser.add_argument("--videos", type=int, help=f"videos of the many-video root (default {Sizes.videos}, "
+                        f"quick {QUICK.videos})")
     parser.add_argument("--dir", type=Path, help="where to write the data (default: the system's temporary folder)")
     add_json_option(parser)
     args = parser.parse_args(argv)
-    settings = {**(QUICK if args.quick else FULL), "drop_all_caches": args.drop_all_caches,
-                **{key: value for key, value in vars(args).items() if key in FULL and value is not None}}
-    if settings["fields"] < 64:
-        parser.error(f"argument --fields: a 64-field clip needs at least 64 fields, got {settings['fields']}")
-    for key in ("videos", "stack_videos", "rounds"):
-        if settings[key] < 1:
-            parser.error(f"argument --{key.replace('_', '-')}: must be >= 1, got {settings[key]}")
+    sizes = QUICK if args.quick else Sizes()
+    if args.videos is not None:
+        if args.videos < 1:
+            parser.error(f"argument --videos: must be >= 1, got {args.videos}")
+        sizes = replace(sizes, videos=args.videos)
     report = Report("flow_store", describe_machine(opencv=cv2.__version__), args.json)
     work = Path(tempfile.mkdtemp(prefix="flow_store-", dir=args.dir))
     threads = cv2.getNumThreads(), torch.get_num_threads()
     try:
         cv2.setNumThreads(1)  # one thread, as in a DataLoader worker
         torch.set_num_threads(1)
-        run(settings, work, report)
+        run(sizes, work, report)
     finally:
         progress(f"removing {work}")
         cv2.setNumThreads(threads[0])  # restored for a caller that goes on (the tests)

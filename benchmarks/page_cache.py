@@ -91,17 +91,6 @@ def drop(files: list[Path], tries: int = 3) -> float | None:
     return left
 
 
-def drop_all_caches() -> None:
-    """Drop every clean page, directory entry and inode of the machine (root only): what a
-    reboot leaves cold, where ``evict`` leaves directories and inodes cached."""
-    write_back()
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError as error:
-        raise SystemExit(f"cannot drop the caches (needs root): /proc/sys/vm/drop_caches: "
-                         f"{error.strerror or error}") from None
-
-
 def cold_cache_problem(folder: Path) -> str | None:
     """Why files under ``folder`` cannot be dropped from the page cache; None when they can."""
     if not hasattr(os, "posix_fadvise"):

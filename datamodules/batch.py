@@ -76,7 +76,8 @@ def trajectory_inputs(fields: Sequence[Tensor], views: Tensor, spec: InputSpec, 
         if (out_h, out_w) != (height, width):  # TSN's multi-scale crop, resized to the network's size
             stacks = F.resize(stacks, [out_h, out_w], antialias=True)
             stacks *= stacks.new_tensor([out_w / width, out_h / height]).view(1, 1, 2, 1, 1)
-        x = pixels_to_input(mirror_flow(stacks) if flip else stacks, spec, subtracts_flow_mean(spec, subtract_flow_mean))
+        x = pixels_to_input(mirror_flow(stacks) if flip else stacks, spec,
+                            subtracts_flow_mean(spec, subtract_flow_mean))
         if out is None:
             out = x.new_empty(len(fields), *x.shape[1:])
         out[rows] = x

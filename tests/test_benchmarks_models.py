@@ -80,26 +80,37 @@ def test_unknown_network_is_reported():
 def test_gpu_default_run_is_the_speed_table_with_the_fast_settings():
     plan = model_speed.plan_run([], cuda_available=True)
     assert plan.devices == ["cuda"]  # the CPU columns are --device both
-    assert plan.compare == [] and plan.probe == []  # opt-in on a GPU
-    assert plan.defaults["cuda"] == model_speed.Variant("channels_last", compiled=False)
+    assert plan.variants == ["channels_last"]
     cuda_note = next(note for note in model_speed.method_notes(plan) if note.startswith("cuda:"))
     assert "bf16 autocast" in cuda_note and "cudnn.benchmark" in cuda_note and "'high'" in cuda_note
-    assert model_speed.speed_columns(plan.devices)[4:6] == ["cuda batch", "cuda fwd ms"]
+    # what loader_speed.py --gpu-rates reads
+    assert model_speed.speed_columns(plan)[4:9] == ["cuda batch", "cuda fwd ms", "cuda fwd samples/s",
+                                                    "cuda fwd+bwd ms", "cuda fwd+bwd samples/s"]
 
 
-def test_gpu_run_times_the_comparisons_that_are_asked_for():
-    plan = model_speed.plan_run(["--compare-formats", "resnet50_rgb", "--compile-probe", "cnn_m_rgb"],
-                                cuda_available=True)
-    assert plan.compare == ["resnet50_rgb"] and plan.probe == ["cnn_m_rgb"]
-    both = model_speed.plan_run(["--device", "both"], cuda_available=True)
-    assert both.devices == ["cpu", "cuda"] and both.compare == [] and both.probe == []
+def test_variants_are_column_groups_against_the_first():
+    plan = model_speed.plan_run(["--variants", "contiguous,channels_last+compiled"], cuda_available=False)
+    columns = model_speed.speed_columns(plan)
+    assert columns[4:] == [
+        "cpu batch", "cpu contiguous fwd ms", "cpu contiguous fwd samples/s", "cpu contiguous fwd+bwd ms",
+        "cpu contiguous fwd+bwd samples/s", "cpu channels_last+compiled fwd ms",
+        "cpu channels_last+compiled fwd samples/s", "cpu channels_last+compiled fwd+bwd ms",
+        "cpu channels_last+compiled fwd+bwd samples/s", "cpu channels_last+compiled fwd+bwd time vs contiguous",
+        "cpu channels_last+compiled compile s"]
+    description = model_speed.Description([(3, 8, 8)], 1.0, 0.5)
+    plain = model_speed.Timing(2, forward=[0.2], train_step=[0.4, 0.5, 0.6], first_train_step=0.6)
+    built = model_speed.Timing(2, forward=[0.1], train_step=[0.25], first_train_step=30.25)
+    cells = dict(zip(columns, model_speed.speed_cells("net", description, [[plain, built]], plan)))
+    assert cells["cpu contiguous fwd+bwd ms"] == pytest.approx(250.0)  # the median, per sample
+    assert cells["cpu channels_last+compiled fwd+bwd time vs contiguous"].value == pytest.approx(0.5)
+    assert cells["cpu channels_last+compiled compile s"] == pytest.approx(30.0)
 
 
-def test_cpu_run_keeps_its_comparisons():
-    plan = model_speed.plan_run([], cuda_available=False)
-    assert plan.devices == ["cpu"]
-    assert plan.compare == ["resnet50_rgb", "i3d_rgb"] and plan.probe == ["cnn_m_rgb"]
-    assert model_speed.plan_run(["--quick"], cuda_available=False).probe == []
+@pytest.mark.parametrize("variants", ["channels_first", "contiguous,contiguous", ""])
+def test_bad_variants_are_refused(variants, capsys):
+    with pytest.raises(SystemExit):
+        model_speed.plan_run(["--variants", variants], cuda_available=False)
+    assert "--variants" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("device", ["cuda", "both"])
@@ -130,6 +141,5 @@ def test_default_gpu_run_is_fast(tmp_path):
     speed = document["tables"][0]
     assert "cuda fwd ms" in speed["columns"] and "cpu fwd ms" not in speed["columns"]
     assert len(speed["rows"]) == len(model_speed.NETWORKS)
-    assert not any(t["title"].startswith(("Memory format", "torch.compile")) for t in document["tables"])
     assert document["machine"]["device"] == torch.cuda.get_device_name()
     assert elapsed < 120, f"the default GPU run took {elapsed:.0f} s at --quick sizes"
