@@ -2,17 +2,16 @@
 
 Each benchmark's section in the markdown file is delimited by two marker lines,
 ``<!-- report: NAME -->`` and ``<!-- /report: NAME -->``, where NAME is the file's
-``benchmark`` (``flow_speed``, ``decode_speed``, ``loader_speed``, ``flow_store``,
-``test_memory``, ``model_speed``). ``--update`` replaces what is between the markers of each
+``benchmark`` (the script's name, e.g. ``flow_speed``). ``--update`` replaces what is between the markers of each
 benchmark given a file with the run's command, machine, commit and dates, its notes and its
-tables (the text the run printed); sections without a file keep what they hold, and the
-prose around the markers is never touched. Without ``--update`` the generated markdown goes
-to stdout.
+tables (the text the run printed) and plots; sections without a file keep what they hold,
+and the prose around the markers is never touched. Without ``--update`` the generated
+markdown goes to stdout, without plots.
 
 Plots: where a reader would rather look than read (``PLOTS`` below: pairs/s by algorithm
 and device, host memory per test video, samples/s per sample kind), a PNG beside the
-markdown file, linked from its section, drawn with matplotlib where it is installed. It is
-not a dependency: without it the plots are skipped and the section says so.
+markdown file (``benchmark_NAME_N.png``), linked from its section, drawn with matplotlib
+(the ``bench`` extra); without it the plots are skipped and the section says so.
 
 Run:  python benchmarks/flow_speed.py --json benchmarks/results/flow_speed.json   (and the others)
       python benchmarks/report.py --update docs/benchmarks.md benchmarks/results/*.json
@@ -107,7 +106,8 @@ def draw_plots(document: dict[str, Any], folder: Path) -> list[str]:
     if not wanted:
         return []
     if importlib.util.find_spec("matplotlib") is None:
-        return ["(Plots skipped: matplotlib is not installed where this report was made.)"]
+        return ["(Plots skipped: matplotlib is not installed where this report was made: "
+                "`pip install -e \".[bench]\"`.)"]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,11 +124,12 @@ def draw_plots(document: dict[str, Any], folder: Path) -> list[str]:
         axes.set_xlabel(plot.axis)
         axes.set_title(table["title"], fontsize=9)
         figure.tight_layout()
-        name = f"{document['benchmark']}_{number}.png"
-        folder.mkdir(parents=True, exist_ok=True)
-        figure.savefig(folder / name, dpi=100)
+        name = f"benchmark_{document['benchmark']}_{number}.png"
+        partial = folder / (name + ".partial")
+        figure.savefig(partial, dpi=100, format="png", metadata={"Software": None})  # no version: same bytes
         pyplot.close(figure)
-        lines.append(f"![{table['title']}]({folder.name}/{name})")
+        partial.replace(folder / name)
+        lines.append(f"![{table['title']}]({name})")
     return lines
 
 
@@ -158,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [document["benchmark"] for document in documents]
     if len(set(names)) != len(names):
         raise SystemExit(f"one file per benchmark, please: {', '.join(sorted(names))}")
-    plot_folder = (args.update.parent if args.update else Path(".")) / "benchmark_plots"
-    sections = {document["benchmark"]: section(document, draw_plots(document, plot_folder))
+    sections = {document["benchmark"]: section(document, [] if args.update is None
+                                               else draw_plots(document, args.update.parent))
                 for document in documents}
     if args.update is None:
         print("\n\n".join(f"### {name}\n\n{text}" for name, text in sections.items()))

@@ -72,8 +72,9 @@ def test_plots_are_drawn_where_matplotlib_is_installed(tmp_path):
     markdown = tmp_path / "benchmarks.md"
     markdown.write_text(DOC)
     report.main([str(_memory_json(tmp_path / "memory.json")), "--update", str(markdown)])
-    assert (tmp_path / "benchmark_plots" / "test_memory_0.png").stat().st_size > 0
-    assert "](benchmark_plots/test_memory_0.png)" in markdown.read_text()
+    assert (tmp_path / "benchmark_test_memory_0.png").stat().st_size > 0
+    assert "](benchmark_test_memory_0.png)" in markdown.read_text()
+    assert not list(tmp_path.glob("*.partial"))
 
 
 @pytest.mark.parametrize("content, message", [
