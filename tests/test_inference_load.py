@@ -1,0 +1,134 @@
+"""``inference.load``: a trained module from a checkpoint alone, or from a config with
+published weights or an older checkpoint; nothing downloaded, bad files named in one line."""
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.models._api
+import yaml
+
+from datamodules.annotations import Kinetics
+from inference.load import Loaded, NoClassNamesWarning, load_checkpoint, load_config
+from inference.recipe import Recipe
+from lightning_modules.checkpoints import CheckpointFileError
+from lightning_modules.recipe import RECIPE_KEY
+from models import InceptionI3D, export_port_state_dict
+from tests.conftest import REAL_ANNOTATIONS
+from tests.test_checkpoints import bad_copies
+from tests.test_recipe import Fitted, fitted  # noqa: F401 - the fixture: the fit runs once per session
+
+ROOT = Path(__file__).resolve().parents[1]
+KINETICS_LABELS = ROOT / "configs" / "labels" / "kinetics400.txt"
+
+
+def same_outputs(loaded: Loaded, fitted: Fitted) -> None:
+    """Every stream of ``loaded`` gives the trained module's outputs on the fixed random input."""
+    reference = torch.load(fitted.reference, weights_only=True)
+    streams = loaded.streams()
+    assert set(streams) == set(reference["outputs"])
+    with torch.no_grad():
+        for name, (network, key) in streams.items():
+            torch.testing.assert_close(network(reference["inputs"][key]), reference["outputs"][name], rtol=0, atol=0)
+
+
+@pytest.fixture
+def no_downloads(monkeypatch) -> None:
+    """Any weight download fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a weight download was attempted")
+
+    monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+
+
+def test_a_checkpoint_alone_rebuilds_the_trained_module(fitted) -> None:
+    loaded = load_checkpoint(fitted.checkpoint)
+    assert not loaded.module.training and loaded.device == torch.device("cpu")
+    assert loaded.classes == fitted.classes == loaded.recipe.classes
+    assert set(loaded.input_specs) == {"rgb", "flow"} and loaded.input_specs["flow"].channels == 20
+    assert loaded.recipe.flow.algorithm == "dis"
+    same_outputs(loaded, fitted)
+
+
+def test_bad_checkpoint_files_are_one_line_naming_the_file(fitted, tmp_path) -> None:
+    saved = tmp_path / "last.ckpt"
+    shutil.copy(fitted.checkpoint, saved)
+    files = bad_copies(saved)
+    for name in ("truncated", "empty", "text", "folder", "foreign", "missing"):
+        with pytest.raises(CheckpointFileError) as error:
+            load_checkpoint(files[name])
+        assert str(files[name]) in str(error.value) and "\n" not in str(error.value), name
+    same_outputs(load_checkpoint(files["weights_only"]), fitted)  # no optimizer state: inference needs none
+
+
+def test_an_old_checkpoint_loads_with_its_config_by_class_index_with_one_warning(fitted, tmp_path) -> None:
+    state = torch.load(fitted.checkpoint, weights_only=True)
+    saved_recipe = state.pop(RECIPE_KEY)
+    old = tmp_path / "old.ckpt"
+    torch.save(state, old)
+    with pytest.raises(ValueError, match="holds no recipe.*--config"):
+        load_checkpoint(old)
+    # The dataset is here: its class names and its flow's settings, as the recipe would have said them.
+    loaded = load_config(fitted.config, old)
+    assert loaded.classes == fitted.classes and loaded.recipe.flow == Recipe.from_dict(saved_recipe).flow
+    same_outputs(loaded, fitted)
+    # The dataset is gone: scores by class index, said once; the flow's settings unknown, with why.
+    config = yaml.safe_load(fitted.config.read_text())
+    config["data"]["init_args"]["annotations"]["init_args"]["annotation_dir"] = str(tmp_path / "gone")
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(yaml.safe_dump(config))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_config(moved, old)
+    assert [type(warning.message) for warning in caught if warning.category is NoClassNamesWarning] == [
+        NoClassNamesWarning]
+    assert loaded.classes is None and not loaded.recipe.flow.known and "frames_root" in loaded.recipe.flow.reason
+    same_outputs(loaded, fitted)
+
+
+def test_no_weights_are_downloaded_when_a_state_dict_replaces_them(fitted, tmp_path, no_downloads) -> None:
+    state = torch.load(fitted.checkpoint, weights_only=True)
+    state[RECIPE_KEY]["model"]["init_args"]["spatial"]["init_args"]["weights"] = "IMAGENET1K_V1"
+    imagenet = tmp_path / "imagenet.ckpt"
+    torch.save(state, imagenet)
+    same_outputs(load_checkpoint(imagenet), fitted)
+    config = yaml.safe_load(fitted.config.read_text())
+    config["model"]["init_args"]["spatial"]["init_args"]["weights"] = "IMAGENET1K_V1"
+    config_file = tmp_path / "imagenet.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    same_outputs(load_config(config_file, fitted.checkpoint), fitted)
+    # Without a checkpoint nobody trained these classifiers: refused, before anything is fetched.
+    with pytest.raises(ValueError, match=r"model.init_args.spatial and model.init_args.temporal would classify "
+                                         r"with a classifier nobody trained"):
+        load_config(config_file)
+
+
+def test_a_published_classifier_loads_from_its_config_with_the_kinetics_names(tmp_path, no_downloads) -> None:
+    torch.manual_seed(0)
+    published = InceptionI3D(num_classes=400, modality="rgb", frames=8, input_size=32)
+    port = tmp_path / "rgb_kinetics.pt"
+    torch.save(export_port_state_dict(published), port)
+    config = yaml.safe_load((ROOT / "configs" / "i3d_rgb_kinetics400.yaml").read_text())
+    network = config["model"]["init_args"]["network"]["init_args"]
+    with pytest.raises(ValueError, match="model.init_args.network would classify"):  # ImageNet weights: untrained
+        load_config(ROOT / "configs" / "i3d_rgb_kinetics400.yaml")
+    network.update(weights=str(port), frames=8, input_size=32)
+    config_file = tmp_path / "i3d.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    loaded = load_config(config_file)
+    assert loaded.classes == KINETICS_LABELS.read_text().splitlines() and loaded.classes[0] == "abseiling"
+    assert loaded.recipe.test.whole_video and loaded.recipe.test.crops == "centre" and loaded.recipe.flow is None
+    clip = torch.randn(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module.network(clip), published.eval()(clip), rtol=0, atol=0)
+
+
+def test_the_kinetics_label_map_is_the_real_class_order() -> None:
+    """configs/labels/kinetics400.txt gives the class indices the Kinetics reader gives the real files."""
+    val = str(REAL_ANNOTATIONS / "kinetics400" / "kinetics-400_val.csv")
+    names = KINETICS_LABELS.read_text().splitlines()
+    assert names == (REAL_ANNOTATIONS / "kinetics400" / "label_map_400_i3d.txt").read_text().splitlines()
+    assert Kinetics(val, val, label_map=str(KINETICS_LABELS)).classes() == Kinetics(val, val).classes() == names
