@@ -41,8 +41,13 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
         kernel: kernel length.
         stride: stride.
     """
-    remainder = size % stride
-    total = max(kernel - (stride if remainder == 0 else remainder), 0)
+    # From the output length ceil(size / stride), without a branch or a remainder of
+    # `size`: an exported graph then keeps the clip length symbolic, and the exporter can
+    # bound the lengths after each layer from the input's (inference/export.py).
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + kernel - size
+    if kernel < stride:  # only then can the total be negative (none of I3D's layers)
+        total = max(total, 0)
     return total // 2, total - total // 2
 
 
