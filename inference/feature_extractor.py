@@ -37,6 +37,9 @@ from inference.snippets import SnippetGrid, resampled
 
 Crops = Literal["center", "ten"]
 CROPS = {"center": "centre", "centre": "centre", "ten": "ten"}
+# Snippets are decoded in groups spanning about this many frames: one decoder opening (and
+# seek) per group, and a bounded number of frames held (256 frames of 1080p: 1.6 GB).
+DECODE_SPAN = 256
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class FeatureSettings:
         fps: resample the frames to this rate before stacking; None: the video's.
         crops: ``center`` (T x D) or ``ten`` (4 corners + centre, each mirrored: T x 10 x D).
         concat: RGB and flow features joined per snippet (RGB first): one T x (D_rgb + D_flow) array.
-        batch: snippets decoded together, and views forwarded together.
+        batch: views forwarded together (snippets x crops).
     """
 
     stack: int | None = None
@@ -73,8 +76,8 @@ class FeatureSettings:
 @dataclass
 class VideoFeatures:
     """One video's features: per stream (``rgb``, ``flow``; ``concat`` with ``--concat``)
-    float32 (T, D) or (T, crops, D), the (T, 2) snippet timestamps in seconds, and notes
-    (a padded short video)."""
+    float32 (T, D) or (T, crops, D), the (T, 2) snippet timestamps in seconds, the video's
+    length in seconds (frames when its rate is unknown), and notes (a padded short video)."""
 
     features: dict[str, np.ndarray]
     timestamps: np.ndarray
@@ -146,8 +149,9 @@ class FeatureExtractor:
             length = store.num_flows(video_id)  # field k pairs with frame k (datamodules.datasets)
             if length < 1:
                 raise VideoError(f"no flow fields for {video_id} in {store.root}")
+            video_frames = (meta.num_frames if meta else length + 1) * step
         else:
-            length = self.reader.num_frames(path)
+            length = video_frames = self.reader.num_frames(path)
             if length < 1:
                 raise VideoError("no frames")
         base_rate = rate / step
@@ -162,8 +166,9 @@ class FeatureExtractor:
                          f"its frames looped as the test protocol pads a short clip")
         rows: dict[str, list[np.ndarray]] = {key: [] for key in self.networks}
         starts = grid.starts
-        for first in range(0, len(starts), settings.batch):
-            chunk = starts[first:first + settings.batch]
+        group = max(1, (DECODE_SPAN - grid.stack) // grid.step + 1)
+        for first in range(0, len(starts), group):
+            chunk = starts[first:first + group]
             frames = {}
             for key, spec in self.specs.items():
                 indices = sequence[grid.positions(spec, chunk)]  # (B, t) frames or fields of the flow's frames
@@ -178,7 +183,7 @@ class FeatureExtractor:
         features = {key: np.concatenate(values) for key, values in rows.items()}
         if settings.concat:
             features = {"concat": np.concatenate([features["rgb"], features["flow"]], axis=-1)}
-        duration = len(sequence) / grid.fps if grid.fps > 0 else float(len(sequence))
+        duration = video_frames / rate if rate > 0 else float(video_frames)
         return VideoFeatures(features, grid.timestamps(), duration, notes)
 
     @torch.inference_mode()

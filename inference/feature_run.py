@@ -31,6 +31,7 @@ from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import usable_cores
 from flow.summary import RunTotals
 from flow.video_run import FatalError, Job, Skipped, failure_reason, plan_jobs, run_jobs
+from flow.videos import video_id
 from inference.feature_extractor import FeatureExtractor, VideoFeatures
 
 TIMESTAMPS = "timestamps"
@@ -110,12 +111,11 @@ class FeatureWorker:
         try:
             if job.target.is_file():
                 return Skipped("completed by another writer since this run listed it")
-            vid = job.target.name[: -len(f"_{TIMESTAMPS}.npy")]
-            video_id = job.target.parent.relative_to(self.out_root).joinpath(vid).as_posix()
-            features = self.extractor.extract(job.source, video_id)
+            vid = video_id(job.listed)
+            features = self.extractor.extract(job.source, vid)
             for note in features.notes:
                 tqdm.write(f"note: {job.listed}: {note}", file=sys.stderr)
-            written = write_features(features, self.out_root, video_id)
+            written = write_features(features, self.out_root, vid)
             return FeatureResult(len(features.timestamps), features.duration, written, time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - one odd video must not stop the others
             return failure_reason(error, job.target)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -85,10 +86,12 @@ class ExtractorSource:
     flow_algorithm: str | None = None
 
     def build(self) -> FeatureExtractor:
-        from inference.load import load_checkpoint, load_config  # noqa: PLC0415 - Lightning, only when building
+        from inference.load import NoClassNamesWarning, load_checkpoint, load_config  # noqa: PLC0415 - Lightning
 
-        loaded = (load_config(self.config, self.checkpoint, self.device) if self.config is not None
-                  else load_checkpoint(self.checkpoint, self.device))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoClassNamesWarning)  # features name no classes
+            loaded = (load_config(self.config, self.checkpoint, self.device, classifier=False)
+                      if self.config is not None else load_checkpoint(self.checkpoint, self.device))
         networks = {key: network for network, key in loaded.streams().values()}
         if self.streams is not None:
             missing = set(self.streams) - set(networks)
@@ -153,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--flow-algorithm", help="compute flow with this engine instead of the checkpoint's "
                    "(e.g. tvl1_torch for tvl1 on a GPU)")
     p.add_argument("--batch-size", type=_positive(int), default=8,
-                   help="snippets decoded together, and views per forward")
+                   help="views (snippets x crops) per forward")
     p.add_argument("--device", default=None, help="default cuda when available, else cpu")
     p.add_argument("--workers", type=_positive(int), default=1, help="worker processes (each with the network)")
     p.add_argument("--list", type=Path, dest="list_file", metavar="FILE",

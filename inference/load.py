@@ -121,7 +121,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 
 def load_config(config: str | Path, checkpoint: str | Path | None = None,
-                device: str | torch.device = "cpu") -> Loaded:
+                device: str | torch.device = "cpu", classifier: bool = True) -> Loaded:
     """The model of a YAML config, with published weights or an (older) checkpoint's state dict.
 
     Args:
@@ -129,6 +129,9 @@ def load_config(config: str | Path, checkpoint: str | Path | None = None,
         checkpoint: a checkpoint whose state dict replaces the networks' weights; its recipe,
             if it has one, gives the class names and flow settings the config cannot.
         device: where the module goes.
+        classifier: the networks' classifiers will be used (classify); False (features, which
+            read the pre-logits): ImageNet-inflated weights are welcome, only networks without
+            any ``weights`` (random features) are refused.
 
     Raises:
         CheckpointFileError: the checkpoint file is unusable.
@@ -146,7 +149,7 @@ def load_config(config: str | Path, checkpoint: str | Path | None = None,
     num_classes = class_count(blocks["model"], classes, state, config, checkpoint)
     model = model_recipe(blocks["model"], num_classes)
     if state is None:
-        refuse_untrained(model, config)
+        (refuse_untrained if classifier else refuse_random)(model, config)
     module = build_module(model, keep_weights=state is None, source=f"config {config}")
     if state is not None:
         load_state(module, state["state_dict"], checkpoint)
@@ -304,6 +307,19 @@ def refuse_untrained(model: dict, config: Path) -> None:
                          "would classify with a classifier nobody trained (its weights are where training starts): "
                          "give a checkpoint (--checkpoint CKPT) or published classifier weights (an I3D port file "
                          "with as many classes)")
+
+
+def refuse_random(model: dict, config: Path) -> None:
+    """ValueError when a network of ``model`` (a config without a checkpoint) has no weights at
+    all: its features would be those of random weights."""
+    init_args = model["init_args"]
+    random = [key for key, network in init_args.items()
+              if isinstance(network, dict) and "class_path" in network and not init_args.get(f"{key}_checkpoint")
+              and not (network.get("init_args") or {}).get("weights")]
+    if random:
+        raise ValueError(f"config {config}: {' and '.join(f'model.init_args.{key}' for key in random)} "
+                         "has no weights (its features would be random): set its weights (ImageNet, an I3D port "
+                         "file) or give a checkpoint (--checkpoint CKPT)")
 
 
 def config_recipe(model: dict, classes: list[str] | None, data: dict, datamodule: LightningDataModule | None,

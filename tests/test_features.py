@@ -14,8 +14,10 @@ from flow.packed import open_flow_store
 from flow.videos import list_videos, video_id
 from inference.feature_extractor import FeatureExtractor, FeatureSettings
 from inference.feature_run import extract_features_many, output_path
+from inference import features
 from inference.features import ExtractedFlow
 from inference.snippets import SnippetGrid, resampled
+from models.i3d_port import export_port_state_dict
 from models.inception_i3d import InceptionI3D
 from models.stream2d import ResNetStream
 
@@ -134,3 +136,50 @@ def test_run_resumes_and_lists_a_corrupt_video(networks, data, tmp_path):
     assert not list(out.rglob("*.tmp-*"))
     again = extract_features_many(root, listed, out, build, progress=False)
     assert (again.done, again.skipped, again.failed) == (0, 2, 1)
+
+
+def i3d_config(tmp_path: Path, weights: Path | None) -> Path:
+    """A config of an RGB I3D built with ``weights`` (an I3D port file of random weights, in the real format)."""
+    config = tmp_path / "i3d.yaml"
+    config.write_text(f"""model:
+  class_path: lightning_modules.VideoClassifier
+  init_args:
+    num_classes: 4
+    network:
+      class_path: models.InceptionI3D
+      init_args: {{modality: rgb, frames: 8, input_size: {SIZE}, weights: {weights or 'null'}}}
+data:
+  class_path: datamodules.VideoDataModule
+  init_args:
+    augment: {{short_side: 48}}
+""")
+    return config
+
+
+def test_cli_from_a_config_with_port_weights_exit_codes_and_resume(data, tmp_path, capsys):
+    video_root, videos, _ = data
+    root = tmp_path / "videos"
+    for listed in videos[:2]:
+        (root / listed).parent.mkdir(parents=True, exist_ok=True)
+        (root / listed).symlink_to(video_root / listed)
+    (root / "broken.mp4").write_bytes(b"")
+    weights = tmp_path / "rgb_port.pt"
+    torch.save(export_port_state_dict(InceptionI3D(4, frames=8, input_size=SIZE)), weights)
+    args = [str(root), str(tmp_path / "out"), "--config", str(i3d_config(tmp_path, weights)), "--stack-size", "4",
+            "--device", "cpu", "--no-progress"]
+    assert features.main(args) == 1
+    assert "broken.mp4" in (tmp_path / "out" / "failures_shard0of1.txt").read_text()
+    assert np.load(output_path(tmp_path / "out", video_id(videos[0]), "rgb")).shape == (3, 1024)
+    (root / "broken.mp4").unlink()
+    capsys.readouterr()
+    assert features.main(args) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().out
+
+
+def test_cli_refuses_random_features_in_one_line(data, tmp_path, capsys):
+    video_root, _, _ = data
+    args = [str(video_root), str(tmp_path / "out"), "--config", str(i3d_config(tmp_path, None)), "--device", "cpu"]
+    assert features.main(args) == 2
+    err = capsys.readouterr().err
+    assert "model.init_args.network has no weights" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
