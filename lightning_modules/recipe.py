@@ -21,6 +21,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from datamodules.datamodule import VideoDataModule
+from datamodules.multi import MultiDataModule
 from flow.meta import FlowMeta
 from flow.packed import open_flow_store
 
@@ -66,10 +68,10 @@ def flow_recipe(meta: FlowMeta | None, reason: str = "") -> dict:
     }
 
 
-def training_flow(datamodule: Any) -> dict | None:
-    """The flow settings of the first training video of ``datamodule`` (a ``VideoDataModule``;
-    a ``MultiDataModule``'s first part) when its input reads the frames root, else None."""
-    datamodule = getattr(datamodule, "datamodules", [datamodule])[0]
+def training_flow(datamodule: VideoDataModule | MultiDataModule) -> dict | None:
+    """The flow settings of the first training video of ``datamodule`` (a ``MultiDataModule``'s
+    first part) when its input reads the frames root, else None."""
+    datamodule = datamodule.datamodules[0] if isinstance(datamodule, MultiDataModule) else datamodule
     keys = getattr(datamodule, "keys", ())
     reads_frames = "flow" in keys or datamodule.loader_settings.decoder == "rawframes"
     if not reads_frames or datamodule.roots.frames_root is None:
@@ -84,12 +86,12 @@ def training_flow(datamodule: Any) -> dict | None:
                              "another tool), so its extraction settings are unknown")
 
 
-def data_recipe(datamodule: Any) -> dict:
-    """Class names and the test-time data settings of ``datamodule`` (a ``VideoDataModule``
-    whose input is known, or a ``MultiDataModule``: its first part's settings, no names)."""
-    parts = getattr(datamodule, "datamodules", None)
-    first = parts[0] if parts else datamodule
-    classes = None if parts else list(datamodule.classes)
+def data_recipe(datamodule: VideoDataModule | MultiDataModule) -> dict:
+    """Class names and the test-time data settings of ``datamodule`` (its input known; a
+    ``MultiDataModule``: its first part's settings, and no names: its heads have a list each)."""
+    multi = isinstance(datamodule, MultiDataModule)
+    first = datamodule.datamodules[0] if multi else datamodule
+    classes = None if multi else list(datamodule.classes)
     # The crops the test actually took (None in the config means the modality's default).
     test = replace(first.protocol, crops=first.test_crops) if first.test_crops else first.protocol
     return {
@@ -116,8 +118,9 @@ class SaveRecipe(Callback):
         """Built once per run (it reads the training index and one meta.json)."""
         if self._recipe is None:
             num_classes = pl_module.hparams.get("num_classes") if hasattr(pl_module, "hparams") else None
-            data = data_recipe(trainer.datamodule) if trainer.datamodule is not None else {
-                "classes": None, "data": None, "flow": None}
+            # Another DataModule (a user's own) says nothing this project can read back.
+            known = isinstance(trainer.datamodule, (VideoDataModule, MultiDataModule))
+            data = data_recipe(trainer.datamodule) if known else {"classes": None, "data": None, "flow": None}
             self._recipe = {"version": RECIPE_VERSION, "model": model_recipe(self.model_config, num_classes), **data}
         return self._recipe
 
