@@ -52,6 +52,8 @@ class ExtractedFlow:
     """A video's flow read from an extracted root (folders or packs)."""
 
     def __init__(self, root: Path | str):
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"--frames-root {root} is not a directory")
         self.store = open_flow_store(root)
 
     def __call__(self, path: Path, video_id: str) -> FolderFlowStore:

@@ -10,12 +10,13 @@ import torch
 
 from datamodules.decoding import create_reader
 from datamodules.transforms import Augmentation
+from flow.extraction_config import ExtractionConfig
 from flow.packed import open_flow_store
 from flow.videos import list_videos, video_id
 from inference.feature_extractor import FeatureExtractor, FeatureSettings
 from inference.feature_run import extract_features_many, output_path
 from inference import features
-from inference.features import ExtractedFlow
+from inference.features import ExtractedFlow, FlowOnTheFly
 from inference.snippets import SnippetGrid, resampled
 from models.i3d_port import export_port_state_dict
 from models.inception_i3d import InceptionI3D
@@ -183,3 +184,17 @@ def test_cli_refuses_random_features_in_one_line(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "model.init_args.network has no weights" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_flow_on_the_fly_equals_the_extracted_flows_features(networks, data):
+    """Computed in memory with the settings the root was extracted with (tests/conftest.py: DIS at
+    the videos' size): the same JPEG bytes, so the same features."""
+    video_root, videos, frames_root = data
+    path, vid = video_root / videos[3], video_id(videos[3])
+    flow_net = {"flow": networks["i3d_flow"]}
+    settings = FeatureSettings(stack=4)
+    on_the_fly = FeatureExtractor(flow_net, settings, AT_STORED_SIZE, create_reader("auto"),
+                                  FlowOnTheFly(ExtractionConfig(algorithm="dis", short_side=0)))
+    extracted = extractor(flow_net, frames_root, stack=4)
+    np.testing.assert_array_equal(on_the_fly.extract(path, vid).features["flow"],
+                                  extracted.extract(path, vid).features["flow"])
