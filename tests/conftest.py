@@ -23,12 +23,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=NO_CUDA))
 
 
-def generate_with_flow(root: Path, layout: str, **kwargs) -> tuple[SyntheticDataset, Path]:
-    """A tiny synthetic dataset and its DIS flow (at the videos' size) under ``root/flow``."""
+def generate_with_flow(root: Path, layout: str, backward: bool = False, **kwargs) -> tuple[SyntheticDataset, Path]:
+    """A tiny synthetic dataset and its DIS flow (at the videos' size; ``backward``: both ways) under ``root/flow``."""
     data = generate(root / layout, layout, **kwargs)
     videos = [str(path.relative_to(data.video_root)) for path in data.videos]
-    summary = extract_many(data.video_root, videos, root / "flow", ExtractionConfig(algorithm="dis", short_side=0),
-                           progress=False)
+    summary = extract_many(data.video_root, videos, root / "flow",
+                           ExtractionConfig(algorithm="dis", short_side=0, backward=backward), progress=False)
     assert summary.failed == 0
     return data, root / "flow"
 

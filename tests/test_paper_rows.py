@@ -20,7 +20,9 @@ and, in-process through ``cli.cli_main``:
    ``test`` commands load checkpoints that other rows train: they are parsed only.
 
 UCF-101 rows read a tiny UCF-101 extracted with backward flow too (the bi-directional rows
-need it); the other datasets are conftest's shared ones.
+need it); the other datasets are conftest's shared ones. The commands together take about a
+minute and a half of two CPU cores (6 steps, ~38 instantiations, ~44 parses), so they are
+``slow``; the page's shape (every row a command or the reason it has none) is checked fast.
 """
 
 import contextlib
@@ -35,16 +37,15 @@ import yaml
 import tests.test_configs as configs_test
 from cli import cli_main
 from datamodules.annotations import UCF101
-from datamodules.synthetic import generate
-from flow.extract import ExtractionConfig, extract_many
-from tests.conftest import TINY
+from tests.conftest import TINY, generate_with_flow
 from tests.test_configs import config_sources, generated, shared_dataset, tiny_config  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "paper_rows.md"
 NOT_REPRODUCIBLE = "Not reproducible here"
 # Overrides that change what a training step computes: the first command setting each runs a step.
-STEP_CHANGING = re.compile(r"\.sampling\.|\.augment\.|in_channels|freeze_backbone|^--model\.init_args\.(spatial|temporal|network)$")
+STEP_CHANGING = re.compile(r"\.sampling\.|\.augment\.|in_channels|freeze_backbone"
+                           r"|^--model\.init_args\.(spatial|temporal|network)$")  # the last: a network's class
 
 
 def table_rows(page: str) -> dict[str, list[list[str]]]:
@@ -112,13 +113,8 @@ def test_the_readme_links_the_table() -> None:
 @pytest.fixture(scope="module")
 def ucf101_both_ways(tmp_path_factory) -> tuple:
     """A tiny UCF-101 with forward and backward DIS flow."""
-    root = tmp_path_factory.mktemp("ucf101_both_ways")
-    data = generate(root / "ucf101", "ucf101", videos_per_class=4, **TINY)
-    videos = [str(path.relative_to(data.video_root)) for path in data.videos]
-    summary = extract_many(data.video_root, videos, root / "flow",
-                           ExtractionConfig(algorithm="dis", short_side=0, backward=True), progress=False)
-    assert summary.failed == 0
-    return data, root / "flow"
+    return generate_with_flow(tmp_path_factory.mktemp("ucf101_both_ways"), "ucf101", backward=True,
+                              videos_per_class=4, **TINY)
 
 
 def printed_config(argv: list[str]) -> dict:
@@ -130,11 +126,8 @@ def printed_config(argv: list[str]) -> dict:
     return yaml.safe_load(out.getvalue())
 
 
-def mark(command: str):
-    return pytest.param(command, marks=pytest.mark.slow) if command in RUNS else command
-
-
-@pytest.mark.parametrize("command", [mark(command) for command in COMMANDS])
+@pytest.mark.slow
+@pytest.mark.parametrize("command", COMMANDS)
 def test_command_runs_on_generated_data(command: str, ucf101_both_ways, request, generated, tmp_path_factory,
                                         tmp_path, monkeypatch) -> None:
     argv = shlex.split(command)[2:]
