@@ -1,0 +1,149 @@
+"""inference/scoring.py: a raw video scored as `cli.py test` scores it on extracted flow.
+
+The issue's exactness test: for the videos of a test split, ``VideoScorer.score`` on the
+raw video (flow computed in memory from the checkpoint's recipe) equals the row of the
+test's score file (flow extracted to folders by ``python -m flow extract``'s code) within
+1e-4 per class, with the same top-1, for a spatial, a temporal, a two-stream and an I3D
+checkpoint. The checkpoints are real: written by ``cli.py fit`` (one training batch of tiny
+networks on the tiny synthetic UCF-101), then tested by ``cli.py test``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from cli import cli_main
+from datamodules.annotations import UCF101
+from datamodules.settings import EvalProtocol
+from flow.videos import video_id
+from inference.load import load_checkpoint
+from inference.recipe import FlowSettings
+from inference.scoring import FlowUnavailable, VideoScorer, window_spans
+from lightning_modules.evaluation import load_video_scores
+
+RESNET = {"class_path": "models.ResNetStream", "init_args": {"depth": 18, "input_size": 32}}
+SPATIAL = {**RESNET, "init_args": {**RESNET["init_args"], "modality": "rgb"}}
+TEMPORAL = {**RESNET, "init_args": {**RESNET["init_args"], "modality": "flow", "in_channels": 10}}
+I3D_FLOW = {"class_path": "models.InceptionI3D", "init_args": {"modality": "flow", "frames": 16, "input_size": 32}}
+ONE_STREAM = "lightning_modules.VideoClassifier"
+MODELS = {
+    "spatial": {"class_path": ONE_STREAM, "init_args": {"network": SPATIAL}},
+    "temporal": {"class_path": ONE_STREAM, "init_args": {"network": TEMPORAL}},
+    "two_stream": {"class_path": "lightning_modules.TwoStreamClassifier",
+                   "init_args": {"spatial": SPATIAL, "temporal": TEMPORAL, "fusion_weights": [1.0, 1.5]}},
+    # 16 frames of 12-frame videos (11 fields): test loops the clip, and so must classify.
+    "i3d": {"class_path": ONE_STREAM, "init_args": {"network": I3D_FLOW}},
+}
+STREAMS = {"spatial": ["rgb"], "temporal": ["flow"], "two_stream": ["spatial", "temporal"], "i3d": ["flow"]}
+
+
+def experiment(name: str, data, frames: Path, folder: Path) -> Path:
+    """Fit ``name`` for one batch and test it with ``cli.py``; returns its experiment folder."""
+    config = {
+        "seed_everything": 0,
+        # One training step makes the networks trained (cli.py tests no untrained one).
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "limit_train_batches": 1,
+                    "limit_val_batches": 0, "logger": False, "enable_progress_bar": False,
+                    "enable_model_summary": False, "default_root_dir": str(folder)},
+        "model": MODELS[name],
+        "data": {"class_path": "datamodules.VideoDataModule", "init_args": {
+            "annotations": {"class_path": "datamodules.annotations.UCF101",
+                            "init_args": UCF101.synthetic.source_settings(data.annotation_dir)},
+            "roots": {"video_root": str(data.video_root), "frames_root": str(frames),
+                      "cache_dir": str(folder / "cache")},
+            "augment": {"short_side": 40},  # resized from 48: the flow's stretch is tracked too
+            "test": {"positions": 2, "clips": 2, **({"crops": "centre"} if name == "i3d" else {})},
+            "loader": {"batch_size": 4, "test_batch_size": 4, "num_workers": 0, "pin_memory": False}}},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli_main(["fit", "--config", str(path)])
+    cli_main(["test", "--config", str(path), "--ckpt_path", "last"])
+    return folder / "runs" / name
+
+
+@pytest.fixture(scope="module")
+def tested(ucf101_tiny, tmp_path_factory) -> dict[str, Path]:
+    """Each model's experiment folder (last.ckpt, test_scores.npz), all on one dataset."""
+    data, frames = ucf101_tiny
+    folder = tmp_path_factory.mktemp("scoring")
+    return {name: experiment(name, data, frames, folder) for name in MODELS}
+
+
+def videos_of(ucf101_tiny, scores: dict) -> list[tuple[int, Path]]:
+    data, _ = ucf101_tiny
+    paths = {video_id(str(path.relative_to(data.video_root))): path for path in data.videos}
+    return [(row, paths[name]) for row, name in enumerate(scores["video_ids"])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_raw_video_scores_as_test_scored_its_extracted_flow(name, tested, ucf101_tiny) -> None:
+    saved = load_video_scores(tested[name] / "test_scores.npz")
+    scorer = VideoScorer(load_checkpoint(tested[name] / "checkpoints" / "last.ckpt"), "cpu")
+    videos = videos_of(ucf101_tiny, saved)
+    assert len(videos) == 8  # all tested; three scored here, one of each of three classes
+    for row, path in videos[::3]:
+        scored = scorer.score(path)
+        for stream in STREAMS[name]:
+            expected = saved[f"scores_{stream}"][row]
+            np.testing.assert_allclose(scored.scores[stream], expected, atol=1e-4, rtol=0, err_msg=f"{path} {stream}")
+            assert scored.scores[stream].argmax() == expected.argmax()
+        if name == "two_stream":
+            fused = (saved["scores_spatial"][row] + 1.5 * saved["scores_temporal"][row]) / 2.5
+            np.testing.assert_allclose(scored.scores["fusion"], fused, atol=1e-4, rtol=0)
+        clipped = name == "i3d"
+        assert scored.protocol == ({"clips": 2, "stride": 1, "crops": "centre", "views": 2} if clipped else
+                                   {"positions": 2, "crops": "ten", "views": 20})
+        assert any("shorter than one clip" in note for note in scored.notes) == clipped
+        assert scored.flow_engine == (None if name == "spatial" else "dis")
+
+
+@pytest.mark.slow
+def test_fewer_views_and_windows(tested, ucf101_tiny) -> None:
+    """A centre view says so; windows reuse the video's flow, each scored as a video of its frames."""
+    loaded = load_checkpoint(tested["two_stream"] / "checkpoints" / "last.ckpt")
+    (_, path), *_ = videos_of(ucf101_tiny, load_video_scores(tested["two_stream"] / "test_scores.npz"))
+    centre = VideoScorer(loaded, "cpu", EvalProtocol(positions=1, crops="centre")).score(path)
+    assert centre.protocol == {"positions": 1, "crops": "centre", "views": 1}
+    windows = VideoScorer(loaded, "cpu").score_windows(path, window_s=0.24, stride_s=0.16)  # 12 frames at 25 fps
+    assert [(round(start, 2), round(end, 2)) for start, end, _ in windows] == [(0, 0.24), (0.16, 0.4), (0.32, 0.48)]
+    for _, _, scores in windows:
+        assert set(scores.scores) == {"spatial", "temporal", "fusion"}
+        assert scores.scores["fusion"].sum() == pytest.approx(1, abs=1e-5)
+
+
+def test_window_spans_cover_the_video_and_hold_a_field() -> None:
+    assert window_spans(12, 25, 0.24, 0.16, minimum=2) == [(0, 6), (4, 6), (8, 4)]
+    assert window_spans(12, 25, 1.0, 0.5, minimum=2) == [(0, 12)]  # shorter than a window: one
+    assert window_spans(9, 1, 4, 4, minimum=2) == [(0, 4), (4, 4), (7, 2)]  # a 1-frame tail starts earlier
+
+
+@pytest.mark.slow
+def test_flow_that_cannot_be_computed_as_trained_is_refused(tested) -> None:
+    loaded = load_checkpoint(tested["temporal"] / "checkpoints" / "last.ckpt")
+    cases = [
+        (FlowSettings(None, reason="the training flow has no meta.json"), "no meta.json"),
+        (FlowSettings("no_such_flow", bound=20.0, jpeg_quality=95), "unknown flow algorithm 'no_such_flow'"),
+        (FlowSettings("raft", bound=20.0, jpeg_quality=95), "weights=PATH"),
+    ]
+    for flow, reason in cases:
+        loaded.recipe = type(loaded.recipe)(**{**loaded.recipe.__dict__, "flow": flow})
+        with pytest.raises(FlowUnavailable, match=reason):
+            VideoScorer(loaded, "cpu")
+    with pytest.raises(FlowUnavailable, match="trained on dis flow"):
+        VideoScorer(load_checkpoint(tested["temporal"] / "checkpoints" / "last.ckpt"), "cpu", engine="tvl1")
+
+
+@pytest.mark.gpu
+def test_scores_on_cuda_match_the_cpu(tested, ucf101_tiny) -> None:
+    checkpoint = tested["two_stream"] / "checkpoints" / "last.ckpt"
+    (_, path), *_ = videos_of(ucf101_tiny, load_video_scores(tested["two_stream"] / "test_scores.npz"))
+    on_cpu = VideoScorer(load_checkpoint(checkpoint), "cpu").score(path)
+    on_cuda = VideoScorer(load_checkpoint(checkpoint, "cuda"), "cuda").score(path)
+    for stream, scores in on_cpu.scores.items():
+        np.testing.assert_allclose(on_cuda.scores[stream], scores, atol=1e-3, rtol=0)
+    assert torch.cuda.is_available()
