@@ -90,7 +90,8 @@ def read_checkpoint(path: str | Path) -> dict:
         check_checkpoint_file(path, "test")
     except CheckpointFileError as error:
         raise CheckpointFileError(f"checkpoint {path}: {error}") from None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    # Memory-mapped: the optimizer states inference never reads stay on disk.
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loaded:

@@ -132,3 +132,14 @@ def test_the_kinetics_label_map_is_the_real_class_order() -> None:
     names = KINETICS_LABELS.read_text().splitlines()
     assert names == (REAL_ANNOTATIONS / "kinetics400" / "label_map_400_i3d.txt").read_text().splitlines()
     assert Kinetics(val, val, label_map=str(KINETICS_LABELS)).classes() == Kinetics(val, val).classes() == names
+
+
+@pytest.mark.gpu
+def test_a_checkpoint_loads_onto_the_gpu(fitted) -> None:
+    loaded = load_checkpoint(fitted.checkpoint, device="cuda")
+    assert loaded.device.type == "cuda"
+    reference = torch.load(fitted.reference, weights_only=True)
+    with torch.no_grad():
+        for name, (network, key) in loaded.streams().items():
+            output = network(reference["inputs"][key].cuda()).cpu()
+            torch.testing.assert_close(output, reference["outputs"][name], rtol=1e-4, atol=1e-4)
