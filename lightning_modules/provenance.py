@@ -8,8 +8,9 @@ was trained for the task, which is one of:
 - loaded from a checkpoint of the module (``ckpt_path``, ``load_from_checkpoint``, or any
   ``load_state_dict`` of the whole module);
 - loaded, classifier included, by ``load_stream_weights`` (TwoStreamClassifier's
-  ``spatial_checkpoint`` / ``temporal_checkpoint``: a VideoClassifier checkpoint, or a
-  DeepMind-port I3D file with as many classes).
+  ``spatial_checkpoint`` / ``temporal_checkpoint``: a VideoClassifier checkpoint, a
+  MultiTaskClassifier checkpoint with a head of as many classes, or a DeepMind-port I3D file
+  with as many classes).
 
 The module records these (``track_weights`` installs the record: ``weights_origin`` for the
 whole module, ``stream_weights`` per stream) and this file decides from the record and the
@@ -61,7 +62,10 @@ def load_network_weights(network: nn.Module, checkpoint: str | Path, prefix: str
     ``checkpoint`` is a Lightning checkpoint of a module that held the network at ``prefix``
     (Lightning 2.x checkpoints of these modules hold plain values only, so
     ``weights_only=True`` reads them and no code from the file runs), or a DeepMind-port
-    I3D file (``models.i3d_port``) with as many classes as the network.
+    I3D file (``models.i3d_port``) with as many classes as the network. A
+    ``MultiTaskClassifier`` checkpoint gives its shared network and, as the classifier, the
+    one head with as many classes as the network's (the two-stream paper fuses its multi-task
+    temporal network's UCF-101 scores, Table 3).
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if is_port_state_dict(state):
@@ -74,8 +78,32 @@ def load_network_weights(network: nn.Module, checkpoint: str | Path, prefix: str
     if not weights:
         raise KeyError(f"{checkpoint} has no weights under {prefix!r}; its keys start with "
                        f"{sorted({key.split('.')[0] for key in state})}")
-    network.load_state_dict(weights)
+    network.load_state_dict({**weights, **multi_task_head(state, network, checkpoint)})
     return network
+
+
+def multi_task_head(state: dict[str, torch.Tensor], network: nn.Module,
+                    checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """The head of a ``MultiTaskClassifier`` state dict (``heads.<d>.weight``/``bias``) with as
+    many classes as ``network``'s classifier, under the classifier's names; {} for other modules.
+
+    Raises:
+        ValueError: no head, or several, has as many classes.
+    """
+    heads = sorted({key.split(".")[1] for key in state if key.startswith("heads.")})
+    if not heads:
+        return {}
+    classifier = network.get_classifier()
+    name = next(name for name, module in network.named_modules() if module is classifier)
+    own = classifier.state_dict()  # weight then bias; I3D's is a 1x1x1 convolution, the heads are linear
+    classes = next(iter(own.values())).shape[0]
+    matching = [head for head in heads if state[f"heads.{head}.weight"].shape[0] == classes]
+    if len(matching) != 1:
+        sizes = [state[f"heads.{head}.weight"].shape[0] for head in heads]
+        raise ValueError(f"{checkpoint}: a multi-task checkpoint whose heads have {sizes} classes; "
+                         f"{'several' if matching else 'none'} of them fit this network's {classes}")
+    head = [state[f"heads.{matching[0]}.{param}"] for param in ("weight", "bias")]
+    return {f"{name}.{key}": value.reshape(mine.shape) for (key, mine), value in zip(own.items(), head)}
 
 
 def load_stream_weights(module: pl.LightningModule, stream: str, checkpoint: str | Path) -> None:

@@ -21,7 +21,7 @@ from lightning_modules.provenance import (
     untrained_streams,
 )
 from models import InceptionI3D, export_port_state_dict
-from tests.test_classifier import NUM_CLASSES, TinyData, tiny_builder, tiny_network
+from tests.test_classifier import NUM_CLASSES, SIZE, TinyData, tiny_builder, tiny_network
 
 
 def i3d_port_file(tmp_path, num_classes: int) -> str:
@@ -51,6 +51,22 @@ def test_stream_checkpoints_count_stream_by_stream(tmp_path) -> None:
     model = TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, spatial_checkpoint=spatial,
                                 temporal_checkpoint=temporal)
     assert untrained_streams(model) == []
+
+
+def test_a_multi_task_checkpoint_gives_its_network_and_its_head_of_as_many_classes(tmp_path) -> None:
+    """The two-stream paper's Table 3 fuses its multi-task temporal network's UCF-101 scores."""
+    multi_task = MultiTaskClassifier(flow_builder, [NUM_CLASSES, 2], ["ucf101", "hmdb51"])
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(multi_task)
+    path = str(tmp_path / "multi_task.ckpt")
+    trainer.save_checkpoint(path)
+    model = TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, temporal_checkpoint=path)
+    assert untrained_streams(model) == ["the spatial stream (Backbone)"]
+    stacks = torch.randn(2, 4, SIZE, SIZE)
+    multi_task.eval(), model.eval()
+    torch.testing.assert_close(model.temporal(stacks), multi_task.heads[0](multi_task.network(stacks)))
+    with pytest.raises(ValueError, match=r"heads have \[3, 2\] classes; none of them fit this network's 5"):
+        TwoStreamClassifier(tiny_builder, lambda k: tiny_network(4, "flow", k), 5, temporal_checkpoint=path)
 
 
 def test_an_i3d_port_file_with_as_many_classes_is_a_stream_checkpoint(tmp_path) -> None:
