@@ -43,7 +43,7 @@ from datamodules.settings import EvalProtocol, FrameSampling, LoaderSettings, Ro
 from datamodules.transforms import Augmentation
 from inference.recipe import FlowSettings, Recipe
 from lightning_modules.checkpoints import CheckpointFileError, check_checkpoint_file
-from lightning_modules.recipe import RECIPE_KEY, data_recipe, model_recipe
+from lightning_modules.recipe import RECIPE_KEY, RECIPE_VERSION, data_recipe, model_recipe
 from models.i3d_port import is_port_state_dict
 from models.input_spec import InputSpec
 
@@ -144,7 +144,8 @@ def load_config(config: str | Path, checkpoint: str | Path | None = None,
     state = read_checkpoint(checkpoint) if checkpoint is not None else None
     stored = Recipe.from_dict(state[RECIPE_KEY]) if state is not None and RECIPE_KEY in state else None
     data = blocks.get("data") or {}
-    datamodule, classes = config_data(data, config)
+    found = config_data(data)
+    classes = found.classes
     if classes is None and stored is not None:
         classes = stored.classes
     num_classes = class_count(blocks["model"], classes, state, config, checkpoint)
@@ -154,7 +155,7 @@ def load_config(config: str | Path, checkpoint: str | Path | None = None,
     module = build_module(model, keep_weights=state is None, source=f"config {config}")
     if state is not None:
         load_state(module, state["state_dict"], checkpoint)
-    recipe = config_recipe(model, classes, data, datamodule, module, stored, config)
+    recipe = config_recipe(model, classes, data, found, module, stored, config)
     if classes is None:
         warn_no_names(f"config {config}" + (f" and checkpoint {checkpoint}" if checkpoint else ""))
     return Loaded(module.eval().to(device), recipe, classes)
@@ -240,28 +241,42 @@ def read_config(path: Path) -> dict:
     return blocks
 
 
-def config_data(data: dict, config: Path) -> tuple[LightningDataModule | None, list[str] | None]:
-    """The config's DataModule when its files are here (None otherwise) and the class names:
-    the DataModule's, else the annotations' ``label_map`` file (as given, else relative to
-    this project: the Kinetics configs name ``configs/labels/kinetics400.txt``)."""
+@dataclass
+class ConfigData:
+    """What a config's ``data:`` block gives here.
+
+    Args:
+        datamodule: the DataModule, when its files are here.
+        classes: its class names, else its annotations' ``label_map`` file's.
+        problem: why the DataModule could not be built (what a missing setting is blamed on).
+    """
+
+    datamodule: LightningDataModule | None = None
+    classes: list[str] | None = None
+    problem: str = "the config has no data block"
+
+
+def config_data(data: dict) -> ConfigData:
+    """The config's DataModule when its files are here and the class names: the DataModule's,
+    else the annotations' ``label_map`` file (as given, else relative to this project: the
+    Kinetics configs name ``configs/labels/kinetics400.txt``)."""
     if not data:
-        return None, None
+        return ConfigData()
     try:
         parser = _parser("data", LightningDataModule)
         datamodule = parser.instantiate(parser.parse_object({"data": data})).data
+    except Exception as error:  # noqa: BLE001 - the dataset is not here; its label map may be
+        found = ConfigData(problem=_first_line(error))
+    else:
         classes = getattr(datamodule, "classes", None)
-        if classes is not None and all(isinstance(name, str) for name in classes):
-            return datamodule, list(classes)
-        return datamodule, None
-    except Exception:  # noqa: BLE001 - the dataset is not here; its label map may be
-        pass
+        named = classes is not None and all(isinstance(name, str) for name in classes)
+        return ConfigData(datamodule, list(classes) if named else None, problem="")
     label_map = (data.get("init_args", {}).get("annotations") or {}).get("init_args", {}).get("label_map")
-    if label_map is None:
-        return None, None
-    for candidate in (Path(label_map), PROJECT_ROOT / label_map):
+    for candidate in (Path(label_map), PROJECT_ROOT / label_map) if label_map is not None else ():
         if candidate.is_file():
-            return None, [text for _, text in read_lines(candidate)]
-    return None, None
+            found.classes = [text for _, text in read_lines(candidate)]
+            break
+    return found
 
 
 def class_count(model: dict, classes: list[str] | None, state: dict | None, config: Path,
@@ -323,19 +338,20 @@ def refuse_random(model: dict, config: Path) -> None:
                          "file) or give a checkpoint (--checkpoint CKPT)")
 
 
-def config_recipe(model: dict, classes: list[str] | None, data: dict, datamodule: LightningDataModule | None,
-                  module: LightningModule, stored: Recipe | None, config: Path) -> Recipe:
+def config_recipe(model: dict, classes: list[str] | None, data: dict, found: ConfigData, module: LightningModule,
+                  stored: Recipe | None, config: Path) -> Recipe:
     """The recipe of a config: its data blocks (the DataModule's own when it could be built, which
     also reads the training flow's settings), else the checkpoint's flow settings."""
+    datamodule, problem = found.datamodule, found.problem
     if datamodule is not None and hasattr(datamodule, "set_input_specs"):
         try:
             datamodule.set_input_specs(module.input_specs)
-            recipe = Recipe.from_dict({"version": 1, "model": model, **data_recipe(datamodule)})
+            recipe = Recipe.from_dict({"version": RECIPE_VERSION, "model": model, **data_recipe(datamodule)})
             if recipe.flow is not None and not recipe.flow.known and stored is not None and stored.flow is not None:
                 recipe = replace(recipe, flow=stored.flow)
             return replace(recipe, classes=classes)
-        except (OSError, ValueError):
-            pass  # a root the input reads is missing: settings from the blocks below
+        except (OSError, ValueError) as error:  # a root the input reads is missing: settings from the blocks
+            problem = _first_line(error)
     init_args = data.get("init_args", {}) if isinstance(data, dict) else {}
     annotations = (init_args.get("annotations") or {}).get("class_path")
     mirrorable = getattr(_import(annotations), "mirrorable", True) if annotations else True
@@ -351,8 +367,8 @@ def config_recipe(model: dict, classes: list[str] | None, data: dict, datamodule
     if reads_flow and flow is None:
         frames_root = (init_args.get("roots") or {}).get("frames_root")
         flow = FlowSettings(None, reason=f"config {config}: its training flow (roots.frames_root: {frames_root}) is "
-                                         "not here to read its extraction settings from, and no checkpoint recipe "
-                                         "says them")
+                                         f"not here to read its extraction settings from ({problem}), and no "
+                                         "checkpoint recipe says them")
     return Recipe(model=model, classes=classes, augment=augment,
                   sampling=FrameSampling(**(init_args.get("sampling") or {})), test=test,
                   decoder=(init_args.get("loader") or {}).get("decoder", LoaderSettings.decoder),

@@ -72,18 +72,21 @@ def training_flow(datamodule: VideoDataModule | MultiDataModule) -> dict | None:
     """The flow settings of the first training video of ``datamodule`` (a ``MultiDataModule``'s
     first part) when its input reads the frames root, else None."""
     datamodule = datamodule.datamodules[0] if isinstance(datamodule, MultiDataModule) else datamodule
-    keys = getattr(datamodule, "keys", ())
-    reads_frames = "flow" in keys or datamodule.loader_settings.decoder == "rawframes"
-    if not reads_frames or datamodule.roots.frames_root is None:
+    reads_frames = "flow" in datamodule.keys or datamodule.loader_settings.decoder == "rawframes"
+    root = datamodule.roots.frames_root
+    if not reads_frames or root is None:
         return None
     index = datamodule.index("train")
-    store = open_flow_store(datamodule.roots.frames_root, datamodule.flow_layout)
-    for video_id in index.video_ids:
-        meta = store.meta(video_id)
-        if meta is not None:
-            return flow_recipe(meta)
-    return flow_recipe(None, f"the training flow under {datamodule.roots.frames_root} has no meta.json (written by "
-                             "another tool), so its extraction settings are unknown")
+    # The index has listed the videos whose flow has no meta.json: no need to open each one again.
+    without = set(index.flow_without_meta)
+    described = next((video_id for video_id in index.video_ids if video_id not in without), None)
+    meta = open_flow_store(root, datamodule.flow_layout).meta(described) if described is not None else None
+    if meta is not None:
+        return flow_recipe(meta)
+    if not index.video_ids:
+        return flow_recipe(None, f"no training video has flow under {root}, so its extraction settings are unknown")
+    return flow_recipe(None, f"the training flow under {root} has no meta.json (written by another tool), so its "
+                             "extraction settings are unknown")
 
 
 def data_recipe(datamodule: VideoDataModule | MultiDataModule) -> dict:
