@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from datamodules.decoding import create_reader
-from datamodules.transforms import Augmentation
+from flow.algorithms import FlowAlgorithm
 from flow.extraction_config import ExtractionConfig
 from flow.memory_store import MemoryFlowStore
 from flow.packed import open_flow_store
@@ -40,7 +41,9 @@ from flow.video_run import run_command
 from flow.videos import VIDEO_EXTENSIONS
 from inference.feature_extractor import CROPS, FeatureExtractor, FeatureSettings
 from inference.feature_run import extract_features_many
-from inference.recipe import Recipe
+
+if TYPE_CHECKING:
+    from inference.load import Loaded
 
 DESCRIPTION = """Extract features of every video under VIDEO_ROOT (or those in --list) into
 OUT/<video id>_<stream>.npy (float32, T x D; T x 10 x D with --crops ten) and
@@ -63,11 +66,12 @@ class ExtractedFlow:
 
 
 class FlowOnTheFly:
-    """A video's flow computed in memory with ``config`` (the training flow's settings), one video at a time."""
+    """A video's flow computed in memory with ``config`` (the training flow's settings) by
+    ``algorithms`` (default ``config.create_algorithms()``), one video at a time."""
 
-    def __init__(self, config: ExtractionConfig):
+    def __init__(self, config: ExtractionConfig, algorithms: list[FlowAlgorithm] | None = None):
         self.config = config
-        self.algorithms = config.create_algorithms()
+        self.algorithms = algorithms or config.create_algorithms()
 
     def __call__(self, path: Path, video_id: str) -> FolderFlowStore:
         store = MemoryFlowStore()  # a fresh one per video: the last video's JPEGs are let go
@@ -85,7 +89,7 @@ class ExtractorSource:
     streams: tuple[str, ...] | None
     settings: FeatureSettings
     device: str
-    flow_algorithm: str | None = None
+    flow_engine: str | None = None
 
     def build(self) -> FeatureExtractor:
         from inference.load import NoClassNamesWarning, load_checkpoint, load_config  # noqa: PLC0415 - Lightning
@@ -101,25 +105,27 @@ class ExtractorSource:
                 raise ValueError(f"--streams {','.join(self.streams)}: the model reads {', '.join(sorted(networks))}")
             networks = {key: networks[key] for key in self.streams}
         recipe = loaded.recipe
+        if "rgb" in networks and recipe.decoder == "rawframes":
+            raise ValueError("the model's RGB was read from extracted JPEG frames (decoder: rawframes); features "
+                             "decode the videos, which are not the frames it was trained on")
         flow_for = None
         if "flow" in networks:
-            flow_for = ExtractedFlow(self.frames_root) if self.frames_root else FlowOnTheFly(
-                _flow_config(recipe, self.flow_algorithm))
-        augmentation = recipe.augment if recipe is not None else Augmentation()
-        reader = create_reader(recipe.decoder if recipe is not None else "auto")
-        return FeatureExtractor(networks, self.settings, augmentation, reader, flow_for, self.device)
+            flow_for = ExtractedFlow(self.frames_root) if self.frames_root else self._flow_on_the_fly(loaded)
+        return FeatureExtractor(networks, self.settings, recipe.augment, create_reader(recipe.decoder), flow_for,
+                                self.device)
+
+    def _flow_on_the_fly(self, loaded: Loaded) -> FlowOnTheFly:
+        """``classify``'s flow: the recipe's settings, its engine choice (``inference.scoring``)."""
+        from inference.scoring import VideoScorer  # noqa: PLC0415
+
+        try:
+            scorer = VideoScorer(loaded, self.device, engine=self.flow_engine)
+        except ValueError as error:
+            raise ValueError(f"{error}; or give --frames-root") from None
+        return FlowOnTheFly(scorer.extraction, scorer.algorithms)
 
     def __call__(self) -> FeatureExtractor:
         return self.build()
-
-
-def _flow_config(recipe: Recipe | None, algorithm: str | None) -> ExtractionConfig:
-    """The training flow's extraction settings (``--flow-algorithm`` swaps only the engine);
-    ``FlowUnknownError`` (a ValueError) when the recipe cannot say them."""
-    if recipe is None or recipe.flow is None:
-        raise ValueError("the model reads flow, but its recipe has no flow settings: give --frames-root")
-    config = recipe.flow.extraction_config()
-    return replace(config, algorithm=algorithm) if algorithm else config
 
 
 def _positive(kind: type):
@@ -155,8 +161,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concat", action="store_true", help="one T x (D_rgb + D_flow) array per video "
                    "(<id>_concat.npy, RGB first) instead of one per stream")
     p.add_argument("--frames-root", type=Path, help="read flow extracted there instead of computing it")
-    p.add_argument("--flow-algorithm", help="compute flow with this engine instead of the checkpoint's "
-                   "(e.g. tvl1_torch for tvl1 on a GPU)")
+    p.add_argument("--flow-engine", help="the flow algorithm to run: default the checkpoint's (tvl1 runs as "
+                   "tvl1_torch on CUDA, as in classify); only tvl1_torch may stand in for tvl1")
     p.add_argument("--batch-size", type=_positive(int), default=8,
                    help="views (snippets x crops) per forward")
     p.add_argument("--device", default=None, help="default cuda when available, else cpu")
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = FeatureSettings(stack=args.stack_size, step=args.step_size, fps=args.fps, crops=args.crops,
                                    concat=args.concat, batch=args.batch_size)
         source = ExtractorSource(args.checkpoint, args.config, args.frames_root, streams, settings, device,
-                                 args.flow_algorithm)
+                                 args.flow_engine)
         extractor = source.build()  # refused here, once, with one line: not once per video
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

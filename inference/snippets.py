@@ -2,7 +2,8 @@
 
 A video's frames are its decoded frames at the video's rate, or (``fps``) resampled: frame
 i of the resampled sequence is the source frame shown at time i / fps, ``floor(i * rate /
-fps)`` (frames repeat when fps is above the video's rate). Snippet k covers the
+fps)`` (frames repeat when fps is above the video's rate; a flow field read at frame i is the
+one starting at its source frame, the motion to the next source frame as extracted). Snippet k covers the
 ``stack`` frames ``k * step .. k * step + stack - 1`` of that sequence (v-iashin/video_features'
 ``stack_size`` / ``step_size``); its timestamps are ``(k * step / fps, (k * step + stack) / fps)``
 seconds. T = 1 + (n - stack) // step snippets for n >= stack frames; a video shorter than
