@@ -307,17 +307,22 @@ def published_classifier(weights: Any, num_classes: Any) -> bool:
     return bias is not None and bias.shape[0] == num_classes
 
 
+def networks_by_weights(model: dict) -> dict[str, object]:
+    """The ``weights`` of each network of ``model`` (a config without a checkpoint) that no
+    stream checkpoint (``spatial_checkpoint``) loads, by its init argument's name."""
+    init_args = model["init_args"]
+    return {key: (network.get("init_args") or {}).get("weights") for key, network in init_args.items()
+            if isinstance(network, dict) and "class_path" in network and not init_args.get(f"{key}_checkpoint")}
+
+
 def refuse_untrained(model: dict, config: Path) -> None:
     """ValueError unless every network of ``model`` (a config without a checkpoint) classifies
     with a trained classifier: loaded by the module (``spatial_checkpoint``) or a published
     trained classifier (``published_classifier``). Decided from the config, before anything
     is built: ImageNet ``weights`` are where training starts, and are not even downloaded."""
-    init_args = model["init_args"]
-    networks = {key: value for key, value in init_args.items() if isinstance(value, dict) and "class_path" in value}
-    untrained = [key for key, network in networks.items()
-                 if not init_args.get(f"{key}_checkpoint")
-                 and not published_classifier((network.get("init_args") or {}).get("weights"),
-                                              init_args.get("num_classes"))]
+    classes = model["init_args"].get("num_classes")
+    untrained = [key for key, weights in networks_by_weights(model).items()
+                 if not published_classifier(weights, classes)]
     if untrained:
         raise ValueError(f"config {config}: {' and '.join(f'model.init_args.{key}' for key in untrained)} "
                          "would classify with a classifier nobody trained (its weights are where training starts): "
@@ -328,10 +333,7 @@ def refuse_untrained(model: dict, config: Path) -> None:
 def refuse_random(model: dict, config: Path) -> None:
     """ValueError when a network of ``model`` (a config without a checkpoint) has no weights at
     all: its features would be those of random weights."""
-    init_args = model["init_args"]
-    random = [key for key, network in init_args.items()
-              if isinstance(network, dict) and "class_path" in network and not init_args.get(f"{key}_checkpoint")
-              and not (network.get("init_args") or {}).get("weights")]
+    random = [key for key, weights in networks_by_weights(model).items() if not weights]
     if random:
         raise ValueError(f"config {config}: {' and '.join(f'model.init_args.{key}' for key in random)} "
                          "has no weights (its features would be random): set its weights (ImageNet, an I3D port "
