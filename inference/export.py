@@ -36,7 +36,7 @@ from flow.meta import write_json_atomic
 from flow.video_run import stoppable
 from inference.export_spec import export_spec, spec_path
 from inference.exporters import (FORMATS, SUFFIXES, Axis, Checked, ExportError, Format, capture, check,
-                                 write_exported, write_onnx, write_torchscript)
+                                 onnx_ready, write_exported, write_onnx, write_torchscript)
 from inference.outputs import completed_file
 from models.input_spec import InputSpec
 
@@ -93,7 +93,8 @@ def export_network(network: nn.Module, spec: InputSpec, fmt: Format, path: Path)
     Raises:
         ExportError: the network cannot be exported, or the file disagrees with eager PyTorch.
     """
-    program, axes = capture(network, spec)
+    source = onnx_ready(network) if fmt == "onnx" else network
+    program, axes = capture(source, spec)
 
     def attempt(program: Any, axes: tuple[Axis, ...]) -> Checked:
         with completed_file(path) as partial:
@@ -112,7 +113,7 @@ def export_network(network: nn.Module, spec: InputSpec, fmt: Format, path: Path)
             raise
         # One more try with the clip length fixed: the format's own limit, said in the spec.
         reason = f"the {fmt} file fixes the clip length to {spec.frames} frames ({error})"
-        program, axes = capture(network, spec, static_reason=reason)
+        program, axes = capture(source, spec, static_reason=reason)
         return axes, attempt(program, axes)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from copy import deepcopy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -150,6 +151,51 @@ def _axes(program: ExportedProgram, spec: InputSpec, reason: str) -> tuple[Axis,
 
 
 # Writing each format.
+
+class BinnedAdaptiveMaxPool(nn.Module):
+    """``nn.AdaptiveMaxPool{1,2,3}d`` as maxima over its bins, axis by axis, from slices and
+    reductions ONNX has: its exporter has no translation of ``adaptive_max_pool3d`` (C3D's
+    last pool), at any input size. Bin i of n inputs into o outputs spans
+    [floor(i n / o), ceil((i + 1) n / o)), as in PyTorch; a box's maximum is the maximum
+    along each axis in turn.
+
+    Args:
+        output_size: the pool's output size per pooled axis (None: that axis kept).
+    """
+
+    def __init__(self, output_size: tuple[int | None, ...]) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        first = x.dim() - len(self.output_size)
+        for axis, out in enumerate(self.output_size, start=first):
+            if out is None:
+                continue
+            n = x.shape[axis]
+            bins = [x.narrow(axis, i * n // out, -(-(i + 1) * n // out) - i * n // out).amax(dim=axis, keepdim=True)
+                    for i in range(out)]
+            x = bins[0] if out == 1 else torch.cat(bins, dim=axis)
+        return x
+
+
+def onnx_ready(network: nn.Module) -> nn.Module:
+    """``network``, or a copy with its adaptive max pools as ``BinnedAdaptiveMaxPool`` (the same
+    function; ``check`` compares the file with the original)."""
+    pools = [name for name, module in network.named_modules()
+             if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d))]
+    if not pools:
+        return network
+    copy = deepcopy(network)
+    for name in pools:
+        pool = copy.get_submodule(name)
+        size = pool.output_size
+        dims = {nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3}[type(pool)]
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size,) * dims
+        parent, _, child = name.rpartition(".")
+        setattr(copy.get_submodule(parent) if parent else copy, child, BinnedAdaptiveMaxPool(size))
+    return copy.eval()
+
 
 def write_onnx(program: ExportedProgram, axes: tuple[Axis, ...], path: Path) -> None:
     """The program as ONNX at ``path``, its dynamic axes named (``batch``, ``time``)."""
