@@ -36,14 +36,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import av
 import numpy as np
 import torch
 from pytorch_lightning.utilities import move_data_to_device
 
 from datamodules.batch import collate_test, finish_batch
 from datamodules.datamodule import protocol_crops
-from datamodules.datasets import VideoDataset
-from datamodules.decoding import FrameReader, RawFrameReader, create_reader
+from datamodules.datasets import DataFailureError, VideoDataset
+from datamodules.decoding import FrameReader, RawFrameReader, VideoDecodeError, create_reader
 from datamodules.index import VideoIndex, probe_num_frames
 from datamodules.modality import infer_modality, is_clip, modality_keys
 from datamodules.sampling import Sampling
@@ -52,6 +53,7 @@ from datamodules.transforms import Augment
 from flow.algorithms import ALGORITHMS, FlowAlgorithm
 from flow.av_compat import frames_per_second, open_input
 from flow.extraction_config import ExtractionConfig
+from flow.frames import VideoError
 from flow.memory_store import MemoryFlowStore
 
 if TYPE_CHECKING:
@@ -61,6 +63,11 @@ if TYPE_CHECKING:
 VIDEO_ID = "video"
 # tvl1 may run as this engine: OpenCV's TV-L1 in PyTorch, same parameters (flow/tvl1_torch.py).
 TVL1_ENGINES = {"tvl1": "tvl1_torch"}
+
+
+# What a video that cannot be read raises, with the decoder's reason: extraction's decoder,
+# the RGB readers', and the test dataset's (which names the file and wraps either).
+VIDEO_ERRORS: tuple[type[Exception], ...] = (VideoError, VideoDecodeError, DataFailureError)
 
 
 class FlowUnavailable(ValueError):
@@ -194,16 +201,16 @@ class VideoScorer:
     # The video.
 
     def prepare(self, path: Path | str) -> PreparedVideo:
-        """The video's flow in memory (for models reading flow) and its frame count and rate.
-
-        Raises ``flow.frames.VideoError`` or ``datamodules.decoding.VideoDecodeError`` for a
-        video that cannot be read (the reason in the message).
-        """
+        """The video's flow in memory (for models reading flow) and its frame count and rate;
+        one of ``VIDEO_ERRORS`` for a video that cannot be read."""
         path = Path(path)
         if self.extraction is None:
             return PreparedVideo(path, None, _decoded_frames(path), _video_fps(path))
         store = MemoryFlowStore()
-        store.extract(path, VIDEO_ID, self.extraction, self.algorithms)
+        try:
+            store.extract(path, VIDEO_ID, self.extraction, self.algorithms)
+        except VideoError as error:  # named here, as the readers' errors name their file
+            raise VideoDecodeError(path, str(error)) from None
         meta = store.meta(VIDEO_ID)
         notes = [self.engine_note] if self.engine_note else []
         return PreparedVideo(path, store, meta.num_frames, meta.fps / meta.step, meta.step, notes)
@@ -234,11 +241,16 @@ class VideoScorer:
     # Scores.
 
     def score(self, path: Path | str) -> VideoScores:
-        """The video's scores under the protocol; errors as ``prepare``."""
+        """The video's scores under the protocol.
+
+        Raises:
+            one of ``VIDEO_ERRORS``: the video cannot be read (the decoder's reason in the message).
+        """
         video = self.prepare(path)
         return self._score(video, self.dataset(video), video.notes)
 
-    def score_windows(self, path: Path | str, window_s: float, stride_s: float) -> list[tuple[float, float, VideoScores]]:
+    def score_windows(self, path: Path | str, window_s: float,
+                      stride_s: float) -> list[tuple[float, float, VideoScores]]:
         """Scores of sliding windows, ``(start_s, end_s, scores)`` each; the flow is computed once.
 
         Windows of ``window_s`` seconds start every ``stride_s`` seconds from 0 until one reaches
@@ -328,8 +340,6 @@ def window_spans(frames: int, fps: float, window_s: float, stride_s: float,
 
 def _decoded_frames(path: Path) -> int:
     """The video's frame count as ``datamodules.index`` probes it (decord's, from the container)."""
-    from datamodules.decoding import VideoDecodeError
-
     try:
         return probe_num_frames(str(path))
     except Exception as error:  # noqa: BLE001 - decord raises its own DECORDError, or RuntimeError
@@ -339,6 +349,11 @@ def _decoded_frames(path: Path) -> int:
 
 def _video_fps(path: Path) -> float:
     """The video stream's frame rate (the windows' clock)."""
-    with open_input(str(path)) as container:
-        stream = container.streams.best("video")
-        return float(frames_per_second(stream)) if stream is not None else 0.0
+    try:
+        with open_input(str(path)) as container:
+            stream = container.streams.best("video")
+            if stream is None:
+                raise VideoDecodeError(path, "no video stream")
+            return float(frames_per_second(stream))
+    except av.FFmpegError as error:
+        raise VideoDecodeError(path, f"cannot open as a video ({error.strerror or error})") from None

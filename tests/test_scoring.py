@@ -21,7 +21,7 @@ from datamodules.settings import EvalProtocol
 from flow.videos import video_id
 from inference.load import load_checkpoint
 from inference.recipe import FlowSettings
-from inference.scoring import FlowUnavailable, VideoScorer, window_spans
+from inference.scoring import VIDEO_ERRORS, FlowUnavailable, VideoScorer, window_spans
 from lightning_modules.evaluation import load_video_scores
 
 RESNET = {"class_path": "models.ResNetStream", "init_args": {"depth": 18, "input_size": 32}}
@@ -37,6 +37,7 @@ MODELS = {
     # 16 frames of 12-frame videos (11 fields): test loops the clip, and so must classify.
     "i3d": {"class_path": ONE_STREAM, "init_args": {"network": I3D_FLOW}},
 }
+CROPS = {"i3d": {"crops": "centre"}}  # 3D clips are the slow views here
 STREAMS = {"spatial": ["rgb"], "temporal": ["flow"], "two_stream": ["spatial", "temporal"], "i3d": ["flow"]}
 
 
@@ -55,8 +56,8 @@ def experiment(name: str, data, frames: Path, folder: Path) -> Path:
             "roots": {"video_root": str(data.video_root), "frames_root": str(frames),
                       "cache_dir": str(folder / "cache")},
             "augment": {"short_side": 40},  # resized from 48: the flow's stretch is tracked too
-            "test": {"positions": 2, "clips": 2, **({"crops": "centre"} if name == "i3d" else {})},
-            "loader": {"batch_size": 4, "test_batch_size": 4, "num_workers": 0, "pin_memory": False}}},
+            "test": {"positions": 2, "clips": 2, "svm_positions": 1, **CROPS.get(name, {})},
+            "loader": {"batch_size": 2, "test_batch_size": 4, "num_workers": 0, "pin_memory": False}}},
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -136,6 +137,17 @@ def test_flow_that_cannot_be_computed_as_trained_is_refused(tested) -> None:
             VideoScorer(loaded, "cpu")
     with pytest.raises(FlowUnavailable, match="trained on dis flow"):
         VideoScorer(load_checkpoint(tested["temporal"] / "checkpoints" / "last.ckpt"), "cpu", engine="tvl1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["spatial", "temporal"])
+def test_a_video_that_cannot_be_read_names_the_reason(name, tested, tmp_path) -> None:
+    scorer = VideoScorer(load_checkpoint(tested[name] / "checkpoints" / "last.ckpt"), "cpu")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    with pytest.raises(VIDEO_ERRORS) as error:
+        scorer.score(broken)
+    assert str(broken) in str(error.value)
 
 
 @pytest.mark.gpu
