@@ -4,7 +4,9 @@
 (``lightning_modules.recipe``): the module is rebuilt from the recipe's model config with
 nothing downloaded (every network's ``weights`` None, two-stream ``spatial_checkpoint`` /
 ``temporal_checkpoint`` dropped: the checkpoint's state dict replaces them) and the state
-dict is loaded strictly.
+dict is loaded strictly. An older checkpoint, without a recipe, takes the model and data
+settings of its experiment's ``config.yaml`` (which the CLI writes beside ``checkpoints/``),
+with one warning.
 
 ``load_config(config, checkpoint=None)``: the model of a YAML config (``model:``), with its
 networks' ``weights`` kept when no checkpoint is given (published weights, e.g. the I3D
@@ -56,6 +58,10 @@ class NoClassNamesWarning(UserWarning):
     """Scores are by class index: neither the checkpoint nor the config names the classes."""
 
 
+class NoRecipeWarning(UserWarning):
+    """An older checkpoint without a recipe: its model and data settings came from its experiment's config.yaml."""
+
+
 @dataclass
 class Loaded:
     """A module ready for inference and what it needs to see a video as its test did.
@@ -103,13 +109,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
     Raises:
         CheckpointFileError: the file is missing, empty, truncated or not a Lightning checkpoint.
-        ValueError: the checkpoint holds no recipe (older ones: use ``load_config``), or the
-            recipe cannot rebuild a module whose state dict it is.
+        ValueError: the recipe cannot rebuild a module whose state dict it is; an older
+            checkpoint (no recipe) without its experiment's ``config.yaml`` (``load_older``).
     """
     checkpoint = read_checkpoint(path)
     if RECIPE_KEY not in checkpoint:
-        raise ValueError(f"checkpoint {path} holds no recipe (written before checkpoints carried their model and "
-                         "class names): give the config it was trained with too (--config X.yaml)")
+        return load_older(path, device)
     try:
         recipe = Recipe.from_dict(checkpoint[RECIPE_KEY])
     except ValueError as error:
@@ -119,6 +124,41 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     if recipe.classes is None:
         warn_no_names(f"checkpoint {path}")
     return Loaded(module.eval().to(device), recipe, recipe.classes)
+
+
+def load_older(path: str | Path, device: str | torch.device) -> Loaded:
+    """A checkpoint written before checkpoints carried their recipe: the model and data settings
+    of its experiment's ``config.yaml`` (``runs/<experiment>/config.yaml``, beside ``checkpoints/``,
+    which the CLI writes), said in one warning; its state dict must fit that model strictly."""
+    folder = Path(path).resolve().parent
+    config = folder.parent / "config.yaml"
+    if not experiment_config_of(config, folder):
+        raise ValueError(f"checkpoint {path} holds no recipe (written before checkpoints carried their model and "
+                         f"class names) and no config.yaml of its experiment is beside {folder}: give the config it "
+                         "was trained with (--config X.yaml)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoClassNamesWarning)
+        loaded = load_config(config, path, device)
+    for warning in caught:  # anything else load_config warned about goes on as it came
+        if not issubclass(warning.category, NoClassNamesWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    unnamed = "; it names no classes: scores are by class index" if loaded.classes is None else ""
+    warnings.warn(f"checkpoint {path} holds no recipe (an older one): model and data settings from {config}"
+                  f"{unnamed}", NoClassNamesWarning if unnamed else NoRecipeWarning, stacklevel=3)
+    return loaded
+
+
+def experiment_config_of(config: Path, folder: Path) -> bool:
+    """Whether ``config`` is the config.yaml the CLI wrote for the checkpoints in ``folder``: its
+    checkpoint callbacks' ``dirpath`` ends in the same experiment and folder names (the
+    experiment may have moved since), so an unrelated config.yaml never names the classes."""
+    try:
+        blocks = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    dirpaths = [(blocks.get(key) or {}).get("dirpath") for key in ("checkpoint", "last_checkpoint")] if isinstance(
+        blocks, dict) else []
+    return any(isinstance(dirpath, str) and Path(dirpath).parts[-2:] == folder.parts[-2:] for dirpath in dirpaths)
 
 
 def load_config(config: str | Path, checkpoint: str | Path | None = None,

@@ -11,7 +11,7 @@ import torchvision.models._api
 import yaml
 
 from datamodules.annotations import Kinetics
-from inference.load import Loaded, NoClassNamesWarning, load_checkpoint, load_config
+from inference.load import Loaded, NoClassNamesWarning, NoRecipeWarning, load_checkpoint, load_config
 from inference.recipe import Recipe
 from lightning_modules.checkpoints import CheckpointFileError
 from lightning_modules.recipe import RECIPE_KEY
@@ -64,13 +64,39 @@ def test_bad_checkpoint_files_are_one_line_naming_the_file(fitted, tmp_path) -> 
     same_outputs(load_checkpoint(files["weights_only"]), fitted)  # no optimizer state: inference needs none
 
 
-def test_an_old_checkpoint_loads_with_its_config_by_class_index_with_one_warning(fitted, tmp_path) -> None:
+def without_recipe(fitted: Fitted, path: Path) -> dict:
+    """The fitted checkpoint as checkpoints were before the recipe, saved at ``path``; its recipe."""
     state = torch.load(fitted.checkpoint, weights_only=True)
-    saved_recipe = state.pop(RECIPE_KEY)
+    recipe = state.pop(RECIPE_KEY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return recipe
+
+
+def test_an_old_checkpoint_takes_its_experiments_config_yaml_with_one_warning(fitted, tmp_path) -> None:
+    without_recipe(fitted, tmp_path / "old.ckpt")
+    with pytest.raises(ValueError, match="holds no recipe.*--config"):  # no config.yaml of its experiment
+        load_checkpoint(tmp_path / "old.ckpt")
+    # Another experiment's config.yaml never speaks for it.
+    elsewhere = tmp_path / "runs" / "other" / "checkpoints" / "old.ckpt"
+    without_recipe(fitted, elsewhere)
+    shutil.copy(fitted.checkpoint.parent.parent / "config.yaml", elsewhere.parent.parent / "config.yaml")
+    with pytest.raises(ValueError, match="no config.yaml of its experiment"):
+        load_checkpoint(elsewhere)
+    # In its experiment's folder: the config.yaml the CLI wrote there gives the model and the names.
+    beside = fitted.checkpoint.parent / "old-without-recipe.ckpt"
+    without_recipe(fitted, beside)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_checkpoint(beside)
+    assert [warning.category for warning in caught if "recipe" in str(warning.message)] == [NoRecipeWarning]
+    assert loaded.classes == fitted.classes
+    same_outputs(loaded, fitted)
+
+
+def test_an_old_checkpoint_loads_with_a_config_by_class_index_with_one_warning(fitted, tmp_path) -> None:
     old = tmp_path / "old.ckpt"
-    torch.save(state, old)
-    with pytest.raises(ValueError, match="holds no recipe.*--config"):
-        load_checkpoint(old)
+    saved_recipe = without_recipe(fitted, old)
     # The dataset is here: its class names and its flow's settings, as the recipe would have said them.
     loaded = load_config(fitted.config, old)
     assert loaded.classes == fitted.classes and loaded.recipe.flow == Recipe.from_dict(saved_recipe).flow
@@ -83,9 +109,10 @@ def test_an_old_checkpoint_loads_with_its_config_by_class_index_with_one_warning
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = load_config(moved, old)
-    assert [type(warning.message) for warning in caught if warning.category is NoClassNamesWarning] == [
+    assert [warning.category for warning in caught if issubclass(warning.category, NoClassNamesWarning)] == [
         NoClassNamesWarning]
     assert loaded.classes is None and not loaded.recipe.flow.known and "frames_root" in loaded.recipe.flow.reason
+    assert "annotation_dir" in loaded.recipe.flow.reason  # why the data could not say it
     same_outputs(loaded, fitted)
 
 
