@@ -28,7 +28,7 @@ from lightning_modules.optim import (
     parameter_groups,
     split_head,
 )
-from lightning_modules.provenance import TRAINED_HERE, track_weights
+from lightning_modules.provenance import TRAINED_HERE, load_backbone_weights, track_weights
 
 Outputs = dict[str, tuple[Tensor, Tensor]]  # name -> (scores N x C, labels N)
 
@@ -229,16 +229,28 @@ class VideoClassifier(StreamsModule):
         num_classes: classes to predict; linked from the data's class list by the CLI.
         stream: batch key the network reads (``rgb`` or ``flow``); None: its
             ``input_spec.modality``. Also names the scores in the score file (``scores_rgb``).
+        init_checkpoint: where training starts: a ``VideoClassifier`` or
+            ``MultiTaskClassifier`` checkpoint of another task (e.g. UCF-101's temporal network
+            for HMDB-51), all its network but the classifier, loaded when a fit sets up a
+            module whose weights come from nowhere yet (a resumed fit or a loaded module keeps
+            its own; test and inference never read the file).
         shared: every module's settings (optimizer, scheduler, label_smoothing,
             backbone_lr_scale, freeze_backbone, evaluation): see ``StreamsModule``.
     """
 
-    def __init__(self, network: NetworkBuilder, num_classes: int, stream: str | None = None, **shared: Any) -> None:
+    def __init__(self, network: NetworkBuilder, num_classes: int, stream: str | None = None,
+                 init_checkpoint: str | None = None, **shared: Any) -> None:
         built = network(num_classes)
         key = stream_key(built, stream)
         super().__init__({key: ("network", key)}, **shared)
         self.save_hyperparameters(ignore=["network", *NOT_HYPERPARAMETERS])
         self.network = built
+        self.init_checkpoint = init_checkpoint
         self.add_metrics({key: num_classes})
         if self.freeze_backbone:
             self.freeze_backbones()
+
+    def setup(self, stage: str) -> None:
+        # Lightning restores a resumed fit's checkpoint after setup, so that one wins.
+        if stage == "fit" and self.init_checkpoint is not None and self.weights_origin is None:
+            load_backbone_weights(self.network, self.init_checkpoint)

@@ -34,6 +34,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from models.i3d_port import is_port_state_dict, load_port_weights
+from models.weights import load_checked
 
 TRAINED_HERE = "training in this process"
 LOADED = "a loaded state dict"
@@ -71,6 +72,17 @@ def load_network_weights(network: nn.Module, checkpoint: str | Path, prefix: str
     if is_port_state_dict(state):
         load_port_weights(network, state, name=f"I3D port file {str(checkpoint)!r}")
         return network
+    state, weights = network_state(state, checkpoint, prefix)
+    network.load_state_dict({**weights, **multi_task_head(state, network, checkpoint)})
+    return network
+
+
+def network_state(state: dict, checkpoint: str | Path, prefix: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A Lightning checkpoint's state dict, and the weights under ``prefix`` without it.
+
+    Raises:
+        KeyError: not a Lightning checkpoint, or nothing under ``prefix``.
+    """
     if "state_dict" not in state:
         raise KeyError(f"{checkpoint} is neither a Lightning checkpoint (no 'state_dict') nor an I3D port file")
     state = state["state_dict"]
@@ -78,7 +90,31 @@ def load_network_weights(network: nn.Module, checkpoint: str | Path, prefix: str
     if not weights:
         raise KeyError(f"{checkpoint} has no weights under {prefix!r}; its keys start with "
                        f"{sorted({key.split('.')[0] for key in state})}")
-    network.load_state_dict({**weights, **multi_task_head(state, network, checkpoint)})
+    return state, weights
+
+
+def classifier_name(network: nn.Module) -> str:
+    """The name of ``network.get_classifier()`` within the network (``fc``, I3D's ``logits``)."""
+    classifier = network.get_classifier()
+    return next(name for name, module in network.named_modules() if module is classifier)
+
+
+def load_backbone_weights(network: nn.Module, checkpoint: str | Path, prefix: str = "network.") -> nn.Module:
+    """Start ``network`` from another task's: every weight of ``checkpoint``'s network but its
+    classifier, which stays as built (the two-stream paper's HMDB-51 temporal network
+    fine-tuned from UCF-101's, Table 2). Never makes the network evaluable.
+
+    Args:
+        network: the network to start.
+        checkpoint: a Lightning checkpoint of a ``VideoClassifier`` or ``MultiTaskClassifier``
+            (whose heads are left out too).
+        prefix: where the checkpoint's module held the network.
+    """
+    _, weights = network_state(torch.load(checkpoint, map_location="cpu", weights_only=True), checkpoint, prefix)
+    head = classifier_name(network) + "."
+    own = {key: value for key, value in network.state_dict().items() if key.startswith(head)}
+    load_checked(network, {**{key: value for key, value in weights.items() if not key.startswith(head)}, **own},
+                 f"{checkpoint}'s network")
     return network
 
 
@@ -93,9 +129,8 @@ def multi_task_head(state: dict[str, torch.Tensor], network: nn.Module,
     heads = sorted({key.split(".")[1] for key in state if key.startswith("heads.")})
     if not heads:
         return {}
-    classifier = network.get_classifier()
-    name = next(name for name, module in network.named_modules() if module is classifier)
-    own = classifier.state_dict()  # weight then bias; I3D's is a 1x1x1 convolution, the heads are linear
+    name = classifier_name(network)
+    own = network.get_classifier().state_dict()  # weight then bias; I3D's is a 1x1x1 convolution, the heads linear
     classes = next(iter(own.values())).shape[0]
     matching = [head for head in heads if state[f"heads.{head}.weight"].shape[0] == classes]
     if len(matching) != 1:

@@ -44,6 +44,13 @@ def flow_builder(num_classes: int):
     return tiny_network(4, "flow", num_classes)
 
 
+def saved(module: pl.LightningModule, path: Path) -> str:
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
 def test_stream_checkpoints_count_stream_by_stream(tmp_path) -> None:
     spatial, temporal = stream_checkpoints(tmp_path)
     model = TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, spatial_checkpoint=spatial)
@@ -56,10 +63,7 @@ def test_stream_checkpoints_count_stream_by_stream(tmp_path) -> None:
 def test_a_multi_task_checkpoint_gives_its_network_and_its_head_of_as_many_classes(tmp_path) -> None:
     """The two-stream paper's Table 3 fuses its multi-task temporal network's UCF-101 scores."""
     multi_task = MultiTaskClassifier(flow_builder, [NUM_CLASSES, 2], ["ucf101", "hmdb51"])
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False)
-    trainer.strategy.connect(multi_task)
-    path = str(tmp_path / "multi_task.ckpt")
-    trainer.save_checkpoint(path)
+    path = saved(multi_task, tmp_path / "multi_task.ckpt")
     model = TwoStreamClassifier(tiny_builder, flow_builder, NUM_CLASSES, temporal_checkpoint=path)
     assert untrained_streams(model) == ["the spatial stream (Backbone)"]
     stacks = torch.randn(2, 4, SIZE, SIZE)
@@ -67,6 +71,29 @@ def test_a_multi_task_checkpoint_gives_its_network_and_its_head_of_as_many_class
     torch.testing.assert_close(model.temporal(stacks), multi_task.heads[0](multi_task.network(stacks)))
     with pytest.raises(ValueError, match=r"heads have \[3, 2\] classes; none of them fit this network's 5"):
         TwoStreamClassifier(tiny_builder, lambda k: tiny_network(4, "flow", k), 5, temporal_checkpoint=path)
+
+
+def test_init_checkpoint_starts_a_fit_from_another_tasks_network_but_its_classifier(tmp_path) -> None:
+    """The two-stream paper's HMDB-51 temporal network fine-tuned from UCF-101's (Table 2)."""
+    other_task = VideoClassifier(tiny_builder, NUM_CLASSES)
+    path = saved(other_task, tmp_path / "ucf101.ckpt")
+    model = VideoClassifier(tiny_builder, 5, init_checkpoint=path)
+    conv, classifier = model.network.features[0].weight, model.network.fc.weight.clone()
+    model.setup("test")  # only a fit reads it
+    assert not torch.equal(conv, other_task.network.features[0].weight)
+    model.setup("fit")
+    torch.testing.assert_close(conv, other_task.network.features[0].weight)
+    assert torch.equal(model.network.fc.weight, classifier)
+    assert untrained_streams(model) == ["the rgb stream (Backbone)"]  # where training starts, not a result
+    resumed = VideoClassifier(tiny_builder, 5, init_checkpoint=path)
+    resumed.load_state_dict(VideoClassifier(tiny_builder, 5).state_dict())  # a loaded module keeps its weights
+    kept = resumed.network.features[0].weight.clone()
+    resumed.setup("fit")
+    assert torch.equal(resumed.network.features[0].weight, kept)
+    multi_task = saved(MultiTaskClassifier(tiny_builder, [NUM_CLASSES, 2], ["ucf101", "hmdb51"]), tmp_path / "mt.ckpt")
+    VideoClassifier(tiny_builder, 5, init_checkpoint=multi_task).setup("fit")
+    with pytest.raises(ValueError, match=r"features\.0\.weight: shape \(4, 3, 3, 3\) in .*ucf101.ckpt's network"):
+        VideoClassifier(flow_builder, 5, init_checkpoint=path).setup("fit")
 
 
 def test_an_i3d_port_file_with_as_many_classes_is_a_stream_checkpoint(tmp_path) -> None:
