@@ -110,11 +110,16 @@ def test_fewer_views_and_windows(tested, ucf101_tiny) -> None:
     (_, path), *_ = videos_of(ucf101_tiny, load_video_scores(tested["two_stream"] / "test_scores.npz"))
     centre = VideoScorer(loaded, "cpu", EvalProtocol(positions=1, crops="centre")).score(path)
     assert centre.protocol == {"positions": 1, "crops": "centre", "views": 1}
-    windows = VideoScorer(loaded, "cpu").score_windows(path, window_s=0.24, stride_s=0.16)  # 12 frames at 25 fps
+    scorer = VideoScorer(loaded, "cpu")
+    windows = scorer.score_windows(path, window_s=0.24, stride_s=0.16)  # 12 frames at 25 fps
     assert [(round(start, 2), round(end, 2)) for start, end, _ in windows] == [(0, 0.24), (0.16, 0.4), (0.32, 0.48)]
     for _, _, scores in windows:
         assert set(scores.scores) == {"spatial", "temporal", "fusion"}
         assert scores.scores["fusion"].sum() == pytest.approx(1, abs=1e-5)
+    [(start, end, whole)] = scorer.score_windows(path, window_s=1.0, stride_s=1.0)  # longer than the video
+    assert (start, end) == (0, 0.48) and whole.scores.keys() == windows[0][2].scores.keys()
+    for stream, scores in scorer.score(path).scores.items():
+        np.testing.assert_array_equal(whole.scores[stream], scores)
 
 
 def test_window_spans_cover_the_video_and_hold_a_field() -> None:
