@@ -47,22 +47,17 @@ from av.video.reformatter import VideoReformatter
 from datamodules.annotations.records import RESIZED_SUFFIX
 from flow.av_compat import copy_colour_tags, display_matrix, frame_rate, open_input
 from flow.extract import check_writable
-from flow.ownership import VideoBusy, claim, temporary
+from flow.ownership import temporary
 from flow.frames import VideoError, resized_size
 from flow.orientation import quarter_turns, upright_size
-from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import usable_cores
 from flow.summary import RunTotals
-from flow.video_run import FatalError, Job, Skipped, failure_reason, plan_jobs, run_jobs
+from flow.video_run import Job, Skipped, claimed, plan_jobs, pooled, run_jobs
 
 __all__ = [
     "CODECS", "Codec", "ResizeConfig", "ResizeSummary", "ResizedVideo", "default_codec", "encoded_size",
     "resize_many", "resize_video", "tmp_path",
 ]  # fmt: skip
-
-# Videos in a row whose worker crashed even when run alone, before the run gives up.
-_MAX_LONE_CRASHES = 10
-
 
 @dataclass(frozen=True)
 class Codec:
@@ -290,18 +285,7 @@ class _Worker:
         self.threads = config.threads or max(1, usable_cores() // workers)
 
     def __call__(self, job: Job) -> ResizedVideo | Skipped | str:
-        try:
-            lock = claim(job.target)
-        except VideoBusy as busy:
-            return Skipped(str(busy))
-        try:
-            if job.target.is_file():
-                return Skipped("completed by another writer since this run listed it")
-            return resize_video(job.source, job.target, self.config, self.threads)
-        except Exception as error:  # noqa: BLE001 - one odd video must not stop the others
-            return failure_reason(error, job.target.parent)
-        finally:
-            lock.release()
+        return claimed(job, lambda: resize_video(job.source, job.target, self.config, self.threads), job.target.parent)
 
 
 def _outcomes(jobs: Sequence[Job], config: ResizeConfig, workers: int) -> Iterator[tuple[Job, ResizedVideo | str]]:
@@ -309,14 +293,7 @@ def _outcomes(jobs: Sequence[Job], config: ResizeConfig, workers: int) -> Iterat
         worker = _Worker(config)
         yield from ((job, worker(job)) for job in jobs)
         return
-    try:
-        for job, outcome in pool_outcomes(jobs, partial(_Worker, config, workers), workers, _MAX_LONE_CRASHES):
-            if isinstance(outcome, Crashed):  # its temporary file goes when the video is next redone
-                outcome = "the worker process crashed while re-encoding this video"
-            yield job, outcome
-    except RepeatedCrashes as error:
-        raise FatalError(f"worker processes crashed on {error.count} videos in a row, the last "
-                         f"{error.job.listed}; see the messages above") from None
+    yield from pooled(jobs, partial(_Worker, config, workers), workers, "re-encoding")
 
 
 def resize_many(

@@ -32,10 +32,9 @@ from flow.meta import META_FILE
 from flow.extraction_config import ExtractionConfig, open_video
 from flow.outputs import VideoBusy, VideoOutput, clear_folder, finish_video, open_output, write_jpeg
 from flow.packed import PACK_SUFFIX
-from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.stages import Writer, flow_fields, prefetched, usable_cores
 from flow.summary import Summary, VideoResult
-from flow.video_run import FatalError, Job, Skipped, failure_reason, plan_jobs, run_jobs
+from flow.video_run import FatalError, Job, Skipped, failure_reason, plan_jobs, pooled, run_jobs
 from flow.videos import VIDEO_EXTENSIONS, list_videos, video_id
 
 # The listing names stay importable from here, where callers have always found them.
@@ -43,10 +42,6 @@ __all__ = [
     "VIDEO_EXTENSIONS", "ExtractionConfig", "FatalError", "Job", "VideoError", "check_writable", "clear_folder",
     "extract_many", "extract_video", "list_videos", "open_video", "video_id",
 ]  # fmt: skip
-
-# Videos in a row whose worker crashed even when run alone, before the run gives up.
-_MAX_LONE_CRASHES = 10
-
 
 def _write_flow(output: VideoOutput, paths: Sequence[Path], field_: np.ndarray, bound: float, quality: int) -> int:
     return sum(output.write(path.name, data) for path, data in zip(paths, encode_flow(field_, bound, quality)))
@@ -166,27 +161,13 @@ def _process_worker(config: ExtractionConfig, workers: int) -> _Worker:
     return worker
 
 
-def _pool_outcomes(jobs: Sequence[Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
-    """Jobs on ``workers`` processes (``flow.pool``): a video that crashes its process (a
-    decoder's segfault on a malformed file) fails alone, the others go on."""
-    outcomes = pool_outcomes(jobs, partial(_process_worker, config, workers), workers, _MAX_LONE_CRASHES)
-    try:
-        for job, outcome in outcomes:
-            if isinstance(outcome, Crashed):
-                outcome = "the worker process crashed while extracting this video"
-            yield job, outcome
-    except RepeatedCrashes as error:
-        raise FatalError(f"worker processes crashed on {error.count} videos in a row, the last "
-                         f"{error.job.listed}; see the messages above") from None
-
-
 def _outcomes(jobs: Sequence[Job], config: ExtractionConfig, workers: int) -> Iterator[Outcome]:
     if config.batch:
         from flow.batched import batched_outcomes  # imports torch
 
         yield from batched_outcomes(jobs, config)
     elif workers > 1:
-        yield from _pool_outcomes(jobs, config, workers)
+        yield from pooled(jobs, partial(_process_worker, config, workers), workers, "extracting")
     else:
         # In-process: no start-up cost; the flow threads use all the cores on one video at a time.
         worker = _Worker(config)

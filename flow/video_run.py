@@ -29,7 +29,8 @@ from typing import Any
 from tqdm import tqdm
 
 from flow.frames import VideoError, first_line
-from flow.ownership import temporary
+from flow.ownership import VideoBusy, claim, temporary
+from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
 from flow.paths import safe_join
 from flow.sharding import Shard
 from flow.summary import Failure, RunTotals
@@ -37,6 +38,7 @@ from flow.videos import id_clashes, list_videos, video_id
 
 EXIT_FAILURES, EXIT_STOPPED = 1, 3  # some videos failed; the run stopped (full disk, crashes), rerun resumes
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM  # the shell's codes: 130, 143
+MAX_LONE_CRASHES = 10  # videos in a row whose worker crashed even when run alone, before the run gives up
 
 
 class Terminated(BaseException):
@@ -94,6 +96,39 @@ class Job:
     listed: str  # the path as listed, for reports
     source: Path
     target: Path
+
+
+def claimed(job: Job, work: Callable[[], Any], reported: Path | None = None) -> Any:
+    """``work()`` for a job whose output is one file (``job.target``), under the video's lock
+    (``flow/ownership.py``): ``Skipped`` when another writer holds it or completed it since the
+    run listed it, the failure reason (``failure_reason``, about ``reported``, default the
+    target) when ``work`` raises."""
+    try:
+        lock = claim(job.target)
+    except VideoBusy as busy:
+        return Skipped(str(busy))
+    try:
+        if job.target.is_file():
+            return Skipped("completed by another writer since this run listed it")
+        return work()
+    except Exception as error:  # noqa: BLE001 - one odd video must not stop the others
+        return failure_reason(error, reported or job.target)
+    finally:
+        lock.release()
+
+
+def pooled(jobs: Sequence[Job], make_worker: Callable[[], Callable[[Job], Any]], workers: int,
+           doing: str) -> Iterator[tuple[Job, Any]]:
+    """Jobs on ``workers`` processes (``flow.pool``): a video that crashes its process (a
+    decoder's segfault on a malformed file) fails alone ("the worker process crashed while
+    ``doing`` this video"), the others go on; crashes video after video stop the run (FatalError)."""
+    try:
+        for job, outcome in pool_outcomes(jobs, make_worker, workers, MAX_LONE_CRASHES):
+            yield job, (f"the worker process crashed while {doing} this video" if isinstance(outcome, Crashed)
+                        else outcome)
+    except RepeatedCrashes as error:
+        raise FatalError(f"worker processes crashed on {error.count} videos in a row, the last "
+                         f"{error.job.listed}; see the messages above") from None
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, shard: Shard, what: str,

@@ -26,16 +26,14 @@ import torch
 from tqdm import tqdm
 
 from flow.extract import check_writable
-from flow.ownership import VideoBusy, claim, temporary
-from flow.pool import Crashed, RepeatedCrashes, pool_outcomes
+from flow.ownership import temporary
 from flow.stages import usable_cores
 from flow.summary import RunTotals
-from flow.video_run import FatalError, Job, Skipped, failure_reason, plan_jobs, run_jobs
+from flow.video_run import Job, Skipped, claimed, plan_jobs, pooled, run_jobs
 from flow.videos import video_id
 from inference.feature_extractor import FeatureExtractor, VideoFeatures
 
 TIMESTAMPS = "timestamps"
-_MAX_LONE_CRASHES = 10
 
 
 def output_path(out_root: Path | str, video_id: str, name: str) -> Path:
@@ -103,24 +101,16 @@ class FeatureWorker:
         self.extractor, self.out_root = extractor, out_root
 
     def __call__(self, job: Job) -> FeatureResult | Skipped | str:
+        return claimed(job, lambda: self._extract(job))
+
+    def _extract(self, job: Job) -> FeatureResult:
         started = time.perf_counter()
-        try:
-            lock = claim(job.target)
-        except VideoBusy as busy:
-            return Skipped(str(busy))
-        try:
-            if job.target.is_file():
-                return Skipped("completed by another writer since this run listed it")
-            vid = video_id(job.listed)
-            features = self.extractor.extract(job.source, vid)
-            for note in features.notes:
-                tqdm.write(f"note: {job.listed}: {note}", file=sys.stderr)
-            written = write_features(features, self.out_root, vid)
-            return FeatureResult(len(features.timestamps), features.duration, written, time.perf_counter() - started)
-        except Exception as error:  # noqa: BLE001 - one odd video must not stop the others
-            return failure_reason(error, job.target)
-        finally:
-            lock.release()
+        vid = video_id(job.listed)
+        features = self.extractor.extract(job.source, vid)
+        for note in features.notes:
+            tqdm.write(f"note: {job.listed}: {note}", file=sys.stderr)
+        written = write_features(features, self.out_root, vid)
+        return FeatureResult(len(features.timestamps), features.duration, written, time.perf_counter() - started)
 
 
 def _process_worker(build: Callable[[], FeatureExtractor], out_root: Path, workers: int) -> FeatureWorker:
@@ -135,15 +125,8 @@ def _outcomes(jobs: Sequence[Job], build: Callable[[], FeatureExtractor], out_ro
         worker = FeatureWorker(build(), out_root)
         yield from ((job, worker(job)) for job in jobs)
         return
-    try:
-        for job, outcome in pool_outcomes(jobs, partial(_process_worker, build, out_root, workers), workers,
-                                          _MAX_LONE_CRASHES):
-            if isinstance(outcome, Crashed):
-                outcome = "the worker process crashed while extracting features of this video"
-            yield job, outcome
-    except RepeatedCrashes as error:
-        raise FatalError(f"worker processes crashed on {error.count} videos in a row, the last "
-                         f"{error.job.listed}; see the messages above") from None
+    yield from pooled(jobs, partial(_process_worker, build, out_root, workers), workers,
+                      "extracting features of")
 
 
 def extract_features_many(video_root: Path | str, videos: Sequence[str], out_root: Path | str,

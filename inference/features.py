@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         shard = parse_shard(args.shard) if args.shard else shard_from_env()
     except ValueError as error:
         p.error(f"--shard: {error}")
+    if args.out_root.resolve().is_relative_to(args.video_root.resolve()):
+        p.error("OUT must lie outside VIDEO_ROOT")
     device = process_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     streams = tuple(s.strip() for s in args.streams.split(",") if s.strip()) if args.streams else None
     try:
@@ -199,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.out_root.resolve().is_relative_to(args.video_root.resolve()):
-        p.error("OUT must lie outside VIDEO_ROOT")
     settings = extractor.settings
     what = (f"features ({', '.join(extractor.networks)}), stack {settings.stack}, step "
             f"{settings.step or settings.stack}, {settings.crops} crops" + (f", {settings.fps} fps" if settings.fps else ""))

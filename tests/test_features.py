@@ -1,6 +1,7 @@
 """inference/features.py: features equal the network's pooled forward_features on clips built by
 hand here; shapes of ten crops and concat; the run's resume and bad videos."""
 
+import copy
 from pathlib import Path
 
 import cv2
@@ -198,3 +199,17 @@ def test_flow_on_the_fly_equals_the_extracted_flows_features(networks, data):
     extracted = extractor(flow_net, frames_root, stack=4)
     np.testing.assert_array_equal(on_the_fly.extract(path, vid).features["flow"],
                                   extracted.extract(path, vid).features["flow"])
+
+
+@pytest.mark.gpu
+def test_features_on_cuda_equal_the_cpus(networks, data):
+    video_root, videos, frames_root = data
+    path, vid = video_root / videos[4], video_id(videos[4])
+    nets = {"rgb": networks["i3d_rgb"], "flow": networks["i3d_flow"]}
+    cpu = extractor(nets, frames_root, stack=8, crops="ten").extract(path, vid)
+    on_cuda = FeatureExtractor({key: copy.deepcopy(net) for key, net in nets.items()},
+                               FeatureSettings(stack=8, crops="ten"), AT_STORED_SIZE, create_reader("auto"),
+                               ExtractedFlow(frames_root), device="cuda").extract(path, vid)
+    for key in nets:
+        # cuDNN may convolve in TF32 (its default): agreement, not bits
+        np.testing.assert_allclose(on_cuda.features[key], cpu.features[key], atol=1e-2, rtol=1e-2)
