@@ -158,10 +158,14 @@ class BatchedRun:
     VideoResult or failure reason as it completes. Use it as a context manager: leaving
     the block stops and joins every thread."""
 
-    def __init__(self, config: ExtractionConfig, algorithm: FlowAlgorithm | None = None) -> None:
+    def __init__(self, config: ExtractionConfig, algorithm: FlowAlgorithm | None = None,
+                 outputs: Callable[[Job], VideoOutput] | None = None) -> None:
+        """``outputs``: where a job's files go; default ``open_output(job.target, config)``
+        (``flow.memory_store`` passes its in-memory output)."""
         if config.batch < 1:
             raise ValueError(f"batched extraction needs batch >= 1, got {config.batch}")
         self.config = config
+        self._open = outputs or (lambda job: open_output(job.target, config))
         self.algorithm = algorithm or create_algorithm(config.algorithm, **config.params)
         if not hasattr(self.algorithm, "batch"):
             raise ValueError(f"flow algorithm {config.algorithm!r} has no batched form")
@@ -232,7 +236,7 @@ class BatchedRun:
     def _decode(self, video: _Video) -> None:
         config, job = self.config, video.job
         # Opened first, as on the per-video path: a video another writer holds is skipped undecoded.
-        output = video.output = open_output(job.target, config)
+        output = video.output = self._open(job)
         video.frames = open_video(job.source, config, gray=not self._color, rgb=self._color or config.rgb)
         layout = config.layout
         with closing(iter(video.frames)) as decoded:

@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flow.frames import VideoError
 from flow.meta import FlowMeta
 from flow.outputs import VideoOutput
 from flow.store import FolderFlowStore, decode_image
+from flow.summary import VideoResult
 
 if TYPE_CHECKING:
     from flow.algorithms import FlowAlgorithm
     from flow.extraction_config import ExtractionConfig
-    from flow.summary import VideoResult
 
 # A name for messages and paths; nothing is ever read or written there.
 MEMORY_ROOT = Path("<memory>")
@@ -82,19 +83,32 @@ class MemoryFlowStore(FolderFlowStore):
 
     def extract(self, video_path: Path | str, video_id: str, config: ExtractionConfig,
                 algorithms: list[FlowAlgorithm] | None = None) -> VideoResult:
-        """Extract ``video_path`` with ``config`` (``flow.extract.extract_video``, files kept
-        here) as video ``video_id``; raises ``flow.frames.VideoError`` for a video that cannot be.
+        """Extract ``video_path`` with ``config`` as video ``video_id``, its files kept here:
+        ``flow.extract.extract_video``, or with ``config.batch`` > 0 ``flow.batched.BatchedRun``
+        (the video's pairs B at a time: a GPU's way). Raises ``flow.frames.VideoError`` for a
+        video that cannot be extracted.
 
         Args:
             video_path: the video file.
             video_id: the name it is read by.
             config: how to extract (algorithm, parameters, short side, step, bound, quality...).
-            algorithms: instances to reuse over videos; default ``config.create_algorithms()``.
+            algorithms: instances to reuse over videos (the batched path takes the first);
+                default ``config.create_algorithms()``.
         """
-        from flow.extract import extract_video  # the extraction machinery, only when extracting
-
         output = MemoryOutput()
-        result = extract_video(video_path, MEMORY_ROOT / video_id, config, algorithms, output=output)
+        target = MEMORY_ROOT / video_id
+        if config.batch:
+            from flow.batched import BatchedRun  # imports torch
+            from flow.video_run import Job
+
+            with BatchedRun(config, algorithms[0] if algorithms else None, outputs=lambda job: output) as run:
+                [(_, result)] = list(run.outcomes([Job(str(video_path), Path(video_path), target)]))
+            if not isinstance(result, VideoResult):
+                raise VideoError(str(result))
+        else:
+            from flow.extract import extract_video  # the extraction machinery, only when extracting
+
+            result = extract_video(video_path, target, config, algorithms, output=output)
         self._files[video_id], self._described[video_id] = output.files, output.meta
         self._metas.pop(video_id, None)
         return result

@@ -1,7 +1,7 @@
 """flow/memory_store.py: flow extracted into memory is the extractor's own bytes, read as a folder is."""
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -59,6 +59,22 @@ def test_a_span_reads_the_videos_fields_from_its_first_frame(both) -> None:
         memory.read_fields("v@2", [3])  # past the span: refused as past a video's end
     with pytest.raises(ValueError, match="does not fit"):
         memory.add_span("late", of="v", first=7, count=4)
+
+
+def test_the_batched_path_keeps_the_per_video_files(tmp_path) -> None:
+    """With ``batch`` (a GPU's way: tvl1_torch or RAFT), the same bytes as the per-video path."""
+    video = write_moving_video(tmp_path / "v.avi", frames=6)
+    quick = {"nscales": 2, "warps": 1, "outer_iterations": 2, "inner_iterations": 3, "median_filtering": 1}
+    config = ExtractionConfig(algorithm="tvl1_torch", params=quick, short_side=32, backward=True)
+    per_video, batched = MemoryFlowStore(), MemoryFlowStore()
+    per_video.extract(video, "v", config)
+    result = batched.extract(video, "v", replace(config, batch=4, threads=1))
+    assert result.pairs == per_video.meta("v").num_flows == 5
+    assert batched._files["v"] == per_video._files["v"]
+    assert asdict(batched.meta("v")) == asdict(per_video.meta("v"))
+    with pytest.raises(VideoError):
+        batched.extract(tmp_path / "missing.mp4", "missing", replace(config, batch=4, threads=1))
+    assert not batched.exists("missing")
 
 
 def test_a_bad_video_raises_and_leaves_nothing(tmp_path, monkeypatch) -> None:
