@@ -107,6 +107,18 @@ def test_resnet_features_read_each_snippets_middle_frame(networks, data):
     assert out.features["rgb"].shape == (3, 512)
 
 
+
+def test_fps_resamples_before_stacking(networks, data):
+    """At half the videos' 25 fps, 2-frame stacks read the source frames 4-frame stacks read at 25."""
+    video_root, videos, _ = data
+    path, vid = video_root / videos[1], video_id(videos[1])
+    network = {"rgb": networks["resnet_rgb"]}
+    halved = extractor(network, stack=2, fps=12.5).extract(path, vid)
+    native = extractor(network, stack=4).extract(path, vid)
+    np.testing.assert_array_equal(halved.features["rgb"], native.features["rgb"])  # source frames 2, 6, 10
+    np.testing.assert_allclose(halved.timestamps, [[0.0, 0.16], [0.16, 0.32], [0.32, 0.48]])
+    np.testing.assert_allclose(native.timestamps, halved.timestamps)
+
 def test_ten_crops_concat_and_a_short_video(networks, data):
     video_root, videos, frames_root = data
     path, vid = video_root / videos[2], video_id(videos[2])
