@@ -15,7 +15,6 @@ from typing import Any
 from datamodules.settings import EvalProtocol, FrameSampling
 from datamodules.transforms import Augmentation
 from flow.extraction_config import ExtractionConfig
-from flow.frames import DECODERS
 from flow.layout import FrameLayout
 from lightning_modules.recipe import RECIPE_VERSION, plain
 
@@ -62,8 +61,9 @@ class FlowSettings:
         """
         if not self.known:
             raise FlowUnknownError(f"the model's flow settings are unknown: {self.reason}")
-        # meta.json without a decoder predates recording it; the extractor's default then was PyAV.
-        decoder = self.decoder if self.decoder in DECODERS else ExtractionConfig.decoder
+        # meta.json began recording the decoder when PyAV replaced decord as the extractor's
+        # default (commit 099242d): flow without one was decoded by decord.
+        decoder = self.decoder or "decord"
         layout = FrameLayout.from_templates(self.layout, self.start_index) if self.layout else ExtractionConfig.layout
         return ExtractionConfig(algorithm=self.algorithm, params=dict(self.params), short_side=self.short_side,
                                 step=self.step, bound=self.bound, quality=self.jpeg_quality, backward=self.backward,

@@ -118,3 +118,12 @@ def test_a_newer_or_malformed_recipe_is_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match="data blocks"):
         Recipe.from_dict({**recipe.to_dict(), "data": {"test": {"no_such_setting": 1}}})
     assert replace(recipe, classes=["a"]).to_dict()["classes"] == ["a"]
+
+
+def test_flow_whose_meta_json_names_no_decoder_was_decoded_by_decord() -> None:
+    """meta.json began recording the decoder when PyAV became the extractor's default."""
+    settings = FlowSettings(algorithm="tvl1", bound=20.0, jpeg_quality=95, short_side=256)
+    assert settings.extraction_config().decoder == "decord"
+    assert replace(settings, decoder="pyav").extraction_config(threads=2).threads == 2
+    with pytest.raises(ValueError, match="unknown decoder"):
+        replace(settings, decoder="nvdec").extraction_config()
