@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from datamodules.decoding import create_reader
 from datamodules.transforms import Augmentation
@@ -17,7 +18,8 @@ from flow.videos import list_videos, video_id
 from inference.feature_extractor import FeatureExtractor, FeatureSettings
 from inference.feature_run import extract_features_many, output_path
 from inference import features
-from inference.features import ExtractedFlow, FlowOnTheFly
+from inference.features import ExtractedFlow, ExtractorSource, FlowOnTheFly
+from inference.load import load_config
 from inference.snippets import SnippetGrid, resampled
 from models.i3d_port import export_port_state_dict
 from models.inception_i3d import InceptionI3D
@@ -225,3 +227,16 @@ def test_features_on_cuda_equal_the_cpus(networks, data):
     for key in nets:
         # cuDNN may convolve in TF32 (its default): agreement, not bits
         np.testing.assert_allclose(on_cuda.features[key], cpu.features[key], atol=1e-2, rtol=1e-2)
+
+
+def test_imagenet_inflated_weights_give_features_a_classifier_could_not(data, tmp_path):
+    """A config whose I3D inflates GoogLeNet weights (a local file of random weights in torchvision's
+    format): features read the pre-logits, so the untrained classifier is no reason to refuse."""
+    video_root, videos, _ = data
+    weights = tmp_path / "googlenet.pth"
+    torch.save(torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).state_dict(), weights)
+    source = ExtractorSource(None, i3d_config(tmp_path, weights), None, None, FeatureSettings(stack=8), "cpu")
+    out = source.build().extract(video_root / videos[0], video_id(videos[0]))
+    assert out.features["rgb"].shape == (1, 1024)
+    with pytest.raises(ValueError, match="classifier nobody trained"):
+        load_config(i3d_config(tmp_path, weights))  # classify's rule stands
