@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import torch
 
+from datamodules.decoding import VideoDecodeError
 from flow.video_run import EXIT_FAILURES, EXIT_STOPPED, FatalError, failure_reason, stoppable
 from inference.classify_output import (caption_lines, describe_protocol, plain_scores, top_table,
                                        window_line)
@@ -49,20 +50,22 @@ class UsageError(Exception):
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="cli.py classify", description=__doc__.split("\n\n")[0],
+        prog="cli.py classify",
+        description="The top classes of your own videos by a trained model (a checkpoint of `cli.py fit`, or a "
+                    "config with published weights), per stream and fused; flow computed on the fly.",
         epilog="Exit status: 0 all classified, 1 some videos failed (named), 2 usage or model problem, "
                "3 output not writable, 130/143 stopped by Ctrl-C/SIGTERM.")
     parser.add_argument("videos", nargs="+", metavar="VIDEO",
                         help="video files, folders (every video under them), globs (quoted) or list files "
                              "(.txt: one video per line)")
     model = parser.add_argument_group("model")
-    model.add_argument("--checkpoint", type=Path, help="a checkpoint written by `cli.py fit`")
-    model.add_argument("--config", type=Path,
+    model.add_argument("--checkpoint", type=Path, metavar="CKPT", help="a checkpoint written by `cli.py fit`")
+    model.add_argument("--config", type=Path, metavar="X.yaml",
                        help="a training config (its model and data blocks): published weights as its networks' "
                             "`weights` say, or the --checkpoint's weights")
     parser.add_argument("--output", type=Path, metavar="FILE.jsonl",
                         help="write one JSON object per video: every class's probability per stream and fused")
-    parser.add_argument("--top", type=int, default=5, help="classes printed per stream (default 5)")
+    parser.add_argument("--top", type=int, default=5, metavar="K", help="classes printed per stream (default 5)")
     parser.add_argument("--views", default="protocol",
                         help="protocol (the checkpoint's test protocol, default), centre, N (positions or clips, "
                              "centre crop) or NxC (C crops: 1, 3, 5, 10)")
@@ -119,7 +122,8 @@ def load_model(args: argparse.Namespace, device: torch.device) -> Any:
             else:
                 loaded = load_checkpoint(args.checkpoint, device=device)
         except (Exception, SystemExit) as error:  # noqa: BLE001 - any refusal is one line, not a traceback
-            raise UsageError(f"cannot load the model from {named}: {_message(error)}") from None
+            message = _message(error)
+            raise UsageError(message if str(named) in message else f"{named}: {message}") from None
     for warning in caught:  # one line each, not Python's file:line and source text
         print(f"warning: {warning.message}", file=sys.stderr)
     return loaded
@@ -191,7 +195,7 @@ def classify_videos(videos: Sequence[Path], scorer: Any, loaded: Any, args: argp
                     raise ValueError("no window to classify (an empty video?)")
                 result = windows[0][2]
         except Exception as error:  # noqa: BLE001 - a bad video fails alone; failure_reason names it
-            reason = failure_reason(error, video)
+            reason = error.reason if isinstance(error, VideoDecodeError) else failure_reason(error, video)
             failed.append(_report_failure(str(video), reason))
             if out is not None:
                 _write(out, {"video": str(video), "error": reason})
@@ -241,9 +245,12 @@ def _print_video(video: Path, result: Any, classes: Sequence[str], top: int) -> 
 def _print_windows(video: Path, windows: Sequence[Any], classes: Sequence[str], args: argparse.Namespace) -> None:
     lines = [f"{video}  ({len(windows)} windows of {args.window:g} s every {args.stride:g} s"
              + f"; {describe_protocol(windows[0][2].protocol, windows[0][2].flow_engine)})"]
-    notes = dict.fromkeys(note for *_, scores in windows for note in scores.notes)
-    lines += [f"  note: {note}" for note in notes]
-    lines += [window_line(start, end, scores.scores, classes, args.top) for start, end, scores in windows]
+    # Notes of every window (the flow engine) once; a window's own (a short last window) under it.
+    common = [note for note in windows[0][2].notes if all(note in scores.notes for *_, scores in windows)]
+    lines += [f"  note: {note}" for note in common]
+    for start, end, scores in windows:
+        lines.append(window_line(start, end, scores.scores, classes, args.top))
+        lines += [f"               note: {note}" for note in scores.notes if note not in common]
     print("\n".join(lines), flush=True)
 
 
