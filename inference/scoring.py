@@ -25,7 +25,8 @@ lacks; RAFT without its weights file) is refused when the scorer is built
 (``FlowUnavailable``), never replaced by other flow. The one substitution allowed is the
 engine: ``tvl1`` runs as ``tvl1_torch`` (OpenCV's TV-L1 in PyTorch, the same parameters)
 on a CUDA device, or when asked (``engine="tvl1_torch"``); ``VideoScores.flow_engine``
-says which ran.
+says which ran. On a CUDA device an algorithm with a batched form (``tvl1_torch``, ``raft``)
+takes a video's pairs ``CUDA_FLOW_BATCH`` at a time (``flow/batched.py``: the same files).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ if TYPE_CHECKING:
 
 # The video's name in its in-memory store and one-video index.
 VIDEO_ID = "video"
+# Frame pairs per flow call on a GPU (flow/batched.py; the files are the per-pair path's).
+CUDA_FLOW_BATCH = 32
 # tvl1 may run as this engine: OpenCV's TV-L1 in PyTorch, same parameters (flow/tvl1_torch.py).
 TVL1_ENGINES = {"tvl1": "tvl1_torch"}
 
@@ -188,12 +191,15 @@ class VideoScorer:
             params["device"] = str(self.device)
             params.pop("compile", None)  # auto: compiled on CUDA only
         config = replace(config, algorithm=engine, params=params)
+        if self.device.type == "cuda" and hasattr(ALGORITHMS[engine], "batch"):
+            config = replace(config, batch=CUDA_FLOW_BATCH)  # the video's pairs B at a time: same files
         try:
             self.algorithms = config.create_algorithms()
         except (ValueError, TypeError, OSError, RuntimeError) as error:  # RAFT without its weights file, ...
             raise FlowUnavailable(f"cannot run the model's flow algorithm {engine}: {error}") from None
         self.extraction = config
-        self.flow_engine = engine + (f" on {self.device}" if "device" in params else "")
+        self.flow_engine = engine + (f" on {self.device}" if "device" in params else "") + (
+            f", {config.batch} pairs a call" if config.batch else "")
         if engine != trained:
             self.engine_note = (f"flow computed by {engine} on {self.device}: the checkpoint's {trained} "
                                 "(same parameters) in PyTorch")

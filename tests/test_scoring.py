@@ -8,11 +8,11 @@ checkpoint. The checkpoints are real: written by ``cli.py fit`` (one training ba
 networks on the tiny synthetic UCF-101), then tested by ``cli.py test``.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from cli import cli_main
@@ -137,11 +137,29 @@ def test_flow_that_cannot_be_computed_as_trained_is_refused(tested) -> None:
         (FlowSettings("raft", bound=20.0, jpeg_quality=95), "weights=PATH"),
     ]
     for flow, reason in cases:
-        loaded.recipe = type(loaded.recipe)(**{**loaded.recipe.__dict__, "flow": flow})
+        loaded.recipe = replace(loaded.recipe, flow=flow)
         with pytest.raises(FlowUnavailable, match=reason):
             VideoScorer(loaded, "cpu")
     with pytest.raises(FlowUnavailable, match="trained on dis flow"):
         VideoScorer(load_checkpoint(tested["temporal"] / "checkpoints" / "last.ckpt"), "cpu", engine="tvl1")
+
+
+def as_tvl1(loaded):
+    """``loaded`` as if trained on TV-L1 flow (few iterations: the engines, not the flow, are tested)."""
+    quick = {"nscales": 2, "warps": 1, "outer_iterations": 2, "inner_iterations": 3, "median_filtering": 1}
+    loaded.recipe = replace(loaded.recipe, flow=replace(loaded.recipe.flow, algorithm="tvl1", params=quick))
+    return loaded
+
+
+@pytest.mark.slow
+def test_tvl1_runs_as_tvl1_torch_when_asked_and_says_so(tested, ucf101_tiny) -> None:
+    checkpoint = tested["temporal"] / "checkpoints" / "last.ckpt"
+    (_, path), *_ = videos_of(ucf101_tiny, load_video_scores(tested["temporal"] / "test_scores.npz"))
+    opencv = VideoScorer(as_tvl1(load_checkpoint(checkpoint)), "cpu").score(path)
+    torch_engine = VideoScorer(as_tvl1(load_checkpoint(checkpoint)), "cpu", engine="tvl1_torch").score(path)
+    assert (opencv.flow_engine, torch_engine.flow_engine) == ("tvl1", "tvl1_torch on cpu")
+    assert any("tvl1_torch" in note for note in torch_engine.notes) and not opencv.notes
+    np.testing.assert_allclose(torch_engine.scores["flow"], opencv.scores["flow"], atol=0.02)
 
 
 @pytest.mark.slow
@@ -163,4 +181,9 @@ def test_scores_on_cuda_match_the_cpu(tested, ucf101_tiny) -> None:
     on_cuda = VideoScorer(load_checkpoint(checkpoint, "cuda"), "cuda").score(path)
     for stream, scores in on_cpu.scores.items():
         np.testing.assert_allclose(on_cuda.scores[stream], scores, atol=1e-3, rtol=0)
-    assert torch.cuda.is_available()
+    # TV-L1 on a GPU: OpenCV's solver in PyTorch, the video's pairs batched.
+    temporal = tested["temporal"] / "checkpoints" / "last.ckpt"
+    opencv = VideoScorer(as_tvl1(load_checkpoint(temporal)), "cpu").score(path)
+    batched = VideoScorer(as_tvl1(load_checkpoint(temporal, "cuda")), "cuda").score(path)
+    assert batched.flow_engine == "tvl1_torch on cuda, 32 pairs a call"
+    np.testing.assert_allclose(batched.scores["flow"], opencv.scores["flow"], atol=0.02)
