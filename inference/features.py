@@ -35,9 +35,9 @@ from flow.algorithms import FlowAlgorithm
 from flow.extraction_config import ExtractionConfig
 from flow.memory_store import MemoryFlowStore
 from flow.packed import open_flow_store
-from flow.sharding import parse_shard, process_device, shard_from_env
+from flow.sharding import Shard, parse_shard, process_device, shard_from_env
 from flow.store import FolderFlowStore
-from flow.video_run import run_command
+from flow.video_run import run_command, stoppable
 from flow.videos import VIDEO_EXTENSIONS
 from inference.feature_extractor import CROPS, FeatureExtractor, FeatureSettings
 from inference.feature_run import extract_features_many
@@ -190,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--shard: {error}")
     if args.out_root.resolve().is_relative_to(args.video_root.resolve()):
         p.error("OUT must lie outside VIDEO_ROOT")
+    # Loading a network (or computing its flow engine) takes a while: Ctrl-C there is one line too.
+    return stoppable(lambda: _run(p, args, shard))
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace, shard: Shard) -> int:
     device = process_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     streams = tuple(s.strip() for s in args.streams.split(",") if s.strip()) if args.streams else None
     try:
