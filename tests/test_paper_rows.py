@@ -12,16 +12,18 @@ and, in-process through ``cli.cli_main``:
    - run as ``fit --trainer.fast_dev_run`` (one training and one validation step), for the
      first command that sets each override changing what a training step computes
      (``sampling``, ``augment``, ``in_channels``, ``freeze_backbone``, a network's class), or
-   - instantiated (``run=False``) with its data set up for fit, for every other ``fit``
-     command: the networks are built and the data checked against them (a bi-directional
-     stack without backward flow, trajectory stacking for a 3D network), which catches what a
-     wrong override breaks at a fraction of a step's cost; test_configs already runs each
-     config file itself with fast_dev_run.
-   ``test`` commands load checkpoints that other rows train: they are parsed only.
+   - instantiated (``run=False``) with its data set up for fit, for the first command of a
+     config to set each other override (or a later config file, another dataset): the
+     networks are built and the data checked against them (a bi-directional stack without
+     backward flow, trajectory stacking for a 3D network), which catches what a wrong
+     override breaks at a fraction of a step's cost;
+   - parsed only, for the rest: commands that differ from a built one in values only
+     (dropout 0.5 or 0.9, a checkpoint path), a config file as it is (test_configs runs each
+     with fast_dev_run), and ``test`` commands, which load checkpoints other rows train.
 
 UCF-101 rows read a tiny UCF-101 extracted with backward flow too (the bi-directional rows
 need it); the other datasets are conftest's shared ones. The commands together take about a
-minute and a half of two CPU cores (6 steps, ~38 instantiations, ~44 parses), so they are
+minute and a half of two CPU cores (60 parses, ~27 instantiations, 6 steps), so they are
 ``slow``; the page's shape (every row a command or the reason it has none) is checked fast.
 """
 
@@ -88,8 +90,27 @@ def step_runs(commands: list[str]) -> set[str]:
     return runs
 
 
+def instantiations(commands: list[str], runs: set[str]) -> set[str]:
+    """The other ``fit`` commands worth building: those setting an override (or a later config
+    file) no earlier built command of the same config set. The rest differ from one of those
+    in values only (dropout 0.5 or 0.9, a checkpoint path), or are a config file as it is,
+    which test_configs runs."""
+    built, chosen = [], set()
+    for command in commands:
+        argv = shlex.split(command)[2:]
+        if argv[0] != "fit":
+            continue
+        keys, config = set(overrides(argv)), argv[2]
+        if command not in runs and (not keys or any(config == other and keys <= seen for other, seen in built)):
+            continue
+        built.append((config, keys))
+        chosen |= {command} - runs
+    return chosen
+
+
 COMMANDS = page_commands()
 RUNS = step_runs(COMMANDS)
+BUILDS = instantiations(COMMANDS, RUNS)
 
 
 def test_every_row_has_a_command_or_says_why_not() -> None:
@@ -133,8 +154,8 @@ def test_command_runs_on_generated_data(command: str, ucf101_both_ways, request,
     argv = shlex.split(command)[2:]
     monkeypatch.chdir(ROOT)  # the page's config paths are relative to the checkout
     config = printed_config(argv)
-    if argv[0] != "fit":
-        return  # loads checkpoints other rows train: parsed only
+    if command not in RUNS | BUILDS:
+        return  # parsed only: see instantiations(); test commands load checkpoints other rows train
     name = config.get("experiment") or Path(argv[2]).stem
     folder = tmp_path / "printed"
     folder.mkdir()
