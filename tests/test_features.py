@@ -134,13 +134,20 @@ def test_ten_crops_concat_and_a_short_video(networks, data):
     np.testing.assert_allclose(short.timestamps, [[0.0, short.duration]])
 
 
-def test_run_resumes_and_lists_a_corrupt_video(networks, data, tmp_path):
+
+def two_videos_and(data: tuple[Path, list[str], Path], tmp_path: Path, name: str, content: bytes) -> Path:
+    """A video root of the data's first two videos and a file ``name`` holding ``content``."""
     video_root, videos, _ = data
     root = tmp_path / "videos"
     for listed in videos[:2]:
         (root / listed).parent.mkdir(parents=True, exist_ok=True)
         (root / listed).symlink_to(video_root / listed)
-    (root / "broken.avi").write_bytes(b"not a video at all")
+    (root / name).write_bytes(content)
+    return root
+
+def test_run_resumes_and_lists_a_corrupt_video(networks, data, tmp_path):
+    video_root, videos, _ = data
+    root = two_videos_and(data, tmp_path, "broken.avi", b"not a video at all")
     listed = list_videos(root)
     build = lambda: extractor({"rgb": networks["resnet_rgb"]}, stack=6)  # noqa: E731
     out = tmp_path / "features"
@@ -174,11 +181,7 @@ data:
 
 def test_cli_from_a_config_with_port_weights_exit_codes_and_resume(data, tmp_path, capsys):
     video_root, videos, _ = data
-    root = tmp_path / "videos"
-    for listed in videos[:2]:
-        (root / listed).parent.mkdir(parents=True, exist_ok=True)
-        (root / listed).symlink_to(video_root / listed)
-    (root / "broken.mp4").write_bytes(b"")
+    root = two_videos_and(data, tmp_path, "broken.mp4", b"")
     weights = tmp_path / "rgb_port.pt"
     torch.save(export_port_state_dict(InceptionI3D(4, frames=8, input_size=SIZE)), weights)
     args = [str(root), str(tmp_path / "out"), "--config", str(i3d_config(tmp_path, weights)), "--stack-size", "4",
