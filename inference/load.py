@@ -186,7 +186,12 @@ def load_config(config: str | Path, checkpoint: str | Path | None = None,
     data = blocks.get("data") or {}
     found = config_data(data)
     classes = found.classes
-    if classes is None and stored is not None:
+    if stored is not None and stored.classes is not None:
+        if classes is not None and classes != stored.classes:
+            differ = next((f"{a!r} / {b!r}" for a, b in zip(stored.classes, classes) if a != b),
+                          f"{len(stored.classes)} / {len(classes)} classes")
+            raise ValueError(f"checkpoint {checkpoint} was trained on other classes than config {config} names "
+                             f"(first difference, checkpoint / config: {differ})")
         classes = stored.classes
     num_classes = class_count(blocks["model"], classes, state, config, checkpoint)
     model = model_recipe(blocks["model"], num_classes)

@@ -133,6 +133,20 @@ def test_no_weights_are_downloaded_when_a_state_dict_replaces_them(fitted, tmp_p
         load_config(config_file)
 
 
+def test_a_config_naming_other_classes_than_the_checkpoint_is_refused(fitted, tmp_path) -> None:
+    config = yaml.safe_load(fitted.config.read_text())
+    annotations = config["data"]["init_args"]["annotations"]["init_args"]
+    renamed = tmp_path / "renamed"
+    shutil.copytree(annotations["annotation_dir"], renamed)
+    class_index = renamed / "classInd.txt"
+    class_index.write_text(class_index.read_text().replace(fitted.classes[0], "Renamed"))
+    annotations["annotation_dir"] = str(renamed)
+    config_file = tmp_path / "renamed.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=f"first difference, checkpoint / config: '{fitted.classes[0]}' / 'Renamed'"):
+        load_config(config_file, fitted.checkpoint)
+
+
 def test_a_published_classifier_loads_from_its_config_with_the_kinetics_names(tmp_path, no_downloads) -> None:
     torch.manual_seed(0)
     published = InceptionI3D(num_classes=400, modality="rgb", frames=8, input_size=32)
