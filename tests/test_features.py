@@ -146,7 +146,7 @@ def two_videos_and(data: tuple[Path, list[str], Path], tmp_path: Path, name: str
     return root
 
 def test_run_resumes_and_lists_a_corrupt_video(networks, data, tmp_path):
-    video_root, videos, _ = data
+    _, videos, _ = data
     root = two_videos_and(data, tmp_path, "broken.avi", b"not a video at all")
     listed = list_videos(root)
     build = lambda: extractor({"rgb": networks["resnet_rgb"]}, stack=6)  # noqa: E731
@@ -180,7 +180,7 @@ data:
 
 
 def test_cli_from_a_config_with_port_weights_exit_codes_and_resume(data, tmp_path, capsys):
-    video_root, videos, _ = data
+    _, videos, _ = data
     root = two_videos_and(data, tmp_path, "broken.mp4", b"")
     weights = tmp_path / "rgb_port.pt"
     torch.save(export_port_state_dict(InceptionI3D(4, frames=8, input_size=SIZE)), weights)
