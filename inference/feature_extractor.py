@@ -198,5 +198,5 @@ class FeatureExtractor:
             pooled = [network.forward_head(network.forward_features(x), pre_logits=True)
                       for x in views.chunks(self.settings.batch)]
             values = torch.cat(pooled).float().cpu().numpy().reshape(count, views.shape[1] // count, -1)
-            out[key] = values[:, 0] if self.settings.crops == "center" else values
+            out[key] = values[:, 0] if CROPS[self.settings.crops] == "centre" else values
         return out

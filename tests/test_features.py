@@ -100,7 +100,7 @@ def test_resnet_features_read_each_snippets_middle_frame(networks, data):
     video_root, videos, _ = data
     network = networks["resnet_rgb"]
     path = video_root / videos[1]
-    out = extractor({"rgb": network}, stack=4, step=4).extract(path, video_id(videos[1]))
+    out = extractor({"rgb": network}, stack=4, step=4, crops="centre").extract(path, video_id(videos[1]))
     frames = create_reader("auto").read_frames(path, list(range(12)))
     mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     images = (centre(frames[[2, 6, 10]]) / np.float32(255) - mean) / std
