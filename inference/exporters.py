@@ -353,3 +353,26 @@ def static_time(axes: tuple[Axis, ...], spec: InputSpec, reason: str) -> tuple[A
     """``axes`` with time fixed to the example's length."""
     return tuple(replace(axis, size=spec.frames, min=None, max=None, reason=reason) if axis.name == "time" else axis
                  for axis in axes)
+
+
+def calibrate_batch_norm(network: nn.Module, spec: InputSpec, batch: int = 2, seed: int = 0) -> nn.Module:
+    """``network`` (random weights, eval mode on return) with batch-norm statistics of random
+    inputs of ``spec``'s shape, as a trained network has statistics of its activations.
+
+    A freshly initialised network's statistics (mean 0, variance 1) do not match its
+    activations: GoogLeNet's small initial weights then give the same logits for every
+    input, and a check comparing two runtimes on them would compare constants.
+    """
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # the cumulative average of the batches seen
+    generator = torch.Generator().manual_seed(seed)
+    network.train()
+    with torch.no_grad():
+        network(torch.randn(input_shape(spec, batch), generator=generator))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return network.eval()
+
