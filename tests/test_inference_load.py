@@ -44,6 +44,7 @@ def no_downloads(monkeypatch) -> None:
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_alone_rebuilds_the_trained_module(fitted) -> None:
     loaded = load_checkpoint(fitted.checkpoint)
     assert not loaded.module.training and loaded.device == torch.device("cpu")
@@ -53,6 +54,7 @@ def test_a_checkpoint_alone_rebuilds_the_trained_module(fitted) -> None:
     same_outputs(loaded, fitted)
 
 
+@pytest.mark.slow
 def test_bad_checkpoint_files_are_one_line_naming_the_file(fitted, tmp_path) -> None:
     saved = tmp_path / "last.ckpt"
     shutil.copy(fitted.checkpoint, saved)
@@ -73,6 +75,7 @@ def without_recipe(fitted: Fitted, path: Path) -> dict:
     return recipe
 
 
+@pytest.mark.slow
 def test_an_old_checkpoint_takes_its_experiments_config_yaml_with_one_warning(fitted, tmp_path) -> None:
     without_recipe(fitted, tmp_path / "old.ckpt")
     with pytest.raises(ValueError, match="holds no recipe.*--config"):  # no config.yaml of its experiment
@@ -94,6 +97,7 @@ def test_an_old_checkpoint_takes_its_experiments_config_yaml_with_one_warning(fi
     same_outputs(loaded, fitted)
 
 
+@pytest.mark.slow
 def test_an_old_checkpoint_loads_with_a_config_by_class_index_with_one_warning(fitted, tmp_path) -> None:
     old = tmp_path / "old.ckpt"
     saved_recipe = without_recipe(fitted, old)
@@ -116,6 +120,7 @@ def test_an_old_checkpoint_loads_with_a_config_by_class_index_with_one_warning(f
     same_outputs(loaded, fitted)
 
 
+@pytest.mark.slow
 def test_no_weights_are_downloaded_when_a_state_dict_replaces_them(fitted, tmp_path, no_downloads) -> None:
     state = torch.load(fitted.checkpoint, weights_only=True)
     state[RECIPE_KEY]["model"]["init_args"]["spatial"]["init_args"]["weights"] = "IMAGENET1K_V1"
@@ -133,6 +138,7 @@ def test_no_weights_are_downloaded_when_a_state_dict_replaces_them(fitted, tmp_p
         load_config(config_file)
 
 
+@pytest.mark.slow
 def test_a_config_naming_other_classes_than_the_checkpoint_is_refused(fitted, tmp_path) -> None:
     config = yaml.safe_load(fitted.config.read_text())
     annotations = config["data"]["init_args"]["annotations"]["init_args"]
@@ -176,6 +182,7 @@ def test_the_kinetics_label_map_is_the_real_class_order() -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.slow
 def test_a_checkpoint_loads_onto_the_gpu(fitted) -> None:
     loaded = load_checkpoint(fitted.checkpoint, device="cuda")
     assert loaded.device.type == "cuda"

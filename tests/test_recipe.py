@@ -32,7 +32,8 @@ class Fitted:
 
 def fit_once(data, flow_root: Path, folder: Path) -> Fitted:
     """Fit once per session, whichever test module asks first (pytest imports this file twice
-    when another test file imports from it, so the finished fit is recognised on disk)."""
+    when another test file imports from it, so the finished fit is recognised on disk). The
+    tests that read it are ``slow``: a fit of two ResNet-18 streams takes several seconds."""
     reference = folder / "reference.pt"
     config = folder / "quickstart.yaml"
     if not reference.exists():
@@ -55,6 +56,7 @@ def fitted(ucf101_tiny, tmp_path_factory) -> Fitted:
     return fit_once(*ucf101_tiny, tmp_path_factory.getbasetemp() / "recipe_fit")
 
 
+@pytest.mark.slow
 def test_a_fit_writes_the_recipe_in_plain_values(fitted) -> None:
     recipe = torch.load(fitted.checkpoint, map_location="cpu", weights_only=True)[RECIPE_KEY]
     assert recipe["version"] == RECIPE_VERSION
@@ -69,6 +71,7 @@ def test_a_fit_writes_the_recipe_in_plain_values(fitted) -> None:
     assert recipe["data"]["augment"]["flow_mean_subtraction"] is False
 
 
+@pytest.mark.slow
 def test_the_recipe_holds_the_training_flows_extraction_settings(fitted) -> None:
     recipe = Recipe.from_dict(torch.load(fitted.checkpoint, map_location="cpu", weights_only=True)[RECIPE_KEY])
     meta = read_meta(next(path.parent for path in sorted(fitted.flow_root.rglob(META_FILE))))
