@@ -23,7 +23,7 @@ and, in-process through ``cli.cli_main``:
 
 UCF-101 rows read a tiny UCF-101 extracted with backward flow too (the bi-directional rows
 need it); the other datasets are conftest's shared ones. The commands together take about a
-minute and a half of two CPU cores (60 parses, ~27 instantiations, 6 steps), so they are
+minute and a half of two CPU cores (65 parses, ~31 instantiations, 6 steps), so they are
 ``slow``; the page's shape (every row a command or the reason it has none) is checked fast.
 """
 
