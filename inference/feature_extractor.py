@@ -102,6 +102,20 @@ def video_rate(path: Path) -> float:
         raise VideoError(f"cannot open as a video ({getattr(error, 'strerror', None) or error})") from None
 
 
+@dataclass(frozen=True)
+class _Source:
+    """A video being read: its flow (None without), the flow's frame step, the frames (or
+    fields) its snippets are cut from, their rate, and the video's length in seconds."""
+
+    path: Path
+    video_id: str
+    store: FolderFlowStore | None
+    step: int
+    length: int
+    rate: float
+    duration: float
+
+
 class FeatureExtractor:
     """Features of videos from networks reading ``rgb`` and/or ``flow``.
 
@@ -138,28 +152,11 @@ class FeatureExtractor:
     def extract(self, path: Path | str, video_id: str) -> VideoFeatures:
         """The features of the video at ``path`` (``video_id`` names its flow)."""
         path, settings = Path(path), self.settings
-        rate = video_rate(path)
-        store, step, bound = None, 1, 0.0
-        if "flow" in self.networks:
-            store = self.flow_for(path, video_id)
-            meta = store.meta(video_id)
-            step = meta.step if meta else 1
-            if meta and meta.fps > 0:
-                rate = meta.fps
-            length = store.num_flows(video_id)  # field k pairs with frame k (datamodules.datasets)
-            if length < 1:
-                raise VideoError(f"no flow fields for {video_id} in {store.root}")
-            video_frames = (meta.num_frames if meta else length + 1) * step
-        else:
-            length = video_frames = self.reader.num_frames(path)
-            if length < 1:
-                raise VideoError("no frames")
-        base_rate = rate / step
-        if settings.fps is not None and not base_rate > 0:
+        source = self._source(path, video_id)
+        if settings.fps is not None and not source.rate > 0:
             raise VideoError("its frame rate is unknown, so it cannot be resampled to --fps")
-        sequence = resampled(length, base_rate, settings.fps)
-        grid = SnippetGrid(len(sequence), settings.stack, settings.step or settings.stack,
-                           settings.fps or base_rate)
+        sequence = resampled(source.length, source.rate, settings.fps)
+        grid = SnippetGrid(len(sequence), settings.stack, settings.step or settings.stack, settings.fps or source.rate)
         notes = []
         if grid.padded:
             notes.append(f"{len(sequence)} frames, fewer than one stack of {settings.stack}: one snippet, "
@@ -169,22 +166,46 @@ class FeatureExtractor:
         group = max(1, (DECODE_SPAN - grid.stack) // grid.step + 1)
         for first in range(0, len(starts), group):
             chunk = starts[first:first + group]
-            frames = {}
-            for key, spec in self.specs.items():
-                indices = sequence[grid.positions(spec, chunk)]  # (B, t) frames or fields of the flow's frames
-                if key == "rgb":
-                    decoded = torch.from_numpy(self.reader.read_frames(path, (indices * step).reshape(-1).tolist()))
-                    frames[key] = decoded.permute(0, 3, 1, 2).reshape(*indices.shape, 3, *decoded.shape[1:3])
-                else:
-                    fields = store.read_fields(video_id, indices.reshape(-1).tolist())
-                    frames[key], bound = fields.planes.reshape(*indices.shape, *fields.planes.shape[1:]), fields.bound
+            frames, bound = self._read(source, {key: sequence[grid.positions(spec, chunk)]
+                                                for key, spec in self.specs.items()})
             for key, values in self._forward(frames, bound, len(chunk)).items():
                 rows[key].append(values)
         features = {key: np.concatenate(values) for key, values in rows.items()}
         if settings.concat:
             features = {"concat": np.concatenate([features["rgb"], features["flow"]], axis=-1)}
-        duration = video_frames / rate if rate > 0 else float(video_frames)
-        return VideoFeatures(features, grid.timestamps(), duration, notes)
+        return VideoFeatures(features, grid.timestamps(), source.duration, notes)
+
+    def _source(self, path: Path, video_id: str) -> _Source:
+        """Where the video's frames (and flow) come from, and how many there are."""
+        if "flow" not in self.networks:
+            length = self.reader.num_frames(path)
+            if length < 1:
+                raise VideoError("no frames")
+            rate = video_rate(path)
+            return _Source(path, video_id, None, 1, length, rate, length / rate if rate > 0 else float(length))
+        store = self.flow_for(path, video_id)
+        meta = store.meta(video_id)
+        length = store.num_flows(video_id)  # field k pairs with frame k (datamodules.datasets)
+        if length < 1:
+            raise VideoError(f"no flow fields for {video_id} in {store.root}")
+        step = meta.step if meta else 1
+        rate = meta.fps if meta and meta.fps > 0 else video_rate(path)
+        frames = (meta.num_frames if meta else length + 1) * step
+        return _Source(path, video_id, store, step, length, rate / step, frames / rate if rate > 0 else float(frames))
+
+    def _read(self, source: _Source, indices: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], float]:
+        """uint8 (B, t, C, H, W) per key at ``indices`` (B, t) of the flow's frames (or the
+        video's, without flow), and the flow's quantization bound (0.0 without flow)."""
+        frames, bound = {}, 0.0
+        for key, where in indices.items():
+            if key == "rgb":
+                video_frames = (where * source.step).reshape(-1).tolist()  # flow frame k is video frame k * step
+                decoded = torch.from_numpy(self.reader.read_frames(source.path, video_frames))
+                frames[key] = decoded.permute(0, 3, 1, 2).reshape(*where.shape, 3, *decoded.shape[1:3])
+            else:
+                fields = source.store.read_fields(source.video_id, where.reshape(-1).tolist())
+                frames[key], bound = fields.planes.reshape(*where.shape, *fields.planes.shape[1:]), fields.bound
+        return frames, bound
 
     @torch.inference_mode()
     def _forward(self, frames: dict[str, torch.Tensor], bound: float, count: int) -> dict[str, np.ndarray]:
