@@ -78,6 +78,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="as classify's --views (default protocol: 25 positions x 10 crops, 3D 10 clips x 3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per model (default 3)")
     parser.add_argument("--device", default="cpu", help="where the networks (and tvl1_torch) run (default cpu)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch's CPU threads (0: its default); 1 on a machine other processes load, where "
+                             "OpenMP threads wait on each other")
     add_json_option(parser)
     args = parser.parse_args(argv)
     args.kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
@@ -90,8 +93,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.view_choice = parse_views(args.views)
     except ValueError as error:
         parser.error(str(error))
-    if min(args.repeats, args.crop, args.i3d_frames) < 1 or args.frames < 0 or args.crop > args.short_side:
-        parser.error("--repeats, --crop and --i3d-frames must be >= 1, --frames >= 0, --crop <= --short-side")
+    if min(args.repeats, args.crop, args.i3d_frames) < 1 or min(args.frames, args.threads) < 0 or \
+            args.crop > args.short_side:
+        parser.error("--repeats, --crop and --i3d-frames must be >= 1, --frames and --threads >= 0, "
+                     "--crop <= --short-side")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: torch sees no CUDA device")
     return args
@@ -209,11 +214,21 @@ def measure(kind: str, video: Path, args: argparse.Namespace) -> tuple[float, di
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    threads = torch.get_num_threads()
+    try:
+        return run(args)
+    finally:
+        torch.set_num_threads(threads)  # a caller in this process keeps its own
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         source = args.video or sample_videos()[0]
     except BenchmarkError as error:
         print(f"classify_speed: {error}", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     report = Report("classify_speed", describe_machine(cuda, threads=torch.get_num_threads()), args.json)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling table.py
 import classify_speed  # noqa: E402
 
 SMALL = ["--frames", "0", "--short-side", "40", "--crop", "32", "--i3d-frames", "8", "--views", "centre",
-         "--repeats", "1", "--algorithm", "dis"]
+         "--repeats", "1", "--algorithm", "dis", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
