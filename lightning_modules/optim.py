@@ -11,6 +11,8 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from models.adapt import classifier_name
+
 
 class PaperSGD(torch.optim.SGD):
     """SGD with momentum 0.9 and learning rate 1e-2, as the two-stream paper trains.
@@ -26,18 +28,6 @@ class PaperSGD(torch.optim.SGD):
     def __init__(self, params: Iterable, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
                  nesterov: bool = False) -> None:
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-
-
-def classifier_name(network: nn.Module) -> str:
-    """Qualified name of the module ``network.get_classifier()`` declares: its head."""
-    if not callable(getattr(network, "get_classifier", None)):
-        raise TypeError(f"{type(network).__name__} has no get_classifier(), so its head cannot be told apart from "
-                        "its backbone (backbone_lr_scale and freeze_backbone need it)")
-    classifier = network.get_classifier()
-    for name, module in network.named_modules():
-        if module is classifier and name:
-            return name
-    raise ValueError(f"{type(network).__name__}.get_classifier() returned no submodule of the network")
 
 
 def split_head(network: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

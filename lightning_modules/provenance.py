@@ -33,6 +33,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
+from models.adapt import classifier_name
 from models.i3d_port import is_port_state_dict, load_port_weights
 from models.weights import load_checked
 
@@ -91,12 +92,6 @@ def network_state(state: dict, checkpoint: str | Path, prefix: str) -> tuple[dic
         raise KeyError(f"{checkpoint} has no weights under {prefix!r}; its keys start with "
                        f"{sorted({key.split('.')[0] for key in state})}")
     return state, weights
-
-
-def classifier_name(network: nn.Module) -> str:
-    """The name of ``network.get_classifier()`` within the network (``fc``, I3D's ``logits``)."""
-    classifier = network.get_classifier()
-    return next(name for name, module in network.named_modules() if module is classifier)
 
 
 def load_backbone_weights(network: nn.Module, checkpoint: str | Path, prefix: str = "network.") -> nn.Module:

@@ -112,3 +112,15 @@ class Backbone(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = replacement_classifier(self, num_classes)
+
+
+def classifier_name(network: nn.Module) -> str:
+    """Qualified name of the module ``network.get_classifier()`` declares: its head."""
+    if not callable(getattr(network, "get_classifier", None)):
+        raise TypeError(f"{type(network).__name__} has no get_classifier(), so its head cannot be told apart from "
+                        "its backbone (backbone_lr_scale, freeze_backbone and init_checkpoint need it)")
+    classifier = network.get_classifier()
+    for name, module in network.named_modules():
+        if module is classifier and name:
+            return name
+    raise ValueError(f"{type(network).__name__}.get_classifier() returned no submodule of the network")
