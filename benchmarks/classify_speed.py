@@ -49,7 +49,6 @@ from features_speed import bare_flow, timed
 from flow_speed import BenchmarkError, cut_clip, sample_videos
 from table import Report, add_json_option, describe_machine, progress, ratio
 
-from datamodules.settings import EvalProtocol
 from flow.algorithms import ALGORITHMS
 from flow.codec import DEFAULT_BOUND, DEFAULT_JPEG_QUALITY
 from flow.extraction_config import open_video
@@ -131,8 +130,8 @@ def loaded_model(kind: str, args: argparse.Namespace) -> Loaded:
             "start_index": 1}
     recipe = Recipe.from_dict({
         "version": 1, "model": model, "classes": [f"class {k}" for k in range(NUM_CLASSES)],
-        "data": {"augment": {"short_side": args.short_side, "flip": True}, "sampling": {}, "test": {}, "decoder": "auto",
-                 "flow_layout": "ours"},
+        "data": {"augment": {"short_side": args.short_side, "flip": True}, "sampling": {}, "test": {},
+                 "decoder": "auto", "flow_layout": "ours"},
         "flow": flow if reads_flow else None,
     })
     return Loaded(module.eval(), recipe, recipe.classes)

@@ -119,7 +119,8 @@ def test_cuda_without_a_gpu_is_refused_in_one_line(checkpoint, videos, capsys):
 
 
 def test_windows_and_render(checkpoint, videos, tmp_path, capsys):
-    """Windows of 0.2 s every 0.2 s over a 12-frame 25 fps video (the last one 2 frames: one flow field); the render has every source frame, upright."""
+    """Windows of 0.2 s every 0.2 s over a 12-frame 25 fps video (the last one 2 frames: one flow field);
+    the render has every source frame, upright."""
     source = rotated_copy(videos[2], tmp_path / "phone.mp4", 90)
     output, rendered = tmp_path / "windows.jsonl", tmp_path / "labelled.mp4"
     status, out, err = run(capsys, "--checkpoint", checkpoint, source, "--window", "0.2", "--output", output,
