@@ -63,7 +63,7 @@ from models import C3D, CNNM2048, ConvNetLSTM, GoogLeNetStream, InceptionI3D, In
 Device = Literal["cpu", "cuda"]
 MEMORY_FORMATS = ("contiguous", "channels_last")
 COMPILED = "+compiled"
-DEFAULT_VARIANT = "channels_last"  # measured 1.4-1.6x faster than contiguous on the CPU; cuDNN's bf16 kernels take it
+DEFAULT_VARIANT = "channels_last"  # the faster here (docs/benchmarks.md: --variants); cuDNN's bf16 kernels take it
 GPU_MATMUL_PRECISION = "high"  # TF32 for float32 matmuls outside autocast
 HEAVY_GFLOPS = 50.0  # above this, one timed pass on the CPU
 QUICK_SIZE = 112  # spatial size of --quick inputs, for networks that take any size

@@ -46,7 +46,7 @@ class Plot:
 PLOTS = (
     Plot("flow_speed", "GPU flow engine", ("algorithm", "device", "batch"), "tool pairs/s", "pairs/s (tool)"),
     Plot("flow_speed", "Tool throughput", ("algorithm",), "1 worker pairs/s", "pairs/s, 1 worker"),
-    Plot("test_memory", "Host memory and time", ("stream", "path", "chunk"), "building MiB over baseline",
+    Plot("test_memory", "Host memory and time", ("stream", "path"), "building MiB over baseline",
          "host MiB per test video"),
     Plot("loader_speed", "Our dataset", ("sample", "source"), "samples/s per worker", "samples/s per worker"),
 )
@@ -118,7 +118,7 @@ def draw_plots(document: dict[str, Any], folder: Path) -> list[str]:
         rows = [row for row in table["rows"] if isinstance(row.get(plot.value), (int, float))]
         if not rows:
             continue
-        labels = [", ".join(str(row[label]) for label in plot.labels) for row in rows]
+        labels = [", ".join(str(row[label]) for label in plot.labels if row[label] is not None) for row in rows]
         figure, axes = pyplot.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
         axes.barh(labels[::-1], [row[plot.value] for row in rows][::-1])
         axes.set_xlabel(plot.axis)
