@@ -26,6 +26,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+@pytest.mark.slow  # about 25 s on an idle 2-core machine: C3D's export and 16 x 112 x 112 clips
 def test_quick_run_prints_the_row_and_writes_the_json(tmp_path) -> None:
     path = tmp_path / "export_speed.json"
     result = _run("--quick", "--models", "c3d", "--threads", "1", "--json", str(path))

@@ -34,10 +34,17 @@ NETWORKS = {
 
 
 def network(name: str) -> torch.nn.Module:
-    """Random weights, batch norm's statistics from random inputs: outputs that depend on the input."""
+    """Random weights, batch norm's statistics from random inputs (outputs that depend on the
+    input), the classifier scaled to logits of about 10, as a trained network's: below 1 the
+    tolerance is absolute, and CNN-M's random logits (about 0.02) vary less than it."""
     torch.manual_seed(0)
     net = NETWORKS[name][0]()
-    return calibrate_batch_norm(net, net.input_spec)
+    net = calibrate_batch_norm(net, net.input_spec)
+    scale = 10 / eager(net, torch.randn(shape(net.input_spec, 2))).abs().max().item()
+    with torch.no_grad():
+        for parameter in net.get_classifier().parameters():
+            parameter.mul_(scale)
+    return net
 
 
 def shape(spec, batch: int, time: int | None = None) -> tuple[int, ...]:
@@ -51,7 +58,13 @@ def eager(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return net(x)
 
 
-@pytest.mark.parametrize("name", list(NETWORKS))
+# Slow (about 10-35 s each on an idle 2-core machine: torch.export and the ONNX translation of
+# a large graph, or of 80-90 M parameters) except one 2D and one 3D network.
+SLOW = {"googlenet_stream", "cnn_m", "inception_i3d", "resnet_i3d_non_local", "c3d"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+                                  for name in NETWORKS])
 def test_onnx_runtime_gives_eager_pytorchs_outputs_for_every_network(name, tmp_path) -> None:
     net, longer = network(name), NETWORKS[name][1]
     spec = net.input_spec
@@ -66,7 +79,8 @@ def test_onnx_runtime_gives_eager_pytorchs_outputs_for_every_network(name, tmp_p
         x = torch.randn(size)
         got, expected = torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), eager(net, x)
         assert relative_difference(got, expected) <= TOLERANCE, (name, size)
-    assert (eager(net, torch.randn(shape(spec, 1))) - expected[:1]).abs().max() > 1e-3  # not a constant
+    # Not a constant: another input moves the logits far more than the tolerance.
+    assert (eager(net, torch.randn(shape(spec, 1))) - expected[:1]).abs().max() > 10 * TOLERANCE * 10
     if spec.dims == 3:
         time = axes[2]
         assert time.dynamic == (longer is not None) and declared[2] == ("time" if longer else spec.frames)
@@ -76,10 +90,10 @@ def test_onnx_runtime_gives_eager_pytorchs_outputs_for_every_network(name, tmp_p
                 session.run(None, {"x": torch.randn(shape(spec, 1, spec.frames + 1)).numpy()})
 
 
-# A 2D stream in both; a 3D network whose time axis follows (the trace must follow it) and
-# one whose time axis is static (torch.export's guards refuse another length).
-@pytest.mark.parametrize(("name", "fmt"), [("resnet_stream", "torchscript"), ("resnet_stream", "exported"),
-                                           ("c3d", "torchscript"), ("convnet_lstm", "exported")])
+# A 3D network whose time axis follows (the trace must follow it), one whose time axis is
+# static (torch.export's guards refuse another length).
+@pytest.mark.parametrize(("name", "fmt"), [pytest.param("c3d", "torchscript", marks=pytest.mark.slow),
+                                           ("convnet_lstm", "exported")])
 def test_torchscript_and_exported_files_read_back_give_the_same_outputs(name, fmt, tmp_path) -> None:
     net, longer = network(name), NETWORKS[name][1]
     spec = net.input_spec
@@ -94,6 +108,7 @@ def test_torchscript_and_exported_files_read_back_give_the_same_outputs(name, fm
             runner(torch.randn(shape(spec, 1, spec.frames + 1)))
 
 
+@pytest.mark.slow
 def test_a_two_stream_checkpoint_exports_one_checked_file_per_stream_with_its_spec(fitted, tmp_path,
                                                                                    capsys) -> None:
     out = tmp_path / "export" / "quickstart.onnx"
