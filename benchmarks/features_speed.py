@@ -11,7 +11,8 @@ Bare steps, each timed alone on the same videos: decoding every frame with the s
 extraction's short side decoded beforehand, untimed; as many instances on as many threads
 as the tool runs), the networks' ``forward_features`` + ``forward_head(pre_logits=True)`` on
 inputs of the end-to-end run's shapes and counts (built beforehand, untimed), and
-``np.save`` of arrays of the outputs' shapes. Their sum is what a hand-written loop of
+``np.save`` of arrays of the outputs' shapes; video by video, the tool's run and then the bare
+steps, so that a change in a shared machine's load hits both. Their sum is what a hand-written loop of
 library calls would spend; the end-to-end rate over it is the tool's efficiency (goal on
 the CPU: >= 0.85x).
 
@@ -152,17 +153,23 @@ def run(args: argparse.Namespace, work: Path) -> int:
 
     extractor = build()
     extractor.extract(paths[0], "warm-up")  # allocator, kernels, the reader's first import
-    progress("end to end")
-    summary = extract_features_many(data.video_root, videos, work / "features", lambda: extractor, progress=False)
-    if summary.failed:
-        raise SystemExit(f"features_speed: {summary.failures[0].video}: {summary.failures[0].reason}")
-    end_to_end = summary.wall_seconds
-    snippets, minutes = summary.snippets, summary.video_seconds / 60
-    progress("bare steps")
-    steps = {"decode (reader.read_frames, every frame)": bare_decode(paths),
-             f"flow ({args.algorithm} calls on every pair)": bare_flow(paths, config),
-             "forward (RGB and flow I3D, pooled pre-logits)": bare_forward(nets, snippets, args),
-             "write (np.save)": bare_write(work / "bare", [(snippets // len(paths), 1024)] * 3 * len(paths))}
+    names = {"decode": "decode (reader.read_frames, every frame)", "flow": f"flow ({args.algorithm} calls on every pair)",
+             "forward": "forward (RGB and flow I3D, pooled pre-logits)", "write": "write (np.save)"}
+    steps = dict.fromkeys(names.values(), 0.0)
+    end_to_end, snippets, minutes = 0.0, 0, 0.0
+    # Video by video, the tool's run and then the bare steps: a change in the machine's load hits both.
+    for video, path in zip(videos, paths):
+        progress(f"{video}: end to end, then the bare steps")
+        summary = extract_features_many(data.video_root, [video], work / "features", lambda: extractor, progress=False)
+        if summary.failed:
+            raise SystemExit(f"features_speed: {video}: {summary.failures[0].reason}")
+        end_to_end += summary.wall_seconds
+        snippets += summary.snippets
+        minutes += summary.video_seconds / 60
+        steps[names["decode"]] += bare_decode([path])
+        steps[names["flow"]] += bare_flow([path], config)
+        steps[names["forward"]] += bare_forward(nets, summary.snippets, args)
+        steps[names["write"]] += bare_write(work / "bare", [(summary.snippets, 1024)] * 3)
     bare = sum(steps.values())
     table = report.table(f"Feature extraction, {args.videos} videos of {args.seconds:g} s at {args.width}x"
                          f"{args.height}, I3D RGB + flow at {args.input_size} px, stack {args.stack}, "
