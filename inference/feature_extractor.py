@@ -144,6 +144,11 @@ class FeatureExtractor:
         self.specs = {key: net.input_spec for key, net in self.networks.items()}
         self.settings = settings if settings.stack else replace(
             settings, stack=max(spec.frames for spec in self.specs.values()))
+        if settings.crops == "ten" and augmentation.flip is False:
+            # The data turned flips off because its labels name directions (Something-Something):
+            # a mirrored view would be a view of another class.
+            raise ValueError("--crops ten mirrors five of its crops, but this model's data never mirrors (its labels "
+                             "name directions): use --crops center")
         flip = True if settings.crops == "ten" else bool(augmentation.flip)
         self.augmentation = replace(augmentation, flip=flip)
         self.augment = Augment("test", self.specs, self.augmentation, test_crops=CROPS[settings.crops])

@@ -2,6 +2,7 @@
 hand here; shapes of ten crops and concat; the run's resume and bad videos."""
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -126,6 +127,9 @@ def test_ten_crops_concat_and_a_short_video(networks, data):
     path, vid = video_root / videos[2], video_id(videos[2])
     ten = extractor({"rgb": networks["resnet_rgb"]}, stack=6, crops="ten").extract(path, vid)
     assert ten.features["rgb"].shape == (2, 10, 512)
+    with pytest.raises(ValueError, match="never mirrors"):  # Something-Something's data turns flips off
+        FeatureExtractor({"rgb": networks["resnet_rgb"]}, FeatureSettings(stack=6, crops="ten"),
+                         replace(AT_STORED_SIZE, flip=False), create_reader("auto"))
     both = extractor({"rgb": networks["i3d_rgb"], "flow": networks["i3d_flow"]}, frames_root, stack=8,
                      concat=True).extract(path, vid)
     assert list(both.features) == ["concat"] and both.features["concat"].shape == (1, 2048)
