@@ -44,6 +44,7 @@ from inference.feature_run import extract_features_many
 
 if TYPE_CHECKING:
     from inference.load import Loaded
+    from inference.recipe import FlowSettings, Recipe
 
 DESCRIPTION = """Extract features of every video under VIDEO_ROOT (or those in --list) into
 OUT/<video id>_<stream>.npy (float32, T x D; T x 10 x D with --crops ten) and
@@ -52,17 +53,50 @@ run resumes by running the same command again."""
 
 
 class ExtractedFlow:
-    """A video's flow read from an extracted root (folders or packs)."""
+    """A video's flow read from an extracted root (folders or packs); with ``expected`` (the
+    recipe's training flow settings, when known) a video whose meta.json says other flow
+    (algorithm, bound, step, JPEG quality) is refused rather than fed to the network."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, expected: FlowSettings | None = None):
         if not Path(root).is_dir():
             raise FileNotFoundError(f"--frames-root {root} is not a directory")
         self.store = open_flow_store(root)
+        self.expected = expected if expected is not None and expected.known else None
 
     def __call__(self, path: Path, video_id: str) -> FolderFlowStore:
-        if not self.store.exists(video_id) or self.store.meta(video_id) is None:
+        meta = self.store.meta(video_id) if self.store.exists(video_id) else None
+        if meta is None:
             raise FileNotFoundError(f"no complete flow for {video_id} under {self.store.root}")
+        if self.expected is not None:
+            from inference.scoring import TVL1_ENGINES  # noqa: PLC0415 - Lightning
+
+            want = self.expected
+            differ = [f"{name} {got!r}, model {trained!r}" for name, got, trained in (
+                ("bound", meta.bound, want.bound), ("step", meta.step, want.step),
+                ("jpeg_quality", meta.jpeg_quality, want.jpeg_quality)) if got != trained]
+            # tvl1_torch is OpenCV's TV-L1 with the same parameters (inference.scoring.TVL1_ENGINES).
+            if meta.algorithm not in (want.algorithm, TVL1_ENGINES.get(want.algorithm)):
+                differ.insert(0, f"algorithm {meta.algorithm!r}, model {want.algorithm!r}")
+            if differ:
+                raise ValueError(f"--frames-root {self.store.root}: the flow of {video_id} is not the flow the model "
+                                 f"was trained on ({'; '.join(differ)})")
         return self.store
+
+
+def refuse_other_flow_stacks(recipe: Recipe) -> None:
+    """ValueError (one line) when the model's flow stacks are not built as features build them
+    (L consecutive forward fields, stacked as they are): bi-directional or trajectory stacks.
+
+    Args:
+        recipe: the model's recipe (its ``sampling`` block).
+    """
+    sampling = recipe.sampling
+    if sampling.bidirectional_flow:
+        raise ValueError("the model's flow stacks are bi-directional (sampling.bidirectional_flow: L/2 backward and "
+                         "L/2 forward fields); features stack L forward fields, not what it was trained on")
+    if sampling.stacking == "trajectory":
+        raise ValueError("the model's flow stacks follow trajectories (sampling.stacking: trajectory); features "
+                         "stack fields at fixed positions, not what it was trained on")
 
 
 class FlowOnTheFly:
@@ -110,7 +144,9 @@ class ExtractorSource:
                              "decode the videos, which are not the frames it was trained on")
         flow_for = None
         if "flow" in networks:
-            flow_for = ExtractedFlow(self.frames_root) if self.frames_root else self._flow_on_the_fly(loaded)
+            refuse_other_flow_stacks(recipe)
+            flow_for = (ExtractedFlow(self.frames_root, recipe.flow) if self.frames_root
+                        else self._flow_on_the_fly(loaded))
         return FeatureExtractor(networks, self.settings, recipe.augment, create_reader(recipe.decoder), flow_for,
                                 self.device)
 
