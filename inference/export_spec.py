@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from datamodules.inputs import subtracts_flow_mean
 from inference.exporters import DIFFERENCE, INPUT_NAME, OUTPUT_NAME, TOLERANCE, Axis, Checked, Format
 from inference.recipe import Recipe
 from models.input_spec import InputSpec
@@ -30,12 +31,22 @@ def spec_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def preprocessing(spec: InputSpec) -> list[str]:
-    """The steps from decoded frames (or flow in pixels) to the network's input, in order."""
+def preprocessing(spec: InputSpec, recipe: Recipe | None = None) -> list[str]:
+    """The steps from decoded frames (or flow in pixels) to the network's input, in order
+    (``recipe``: the data's flow mean subtraction and stacking, as ``datamodules.inputs`` applies them)."""
     if spec.modality == "rgb":
         steps = ["RGB frames, channels first, scaled to [0, 1] (pixel / 255)"]
     else:
         steps = ["optical flow in pixels (x then y)"]
+        sampling = recipe.sampling if recipe is not None else None
+        if sampling is not None and spec.dims == 2 and sampling.bidirectional_flow:
+            steps.append(f"the stack's {spec.frames} fields: {spec.frames // 2} backward then {spec.frames // 2} "
+                         "forward (sampling.bidirectional_flow)")
+        if sampling is not None and spec.dims == 2 and sampling.stacking == "trajectory":
+            steps.append("fields read along the trajectories of the first field's points (sampling.stacking: "
+                         "trajectory)")
+        if subtracts_flow_mean(spec, recipe.augment.flow_mean_subtraction if recipe is not None else None):
+            steps.append("each field minus its mean vector over the crop (camera motion)")
         if spec.flow_clip is not None:
             steps.append(f"clipped to +-{spec.flow_clip:g} pixels")
         if spec.flow_scale != 1.0:
@@ -88,7 +99,7 @@ def export_spec(*, fmt: Format, path: Path, network: torch.nn.Module, stream: st
         "output": {"name": OUTPUT_NAME, "shape": output_shape,
                    "meaning": "class logits (softmax gives the probabilities)" if logits else "pre-logits features"},
         "input_spec": {"batch_key": batch_key, **asdict(spec)},
-        "preprocessing": preprocessing(spec),
+        "preprocessing": preprocessing(spec, recipe),
         "resize_short_side": recipe.augment.short_side if recipe is not None else None,
         "test_protocol": asdict(recipe.test) if recipe is not None else None,
         "classes": classes,

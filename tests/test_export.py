@@ -141,3 +141,24 @@ def test_a_bad_checkpoint_is_one_line_and_exit_2(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_specs_preprocessing_names_the_flow_mean_subtraction_and_stacking_test_applied() -> None:
+    from dataclasses import replace
+
+    from datamodules.settings import FrameSampling
+    from datamodules.transforms import Augmentation
+    from inference.export_spec import preprocessing
+    from inference.recipe import Recipe
+    from models.input_spec import InputSpec
+
+    stack = InputSpec("flow", channels=20, dims=2, frames=10, mean=(0.0,), std=(1.0,))
+    clip = InputSpec("flow", channels=2, dims=3, frames=8, mean=(0.0,), std=(1.0,), flow_clip=20.0)
+    recipe = Recipe({"class_path": "x.Y", "init_args": {}})
+    mean_step = "each field minus its mean vector over the crop (camera motion)"
+    assert mean_step in preprocessing(stack, recipe)  # on by default for 2D networks, as test applies it
+    assert mean_step not in preprocessing(clip, recipe)  # off for 3D ones
+    assert mean_step not in preprocessing(stack, replace(recipe, augment=Augmentation(flow_mean_subtraction=False)))
+    steps = preprocessing(stack, replace(recipe, sampling=FrameSampling(bidirectional_flow=True)))
+    assert any("5 backward then 5 forward" in step for step in steps)
+    assert steps.index(mean_step) < len(steps) - 1  # before the normalisation, as datamodules.inputs does
