@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,14 +173,16 @@ def lock_path(output: Path) -> Path:
     return output.with_name(output.name + LOCK_SUFFIX)
 
 
-def claim(final: Path, lock_of: Path | None = None) -> VideoLock:
+def claim(final: Path, lock_of: Path | None = None, others: Sequence[Path] = ()) -> VideoLock:
     """The held lock of the video whose output is named ``final`` (its lock named after
     ``lock_of``, default ``final``), with what killed writers left removed: the temporary
-    output of the writer whose stale lock was taken over, and older versions' ``<final>.tmp``.
-    Raises VideoBusy while another live writer holds it."""
+    outputs (of ``final`` and of the video's ``others``) of the writer whose stale lock was
+    taken over, and older versions' ``<final>.tmp``. Raises VideoBusy while another live
+    writer holds it."""
     lock = VideoLock(lock_path(lock_of or final)).acquire()
     if lock.stale is not None:
-        _remove(temporary(final, lock.stale.tag()))
+        for output in (final, *others):
+            _remove(temporary(output, lock.stale.tag()))
     _remove(final.with_name(final.name + ".tmp"))
     return lock
 

@@ -98,13 +98,14 @@ class Job:
     target: Path
 
 
-def claimed(job: Job, work: Callable[[], Any], reported: Path | None = None) -> Any:
-    """``work()`` for a job whose output is one file (``job.target``), under the video's lock
-    (``flow/ownership.py``): ``Skipped`` when another writer holds it or completed it since the
-    run listed it, the failure reason (``failure_reason``, about ``reported``, default the
-    target) when ``work`` raises."""
+def claimed(job: Job, work: Callable[[], Any], reported: Path | None = None, others: Sequence[Path] = ()) -> Any:
+    """``work()`` for a job whose output is marked finished by one file (``job.target``; the
+    video's ``others`` written before it), under the video's lock (``flow/ownership.py``, which
+    removes a killed writer's temporaries of them all): ``Skipped`` when another writer holds it
+    or completed it since the run listed it, the failure reason (``failure_reason``, about
+    ``reported``, default the target) when ``work`` raises."""
     try:
-        lock = claim(job.target)
+        lock = claim(job.target, others=others)
     except VideoBusy as busy:
         return Skipped(str(busy))
     try:

@@ -5,10 +5,12 @@ Per video, under the output root, at the video's id (``flow.videos.video_id``):
 ``<id>_concat.npy`` instead with ``--concat``) and ``<id>_timestamps.npy`` (float64, T x 2:
 each snippet's start and end in seconds). Each file is written under its writer's temporary
 name (``flow.ownership.temporary``), flushed to disk and renamed; the timestamps go last, so
-they mark a finished video: a rerun skips it and redoes every other one. A lock per video
-(``flow/ownership.py``) keeps two runs on one root apart. The run over the list, the
-failures file and the exit status are flow extraction's (``flow/video_run.py``); with
-several workers, videos run on ``flow.pool``'s processes, each building its own extractor.
+they mark a finished video: a rerun skips it and redoes every other one (arrays without
+timestamps are a killed writer's, overwritten). A lock per video (``flow/ownership.py``)
+keeps two runs on one root apart; the rerun that takes over a killed writer's lock removes
+that writer's temporaries of every file of the video, a live writer's stay. The run over
+the list, the failures file and the exit status are flow extraction's (``flow/video_run.py``);
+with several workers, videos run on ``flow.pool``'s processes, each building its own extractor.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from flow.videos import video_id
 from inference.feature_extractor import FeatureExtractor, VideoFeatures
 
 TIMESTAMPS = "timestamps"
+ARRAYS = ("rgb", "flow", "concat")  # every array a video may have: a killed run's settings may differ from this one's
 
 
 def output_path(out_root: Path | str, video_id: str, name: str) -> Path:
@@ -101,7 +104,10 @@ class FeatureWorker:
         self.extractor, self.out_root = extractor, out_root
 
     def __call__(self, job: Job) -> FeatureResult | Skipped | str:
-        return claimed(job, lambda: self._extract(job))
+        vid = video_id(job.listed)
+        # The arrays too: a writer killed before its timestamps leaves their temporaries behind.
+        arrays = [output_path(self.out_root, vid, name) for name in ARRAYS]
+        return claimed(job, lambda: self._extract(job), others=arrays)
 
     def _extract(self, job: Job) -> FeatureResult:
         started = time.perf_counter()

@@ -2,6 +2,8 @@
 hand here; shapes of ten crops and concat; the run's resume and bad videos."""
 
 import copy
+import socket
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,10 +16,11 @@ import torchvision
 from datamodules.decoding import create_reader
 from datamodules.transforms import Augmentation
 from flow.extraction_config import ExtractionConfig
+from flow.ownership import Writer, lock_path, temporary
 from flow.packed import open_flow_store
 from flow.videos import list_videos, video_id
 from inference.feature_extractor import FeatureExtractor, FeatureSettings
-from inference.feature_run import extract_features_many, output_path
+from inference.feature_run import ARRAYS, extract_features_many, output_path
 from inference import features
 from inference.features import ExtractedFlow, ExtractorSource, FlowOnTheFly
 from inference.load import load_config
@@ -247,3 +250,37 @@ def test_imagenet_inflated_weights_give_features_a_classifier_could_not(data, tm
     assert out.features["rgb"].shape == (1, 1024)
     with pytest.raises(ValueError, match="classifier nobody trained"):
         load_config(i3d_config(tmp_path, weights))  # classify's rule stands
+
+
+def test_a_rerun_removes_a_killed_writers_temporaries_and_keeps_a_live_writers(networks, data, tmp_path):
+    """v0: a writer killed between its renames (rgb in place, no timestamps) and before others
+    (temporaries of every file); v1: a live writer's lock and temporaries, left alone."""
+    video_root, videos, _ = data
+    out = tmp_path / "features"
+    killed = subprocess.Popen(["true"])
+    killed.wait()  # its pid is gone: the writer is dead
+    dead = Writer(socket.gethostname(), killed.pid, 0)
+    v0, v1 = video_id(videos[0]), video_id(videos[1])
+    for vid in (v0, v1):
+        output_path(out, vid, "timestamps").parent.mkdir(parents=True, exist_ok=True)
+    lock_path(output_path(out, v0, "timestamps")).write_text(dead.text())
+    left = [temporary(output_path(out, v0, name), dead.tag()) for name in (*ARRAYS, "timestamps")]
+    for path in left:
+        path.write_bytes(b"half")
+    np.save(output_path(out, v0, "rgb"), np.zeros((7, 3), np.float32))  # renamed, but its timestamps never were
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        live = Writer(socket.gethostname(), holder.pid, 0)
+        lock_path(output_path(out, v1, "timestamps")).write_text(live.text())
+        in_use = temporary(output_path(out, v1, "rgb"), live.tag())
+        in_use.write_bytes(b"being written")
+        build = lambda: extractor({"rgb": networks["resnet_rgb"]}, stack=6)  # noqa: E731
+        summary = extract_features_many(video_root, videos[:2], out, build, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (summary.done, summary.failed, [skip.video for skip in summary.in_use]) == (1, 0, [videos[1]])
+    assert not any(path.exists() for path in left) and not lock_path(output_path(out, v0, "timestamps")).exists()
+    assert np.load(output_path(out, v0, "rgb")).shape == (2, 512)  # redone, not trusted
+    assert np.load(output_path(out, v0, "timestamps")).shape == (2, 2)
+    assert in_use.read_bytes() == b"being written" and not output_path(out, v1, "timestamps").exists()
