@@ -174,6 +174,11 @@ def _classify(args: argparse.Namespace) -> int:
 def _scorer(loaded: Any, device: torch.device, args: argparse.Namespace) -> Any:
     from inference.scoring import VideoScorer
 
+    names = getattr(loaded.module, "dataset_names", None)
+    if names:  # lightning_modules.multi_task: its test batches carry each video's dataset, a user's do not
+        raise UsageError(f"{args.checkpoint or args.config}: a multi-task checkpoint (one head per dataset: "
+                         f"{', '.join(names)}) cannot say which head a video belongs to: classify scores "
+                         "single-task models only")
     try:
         return VideoScorer(loaded, device, views_protocol(args.view_choice, loaded.recipe.test))
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a model that cannot run here: one line

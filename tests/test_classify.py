@@ -176,3 +176,12 @@ def test_ctrl_c_and_sigterm_stop_with_one_line_and_no_output(checkpoint, videos,
     assert stopped == status and len(calls) == 2
     assert err.splitlines()[-1].startswith(f"stopped by {'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_multi_task_checkpoint_is_refused_in_one_line() -> None:
+    from types import SimpleNamespace
+
+    module = SimpleNamespace(dataset_names=["ucf101", "hmdb51"])  # lightning_modules.multi_task's heads
+    args = SimpleNamespace(checkpoint=Path("multi.ckpt"), config=None, view_choice=None)
+    with pytest.raises(classify.UsageError, match="multi.ckpt: a multi-task checkpoint .*ucf101, hmdb51"):
+        classify._scorer(SimpleNamespace(module=module, recipe=None), torch.device("cpu"), args)
