@@ -201,6 +201,8 @@ def load_config(config: str | Path, checkpoint: str | Path | None = None,
     if state is not None:
         load_state(module, state["state_dict"], checkpoint)
     recipe = config_recipe(model, classes, data, found, module, stored, config)
+    if stored is not None:
+        refuse_other_data(recipe, stored, config, checkpoint)
     if classes is None:
         warn_no_names(f"config {config}" + (f" and checkpoint {checkpoint}" if checkpoint else ""))
     return Loaded(module.eval().to(device), recipe, classes)
@@ -421,6 +423,21 @@ def config_recipe(model: dict, classes: list[str] | None, data: dict, found: Con
                   decoder=(init_args.get("loader") or {}).get("decoder", LoaderSettings.decoder),
                   flow_layout=(init_args.get("roots") or {}).get("flow_layout", Roots.flow_layout),
                   flow=flow if reads_flow else None)
+
+
+def refuse_other_data(recipe: Recipe, stored: Recipe, config: Path, checkpoint: str | Path | None) -> None:
+    """ValueError when the config would show the network videos otherwise than the checkpoint's
+    recipe says its data did (a run with ``--data.augment.short_side`` on the command line, or
+    another config): its short side, flow mean subtraction, sampling or RGB decoder."""
+    pairs = {"augment.short_side": (stored.augment.short_side, recipe.augment.short_side),
+             "augment.flow_mean_subtraction": (stored.augment.flow_mean_subtraction,
+                                               recipe.augment.flow_mean_subtraction),
+             "sampling": (stored.sampling, recipe.sampling), "loader.decoder": (stored.decoder, recipe.decoder)}
+    differ = [f"{name}: checkpoint {a!r}, config {b!r}" for name, (a, b) in pairs.items() if a != b]
+    if differ:
+        raise ValueError(f"config {config} reads videos otherwise than checkpoint {checkpoint}'s data did "
+                         f"({'; '.join(differ)}): give the checkpoint alone (its recipe has its settings) or fix the "
+                         "config")
 
 
 def warn_no_names(source: str) -> None:

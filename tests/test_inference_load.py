@@ -191,3 +191,16 @@ def test_a_checkpoint_loads_onto_the_gpu(fitted) -> None:
         for name, (network, key) in loaded.streams().items():
             output = network(reference["inputs"][key].cuda()).cpu()
             torch.testing.assert_close(output, reference["outputs"][name], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_config_reading_videos_otherwise_than_the_checkpoint_is_refused(fitted, tmp_path) -> None:
+    config = yaml.safe_load(fitted.config.read_text())
+    augment = config["data"]["init_args"].setdefault("augment", {})
+    stored = Recipe.from_dict(torch.load(fitted.checkpoint, weights_only=True)[RECIPE_KEY])
+    augment["short_side"] = 77
+    assert stored.augment.short_side != 77
+    config_file = tmp_path / "resized.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=f"augment.short_side: checkpoint {stored.augment.short_side!r}, config 77"):
+        load_config(config_file, fitted.checkpoint)
