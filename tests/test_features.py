@@ -2,8 +2,11 @@
 hand here; shapes of ten crops and concat; the run's resume and bad videos."""
 
 import copy
+import signal
 import socket
 import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import torchvision
 from datamodules.decoding import create_reader
 from datamodules.transforms import Augmentation
 from flow.extraction_config import ExtractionConfig
-from flow.ownership import Writer, lock_path, temporary
+from flow.ownership import LOCK_SUFFIX, TMP_MARK, Writer, lock_path, temporary
 from flow.packed import open_flow_store
 from flow.videos import list_videos, video_id
 from inference.feature_extractor import FeatureExtractor, FeatureSettings
@@ -284,3 +287,31 @@ def test_a_rerun_removes_a_killed_writers_temporaries_and_keeps_a_live_writers(n
     assert np.load(output_path(out, v0, "rgb")).shape == (2, 512)  # redone, not trusted
     assert np.load(output_path(out, v0, "timestamps")).shape == (2, 2)
     assert in_use.read_bytes() == b"being written" and not output_path(out, v1, "timestamps").exists()
+
+
+@pytest.mark.slow
+def test_cli_killed_with_sigkill_mid_run_then_rerun_leaves_complete_outputs_and_no_temporaries(data, tmp_path):
+    video_root, videos, _ = data
+    weights = tmp_path / "rgb_port.pt"
+    torch.save(export_port_state_dict(InceptionI3D(4, frames=8, input_size=SIZE)), weights)
+    out, listed = tmp_path / "out", tmp_path / "three.txt"
+    listed.write_text("".join(f"{video}\n" for video in videos[:3]))
+    args = [str(video_root), str(out), "--list", str(listed), "--config", str(i3d_config(tmp_path, weights)),
+            "--stack-size", "4", "--device", "cpu", "--no-progress"]
+    run = subprocess.Popen([sys.executable, "cli.py", "features", *args], cwd=Path(__file__).resolve().parents[1],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.is_dir() and any(out.rglob(f"*{LOCK_SUFFIX}"))):  # a video being written
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.01)
+        run.send_signal(signal.SIGKILL)
+    finally:
+        run.kill()
+        run.wait()
+    assert any(out.rglob(f"*{LOCK_SUFFIX}"))  # the killed writer's lock, left behind
+    assert features.main(args) == 0  # the rerun in this process: one Lightning import less
+    for video in videos[:3]:
+        stamps = np.load(output_path(out, video_id(video), "timestamps"))
+        assert np.load(output_path(out, video_id(video), "rgb")).shape == (len(stamps), 1024)
+    assert not [path for path in out.rglob("*") if TMP_MARK in path.name or path.name.endswith(LOCK_SUFFIX)]
