@@ -12,7 +12,8 @@ from flow.memory_store import MemoryFlowStore
 from flow.store import FolderFlowStore
 from tests.test_flow_extract import write_moving_video
 
-CONFIG = ExtractionConfig(algorithm="dis", short_side=32, backward=True, rgb=True, threads=2)
+# One flow thread: with 2, one CI run (Python 3.13, loaded) gave other backward bytes in memory than in the folder.
+CONFIG = ExtractionConfig(algorithm="dis", short_side=32, backward=True, rgb=True, threads=1)
 
 
 @pytest.fixture(scope="module")
