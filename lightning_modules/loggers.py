@@ -20,6 +20,7 @@ credential, or whose value is the value of such an environment variable, are dro
 """
 
 import importlib
+import itertools
 import os
 import re
 import socket
@@ -42,15 +43,28 @@ OFFLINE_MODES = ("offline", "dryrun", "disabled")
 SECRET_NAME = re.compile(r"(api|access|private|secret|auth)[_-]?key|secret|token|passw(or)?d|credential", re.I)
 
 
-def run_version(folder: Path, stage: str, started: float | None = None) -> str:
+def run_version(folder: Path, stage: str, started: float | None = None, reserve: bool = True) -> str:
     """``<stage>-<YYYYmmdd-HHMMSS>`` of ``started`` (default: now), the first such name that is
-    not yet a folder in ``folder`` (``-2``, ``-3``, ... for runs started within one second)."""
+    not yet a folder in ``folder`` (``-2``, ``-3``, ... for runs started within one second).
+
+    ``reserve`` creates that folder, and the name is taken only if this process created it:
+    two jobs started in the same second on one experiment would otherwise both pick the same
+    name, and Lightning's CSV writers would then rewrite each other's ``metrics.csv``."""
     name = f"{stage}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
-    candidate, count = name, 1
-    while (folder / candidate).exists():
-        count += 1
-        candidate = f"{name}-{count}"
-    return candidate
+    if reserve:
+        folder.mkdir(parents=True, exist_ok=True)
+    for count in itertools.count(1):
+        candidate = name if count == 1 else f"{name}-{count}"
+        if not reserve:
+            if not (folder / candidate).exists():
+                return candidate
+            continue
+        try:
+            (folder / candidate).mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def _logger_class(class_path: str) -> type | None:
@@ -69,8 +83,10 @@ def log_folder_per_run(logger: Any, stage: str, key: str = "trainer.logger") -> 
     A version the config sets is kept while its folder holds nothing; one that holds an
     earlier run's logs is refused (``ValueError`` naming ``key``), since Lightning's CSV
     writer would delete that run's ``metrics.csv``. DDP ranks may name different folders:
-    only rank 0 writes.
+    only rank 0 writes, and only rank 0 reserves its folder (``run_version``). Loggers that
+    share a parent folder share the run's version.
     """
+    versions: dict[Path, str] = {}
     for i, entry in enumerate(logger if isinstance(logger, list) else [logger]):
         if not hasattr(entry, "class_path"):
             continue  # true, false or none: Lightning's default logger numbers its versions itself
@@ -82,7 +98,9 @@ def log_folder_per_run(logger: Any, stage: str, key: str = "trainer.logger") -> 
         folder = Path(args.get("save_dir") or ".") / (name if name is not None else "lightning_logs")
         version = args.get("version")
         if version is None:
-            args.version = run_version(folder, stage)
+            if folder not in versions:
+                versions[folder] = run_version(folder, stage, reserve=rank_zero_only.rank == 0)
+            args.version = versions[folder]
         elif (folder / str(version)).is_dir() and any((folder / str(version)).iterdir()):
             where = f"{key}[{i}]" if isinstance(logger, list) else key
             raise ValueError(f"{where}.init_args.version: {folder / str(version)} holds an earlier run's logs, "

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from lightning_modules.loggers import (
     without_secrets,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "local-" + "0123456789abcdef" * 3  # a well-formed key for no server
 
 
@@ -92,8 +95,9 @@ def csv_logger(save_dir: Path, **init_args) -> Namespace:
 def test_every_run_gets_a_log_folder_of_its_own(tmp_path):
     started = time.mktime((2026, 12, 6, 8, 15, 0, 0, 0, -1))
     assert run_version(tmp_path, "fit", started) == "fit-20261206-081500"
-    (tmp_path / "fit-20261206-081500").mkdir()
+    assert (tmp_path / "fit-20261206-081500").is_dir()  # reserved
     (tmp_path / "fit-20261206-081500-2").mkdir()
+    assert run_version(tmp_path, "fit", started, reserve=False) == "fit-20261206-081500-3"
     assert run_version(tmp_path, "fit", started) == "fit-20261206-081500-3"
     assert run_version(tmp_path, "test", started) == "test-20261206-081500"
 
@@ -101,6 +105,9 @@ def test_every_run_gets_a_log_folder_of_its_own(tmp_path):
                                                init_args=Namespace(save_dir=str(tmp_path), name="", version=None))]
     log_folder_per_run(loggers, "test")
     assert [entry.init_args.version.split("-")[0] for entry in loggers] == ["test", "test"]
+    same_folder = [csv_logger(tmp_path), csv_logger(tmp_path)]
+    log_folder_per_run(same_folder, "fit")
+    assert same_folder[0].init_args.version == same_folder[1].init_args.version
     log_folder_per_run(True, "fit")  # Lightning's default logger numbers its versions itself
 
 
@@ -113,3 +120,18 @@ def test_a_version_set_in_the_config_never_overwrites_logs(tmp_path):
     (tmp_path / "exp" / "run" / "metrics.csv").write_text("epoch,step\n0,1\n")
     with pytest.raises(ValueError, match=r"trainer.logger.init_args.version: .*exp/run holds an earlier run's logs"):
         log_folder_per_run(logger, "test")
+
+
+def test_jobs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    """Real processes racing for one run name (two fits started together on one experiment
+    shared a folder, and Lightning's CSV writers then rewrote each other's metrics.csv)."""
+    started = time.mktime((2026, 12, 6, 8, 15, 0, 0, 0, -1))
+    code = ("import sys, time; from pathlib import Path; from lightning_modules.loggers import run_version; "
+            "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); "
+            f"print(run_version(Path(sys.argv[2]), 'fit', {started}))")
+    go = time.time() + 3.0
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(go), str(tmp_path)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    names = [process.communicate(timeout=120)[0].strip() for process in processes]
+    assert all(process.returncode == 0 for process in processes)
+    assert sorted(names) == sorted(["fit-20261206-081500"] + [f"fit-20261206-081500-{n}" for n in range(2, 7)])
