@@ -161,9 +161,17 @@ class DIS(FlowAlgorithm):
         if preset not in self._PRESETS:
             raise ValueError(f"dis: preset must be one of {sorted(self._PRESETS)}, got {preset!r}")
         self._solver = cv2.DISOpticalFlow_create(self._PRESETS[preset])
+        self._scale_and_patch = self._solver.getFinestScale(), self._solver.getPatchSize()
 
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         self._check(prev, nxt)
+        # On frames too small for the preset's pyramid, OpenCV's DIS picks a smaller patch
+        # and finest scale and keeps them for the next call: the flow of a pair would then
+        # depend on what this instance computed before (which pairs a flow thread drew, which
+        # video a worker did first). The preset's values, restored, make every call a first.
+        finest_scale, patch_size = self._scale_and_patch
+        self._solver.setFinestScale(finest_scale)
+        self._solver.setPatchSize(patch_size)
         return self._solver.calc(prev, nxt, None)
 
 

@@ -34,6 +34,19 @@ def test_recovers_a_known_translation(name, limit):
     assert _interior_epe(algorithm(prev, nxt)) < limit  # the object is reusable
 
 
+@pytest.mark.parametrize("name", ["tvl1", "dis", "farneback"])
+@pytest.mark.parametrize("size", [(42, 32), (64, 48), (128, 96)])
+def test_a_pairs_flow_does_not_depend_on_the_instances_earlier_calls(name, size):
+    """One instance per flow thread takes whichever pair comes next: its history must not show.
+    (OpenCV's DIS, on frames too small for its preset, kept a smaller patch for later calls.)"""
+    prev, nxt = _translated_pair(*size)
+    first = create_algorithm(name)(prev, nxt)
+    reused = create_algorithm(name)
+    reused(*_translated_pair(size[0] + 8, size[1] + 8))
+    assert np.array_equal(reused(prev, nxt), first)
+    assert np.array_equal(reused(prev, nxt), first)
+
+
 def test_params_are_recorded_and_checked():
     tvl1 = create_algorithm("tvl1", tau="0.2", warps=3)  # strings as typed on a command line
     assert tvl1.params()["tau"] == 0.2 and tvl1.params()["warps"] == 3 and tvl1.params()["theta"] == 0.3
