@@ -24,6 +24,8 @@ saving last.ckpt.
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ from lightning_modules.checkpoints import (
     resolve_ckpt_path,
 )
 from lightning_modules.gpu_settings import GPUSettings
-from lightning_modules.loggers import log_folder_per_run
+from lightning_modules.loggers import log_folder_per_run, release_log_folders
 from lightning_modules.provenance import RefuseUntrainedEvaluation, UntrainedNetworkError, require_trained
 from lightning_modules.recipe import SaveRecipe
 
@@ -103,7 +105,7 @@ class VideoCLI(LightningCLI):
             folder = place_experiment_files(config)
             if self.subcommand is not None:
                 check_trainer_settings(config.trainer)
-                log_folder_per_run(config.trainer.get("logger"), self.subcommand)
+                self.log_folders = log_folder_per_run(config.trainer.get("logger"), self.subcommand)
         except ValueError as error:
             sys.exit(f"error: {error}")
         # config.yaml beside the checkpoints and scores, not in the logger's folder (W&B's is
@@ -111,7 +113,20 @@ class VideoCLI(LightningCLI):
         self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": str(folder / "config.yaml")}
         self.experiment_folder = folder
 
+    @contextmanager
+    def refusal_leaves_no_log_folder(self) -> Iterator[None]:
+        """Until the run starts, a refusal (any exit) removes the log folders made for it."""
+        try:
+            yield
+        except BaseException:
+            release_log_folders(getattr(self, "log_folders", []))
+            raise
+
     def instantiate_classes(self) -> None:
+        with self.refusal_leaves_no_log_folder():
+            self._instantiate_classes()
+
+    def _instantiate_classes(self) -> None:
         # A missing dataset root or annotation file is a config typo: one line naming the
         # setting, not a traceback from inside the DataModule (jsonargparse wraps it).
         try:
@@ -136,6 +151,10 @@ class VideoCLI(LightningCLI):
             sys.exit(f"error: {missing}")
 
     def before_run(self) -> None:
+        with self.refusal_leaves_no_log_folder():
+            self._before_run()
+
+    def _before_run(self) -> None:
         """``last``/``best`` as files of the experiment's folder; no evaluation of untrained networks.
 
         Checked here, before the data is set up or a W&B run starts, with one line saying

@@ -75,10 +75,11 @@ def _logger_class(class_path: str) -> type | None:
         return None
 
 
-def log_folder_per_run(logger: Any, stage: str, key: str = "trainer.logger") -> None:
+def log_folder_per_run(logger: Any, stage: str, key: str = "trainer.logger") -> list[Path]:
     """Give each CSV and TensorBoard logger in the config ``logger`` (a ``class_path`` /
     ``init_args`` namespace, a list of them, or a bool) a version folder of its own for this
-    ``stage``'s run (``run_version``).
+    ``stage``'s run (``run_version``), and return the folders made for it, deepest first
+    (``release_log_folders`` removes them if the run is refused before it starts).
 
     A version the config sets is kept while its folder holds nothing; one that holds an
     earlier run's logs is refused (``ValueError`` naming ``key``), since Lightning's CSV
@@ -86,7 +87,7 @@ def log_folder_per_run(logger: Any, stage: str, key: str = "trainer.logger") -> 
     only rank 0 writes, and only rank 0 reserves its folder (``run_version``). Loggers that
     share a parent folder share the run's version.
     """
-    versions: dict[Path, str] = {}
+    unversioned = []
     for i, entry in enumerate(logger if isinstance(logger, list) else [logger]):
         if not hasattr(entry, "class_path"):
             continue  # true, false or none: Lightning's default logger numbers its versions itself
@@ -98,14 +99,34 @@ def log_folder_per_run(logger: Any, stage: str, key: str = "trainer.logger") -> 
         folder = Path(args.get("save_dir") or ".") / (name if name is not None else "lightning_logs")
         version = args.get("version")
         if version is None:
-            if folder not in versions:
-                versions[folder] = run_version(folder, stage, reserve=rank_zero_only.rank == 0)
-            args.version = versions[folder]
+            unversioned.append((args, folder))
         elif (folder / str(version)).is_dir() and any((folder / str(version)).iterdir()):
             where = f"{key}[{i}]" if isinstance(logger, list) else key
             raise ValueError(f"{where}.init_args.version: {folder / str(version)} holds an earlier run's logs, "
                              f"which this {stage} would overwrite; leave version unset and every run logs to a "
                              f"folder of its own, {folder}/<stage>-<date>-<time>")
+    reserve = rank_zero_only.rank == 0
+    versions: dict[Path, str] = {}
+    made: list[Path] = []
+    for args, folder in unversioned:
+        if folder not in versions:
+            if reserve:
+                made[:0] = [parent for parent in (folder, *folder.parents) if not parent.exists()]
+            versions[folder] = run_version(folder, stage, reserve=reserve)
+            if reserve:
+                made.insert(0, folder / versions[folder])
+        args.version = versions[folder]
+    return made
+
+
+def release_log_folders(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that are still empty: a run refused before
+    it started leaves no log folder behind, and nothing another job put there goes."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def host_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> bool:
