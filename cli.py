@@ -44,6 +44,7 @@ from lightning_modules.checkpoints import (
     resolve_ckpt_path,
 )
 from lightning_modules.gpu_settings import GPUSettings
+from lightning_modules.interrupt import RedeliverCtrlC
 from lightning_modules.loggers import log_folder_per_run, release_log_folders
 from lightning_modules.provenance import RefuseUntrainedEvaluation, UntrainedNetworkError, require_trained
 from lightning_modules.recipe import SaveRecipe
@@ -324,7 +325,8 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         # precision: None means default_precision(accelerator), chosen before instantiation.
-        trainer_defaults={"precision": None, "callbacks": [RefuseUntrainedEvaluation(), TrainingBatches()]},
+        trainer_defaults={"precision": None,
+                          "callbacks": [RefuseUntrainedEvaluation(), TrainingBatches(), RedeliverCtrlC()]},
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

@@ -148,3 +148,39 @@ def test_ctrl_c_and_sigterm_stop_a_fit_with_one_line_and_a_last_checkpoint(fitte
         assert stderr[name].strip().splitlines()[-1] == (f"fit stopped by {name}; resume with --ckpt_path last "
                                                          f"({last[name].resolve()})")
         assert torch.load(last[name], weights_only=True)["global_step"] >= 1
+
+
+# Python's own injection point for the lost Ctrl-C: CPython drops an exception raised in a function
+# it calls after fork(), and a DataLoader forks its workers at every epoch.
+INTERRUPT_AFTER_FORK = """
+import os, runpy, signal, sys
+from pathlib import Path
+last = Path(sys.argv[1])
+fired = []
+def interrupt_in_fork_handler():
+    if last.is_file() and not fired:
+        fired.append(os.getpid())
+        signal.raise_signal(signal.SIGINT)  # its KeyboardInterrupt is raised here, where CPython ignores it
+os.register_at_fork(after_in_parent=interrupt_in_fork_handler)
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_while_a_loader_forks_its_workers_still_stops_the_fit(fitted) -> None:
+    """The SIGINT arrives inside an after-fork handler (a DataLoader worker of the second epoch
+    starting): Python drops that KeyboardInterrupt, so the fit would train on; it stops at the
+    next batch with one line, exit 130 and a last.ckpt."""
+    folder, config, _ = fitted
+    last = folder / "runs" / "forked" / "checkpoints" / "last.ckpt"
+    process = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_AFTER_FORK, str(last), str(ROOT / "cli.py"), "fit", "--config", config,
+         "--experiment", "forked", "--trainer.max_epochs", "6", "--data.init_args.loader.num_workers", "1"],
+        cwd=folder, capture_output=True, text=True, timeout=600,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert "Exception ignored" in process.stderr, "the interrupt was not raised where Python drops it"
+    assert process.returncode == 130, process.stderr[-3000:]
+    assert process.stderr.strip().splitlines()[-1] == (f"fit stopped by Ctrl-C (SIGINT); resume with "
+                                                       f"--ckpt_path last ({last.resolve()})")
+    assert torch.load(last, weights_only=True)["epoch"] < 5
