@@ -20,7 +20,6 @@ credential, or whose value is the value of such an environment variable, are dro
 """
 
 import importlib
-import itertools
 import os
 import re
 import socket
@@ -53,18 +52,18 @@ def run_version(folder: Path, stage: str, started: float | None = None, reserve:
     name = f"{stage}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
     if reserve:
         folder.mkdir(parents=True, exist_ok=True)
-    for count in itertools.count(1):
+    count = 1
+    while True:
         candidate = name if count == 1 else f"{name}-{count}"
-        if not reserve:
-            if not (folder / candidate).exists():
+        if reserve:
+            try:
+                (folder / candidate).mkdir()
                 return candidate
-            continue
-        try:
-            (folder / candidate).mkdir()
+            except FileExistsError:
+                pass
+        elif not (folder / candidate).exists():
             return candidate
-        except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
+        count += 1
 
 
 def _logger_class(class_path: str) -> type | None:
