@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LOCK_SUFFIX", "TMP_MARK", "VideoBusy", "VideoLock", "Writer", "claim", "lock_path", "temporary",
-           "writer_tag"]  # fmt: skip
+__all__ = ["LOCK_SUFFIX", "TMP_MARK", "VideoBusy", "VideoLock", "Writer", "claim", "completed_file", "lock_path",
+           "temporary", "writer_tag"]  # fmt: skip
 
 LOCK_SUFFIX = ".lock"
 TMP_MARK = ".tmp-"  # in every temporary name: "<id>.tmp-<host>-<pid>", "<id>.zip.tmp-<host>-<pid>"
@@ -99,6 +100,25 @@ def temporary(final: Path, writer: str | None = None) -> Path:
     """Where ``writer`` (a ``writer_tag``, default this process's) builds the output named
     ``final`` until it is complete: ``<final>.tmp-<host>-<pid>``."""
     return final.with_name(f"{final.name}{TMP_MARK}{writer or writer_tag()}")
+
+
+@contextmanager
+def completed_file(path: Path) -> Iterator[Path]:
+    """The temporary path (``temporary(path)``) to write ``path``'s content to; renamed to
+    ``path`` when the block ends normally, removed when it raises (Ctrl-C and SIGTERM
+    included). A reader never finds half a file under ``path``: a writer killed outright
+    leaves only its temporary name. ``path``'s folder is created.
+
+    Used for whatever a script, player or resumed run reads whole: classify's JSON lines and
+    rendered video, feature arrays, exported networks, checkpoints."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = temporary(path)
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 class VideoLock:

@@ -33,10 +33,10 @@ from typing import IO, Any
 import torch
 
 from datamodules.decoding import VideoDecodeError
+from flow.ownership import completed_file
 from flow.video_run import EXIT_FAILURES, EXIT_STOPPED, FatalError, failure_reason, stoppable
 from inference.classify_output import (caption_lines, describe_protocol, plain_scores, top_table,
                                        window_line)
-from inference.outputs import completed_file
 from inference.render import Caption, render_captions
 from inference.video_inputs import find_videos
 from inference.views import parse_views, views_protocol

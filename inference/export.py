@@ -33,11 +33,11 @@ import torch
 from torch import nn
 
 from flow.meta import write_json_atomic
+from flow.ownership import completed_file
 from flow.video_run import stoppable
 from inference.export_spec import export_spec, spec_path
 from inference.exporters import (FORMATS, SUFFIXES, Axis, Checked, ExportError, Format, capture, check,
                                  onnx_ready, write_exported, write_onnx, write_torchscript)
-from inference.outputs import completed_file
 from models.input_spec import InputSpec
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNWRITABLE = 1, 2, 3

@@ -4,7 +4,7 @@ Per video, under the output root, at the video's id (``flow.videos.video_id``):
 ``<id>_rgb.npy`` and/or ``<id>_flow.npy`` (float32, T x D, or T x 10 x D with ten crops;
 ``<id>_concat.npy`` instead with ``--concat``) and ``<id>_timestamps.npy`` (float64, T x 2:
 each snippet's start and end in seconds). Each file is written under its writer's temporary
-name (``inference.outputs.completed_file``), flushed to disk and renamed; the timestamps go last, so
+name (``flow.ownership.completed_file``), flushed to disk and renamed; the timestamps go last, so
 they mark a finished video: a rerun skips it and redoes every other one (arrays without
 timestamps are a killed writer's, overwritten). A lock per video (``flow/ownership.py``)
 keeps two runs on one root apart; the rerun that takes over a killed writer's lock removes
@@ -28,12 +28,12 @@ import torch
 from tqdm import tqdm
 
 from flow.extract import check_writable
+from flow.ownership import completed_file
 from flow.stages import usable_cores
 from flow.summary import RunTotals
 from flow.video_run import Job, Skipped, claimed, plan_jobs, pooled, run_jobs
 from flow.videos import video_id
 from inference.feature_extractor import FeatureExtractor, VideoFeatures
-from inference.outputs import completed_file
 
 TIMESTAMPS = "timestamps"
 ARRAYS = ("rgb", "flow", "concat")  # every array a video may have: a killed run's settings may differ from this one's

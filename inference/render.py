@@ -4,7 +4,7 @@ As mmaction2's demo does: each frame of the source (upright, at its own size and
 the labels of the window it lies in (``--window``: the window whose middle is nearest the
 frame's time; without windows, the whole video's), drawn with OpenCV on a dark band, and
 the frames are encoded with PyAV (H.264 in MP4), one output frame per source frame. The
-file is written under a temporary name and renamed once complete (``inference/outputs.py``).
+file is written under a temporary name and renamed once complete (``flow.ownership.completed_file``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from flow.frames import PyAVFrames
-from inference.outputs import completed_file
+from flow.ownership import completed_file
 
 CODEC = "libx264"
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
