@@ -36,6 +36,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from lightning_modules.checkpoint_io import CheckpointWriteError, write_checkpoints_complete
 from lightning_modules.checkpoints import (
     CheckpointFileError,
     CheckpointNotFoundError,
@@ -135,6 +136,7 @@ class VideoCLI(LightningCLI):
                 super().instantiate_classes()
             except MisconfigurationException as error:  # a Trainer setting Lightning cannot honour
                 sys.exit(f"error: trainer: {' '.join(str(error).split())}")
+            write_checkpoints_complete(self.trainer)
             if not self.trainer.loggers:  # --trainer.logger false: nothing to send learning rates to
                 self.trainer.callbacks = [c for c in self.trainer.callbacks if not isinstance(c, LearningRateMonitor)]
             # The data reads what the networks declare (and the modality, which the configs say
@@ -203,6 +205,8 @@ class VideoCLI(LightningCLI):
         128 + signal); Lightning has saved last.ckpt by then (``save_on_exception``)."""
         try:
             super()._run_subcommand(subcommand)
+        except CheckpointWriteError as error:  # Lightning tried again on the way out: the same reason
+            sys.exit(f"error: {error}")
         except SIGTERMException:
             self._stopped(subcommand, "SIGTERM", 128 + signal.SIGTERM)
         except SystemExit as exit_:

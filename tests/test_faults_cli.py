@@ -5,6 +5,7 @@ Real runs on the tiny synthetic dataset: a quickstart fit with its own CSV logge
 tests, resumed fits and refusals in the same process or in real subprocesses.
 """
 
+import resource
 import shutil
 import signal
 import subprocess
@@ -184,3 +185,30 @@ def test_a_ctrl_c_while_a_loader_forks_its_workers_still_stops_the_fit(fitted) -
     assert process.stderr.strip().splitlines()[-1] == (f"fit stopped by Ctrl-C (SIGINT); resume with "
                                                        f"--ckpt_path last ({last.resolve()})")
     assert torch.load(last, weights_only=True)["epoch"] < 5
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_cannot_be_written_leaves_the_last_complete_one(fitted) -> None:
+    """A resumed fit whose files may not grow past half a checkpoint (RLIMIT_FSIZE: the write
+    fails as on a full disk or a quota): one line naming the file, exit 1, and the last.ckpt
+    it resumed from byte for byte as it was, with no partial file beside it."""
+    folder, config, saved = fitted
+    checkpoints = folder / "runs" / "full_disk" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    shutil.copy(saved, checkpoints / "last.ckpt")
+    before = saved.read_bytes()
+    limit = len(before) // 2
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    process = subprocess.run([sys.executable, str(ROOT / "cli.py"), "fit", "--config", config, "--experiment",
+                              "full_disk", "--ckpt_path", "last", "--trainer.max_epochs", "4"],
+                             cwd=folder, capture_output=True, text=True, timeout=600, preexec_fn=small_files)
+    assert process.returncode == 1, process.stderr[-3000:]
+    last_line = process.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: cannot write checkpoint {checkpoints.resolve()}/"), last_line
+    assert last_line.endswith("the earlier one is kept") and "Traceback" not in process.stderr
+    assert (checkpoints / "last.ckpt").read_bytes() == before
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["last.ckpt"]
