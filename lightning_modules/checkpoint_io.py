@@ -11,8 +11,10 @@ own (``flow.ownership.completed_file``), flushed to disk before the rename.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from flow.ownership import completed_file
+from flow.ownership import TMP_MARK, Writer, completed_file
 
 
 class CheckpointWriteError(OSError):
@@ -47,6 +49,17 @@ class CompleteCheckpointIO(TorchCheckpointIO):
             kept = "the earlier one is kept" if path.exists() else "none was there before"
             raise CheckpointWriteError(f"cannot write checkpoint {path} ({free / 2**20:.0f} MiB free on its disk; "
                                        f"{' '.join(str(error).split())}); {kept}") from error
+        remove_dead_writers_temporaries(path)
+
+
+def remove_dead_writers_temporaries(path: Path) -> None:
+    """Remove ``path``'s temporary files (``<name>.tmp-<host>-<pid>``) whose writer, on this
+    host, is dead: what a SIGKILL during a save left. Another host's, or a live writer's, stay."""
+    host = socket.gethostname()
+    for partial in path.parent.glob(f"{glob.escape(path.name)}{TMP_MARK}{glob.escape(host)}-*"):
+        pid = partial.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not Writer(host, int(pid), 0).alive():
+            partial.unlink(missing_ok=True)
 
 
 def write_checkpoints_complete(trainer: pl.Trainer) -> None:

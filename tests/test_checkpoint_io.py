@@ -1,12 +1,16 @@
 """lightning_modules/checkpoint_io.py: checkpoints appear whole or not at all, beside their final name."""
 
 import errno
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
+from flow.ownership import temporary
 from lightning_modules.checkpoint_io import CheckpointWriteError, CompleteCheckpointIO, write_checkpoints_complete
 
 
@@ -45,3 +49,21 @@ def test_only_lightnings_default_writer_is_replaced(tmp_path) -> None:
     trainer = Trainer(default_root_dir=tmp_path, logger=False, accelerator="cpu", plugins=[chosen])
     write_checkpoints_complete(trainer)
     assert trainer.strategy.checkpoint_io is chosen
+
+
+def test_a_save_removes_what_killed_writers_left_and_keeps_live_ones(tmp_path) -> None:
+    path = tmp_path / "last.ckpt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        left = [temporary(path, f"{socket.gethostname()}-{dead.pid}"),  # SIGKILLed mid-save
+                temporary(path, f"{socket.gethostname()}-{live.pid}"),  # another run saving now
+                temporary(path, f"another-host-{dead.pid}")]  # its writer's fate is unknown here
+        for partial in left:
+            partial.write_bytes(b"half a checkpoint")
+        CompleteCheckpointIO().save_checkpoint({"epoch": 1}, path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.ckpt", left[1].name, left[2].name])
+    finally:
+        live.kill()
+        live.wait()
