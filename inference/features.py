@@ -55,7 +55,7 @@ run resumes by running the same command again."""
 class ExtractedFlow:
     """A video's flow read from an extracted root (folders or packs); with ``expected`` (the
     recipe's training flow settings, when known) a video whose meta.json says other flow
-    (algorithm, bound, step, JPEG quality) is refused rather than fed to the network."""
+    (algorithm, its parameters, bound, step, JPEG quality) is refused rather than fed to the network."""
 
     def __init__(self, root: Path | str, expected: FlowSettings | None = None):
         if not Path(root).is_dir():
@@ -74,6 +74,9 @@ class ExtractedFlow:
             differ = [f"{name} {got!r}, model {trained!r}" for name, got, trained in (
                 ("bound", meta.bound, want.bound), ("step", meta.step, want.step),
                 ("jpeg_quality", meta.jpeg_quality, want.jpeg_quality)) if got != trained]
+            # Keys both record (tvl1_torch adds its device): a TV-L1 with fewer warps is other flow.
+            differ += [f"params.{key} {meta.params[key]!r}, model {want.params[key]!r}"
+                       for key in sorted(meta.params.keys() & want.params.keys()) if meta.params[key] != want.params[key]]
             # tvl1_torch is OpenCV's TV-L1 with the same parameters (inference.scoring.TVL1_ENGINES).
             if meta.algorithm not in (want.algorithm, TVL1_ENGINES.get(want.algorithm)):
                 differ.insert(0, f"algorithm {meta.algorithm!r}, model {want.algorithm!r}")

@@ -31,3 +31,5 @@ def test_frames_root_of_other_flow_settings_is_refused(ucf101_tiny):
         ExtractedFlow(frames_root, replace(trained, bound=99.0))(None, vid)
     with pytest.raises(ValueError, match="algorithm .*, model 'raft'"):
         ExtractedFlow(frames_root, replace(trained, algorithm="raft"))(None, vid)
+    with pytest.raises(ValueError, match=r"params\.preset 'medium', model 'fast'"):
+        ExtractedFlow(frames_root, replace(trained, params={**meta.params, "preset": "fast"}))(None, vid)
